@@ -1,0 +1,21 @@
+# The quickstart: `make tour` (the main job on embedded defaults) and `make test` (the whole suite).
+.PHONY: setup tour test test-fast lint bench-smoke
+PY := .venv/bin/python
+
+setup:
+	@bash scripts/setup.sh
+
+tour: setup
+	$(PY) -m vlkit tour
+
+test: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
+bench-smoke: setup
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/zero_shot_throughput.py --smoke
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/train_throughput.py --smoke

@@ -1,0 +1,3 @@
+from vlkit.cli import main
+
+main()

@@ -1,0 +1,212 @@
+"""Typed run configuration: dataclasses filled from YAML recipes and `--set key=value` overrides.
+
+A recipe is plain data. Loading is strict: an unknown key names itself and the valid keys, a
+wrong type names the field and the value. The resolved config is saved next to every
+checkpoint (`config.yaml`), and `load_config` on that file rebuilds the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the config dataclasses."""
+
+
+@dataclass
+class ModelConfig:
+    """A dual encoder: image tower + text tower + projections into a shared space."""
+
+    image_encoder: str = "vit-tiny"  # registry name, transformers hub id or local path
+    text_encoder: str = "text-tiny"
+    embed_dim: int = 128  # shared embedding size after the projection heads
+    image_size: int = 64  # input resolution of from-scratch image towers
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    vocab_size: int = 512  # tokenizer trained on the data for from-scratch text towers
+    max_text_length: int = 32
+    loss: str = "clip"  # clip (symmetric InfoNCE) | siglip (pairwise sigmoid)
+    init_temperature: float = 0.07  # CLIP: logit scale starts at 1/0.07; SigLIP paper uses 0.1
+    max_logit_scale: float = 100.0  # CLIP clamps exp(logit_scale) at 100
+    init_logit_bias: float = -10.0  # SigLIP only
+    lock_image: bool = False  # LiT: image tower frozen ...
+    unlock_image_blocks: int = 0  # ... except its last N blocks
+    lock_text: bool = False
+
+
+@dataclass
+class SourceConfig:
+    """One data source; several are mixed by weight."""
+
+    kind: str = "scenes"  # scenes | photos | fashion-mnist | folder | webdataset | hf
+    path: str = ""  # folder / shard pattern / saved dataset (user data only)
+    weight: float = 1.0
+    split: str = "train"
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    image_size: int = 64  # scenes render size
+    min_objects: int = 1
+    max_objects: int = 3
+    seed: int = 0  # scenes world seed; held-out eval scenes use a different seed
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/clip-scenes"
+    steps: int = 1000
+    batch_size: int = 128
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0  # 0 = off
+    bf16: bool = False  # autocast; slower than fp32 on the CPUs here, useful on accelerators
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250  # 0 = only at the end
+    save_every: int = 250
+    keep_last: int = 2
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass
+class EvalConfig:
+    num_images: int = 512  # held-out scenes per evaluation
+    seed: int = 1_000_003  # a scenes seed never used for training
+    templates: list[str] = field(default_factory=lambda: ["a {}.", "a photo of a {}."])
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Builds dataclass `cls` from nested dicts, checking every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {_join(where, unknown[0])!r}; valid keys here: {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            try:
+                return _coerce(arm, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: value {value!r} is not a {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (arm,) = typing.get_args(tp)
+        return [_coerce(arm, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        arms = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(arms):
+            raise ConfigError(f"{where}: expected a list of {len(arms)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(arms, value)))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain dict (tuples become lists) for YAML."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Applies one `section.key=value` (value parsed as YAML) to nested dict `data` in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected key=value, e.g. train.lr=3e-4")
+    key, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str):  # YAML reads '3e-4' as a string; accept it as a number
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Reads a recipe (or the defaults when `path` is None) and applies overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return from_dict(Config, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
