@@ -7,6 +7,7 @@ checkpoint (`config.yaml`), and `load_config` on that file rebuilds the run exac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -176,10 +177,8 @@ def apply_override(data: dict, assignment: str) -> None:
     key, raw = assignment.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else ""
     if isinstance(value, str):  # YAML reads '3e-4' as a string; accept it as a number
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:

@@ -1,0 +1,152 @@
+"""Data sets: embedded ones (scenes, photos, fashion-mnist) and your own (folder, webdataset, hf).
+
+Every data set follows one contract: `len(ds)` and `ds[i]` → a dict with
+    "image": uint8[H, W, 3] RGB, "captions": list[str] (>= 1), "key": str (a stable id),
+and optionally "label": int; an index out of range raises IndexError. Sets that can give
+captions without decoding images also have `captions(i) -> list[str]`.
+
+`build_dataset(cfg.data)` turns the config's sources into one data set, mixed by weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vlkit.config import DataConfig, SourceConfig
+from vlkit.data.folder import ImageFolderCaptions
+from vlkit.data.images import MAX_PIXELS, ImageError, load_image
+from vlkit.data.mix import MixedDataset
+from vlkit.data.shards import WebDatasetShards, write_shards
+
+__all__ = [
+    "MAX_PIXELS",
+    "SOURCE_KINDS",
+    "ImageError",
+    "ImageFolderCaptions",
+    "MixedDataset",
+    "WebDatasetShards",
+    "build_dataset",
+    "build_source",
+    "iter_captions",
+    "load_image",
+    "open_named",
+    "write_shards",
+]
+
+
+# Imported only when asked for: the embedded sets load their own assets, and `datasets`
+# takes about a second to import.
+def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.scenes import Scenes, ScenesConfig
+
+    return Scenes(
+        ScenesConfig(
+            image_size=cfg.image_size, min_objects=cfg.min_objects, max_objects=cfg.max_objects, seed=cfg.seed
+        )
+    )
+
+
+def _photos(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.photos import Photos
+
+    return Photos()
+
+
+def _fashion_mnist(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.fashion_mnist import FashionMNIST
+
+    return FashionMNIST(split=source.split)
+
+
+def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.hf import HFDiskDataset
+
+    return HFDiskDataset(source.path, split=source.split)
+
+
+# kind → builder; the only registry of data sources. Kinds in USER_KINDS read `source.path`.
+SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
+    "scenes": _scenes,
+    "photos": _photos,
+    "fashion-mnist": _fashion_mnist,
+    "folder": lambda source, cfg: ImageFolderCaptions(source.path),
+    "webdataset": lambda source, cfg: WebDatasetShards(source.path),
+    "hf": _hf,
+}
+USER_KINDS = ("folder", "webdataset", "hf")
+
+
+def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sources[0]") -> Any:
+    """One SourceConfig → its data set; `where` names it in errors."""
+    if source.kind not in SOURCE_KINDS:
+        raise ValueError(
+            f"{where}.kind: unknown kind {source.kind!r}; valid kinds: {', '.join(SOURCE_KINDS)}"
+        )
+    if source.kind in USER_KINDS and not source.path:
+        raise ValueError(f"{where}.path: kind {source.kind!r} needs a path to the data")
+    if source.kind not in USER_KINDS and source.path:
+        raise ValueError(
+            f"{where}.path: kind {source.kind!r} is embedded and takes no path (got {source.path!r}); "
+            f"paths are for kinds {', '.join(USER_KINDS)}"
+        )
+    return SOURCE_KINDS[source.kind](source, cfg)
+
+
+def build_dataset(cfg: DataConfig) -> Any:
+    """All sources of `cfg`; one source is returned as is, several are mixed by weight."""
+    if not cfg.sources:
+        raise ValueError("data.sources: empty; give at least one source")
+    for s, source in enumerate(cfg.sources):
+        if not source.weight > 0:
+            raise ValueError(f"data.sources[{s}].weight: must be > 0, got {source.weight}")
+    built = [build_source(source, cfg, f"data.sources[{s}]") for s, source in enumerate(cfg.sources)]
+    if len(built) == 1:
+        return built[0]
+    return MixedDataset(built, [source.weight for source in cfg.sources], seed=cfg.seed)
+
+
+def iter_captions(dataset: Any, n: int) -> list[str]:
+    """All captions of the first `n` samples (e.g. to train a tokenizer); undecodable images
+    are skipped. Uses `dataset.captions(i)` when present, so no image is decoded at all."""
+    captions: list[str] = []
+    fast = getattr(dataset, "captions", None)
+    for i in range(min(n, len(dataset))):
+        try:
+            captions.extend(fast(i) if callable(fast) else dataset[i]["captions"])
+        except ImageError:  # a mix may fall back to decoding for sources without captions()
+            continue
+    return captions
+
+
+EMBEDDED_KINDS = ("scenes", "photos", "fashion-mnist")
+
+
+def open_named(name: str) -> Any:
+    """A data set from a command-line name (defaults of DataConfig for embedded sets):
+
+    scenes | photos | fashion-mnist, a folder holding captions.jsonl, a directory written by
+    `datasets`' save_to_disk, a directory of .tar shards, or a shard pattern / .tar path.
+    """
+    kind, path = _kind_of(name)
+    return build_source(SourceConfig(kind=kind, path=path), DataConfig(), where=f"data {name!r}")
+
+
+def _kind_of(name: str) -> tuple[str, str]:
+    if name in EMBEDDED_KINDS:
+        return name, ""
+    path = Path(name)
+    if path.is_dir():
+        if (path / "captions.jsonl").is_file():
+            return "folder", name
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            return "hf", name
+        if any(path.glob("*.tar")):
+            return "webdataset", str(path / "*.tar")
+    elif path.suffix == ".tar" or any(c in name for c in "*?[{"):
+        return "webdataset", name
+    raise ValueError(
+        f"data {name!r}: not an embedded set ({', '.join(EMBEDDED_KINDS)}), nor a folder with "
+        "captions.jsonl, a saved Hugging Face dataset, a directory of .tar shards or a shard pattern"
+    )

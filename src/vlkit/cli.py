@@ -1,0 +1,187 @@
+"""The `vlkit` command: a thin argparse layer over the library (no logic lives here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  vlkit tour                                        train, evaluate and report on the embedded scenes
+  vlkit train recipes/clip-scenes.yaml --set train.lr=3e-4
+  vlkit eval runs/clip-scenes --data scenes
+  vlkit classify runs/clip-scenes photo.png --labels "red circle,blue star"
+  vlkit index runs/clip-scenes images/ --out images.index
+  vlkit search images.index "a small red circle"
+  vlkit export runs/clip-scenes --format transformers --out clip-hf
+  vlkit data shards scenes --count 1000 --out shards/
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vlkit",
+        description="Build, train, evaluate and serve vision-language models, offline-first.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("tour", help="the main job: train the default recipe on scenes, evaluate, report")
+    s.add_argument("--out", default="runs/tour", help="run folder (default: %(default)s)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    s.add_argument("--fresh", action="store_true", help="start over instead of resuming a previous tour")
+
+    s = sub.add_parser("train", help="train from a recipe (resumes the run folder's latest checkpoint)")
+    s.add_argument("recipe", nargs="?", help="YAML recipe (default: the embedded defaults)")
+    s.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=3e-4"
+    )
+    s.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    s = sub.add_parser("eval", help="evaluate a model: zero-shot, retrieval, binding; JSON + markdown report")
+    s.add_argument("model", help="model or run folder")
+    s.add_argument(
+        "--data",
+        default="scenes",
+        help="scenes | photos | fashion-mnist | a folder with captions.jsonl | shards pattern (default: scenes)",
+    )
+    s.add_argument("--limit", type=int, default=None, help="at most N samples")
+    s.add_argument("--out", default=None, help="report folder (default: <model>/eval-<data>)")
+
+    s = sub.add_parser("classify", help="zero-shot classify images against labels")
+    s.add_argument("model", help="model or run folder")
+    s.add_argument("images", nargs="+", help="image files")
+    s.add_argument("--labels", required=True, help="comma-separated labels")
+    s.add_argument(
+        "--template", action="append", default=None, help="prompt template with {} (repeat to ensemble)"
+    )
+    s.add_argument("--top", type=int, default=3, help="labels to print per image")
+
+    s = sub.add_parser("index", help="embed a folder of images into a search index")
+    s.add_argument("model", help="model or run folder")
+    s.add_argument("folder", help="folder of images (searched recursively)")
+    s.add_argument("--out", required=True, help="index folder to write")
+    s.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
+
+    s = sub.add_parser("search", help="text → top-k images of an index")
+    s.add_argument("index", help="index folder written by `vlkit index`")
+    s.add_argument("query", nargs="+", help="query text(s)")
+    s.add_argument("-k", type=int, default=5, help="results per query")
+    s.add_argument("--model", default=None, help="model folder (default: the one the index was built with)")
+
+    s = sub.add_parser("export", help="export to another library's format")
+    s.add_argument("model", help="model or run folder")
+    s.add_argument("--format", default="transformers", choices=["transformers"])
+    s.add_argument("--out", required=True, help="output folder")
+
+    s = sub.add_parser("data", help="data tools")
+    dsub = s.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    w = dsub.add_parser("shards", help="write a data set as webdataset tar shards")
+    w.add_argument("source", help="scenes | photos | fashion-mnist | a folder with captions.jsonl")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--count", type=int, default=None, help="samples to write (needed for scenes)")
+    w.add_argument("--per-shard", type=int, default=1000)
+    return p
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _image_files(folder: str) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        _run(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "tour":
+        from vlkit.tour import run_tour
+
+        run_tour(args.out, overrides=args.set, fresh=args.fresh, progress=not args.quiet)
+    elif args.command == "train":
+        from vlkit.config import load_config, save_config
+        from vlkit.eval.contrastive import evaluate_scenes
+        from vlkit.train.loop import train
+
+        cfg = load_config(args.recipe, args.set)
+        if args.print_config:
+            save_config(cfg, "/dev/stdout")
+            return
+        out = train(cfg, evaluate=evaluate_scenes, progress=not args.quiet)
+        print(f"run folder: {out}")
+    elif args.command == "eval":
+        from vlkit.eval.run import run_eval
+
+        result = run_eval(args.model, args.data, limit=args.limit, out_dir=args.out)
+        print(json.dumps(result["metrics"], indent=1))
+        print(f"report: {result['report']}")
+    elif args.command == "classify":
+        import vlkit
+
+        labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+        templates = args.template or ["a photo of a {}."]
+        result = vlkit.load(args.model).classify(args.images, labels, templates)
+        for path, probs in zip(args.images, result.probs):
+            best = probs.argsort()[::-1][: args.top]
+            print(path + "\t" + "\t".join(f"{labels[i]}={probs[i]:.3f}" for i in best))
+    elif args.command == "index":
+        import vlkit
+
+        files = _image_files(args.folder)
+        model = vlkit.load(args.model)
+        index = model.build_index(files, [str(f) for f in files])
+        index.metadata["model"] = str(model.path.resolve())
+        index.backend = args.backend
+        index.save(args.out)
+        print(f"indexed {len(index)} images into {args.out}")
+    elif args.command == "search":
+        import vlkit
+        from vlkit.index import SearchIndex
+
+        index = SearchIndex.load(args.index)
+        model_path = args.model or index.metadata.get("model")
+        if not model_path:
+            raise ValueError(f"{args.index}: the index names no model; pass --model")
+        hits = vlkit.load(model_path).search(index, args.query, args.k)
+        for query, results in zip(args.query, hits):
+            print(f"# {query}")
+            for key, score in results:
+                print(f"{score:.4f}\t{key}")
+    elif args.command == "export":
+        from vlkit.export import export_transformers
+
+        print(f"exported to {export_transformers(args.model, args.out)}")
+    elif args.command == "data":
+        from vlkit.data import open_named
+        from vlkit.data.shards import write_shards
+
+        dataset = open_named(args.source)
+        count = args.count if args.count is not None else len(dataset)
+        if count > len(dataset) or count > 10_000_000:
+            raise ValueError(
+                f"--count {count}: the source has {len(dataset)} samples; pass a smaller --count"
+            )
+        paths = write_shards((dataset[i] for i in range(count)), args.out, max_per_shard=args.per_shard)
+        print(f"wrote {count} samples into {len(paths)} shards under {args.out}")

@@ -1,0 +1,224 @@
+"""Text for procedural scenes: captions, a hard negative caption and question-answer pairs.
+
+Every sentence is derived from the objects' attributes and boxes alone, so it is true of the
+image by construction. Objects in one scene have distinct (color, shape) pairs, which makes
+"the red circle" always name exactly one object. Wording varies (several templates, random
+object order) so a text tower cannot key on one sentence pattern; the generator `rng` picks it.
+
+This module knows nothing about rendering: the scene module passes in the objects and the
+vocabulary (`colors`, `shapes`) that negatives and absent-object questions are drawn from.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+# Relation name -> the phrase used between two noun phrases in a caption.
+RELATION_PHRASES = {
+    "left": ("left of", "to the left of"),
+    "right": ("right of", "to the right of"),
+    "above": ("above",),
+    "below": ("below", "beneath"),
+}
+OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+
+
+class Described(Protocol):
+    """What the text needs from an object (SceneObject satisfies it)."""
+
+    shape: str
+    color: str
+    size: str
+    box: tuple[float, float, float, float]  # (x1, y1, x2, y2) in [0, 1]
+
+
+@dataclass
+class QA:
+    """One question about a scene with a short answer: a word, a number, yes/no or a relation.
+
+    type is one of "color", "shape", "count", "existence", "relation".
+    """
+
+    question: str
+    answer: str
+    type: str
+
+
+def relation(a: Described, b: Described) -> str:
+    """Where `a` lies relative to `b`: "left", "right", "above" or "below".
+
+    Boxes never intersect, so they are separated along at least one axis; the axis with the
+    wider gap wins, which keeps the answer obvious to a human looking at the image.
+    """
+    gap_x = max(b.box[0] - a.box[2], a.box[0] - b.box[2])
+    gap_y = max(b.box[1] - a.box[3], a.box[1] - b.box[3])
+    if gap_x >= gap_y:
+        return "left" if a.box[2] <= b.box[0] else "right"
+    return "above" if a.box[3] <= b.box[1] else "below"
+
+
+def position(obj: Described) -> str:
+    """A coarse place in the picture from the box centre, e.g. "in the top left", "on the right"."""
+    cx = (obj.box[0] + obj.box[2]) / 2
+    cy = (obj.box[1] + obj.box[3]) / 2
+    horizontal = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "center"
+    vertical = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
+    if horizontal == "center" and vertical == "middle":
+        return "in the center"
+    if vertical == "middle":
+        return f"on the {horizontal}"
+    if horizontal == "center":
+        return f"at the {vertical}"
+    return f"in the {vertical} {horizontal}"
+
+
+def noun(obj: Described, with_size: bool = True) -> str:
+    """The noun phrase "a small red circle" ("a red circle" without the size)."""
+    words = [obj.size, obj.color, obj.shape] if with_size else [obj.color, obj.shape]
+    return "a " + " ".join(words)
+
+
+def join(phrases: Sequence[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def left_to_right(objects: Sequence[Described]) -> list[Described]:
+    """Reading order for listings, so the canonical caption is stable under colour swaps."""
+    return sorted(objects, key=lambda o: (o.box[0], o.box[1]))
+
+
+def captions(objects: Sequence[Described], rng: random.Random) -> list[str]:
+    """Five true captions. captions[0] is canonical: colour + shape, objects left to right,
+    no sizes ("a red circle and a blue square"); twins in a swap pair differ only by colour there.
+    """
+    ordered = left_to_right(objects)
+    shuffled = rng.sample(list(objects), len(objects))
+    count = NUMBER_WORDS[len(objects)]
+    out = [join([noun(o, with_size=False) for o in ordered]), join([noun(o) for o in shuffled])]
+    if len(objects) == 1:
+        (obj,) = objects
+        out += [
+            f"one shape: {noun(obj)}",
+            f"{noun(obj)} {position(obj)}",
+            f"there is {noun(obj)} {position(obj)} of the picture",
+        ]
+        return out
+    a, b = shuffled[0], shuffled[1]
+    rest = shuffled[2:]
+    phrases = RELATION_PHRASES[relation(a, b)]
+    out.append(f"{len(objects) if rng.random() < 0.3 else count} shapes: {join([noun(o) for o in ordered])}")
+    sentence = f"{noun(a)} {rng.choice(phrases)} {noun(b)}"
+    out.append(sentence + (f", with {join([noun(o) for o in rest])}" if rest else ""))
+    back = RELATION_PHRASES[relation(b, a)]
+    out.append(f"there is {noun(b)} {back[-1]} {noun(a)}")
+    return out
+
+
+def negative_caption(objects: Sequence[Described], rng: random.Random, colors: Sequence[str]) -> str:
+    """A hard negative in the canonical caption's form: false of the image, same words otherwise.
+
+    Swaps the colours of two objects that differ in both colour and shape (a swap between two
+    same-shape objects would describe the same set). Without such a pair (one object, or all
+    objects share a colour or a shape) one object gets a colour no object of its shape has.
+    Both ways the negative names a (colour, shape) the scene does not contain.
+    """
+    ordered = left_to_right(objects)
+    colours = [o.color for o in ordered]
+    present = {(o.color, o.shape) for o in ordered}
+    # A swap must create an object the scene lacks; with a red circle, a blue square, a blue
+    # circle and a red square, swapping the first two would only repeat present objects.
+    pairs = [
+        (i, j)
+        for i, a in enumerate(ordered)
+        for j, b in enumerate(ordered[i + 1 :], start=i + 1)
+        if a.color != b.color
+        and a.shape != b.shape
+        and ((b.color, a.shape) not in present or (a.color, b.shape) not in present)
+    ]
+    if pairs:
+        i, j = rng.choice(pairs)
+        colours[i], colours[j] = colours[j], colours[i]
+    else:
+        k = rng.randrange(len(ordered))
+        taken = {o.color for o in ordered if o.shape == ordered[k].shape}
+        free = [c for c in colors if c not in taken]
+        colours[k] = rng.choice(free)
+    return join([f"a {c} {o.shape}" for c, o in zip(colours, ordered)])
+
+
+def questions(
+    objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
+) -> list[QA]:
+    """Five to ten questions covering count, colour, shape, existence (yes and no) and relation."""
+    n = len(objects)
+    qa = [
+        QA(
+            rng.choice(
+                (
+                    "How many shapes are there?",
+                    "How many objects are in the image?",
+                    "How many shapes can you see?",
+                )
+            ),
+            str(n),
+            "count",
+        )
+    ]
+    probe_shape = rng.choice(shapes)
+    qa.append(
+        QA(f"How many {probe_shape}s are there?", str(sum(o.shape == probe_shape for o in objects)), "count")
+    )
+
+    # Colour and shape questions name an object by the one attribute that is unique in the scene;
+    # at most two of each, so crowded scenes do not drown the other question types.
+    unique_shape = [o for o in objects if sum(p.shape == o.shape for p in objects) == 1]
+    unique_color = [o for o in objects if sum(p.color == o.color for p in objects) == 1]
+    for obj in rng.sample(unique_shape, min(2, len(unique_shape))):
+        template = rng.choice(
+            ("What color is the {}?", "What is the color of the {}?", "Which color does the {} have?")
+        )
+        qa.append(QA(template.format(obj.shape), obj.color, "color"))
+    for obj in rng.sample(unique_color, min(2, len(unique_color))):
+        template = rng.choice(("What shape is the {} object?", "Which shape is {}?", "What is the {} shape?"))
+        qa.append(QA(template.format(obj.color), obj.shape, "shape"))
+
+    present = {(o.color, o.shape) for o in objects}
+    asked = rng.choice(objects)
+    # The "no" question prefers a recombination of attributes that are present (a red square when
+    # there is a red circle and a blue square): only binding colour to shape answers it.
+    mixed = [
+        (c, s)
+        for c in {o.color for o in objects}
+        for s in {o.shape for o in objects}
+        if (c, s) not in present
+    ]
+    absent = sorted(mixed) or [(c, s) for c in colors for s in shapes if (c, s) not in present]
+    color, shape = rng.choice(absent)
+    templates = (
+        "Is there a {} {}?",
+        "Is there a {} {} in the image?",
+        "Can you see a {} {}?",
+        "Does the picture show a {} {}?",
+    )
+    qa.append(QA(rng.choice(templates).format(asked.color, asked.shape), "yes", "existence"))
+    qa.append(QA(rng.choice(templates).format(color, shape), "no", "existence"))
+
+    if n >= 2:
+        a, b = rng.sample(list(objects), 2)
+        rel = relation(a, b)
+        axis = "left or right of" if rel in ("left", "right") else "above or below"
+        qa.append(QA(f"Is the {a.color} {a.shape} {axis} the {b.color} {b.shape}?", rel, "relation"))
+        qa.append(
+            QA(
+                f"Where is the {b.color} {b.shape} relative to the {a.color} {a.shape}?",
+                OPPOSITE[rel],
+                "relation",
+            )
+        )
+    return qa

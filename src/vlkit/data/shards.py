@@ -1,0 +1,267 @@
+"""WebDataset tar shards, read with random access and written in the same convention.
+
+A shard is a plain tar file whose members are grouped into samples by key: the member path
+up to the first dot of its basename (`0001.jpg`, `0001.json`, `0001.txt` → key `0001`).
+A sample needs an image (.jpg .jpeg .png .webp) and a caption: `.json` with "caption" (str)
+or "captions" (list[str]), else `.txt`. A `.json` "label"/"boxes" or a `.cls` member pass
+through.
+
+Training needs `dataset[i]`, not a stream, so construction scans the tar headers once and
+keeps each member's byte offset; `__getitem__` then reads exactly the bytes it needs.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import itertools
+import json
+import operator
+import tarfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import braceexpand
+import numpy as np
+from PIL import Image
+
+from vlkit.data.folder import caption_list
+from vlkit.data.images import load_image
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # preference order when a key has several
+WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    offset: int  # byte offset of the member's data inside the shard
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    shard: int  # index into WebDatasetShards.shards
+    key: str
+    image_ext: str
+    image: _Member
+    json: _Member | None
+    txt: _Member | None
+    cls: _Member | None
+
+
+class WebDatasetShards:
+    """Samples `{"image": uint8[H, W, 3], "captions": list[str], "key": "<shard>#<key>", "label"?}`.
+
+    `pattern_or_paths`: a brace pattern ("data/shard-{000000..000003}.tar"), a glob
+    ("data/*.tar"), or a list of either. Shards must be uncompressed tars (random access).
+    """
+
+    def __init__(self, pattern_or_paths: str | Path | Sequence[str | Path]):
+        self.shards = expand_shards(pattern_or_paths)
+        self._samples: list[_Sample] = []
+        for shard_index, shard in enumerate(self.shards):
+            self._samples.extend(_index_shard(shard, shard_index))
+        if not self._samples:
+            raise ValueError(f"no samples in shards {pattern_or_paths!r}")
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        entry = self._samples[self._check_index(i)]
+        name = self._name(entry)
+        sample = self._metadata(entry)
+        sample["image"] = load_image(self._read(entry, entry.image), name=name)
+        sample["key"] = name
+        return sample
+
+    def captions(self, i: int) -> list[str]:
+        """The captions of sample `i` without decoding its image."""
+        return self._metadata(self._samples[self._check_index(i)])["captions"]
+
+    def _metadata(self, entry: _Sample) -> dict[str, Any]:
+        """{"captions", "label"?, "boxes"?} from the sample's .json / .txt / .cls members."""
+        where = self._name(entry)
+        meta: dict[str, Any] = {}
+        captions = None
+        if entry.json is not None:
+            try:
+                record = json.loads(self._read(entry, entry.json))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{where}.json: invalid JSON ({e})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}.json: expected a JSON object, got {type(record).__name__}")
+            captions = caption_list(record, f"{where}.json")
+            meta.update({f: record[f] for f in ("label", "boxes") if f in record})
+        if captions is None and entry.txt is not None:
+            captions = [self._read(entry, entry.txt).decode("utf-8").strip()]
+        if captions is None:
+            raise ValueError(f"{where}: no caption; the .json member has neither 'caption' nor 'captions'")
+        if entry.cls is not None and "label" not in meta:
+            text = self._read(entry, entry.cls).decode("ascii", errors="replace").strip()
+            try:
+                meta["label"] = int(text)
+            except ValueError:
+                raise ValueError(f"{where}.cls: expected an integer class id, got {text!r}") from None
+        meta["captions"] = captions
+        return meta
+
+    def _read(self, entry: _Sample, member: _Member) -> bytes:
+        # Reopening per read keeps the dataset picklable and fork-safe for DataLoader workers;
+        # the OS page cache makes it cheap.
+        with open(self.shards[entry.shard], "rb") as f:
+            f.seek(member.offset)
+            return f.read(member.size)
+
+    def _name(self, entry: _Sample) -> str:
+        return f"{self.shards[entry.shard]}#{entry.key}"
+
+    def _check_index(self, i: int) -> int:
+        i = operator.index(i)
+        if not 0 <= i < len(self._samples):
+            raise IndexError(
+                f"index {i} out of range for {len(self._samples)} samples in {len(self.shards)} shards"
+            )
+        return i
+
+
+def expand_shards(pattern_or_paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Brace patterns and globs → existing shard paths, in the order given (globs sorted)."""
+    patterns = [pattern_or_paths] if isinstance(pattern_or_paths, str | Path) else list(pattern_or_paths)
+    if not patterns:
+        raise ValueError("no shard paths given")
+    shards: list[Path] = []
+    for pattern in patterns:
+        for expanded in braceexpand.braceexpand(str(pattern)):
+            if glob.has_magic(expanded):
+                matches = sorted(glob.glob(expanded))
+                if not matches:
+                    raise FileNotFoundError(f"no shard matches {expanded!r} (from {str(pattern)!r})")
+                shards.extend(Path(m) for m in matches)
+            elif Path(expanded).is_file():
+                shards.append(Path(expanded))
+            else:
+                raise FileNotFoundError(f"shard not found: {expanded} (from {str(pattern)!r})")
+    return shards
+
+
+def _split_key(member_name: str) -> tuple[str, str] | None:
+    """'dir/0001.seg.jpg' → ('dir/0001', 'seg.jpg'), the webdataset convention; None without a dot."""
+    directory, _, basename = member_name.rpartition("/")
+    stem, dot, extension = basename.partition(".")
+    if not dot or not stem:
+        return None
+    return (f"{directory}/{stem}" if directory else stem), extension.lower()
+
+
+def _index_shard(shard: Path, shard_index: int) -> list[_Sample]:
+    """Scans the tar headers of one shard (not its data) and groups members by key."""
+    members: dict[str, dict[str, _Member]] = {}
+    try:
+        with tarfile.open(shard, "r:") as tar:  # "r:" refuses compressed tars: no random access
+            for info in tar:
+                split = _split_key(info.name) if info.isfile() else None
+                if split is None:
+                    continue
+                by_ext = members.setdefault(split[0], {})
+                if split[1] in by_ext:
+                    raise ValueError(f"{shard}: duplicate member {info.name!r}")
+                by_ext[split[1]] = _Member(info.offset_data, info.size)
+    except tarfile.TarError as e:
+        raise ValueError(f"{shard}: not a readable uncompressed tar file ({e})") from e
+    samples = []
+    for key, by_ext in members.items():
+        image_ext = next((ext for ext in IMAGE_EXTENSIONS if ext in by_ext), None)
+        if image_ext is None:
+            raise ValueError(
+                f"{shard}#{key}: no image member (found .{', .'.join(sorted(by_ext))}); "
+                f"expected one of .{', .'.join(IMAGE_EXTENSIONS)}"
+            )
+        if "json" not in by_ext and "txt" not in by_ext:
+            raise ValueError(f"{shard}#{key}: no caption member (.json or .txt)")
+        samples.append(
+            _Sample(
+                shard_index,
+                key,
+                image_ext,
+                by_ext[image_ext],
+                by_ext.get("json"),
+                by_ext.get("txt"),
+                by_ext.get("cls"),
+            )
+        )
+    return samples
+
+
+def write_shards(
+    samples: Iterable[dict[str, Any]],
+    out_pattern_or_dir: str | Path,
+    max_per_shard: int = 1000,
+    image_format: str = "png",
+) -> list[Path]:
+    """Writes samples (the dataset contract) as webdataset tar shards; returns the shard paths.
+
+    `out_pattern_or_dir`: a pattern with a printf field for the shard number
+    ("out/shard-%06d.tar", webdataset's ShardWriter convention) or a directory, which gets
+    shard-000000.tar, shard-000001.tar, ... Each sample becomes `<n>.<image_format>`,
+    `<n>.json` ({"captions": [...], "label"?: int, "boxes"?: ...}) and `<n>.txt` (the first
+    caption), with `n` its running index, zero-padded.
+    """
+    if image_format not in WRITE_FORMATS:
+        raise ValueError(
+            f"image_format {image_format!r} not supported; use one of {', '.join(WRITE_FORMATS)}"
+        )
+    if max_per_shard < 1:
+        raise ValueError(f"max_per_shard must be >= 1, got {max_per_shard}")
+    pattern = str(out_pattern_or_dir)
+    if "%" not in pattern:
+        pattern = str(Path(pattern) / "shard-%06d.tar")
+    paths: list[Path] = []
+    numbered = enumerate(samples)
+    for first in numbered:  # each turn opens a shard and streams up to max_per_shard samples in
+        paths.append(Path(pattern % len(paths)))
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(paths[-1], "w", format=tarfile.USTAR_FORMAT) as tar:
+            for n, sample in itertools.chain([first], itertools.islice(numbered, max_per_shard - 1)):
+                for extension, data in _encode_sample(sample, n, image_format).items():
+                    _add_member(tar, f"{n:09d}.{extension}", data)
+    if not paths:
+        raise ValueError("write_shards: no samples to write")
+    return paths
+
+
+def _encode_sample(sample: dict[str, Any], n: int, image_format: str) -> dict[str, bytes]:
+    where = f"sample {n} (key {sample.get('key', '?')!r})"
+    image = sample.get("image")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        described = (
+            f"{image.dtype}{list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
+        )
+        raise ValueError(f"{where}: 'image' must be uint8[H, W, 3], got {described}")
+    captions = sample.get("captions")
+    if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
+        raise ValueError(f"{where}: 'captions' must be a non-empty list of strings, got {captions!r}")
+    record: dict[str, Any] = {"captions": captions}
+    if sample.get("label") is not None:
+        record["label"] = int(sample["label"])
+    if sample.get("boxes") is not None:
+        boxes = sample["boxes"]
+        record["boxes"] = boxes.tolist() if isinstance(boxes, np.ndarray) else boxes
+    buffer = io.BytesIO()
+    options = {"quality": 95} if image_format != "png" else {}
+    Image.fromarray(image).save(buffer, format=WRITE_FORMATS[image_format], **options)
+    return {
+        image_format: buffer.getvalue(),
+        "json": json.dumps(record, ensure_ascii=False).encode("utf-8"),
+        "txt": captions[0].encode("utf-8"),
+    }
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o444
+    info.mtime = 0  # fixed so the same samples always give byte-identical shards
+    tar.addfile(info, io.BytesIO(data))

@@ -1,0 +1,123 @@
+"""Image and text towers: thin adapters that give every backbone the same small interface.
+
+An image tower has `out_dim`, `preprocess` (an `ImagePreprocess`), `forward(pixel_values)` →
+pooled features `float[B, out_dim]`, `grid(pixel_values)` → patch/grid features
+`float[B, N, D]` (what generative models consume) and `blocks()` (its layers in order, for LiT's
+partial unlocking). A text tower has `out_dim`, `tokenizer`, `max_length`,
+`forward(input_ids, attention_mask)` → `float[B, out_dim]` and `blocks()`.
+The towers themselves are transformers models (or the packaged EfficientNet); we only add glue.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import CLIPTextModel, CLIPVisionModel, PreTrainedTokenizerBase
+
+from vlkit.models.preprocess import ImagePreprocess
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CLIPVisionTower(nn.Module):
+    """A transformers CLIP vision transformer; pooled = post-layernormed CLS token."""
+
+    def __init__(self, model: CLIPVisionModel, preprocess: ImagePreprocess):
+        super().__init__()
+        self.model = model
+        self.preprocess = preprocess
+        self.out_dim = model.config.hidden_size
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output  # (B, D)
+
+    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).last_hidden_state[:, 1:]  # (B, N_patches, D)
+
+    def blocks(self) -> list[nn.Module]:
+        return [*self.model.encoder.layers, self.model.post_layernorm]
+
+
+class HFVisionTower(nn.Module):
+    """Any transformers vision backbone (ViT, SigLIP, DINOv2...): pooler output, else the CLS token."""
+
+    def __init__(self, model: nn.Module, preprocess: ImagePreprocess):
+        super().__init__()
+        self.model = model
+        self.preprocess = preprocess
+        self.out_dim = model.config.hidden_size
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None else out.last_hidden_state[:, 0]
+
+    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).last_hidden_state
+
+    def blocks(self) -> list[nn.Module]:
+        encoder = getattr(self.model, "encoder", None)
+        layers = getattr(encoder, "layers", None) or getattr(encoder, "layer", None)
+        if layers is None:
+            raise ValueError(f"{type(self.model).__name__}: cannot find its layers to unlock")
+        return list(layers)
+
+
+class EfficientNetTower(nn.Module):
+    """EfficientNet-Lite0 (ImageNet weights): pooled = mean of the final 1280×7×7 grid at 224 px."""
+
+    def __init__(self, model: nn.Module, preprocess: ImagePreprocess):
+        super().__init__()
+        self.model = model
+        self.preprocess = preprocess
+        self.out_dim = 1280
+
+    def feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(pixel_values)  # (B, 1280, 7, 7) at 224 px
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(pixel_values).mean(dim=(2, 3))  # (B, 1280)
+
+    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(pixel_values).flatten(2).transpose(1, 2)  # (B, 49, 1280)
+
+    def blocks(self) -> list[nn.Module]:
+        m = self.model
+        return [*m._blocks, nn.ModuleList([m._conv_head, m._bn1])]
+
+
+class CLIPTextTower(nn.Module):
+    """A transformers CLIP text transformer; pooled = final-layernormed end-of-text token."""
+
+    def __init__(self, model: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, max_length: int):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.out_dim = model.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (B, D)
+
+    def blocks(self) -> list[nn.Module]:
+        return [*self.model.encoder.layers, self.model.final_layer_norm]
+
+
+class MeanPoolTextTower(nn.Module):
+    """A BERT-style encoder (e.g. all-MiniLM-L6-v2) with sentence-transformers' masked mean pooling."""
+
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.out_dim = model.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, D)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.encoder.layer)

@@ -1,0 +1,169 @@
+"""Training curves and evaluation figures for reports, written straight to PNG files.
+
+Figures are built as `matplotlib.figure.Figure` objects and rendered by the Agg canvas, without
+pyplot: nothing needs a display, and importing this module leaves the caller's matplotlib backend
+(for example a notebook's) untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+_RECALL_KEY = re.compile(r"^(?:(?P<name>.*?)_)?R@(?P<k>\d+)$")  # "t2i_R@5", "eval/i2t_R@10", "R@1"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects in a JSONL file; a truncated last line (a crash mid-write) is ignored."""
+    lines = path.read_text().splitlines()
+    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    records = []
+    for position, (number, line) in enumerate(numbered):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if position == len(numbered) - 1:
+                break  # only the last line can be half-written by a crash; anything earlier is corrupt
+            raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of every record holding a step and a number under `key`."""
+    steps, values = [], []
+    for record in records:
+        step, value = record.get("step"), record.get(key)
+        if _is_number(step) and _is_number(value):
+            steps.append(float(step))
+            values.append(float(value))
+    return steps, values
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def plot_metrics_log(jsonl_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Plot a training metrics log; returns the PNG files written (possibly none).
+
+    Every line of `jsonl_path` is a JSON object; records without a numeric "step" (a header, say)
+    are skipped. Writes into `out_dir`:
+    - loss.png: "loss" against step, with "lr" on a second y axis when the log has it;
+    - eval.png: one panel per "eval/..." key against step.
+    A figure with nothing to draw is not written.
+    """
+    records = _read_jsonl(Path(jsonl_path))
+    out_dir = Path(out_dir)
+    written = []
+
+    steps, losses = _series(records, "loss")
+    if steps:
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        ax.plot(steps, losses, color="tab:blue", label="loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss", color="tab:blue")
+        lr_steps, lrs = _series(records, "lr")
+        if lr_steps:
+            lr_ax = ax.twinx()
+            lr_ax.plot(lr_steps, lrs, color="tab:orange", linewidth=1)
+            lr_ax.set_ylabel("learning rate", color="tab:orange")
+        ax.set_title("training loss")
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, out_dir / "loss.png"))
+
+    eval_keys = sorted({key for record in records for key in record if key.startswith("eval/")})
+    panels = [(key, *_series(records, key)) for key in eval_keys]
+    panels = [panel for panel in panels if panel[1]]
+    if panels:
+        cols = min(3, len(panels))
+        rows = math.ceil(len(panels) / cols)
+        fig = Figure(figsize=(4 * cols, 3 * rows))
+        for i, (key, eval_steps, values) in enumerate(panels, start=1):
+            ax = fig.add_subplot(rows, cols, i)
+            ax.plot(eval_steps, values, marker="o")  # markers: eval points are sparse
+            ax.set_title(key.removeprefix("eval/"))
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / "eval.png"))
+    return written
+
+
+def plot_confusion(matrix: Any, class_names: list[str], path: str | os.PathLike[str]) -> Path:
+    """Draw a confusion matrix int[C, C] (rows: true class, columns: predicted class) to `path`.
+
+    Cells are coloured by the fraction of each true class (row-normalised) so rare classes stay
+    visible, and labelled with the raw counts when C <= 20.
+    """
+    counts = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"matrix: expected a square [C, C] array, got shape {counts.shape}")
+    num_classes = counts.shape[0]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names: got {len(class_names)} names for a {num_classes}x{num_classes} matrix"
+        )
+    row_totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+
+    side = max(4.0, 0.4 * num_classes + 2)
+    fig = Figure(figsize=(side, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
+    ticks = np.arange(num_classes)
+    ax.set_xticks(ticks, labels=class_names, rotation=90)
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if num_classes <= 20:
+        for (row, col), count in np.ndenumerate(counts):
+            colour = "white" if fractions[row, col] > 0.5 else "black"
+            ax.text(col, row, f"{count:g}", ha="center", va="center", color=colour, fontsize=8)
+    return _save(fig, Path(path))
+
+
+def plot_recall_at_k(results: dict[str, float], path: str | os.PathLike[str]) -> Path:
+    """Draw recall against k, one line per direction, from keys like "t2i_R@5" (as returned by
+    `vlkit.metrics.retrieval_recall`, optionally prefixed, e.g. "eval/i2t_R@10"). Other keys are ignored.
+    """
+    curves: dict[str, dict[int, float]] = {}
+    for key, value in results.items():
+        match = _RECALL_KEY.match(key)
+        if match and _is_number(value):
+            curves.setdefault(match["name"] or "recall", {})[int(match["k"])] = float(value)
+    if not curves:
+        raise ValueError(f"results: no keys of the form '<name>_R@<k>' to plot, got {sorted(results)}")
+
+    fig = Figure(figsize=(5, 4))
+    ax = fig.add_subplot()
+    for name, by_k in sorted(curves.items()):
+        ks = sorted(by_k)
+        ax.plot(ks, [by_k[k] for k in ks], marker="o", label=name)
+    all_ks = sorted({k for by_k in curves.values() for k in by_k})
+    ax.set_xscale("log")  # k is usually 1, 5, 10: a log axis spaces them evenly
+    ax.set_xticks(all_ks, labels=[str(k) for k in all_ks])
+    ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, Path(path))

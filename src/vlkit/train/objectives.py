@@ -1,0 +1,54 @@
+"""Training objectives: how a list of samples becomes a batch, and a batch a loss.
+
+The training loop knows only this small interface, so later objectives (captioning, instruction
+tuning, ...) plug into the same loop:
+    collate(samples: list[(position, sample)]) -> dict of tensors
+    loss(model, batch) -> scalar tensor
+    batch_size(batch) -> int (images, for throughput)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vlkit.models.dual_encoder import DualEncoder
+from vlkit.models.losses import clip_loss, siglip_loss
+
+
+def tokenize(tower: torch.nn.Module, texts: list[str]) -> dict[str, torch.Tensor]:
+    enc = tower.tokenizer(
+        texts, padding=True, truncation=True, max_length=tower.max_length, return_tensors="pt"
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+@dataclass
+class ContrastiveObjective:
+    """CLIP / SigLIP on image-caption pairs; one caption per image, drawn by sample position."""
+
+    model: DualEncoder
+    seed: int = 0
+
+    def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
+        images, texts = [], []
+        for position, sample in samples:
+            captions = sample["captions"]
+            pick = np.random.default_rng([self.seed, position]).integers(len(captions))
+            images.append(sample["image"])
+            texts.append(captions[pick])
+        pixel_values = self.model.image_tower.preprocess(images)  # (B, 3, H, W)
+        return {"pixel_values": pixel_values, **tokenize(self.model.text_tower, texts)}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        image_emb, text_emb = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        core = self.model  # parameters read outside forward must come from the unwrapped model
+        if core.cfg.loss == "siglip":
+            return siglip_loss(image_emb, text_emb, core.logit_scale.exp(), core.logit_bias)
+        return clip_loss(image_emb, text_emb, core.scale())
+
+    @staticmethod
+    def batch_size(batch: dict[str, torch.Tensor]) -> int:
+        return batch["pixel_values"].shape[0]

@@ -1,0 +1,218 @@
+"""The scenes world: determinism, geometry, masks against pixels, text against objects."""
+
+import re
+
+import numpy as np
+import pytest
+
+from vlkit.data.scenes import (
+    COLORS,
+    MAX_OBJECTS,
+    SHAPES,
+    SIZES,
+    ZERO_SHOT_CLASSES,
+    Scene,
+    Scenes,
+    ScenesConfig,
+    SingleObjectScenes,
+    class_label,
+)
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[Scene]:
+    """A crowded world (1-6 objects) exercises rejection sampling and the grid fallback."""
+    world = Scenes(ScenesConfig(image_size=64, min_objects=1, max_objects=MAX_OBJECTS, seed=3))
+    return [world.scene(i) for i in range(150)]
+
+
+def nearest_color(rgb: np.ndarray) -> str:
+    return min(COLORS, key=lambda name: float(np.sum((np.array(COLORS[name]) - rgb) ** 2)))
+
+
+def holds(a: tuple, b: tuple) -> dict[str, bool]:
+    """Which relations box a has to box b (x1, y1, x2, y2)."""
+    return {"left": a[2] <= b[0], "right": a[0] >= b[2], "above": a[3] <= b[1], "below": a[1] >= b[3]}
+
+
+def test_same_seed_and_index_give_identical_samples_in_any_order():
+    a, b = Scenes(ScenesConfig(seed=5)), Scenes(ScenesConfig(seed=5))
+    forward = [a[i] for i in range(20)]
+    backward = [b[i] for i in reversed(range(20))][::-1]
+    for x, y in zip(forward, backward):
+        assert np.array_equal(x["image"], y["image"])
+        assert x["captions"] == y["captions"] and x["key"] == y["key"]
+    assert a.scene(7).qa == b.scene(7).qa
+    assert a.scene(7).negative_caption == b.scene(7).negative_caption
+
+
+def test_different_indices_and_seeds_differ():
+    world = Scenes()
+    images = [world[i]["image"] for i in range(20)]
+    assert all(not np.array_equal(images[0], im) for im in images[1:])
+    assert not np.array_equal(Scenes(ScenesConfig(seed=1))[0]["image"], images[0])
+    assert world[3]["key"] == "scenes/0/3"
+
+
+def test_sample_follows_the_dataset_contract():
+    world = Scenes(ScenesConfig(image_size=48), size=10)
+    sample = world[9]
+    assert sample["image"].dtype == np.uint8 and sample["image"].shape == (48, 48, 3)
+    assert len(sample["captions"]) >= 3 and all(isinstance(c, str) and c for c in sample["captions"])
+    assert len(world) == 10
+    with pytest.raises(IndexError):
+        world[10]
+
+
+def test_boxes_are_normalised_and_never_intersect(scenes):
+    for scene in scenes:
+        for k, obj in enumerate(scene.objects):
+            x1, y1, x2, y2 = obj.box
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+            for other in scene.objects[k + 1 :]:
+                a, b = obj.box, other.box
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], scene.key
+
+
+def test_objects_have_distinct_color_shape_pairs_and_known_attributes(scenes):
+    counts = set()
+    for scene in scenes:
+        pairs = [(o.color, o.shape) for o in scene.objects]
+        assert len(set(pairs)) == len(pairs)
+        assert all(o.color in COLORS and o.shape in SHAPES and o.size in SIZES for o in scene.objects)
+        counts.add(len(scene.objects))
+    assert counts == set(range(1, MAX_OBJECTS + 1))
+
+
+def test_masks_match_boxes_and_pixels(scenes):
+    for scene in scenes:
+        h, w, _ = scene.image.shape
+        covered = np.zeros((h, w), dtype=bool)
+        for obj in scene.objects:
+            assert obj.mask.shape == (h, w) and obj.mask.dtype == bool
+            rows, cols = np.nonzero(obj.mask)
+            box = (cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h)
+            assert np.allclose(box, obj.box)  # the box is the mask's tight box
+            pixels = scene.image[obj.mask]
+            assert (pixels == pixels[0]).all()  # flat colour, no antialiasing
+            assert nearest_color(pixels[0]) == obj.color
+            covered |= obj.mask
+        assert scene.image[~covered].max() < 60  # dark background everywhere else
+
+
+def test_captions_name_every_object_and_canonical_caption_lists_them(scenes):
+    for scene in scenes:
+        assert len(scene.captions) >= 3 and len(set(scene.captions)) == len(scene.captions)
+        listed = sorted(re.split(r", | and ", scene.captions[0]))
+        assert listed == sorted(f"a {o.color} {o.shape}" for o in scene.objects)
+        for obj in scene.objects:
+            assert f"{obj.size} {obj.color} {obj.shape}" in scene.captions[1]
+
+
+def test_relation_captions_are_true():
+    world = Scenes(ScenesConfig(min_objects=2, max_objects=2))
+    phrase = {"left of": "left", "right of": "right", "above": "above", "below": "below", "beneath": "below"}
+    for i in range(50):
+        scene = world.scene(i)
+        by_name = {f"a {o.size} {o.color} {o.shape}": o for o in scene.objects}
+        names = "|".join(by_name)
+        match = re.fullmatch(
+            rf"({names}) (?:to the )?(left of|right of|above|below|beneath) ({names})", scene.captions[3]
+        )
+        assert match, scene.captions[3]
+        a, b = by_name[match.group(1)].box, by_name[match.group(3)].box
+        assert holds(a, b)[phrase[match.group(2)]]
+
+
+def test_negative_caption_is_false_and_differs_from_every_caption(scenes):
+    for scene in scenes:
+        assert scene.negative_caption not in scene.captions
+        named = set(re.findall(rf"({'|'.join(COLORS)}) ({'|'.join(SHAPES)})", scene.negative_caption))
+        assert named - {(o.color, o.shape) for o in scene.objects}, scene.negative_caption
+
+
+def test_qa_answers_agree_with_objects(scenes):
+    types = set()
+    for scene in scenes:
+        objects = scene.objects
+        assert len(scene.qa) >= 5
+        assert {"yes", "no"} <= {qa.answer for qa in scene.qa if qa.type == "existence"}
+        for qa in scene.qa:
+            types.add(qa.type)
+            words = qa.question.rstrip("?").split()
+            if qa.type == "count":
+                shape = next((s for s in SHAPES if s + "s" in words), None)
+                expected = sum(o.shape == shape for o in objects) if shape else len(objects)
+                assert qa.answer == str(expected), qa
+            elif qa.type == "color":
+                (obj,) = [o for o in objects if o.shape in words]
+                assert qa.answer == obj.color, qa
+            elif qa.type == "shape":
+                (obj,) = [o for o in objects if o.color in words]
+                assert qa.answer == obj.shape, qa
+            elif qa.type == "existence":
+                found = re.search(rf"({'|'.join(COLORS)}) ({'|'.join(SHAPES)})", qa.question)
+                exists = (found.group(1), found.group(2)) in {(o.color, o.shape) for o in objects}
+                assert qa.answer == ("yes" if exists else "no"), qa
+            else:
+                assert qa.type == "relation"
+                named = re.findall(rf"the ({'|'.join(COLORS)}) ({'|'.join(SHAPES)})", qa.question)
+                first, second = ({(o.color, o.shape): o.box for o in objects}[pair] for pair in named)
+                assert holds(first, second)[qa.answer], qa
+    assert types == {"count", "color", "shape", "existence", "relation"}
+
+
+def test_swap_pair_twins_share_layout_with_colours_swapped():
+    world = Scenes()
+    for i in range(30):
+        first, second = world.swap_pair(i)
+        a, b = first.objects
+        assert a.shape != b.shape and a.color != b.color
+        assert [o.box for o in first.objects] == [o.box for o in second.objects]
+        assert [o.shape for o in first.objects] == [o.shape for o in second.objects]
+        assert [o.color for o in second.objects] == [b.color, a.color]
+        assert all(np.array_equal(x.mask, y.mask) for x, y in zip(first.objects, second.objects))
+        c0, c1 = first.captions[0], second.captions[0]
+        assert c0 != c1 and first.negative_caption == c1 and second.negative_caption == c0
+        assert sorted(c0.split()) == sorted(c1.split())  # same words, different binding
+
+
+def test_single_object_scenes_cover_the_32_classes():
+    world = Scenes()
+    assert len(ZERO_SHOT_CLASSES) == len(set(ZERO_SHOT_CLASSES)) == 32
+    assert ZERO_SHOT_CLASSES[0] == class_label("red", "circle") == "red circle"
+    scene = world.single(4, "purple", "triangle", size="large")
+    (obj,) = scene.objects
+    assert (obj.color, obj.shape, obj.size) == ("purple", "triangle", "large")
+    assert "purple triangle" in scene.captions[0]
+    # Only the class changes within an index: same box for every colour of one shape.
+    assert world.single(4, "red", "triangle", "large").objects[0].box == obj.box
+    with pytest.raises(ValueError, match="teal"):
+        world.single(0, "teal", "circle")
+
+    dataset = SingleObjectScenes(per_class=2)
+    assert len(dataset) == 64 and dataset.classes == ZERO_SHOT_CLASSES
+    sample = dataset[37]
+    assert ZERO_SHOT_CLASSES[sample["label"]] in sample["captions"][0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"min_objects": 3, "max_objects": 2}, "min_objects=3"),
+        ({"max_objects": MAX_OBJECTS + 1}, f"max_objects={MAX_OBJECTS + 1}"),
+        ({"min_objects": 0}, "min_objects=0"),
+        ({"image_size": 16}, "image_size=16"),
+        ({"seed": -1}, "seed=-1"),
+    ],
+)
+def test_config_validation_names_field_and_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ScenesConfig(**fields)
+
+
+def test_other_image_sizes_render_within_bounds():
+    for size in (32, 96):
+        scene = Scenes(ScenesConfig(image_size=size, max_objects=MAX_OBJECTS)).scene(11)
+        assert scene.image.shape == (size, size, 3)
+        assert all(o.mask.shape == (size, size) and o.mask.any() for o in scene.objects)
