@@ -122,14 +122,14 @@ def _run(args: argparse.Namespace) -> None:
         run_tour(args.out, overrides=args.set, fresh=args.fresh, progress=not args.quiet)
     elif args.command == "train":
         from vlkit.config import load_config, save_config
-        from vlkit.eval.contrastive import evaluate_scenes
+        from vlkit.eval.contrastive import evaluate
         from vlkit.train.loop import train
 
         cfg = load_config(args.recipe, args.set)
         if args.print_config:
             save_config(cfg, "/dev/stdout")
             return
-        out = train(cfg, evaluate=evaluate_scenes, progress=not args.quiet)
+        out = train(cfg, evaluate=evaluate, progress=not args.quiet)
         print(f"run folder: {out}")
     elif args.command == "eval":
         from vlkit.eval.run import run_eval

@@ -88,8 +88,8 @@ def zero_shot_accuracy(logits: Any, labels: Any, ks: Sequence[int] = (1, 5)) -> 
     Returns {"top1": ..., "top5": ..., "mean_per_class_recall": ...}, one `top{k}` per k. A k
     larger than C is clamped to C, i.e. every sample counts as correct. Mean per-class recall is
     the average, over the classes present in `labels`, of each class's top-1 recall (the
-    CLIP_benchmark / sklearn balanced-accuracy definition). Ties count in favour of the true
-    class (see the module docstring).
+    CLIP_benchmark / sklearn balanced-accuracy definition). Ties count against the true class
+    (see the module docstring).
     """
     logits = _scores(logits, "logits", ndim=2)
     n, num_classes = logits.shape

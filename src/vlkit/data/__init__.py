@@ -123,14 +123,16 @@ def iter_captions(dataset: Any, n: int) -> list[str]:
 EMBEDDED_KINDS = ("scenes", "photos", "fashion-mnist")
 
 
-def open_named(name: str) -> Any:
+def open_named(name: str, split: str = "train") -> Any:
     """A data set from a command-line name (defaults of DataConfig for embedded sets):
 
     scenes | photos | fashion-mnist, a folder holding captions.jsonl, a directory written by
     `datasets`' save_to_disk, a directory of .tar shards, or a shard pattern / .tar path.
+    `split` applies to fashion-mnist (train | test).
     """
     kind, path = _kind_of(name)
-    return build_source(SourceConfig(kind=kind, path=path), DataConfig(), where=f"data {name!r}")
+    source = SourceConfig(kind=kind, path=path, split=split if kind == "fashion-mnist" else "train")
+    return build_source(source, DataConfig(), where=f"data {name!r}")
 
 
 def _kind_of(name: str) -> tuple[str, str]:

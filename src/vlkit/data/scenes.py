@@ -195,7 +195,12 @@ class Scenes:
 
     def __getitem__(self, i: int) -> dict:
         scene = self.scene(i)
-        return {"image": scene.image, "captions": scene.captions, "key": scene.key}
+        return {
+            "image": scene.image,
+            "captions": scene.captions,
+            "negative_caption": scene.negative_caption,
+            "key": scene.key,
+        }
 
     def _index(self, i: int) -> int:
         if not -self.size <= i < self.size:

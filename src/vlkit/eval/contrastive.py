@@ -72,6 +72,29 @@ def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> d
     return scores
 
 
+def evaluate_named(cm: ContrastiveModel, data: str, limit: int | None, templates: Sequence[str]) -> dict:
+    """A named or user data set: zero-shot over its classes when it has labels, and retrieval."""
+    from vlkit.data import open_named
+
+    dataset = open_named(data, split="test")
+    images, captions, labels, unreadable = collect(dataset, limit)
+    if not images:
+        raise ValueError(f"eval data {data!r}: no readable samples")
+    scores: dict[str, float] = {}
+    classes = getattr(dataset, "classes", None)
+    if classes and all(label is not None for label in labels):
+        scores |= zero_shot(cm, images, np.array(labels), classes, templates)[0]
+    return scores | retrieval(cm, images, captions) | {"samples": len(images), "unreadable": unreadable}
+
+
+def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
+    """What training-time evaluation and `vlkit eval` run: `cfg.eval.data` decides the set."""
+    cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
+    if cfg.eval.data == "scenes":
+        return evaluate_scenes(cm, cfg)
+    return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
+
+
 def collect(dataset, limit: int | None = None) -> tuple[list[np.ndarray], list[list[str]], list, int]:
     """Reads up to `limit` samples → (images, captions, labels or None, unreadable count)."""
     images, captions, labels, bad = [], [], [], 0

@@ -42,9 +42,13 @@ class DualEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> DualEncoder:
         super().train(mode)
-        # A fully locked tower stays in eval mode: its dropout and batch-norm statistics are frozen too.
-        if self.cfg.lock_image and not self.cfg.unlock_image_blocks:
+        # A locked tower stays in eval mode: its dropout and batch-norm statistics are frozen too;
+        # only its unlocked last blocks (if any) follow `mode`.
+        if self.cfg.lock_image:
             self.image_tower.eval()
+            n = self.cfg.unlock_image_blocks
+            for block in self.image_tower.blocks()[-n:] if n else []:
+                block.train(mode)
         if self.cfg.lock_text:
             self.text_tower.eval()
         return self

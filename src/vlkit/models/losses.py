@@ -21,26 +21,43 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
 
 
-def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE. image_emb, text_emb: unit float[B, E], row i of each is a pair."""
+def clip_loss(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    scale: torch.Tensor,
+    negative_emb: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE. image_emb, text_emb: unit float[B, E], row i of each is a pair.
+
+    negative_emb: optional unit float[B, E], hard-negative captions (NegCLIP): extra wrong texts
+    every image is contrasted against, e.g. the caption with two objects' colours swapped.
+    """
     all_images, offset = gather_with_grad(image_emb)
     all_texts, _ = gather_with_grad(text_emb)
     labels = torch.arange(image_emb.shape[0], device=image_emb.device) + offset
-    logits_i2t = scale * image_emb @ all_texts.T  # (B, W*B)
-    logits_t2i = scale * text_emb @ all_images.T  # (B, W*B)
+    if negative_emb is not None:
+        all_texts = torch.cat([all_texts, gather_with_grad(negative_emb)[0]])  # (2*W*B, E)
+    logits_i2t = scale * image_emb @ all_texts.T  # (B, W*B [+ W*B negatives])
+    logits_t2i = scale * text_emb @ all_images.T  # (B, W*B): hard negatives are not queries
     return (F.cross_entropy(logits_i2t, labels) + F.cross_entropy(logits_t2i, labels)) / 2
 
 
 def siglip_loss(
-    image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    negative_emb: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pairwise sigmoid loss (SigLIP): every (image, text) pair is a binary match / no-match.
 
-    Normalised by the global batch size, as in the paper.
+    Normalised by the global batch size, as in the paper. negative_emb: as in `clip_loss`.
     """
     all_texts, offset = gather_with_grad(text_emb)
+    if negative_emb is not None:
+        all_texts = torch.cat([all_texts, gather_with_grad(negative_emb)[0]])
     b = image_emb.shape[0]
-    logits = scale * image_emb @ all_texts.T + bias  # (B, W*B)
+    logits = scale * image_emb @ all_texts.T + bias  # (B, W*B [+ W*B negatives])
     signs = -torch.ones_like(logits)
     signs[torch.arange(b), torch.arange(b) + offset] = 1.0
     return -F.logsigmoid(signs * logits).sum() / b

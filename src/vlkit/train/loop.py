@@ -27,7 +27,7 @@ from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_chec
 from vlkit.train.objectives import ContrastiveObjective
 
 log = logging.getLogger(__name__)
-TOKENIZER_SAMPLES = 20_000  # captions a from-scratch tokenizer is trained on
+TOKENIZER_SAMPLES = 2_000  # samples whose captions train a from-scratch tokenizer (scenes: 10k captions)
 
 
 def lr_lambda(cfg: Config) -> Callable[[int], float]:

@@ -33,21 +33,28 @@ class ContrastiveObjective:
     seed: int = 0
 
     def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
-        images, texts = [], []
+        images, texts, negatives = [], [], []
         for position, sample in samples:
             captions = sample["captions"]
             pick = np.random.default_rng([self.seed, position]).integers(len(captions))
             images.append(sample["image"])
             texts.append(captions[pick])
-        pixel_values = self.model.image_tower.preprocess(images)  # (B, 3, H, W)
-        return {"pixel_values": pixel_values, **tokenize(self.model.text_tower, texts)}
+            negatives.append(sample.get("negative_caption"))
+        # Hard negatives only when every sample has one (scenes do). They are encoded in the same
+        # forward as the captions (rows B..2B), so the model runs once per step (DDP-friendly).
+        if self.model.cfg.hard_negatives and negatives and all(negatives):
+            texts = texts + negatives
+        batch = {"pixel_values": self.model.image_tower.preprocess(images)}  # (B, 3, H, W)
+        return batch | tokenize(self.model.text_tower, texts)  # input_ids: (B or 2B, T)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image_emb, text_emb = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        b = image_emb.shape[0]
+        text_emb, negative_emb = text_emb[:b], (text_emb[b:] if text_emb.shape[0] > b else None)
         core = self.model  # parameters read outside forward must come from the unwrapped model
         if core.cfg.loss == "siglip":
-            return siglip_loss(image_emb, text_emb, core.logit_scale.exp(), core.logit_bias)
-        return clip_loss(image_emb, text_emb, core.scale())
+            return siglip_loss(image_emb, text_emb, core.logit_scale.exp(), core.logit_bias, negative_emb)
+        return clip_loss(image_emb, text_emb, core.scale(), negative_emb)
 
     @staticmethod
     def batch_size(batch: dict[str, torch.Tensor]) -> int:
