@@ -55,6 +55,14 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.betas)
 
 
+def make_accelerator(cfg: Config) -> Accelerator:
+    """accelerate picks the backend; without an accelerator it must be told `cpu=True`, or a
+    `torchrun` launch silently runs N independent single-process trainings instead of gloo DDP."""
+    return Accelerator(
+        cpu=not torch.accelerator.is_available(), mixed_precision="bf16" if cfg.train.bf16 else "no"
+    )
+
+
 def train(
     cfg: Config,
     *,
