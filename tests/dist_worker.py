@@ -17,7 +17,7 @@ from vlkit.train.objectives import ContrastiveObjective
 
 config_path, out_path = sys.argv[1], sys.argv[2]
 cfg = load_config(config_path)
-accelerator = make_accelerator(cfg)
+accelerator = make_accelerator()
 dataset = build_dataset(cfg.data)
 model = build_model(cfg, texts=iter_captions(dataset, 500))
 objective = ContrastiveObjective(model, seed=cfg.train.seed)

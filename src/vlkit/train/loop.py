@@ -55,12 +55,12 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.betas)
 
 
-def make_accelerator(cfg: Config) -> Accelerator:
+def make_accelerator() -> Accelerator:
     """accelerate picks the backend; without an accelerator it must be told `cpu=True`, or a
     `torchrun` launch silently runs N independent single-process trainings instead of gloo DDP."""
-    return Accelerator(
-        cpu=not torch.accelerator.is_available(), mixed_precision="bf16" if cfg.train.bf16 else "no"
-    )
+    # bf16 is applied with torch.autocast in the loop rather than accelerate's mixed_precision, whose
+    # process-wide state refuses a second training with another setting in the same process.
+    return Accelerator(cpu=not torch.accelerator.is_available())
 
 
 def train(
@@ -118,7 +118,8 @@ def train(
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             sync = micro == t.grad_accum - 1
             no_sync = contextlib.nullcontext() if sync else accelerator.no_sync(wrapped)
-            with no_sync, accelerator.autocast():
+            bf16 = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=t.bf16)
+            with no_sync, bf16:
                 loss = objective.loss(wrapped, batch) / t.grad_accum
                 accelerator.backward(loss)
             loss_sum += loss.item()
