@@ -98,3 +98,25 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tiny_cfg, tmp_
             # float32 sums in another order: errors scale with the tensor's largest gradient
             scale = grad.abs().max().item()
             torch.testing.assert_close(dual["grads"][name], grad, rtol=1e-4, atol=1e-6 * max(scale, 1.0))
+
+
+@pytest.mark.slow
+def test_training_loop_under_torchrun_matches_one_process(tiny_cfg, tmp_path):
+    """The real loop, launched as users do: 2 gloo processes give the losses of 1 process."""
+    tiny_cfg.train.steps, tiny_cfg.train.batch_size, tiny_cfg.train.log_every = 3, 8, 1
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_cfg, config)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"procs-{n}"
+        command = ["-m", "vlkit", "-q", "train", str(config), "--set", f"train.out_dir={out}"]
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+        subprocess.run([*launcher, *command], check=True, env=env, timeout=300)
+        runs[n] = _losses(out)
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["processes"] for r in lines if "loss" in r] == [n] * 3  # one writer, n processes
+    assert sorted(runs[1]) == [1, 2, 3]
+    assert runs[2].keys() == runs[1].keys()
+    for step, loss in runs[1].items():
+        assert runs[2][step] == pytest.approx(loss, rel=1e-4), step

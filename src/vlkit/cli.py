@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -104,10 +105,10 @@ def _image_files(folder: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    # Quiet transformers (weight-loading bars, info logs) without importing it: config-only
+    # commands stay instant.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         _run(args)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
@@ -122,13 +123,14 @@ def _run(args: argparse.Namespace) -> None:
         run_tour(args.out, overrides=args.set, fresh=args.fresh, progress=not args.quiet)
     elif args.command == "train":
         from vlkit.config import load_config, save_config
-        from vlkit.eval.contrastive import evaluate
-        from vlkit.train.loop import train
 
         cfg = load_config(args.recipe, args.set)
         if args.print_config:
             save_config(cfg, "/dev/stdout")
             return
+        from vlkit.eval.contrastive import evaluate
+        from vlkit.train.loop import train
+
         out = train(cfg, evaluate=evaluate, progress=not args.quiet)
         print(f"run folder: {out}")
     elif args.command == "eval":

@@ -78,11 +78,7 @@ def train(
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
-    accelerator = Accelerator(
-        mixed_precision="bf16" if t.bf16 else "no",
-        gradient_accumulation_steps=1,
-        step_scheduler_with_optimizer=False,
-    )
+    accelerator = make_accelerator()
     out = Path(t.out_dir)
     main = accelerator.is_main_process
     dataset = build_dataset(cfg.data)
@@ -137,7 +133,7 @@ def train(
             rate = seen / (time.perf_counter() - clock)
             record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0]}
             record |= {"logit_scale": model.logit_scale.exp().item(), "images_per_s": rate}
-            record["skipped"] = batcher.skipped
+            record |= {"skipped": batcher.skipped, "processes": accelerator.num_processes}
             _append_log(out / "metrics.jsonl", record)
             bar.set_postfix(loss=f"{loss_sum:.3f}", img_s=f"{rate:.0f}")
             seen, clock = 0, time.perf_counter()

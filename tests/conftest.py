@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny config and one tiny trained run reused across test modules."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from vlkit.config import Config  # noqa: E402
+
+
+def make_tiny_cfg() -> Config:
+    """A model and a training run small enough for a test: 4 steps in about a second."""
+    cfg = Config()
+    m = cfg.model
+    m.vision_width, m.vision_layers, m.vision_heads = 16, 1, 2
+    m.patch_size, m.image_size = 8, 32
+    m.text_width, m.text_layers, m.text_heads = 16, 1, 2
+    # 32 tokens: the tiny 64-token BPE spells "This is a photo of {}." letter by letter (~21 tokens),
+    # and the transformers pipeline never truncates prompts (it drops `tokenizer_kwargs`).
+    m.embed_dim, m.vocab_size, m.max_text_length = 8, 64, 32
+    cfg.data.image_size = 32
+    t = cfg.train
+    t.steps, t.batch_size, t.log_every, t.eval_every, t.save_every, t.warmup_steps = 4, 8, 1, 0, 2, 1
+    cfg.eval.num_images = 32
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path) -> Config:
+    cfg = make_tiny_cfg()
+    cfg.train.out_dir = str(tmp_path / "run")
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder trained once per session with the tiny config (checkpoints at steps 2 and 4)."""
+    from vlkit.train.loop import train
+
+    cfg = make_tiny_cfg()
+    cfg.train.out_dir = str(tmp_path_factory.mktemp("tiny") / "run")
+    return train(cfg, progress=False)

@@ -1,0 +1,186 @@
+"""The `vlkit` command, run as a user runs it: subprocesses on a tiny trained run.
+
+Every command but --help imports transformers (~3-5 s per process), so those tests are slow.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.data.shards import WebDatasetShards
+from vlkit.index import SearchIndex
+from vlkit.train.checkpoint import latest_checkpoint
+
+SUBCOMMANDS = ["tour", "train", "eval", "classify", "index", "search", "export", "data"]
+
+
+def vlkit_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "vlkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result.stdout
+
+
+@pytest.fixture
+def scene_pngs(tmp_path) -> list[Path]:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    scenes = Scenes(ScenesConfig(image_size=32, seed=11))
+    paths = [folder / "a.png", folder / "b.png", folder / "sub" / "c.png", folder / "d.png"]
+    for i, path in enumerate(paths):
+        Image.fromarray(scenes[i]["image"]).save(path)
+    (folder / "notes.txt").write_text("not an image")
+    return paths
+
+
+# ---------------------------------------------------------------- help (fast)
+
+
+def test_help_lists_every_subcommand():
+    out = ok(vlkit_cli("--help"))
+    for name in SUBCOMMANDS:
+        assert name in out
+    assert "examples:" in out
+
+
+@pytest.mark.parametrize("command", [[c] for c in SUBCOMMANDS] + [["data", "shards"]], ids=" ".join)
+def test_every_subcommand_has_help(command):
+    out = ok(vlkit_cli(*command, "--help"))
+    assert out.startswith(f"usage: vlkit {' '.join(command)}")
+
+
+def test_no_command_is_a_usage_error():
+    result = vlkit_cli()
+    assert result.returncode == 2 and "usage: vlkit" in result.stderr
+
+
+# ---------------------------------------------------------------- commands (slow)
+
+
+@pytest.mark.slow
+def test_train_print_config_applies_overrides():
+    out = ok(vlkit_cli("train", "--print-config", "--set", "train.steps=7", "--set", "model.loss=siglip"))
+    printed = yaml.safe_load(out)
+    assert printed["train"]["steps"] == 7 and printed["model"]["loss"] == "siglip"
+    assert "steps: 7" in out
+
+
+@pytest.mark.slow
+def test_train_unknown_key_is_one_error_line():
+    result = vlkit_cli("train", "--set", "train.lrr=1")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "train.lrr" in errors[0] and "lr" in errors[0].split("valid keys")[1]
+
+
+@pytest.mark.slow
+def test_classify_prints_one_line_per_image(tiny_run, scene_pngs):
+    images = scene_pngs[:3]
+    out = ok(vlkit_cli("classify", tiny_run, *images, "--labels", "red circle,blue square", "--top", "2"))
+    lines = out.strip().splitlines()
+    assert len(lines) == len(images)
+    for path, line in zip(images, lines):
+        fields = line.split("\t")
+        assert fields[0] == str(path)
+        scores = dict(f.split("=") for f in fields[1:])
+        assert set(scores) == {"red circle", "blue square"}
+        assert sum(float(v) for v in scores.values()) == pytest.approx(1.0, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_classify_missing_image_is_an_error_line(tiny_run, tmp_path):
+    result = vlkit_cli("classify", tiny_run, tmp_path / "missing.png", "--labels", "red circle")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "missing.png" in result.stderr
+
+
+@pytest.mark.slow
+def test_index_then_search(tiny_run, scene_pngs, tmp_path):
+    index_dir = tmp_path / "images.index"
+    out = ok(vlkit_cli("index", tiny_run, scene_pngs[0].parent, "--out", index_dir))
+    assert f"indexed {len(scene_pngs)} images" in out  # recursive, and notes.txt skipped
+    index = SearchIndex.load(index_dir)
+    assert sorted(index.keys) == sorted(str(p) for p in scene_pngs)
+    assert Path(index.metadata["model"]) == latest_checkpoint(tiny_run).resolve()
+
+    out = ok(vlkit_cli("search", index_dir, "a red circle", "-k", "2"))
+    lines = out.strip().splitlines()
+    assert lines[0] == "# a red circle"
+    results = [line.split("\t") for line in lines[1:]]
+    assert len(results) == 2
+    scores = [float(score) for score, _ in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(key in index.keys for _, key in results)
+
+
+@pytest.mark.slow
+def test_eval_writes_result_and_report(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)  # eval writes next to the checkpoint by default
+    out = ok(vlkit_cli("eval", run, "--data", "scenes", "--limit", "32"))
+    folder = latest_checkpoint(run) / "eval-scenes"
+    result = json.loads((folder / "result.json").read_text())
+    assert result["data"] == "scenes" and result["limit"] == 32
+    metrics = result["metrics"]
+    expected = {"top1", "top5", "mean_per_class_recall", "wino_text", "wino_image", "wino_group"}
+    expected |= {f"{d}_R@{k}" for d in ("t2i", "i2t") for k in (1, 5, 10)}
+    assert set(metrics) == expected
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    report = (folder / "report.md").read_text()
+    assert report.startswith("# vlkit eval: scenes") and "| metric | value |" in report
+    assert f"report: {folder / 'report.md'}" in out
+
+
+@pytest.mark.slow
+def test_data_shards_round_trip(tmp_path):
+    out_dir = tmp_path / "shards"
+    out = ok(vlkit_cli("data", "shards", "scenes", "--count", "10", "--per-shard", "4", "--out", out_dir))
+    assert "wrote 10 samples into 3 shards" in out
+    tars = sorted(out_dir.glob("*.tar"))
+    assert len(tars) == 3
+    shards = WebDatasetShards(str(out_dir / "*.tar"))
+    assert len(shards) == 10
+    scenes = Scenes(ScenesConfig())  # `vlkit data` uses the default scenes world
+    for i in (0, 9):
+        sample = shards[i]
+        np.testing.assert_array_equal(sample["image"], scenes[i]["image"])  # PNG is lossless
+        assert sample["captions"] == scenes[i]["captions"]
+
+
+@pytest.mark.slow
+def test_export_transformers(tiny_run, tmp_path):
+    out_dir = tmp_path / "clip-hf"
+    out = ok(vlkit_cli("export", tiny_run, "--format", "transformers", "--out", out_dir))
+    assert f"exported to {out_dir}" in out
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["model_type"] == "clip"
+    assert (out_dir / "model.safetensors").is_file() and (out_dir / "processor_config.json").is_file()
+    # loadable offline by transformers (its parity with vlkit is tested in test_api_export.py)
+    from transformers import CLIPModel
+
+    hf = CLIPModel.from_pretrained(out_dir)
+    assert hf.config.projection_dim == 8

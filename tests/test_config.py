@@ -1,0 +1,140 @@
+"""Config loading: every recipe parses, errors name the field, overrides get the right types."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from vlkit.config import Config, ConfigError, SourceConfig, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+def test_defaults_build():
+    cfg = load_config()
+    assert cfg == Config()
+    assert cfg.model.image_encoder == "vit-tiny" and cfg.model.text_encoder == "text-tiny"
+    assert cfg.data.sources == [SourceConfig(kind="scenes")]
+    assert cfg.train.betas == (0.9, 0.98)
+
+
+def test_recipes_exist():
+    assert RECIPES, f"no recipes under {ROOT / 'recipes'}"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_recipe_parses_and_starts_with_a_comment(recipe):
+    first = recipe.read_text().splitlines()[0]
+    assert first.startswith("#"), f"{recipe.name}: should start with a comment saying how to run it"
+    cfg = load_config(recipe)
+    assert isinstance(cfg, Config)
+    assert cfg.train.out_dir  # every recipe writes somewhere
+
+
+def test_clip_scenes_recipe_documents_the_defaults():
+    cfg = load_config(ROOT / "recipes" / "clip-scenes.yaml")
+    defaults = Config()
+    cfg.train.out_dir = defaults.train.out_dir
+    assert cfg == defaults, {
+        section: {
+            k: (v, getattr(getattr(defaults, section), k))
+            for k, v in dataclasses.asdict(getattr(cfg, section)).items()
+            if dataclasses.asdict(getattr(defaults, section))[k] != v
+        }
+        for section in ("model", "data", "train", "eval")
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "names", "valid"),
+    [
+        ("lrr=1", "'lrr'", ["data", "eval", "model", "train"]),
+        ("train.lrr=1", "'train.lrr'", ["lr", "steps", "batch_size", "warmup_steps"]),
+        ("model.embed=3", "'model.embed'", ["embed_dim", "image_encoder"]),
+    ],
+)
+def test_unknown_key_names_it_and_lists_valid_keys(override, names, valid):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    assert f"unknown key {names}" in message
+    for key in valid:
+        assert key in message.split("valid keys here:")[1]
+
+
+def test_unknown_key_in_a_recipe_names_the_file(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("# bad\ntrain:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'train\.stepz'; valid keys here: .*steps"):
+        load_config(recipe)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.steps=abc", "train.steps: expected int, got 'abc'"),
+        ("train.bf16=3", "train.bf16: expected bool, got 3"),
+        ("model.loss=[1]", "model.loss: expected str, got [1]"),
+        ("train.betas=[0.9]", "train.betas: expected a list of 2 values, got [0.9]"),
+        ("train", "expected key=value"),
+    ],
+)
+def test_wrong_type_names_field_and_value(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_overrides_get_the_field_types():
+    cfg = load_config(
+        None,
+        ["train.lr=3e-4", "model.loss=siglip", "train.betas=[0.8,0.9]", "train.steps=7", "train.bf16=true"],
+    )
+    assert cfg.train.lr == 3e-4 and type(cfg.train.lr) is float
+    assert cfg.model.loss == "siglip"
+    assert cfg.train.betas == (0.8, 0.9) and type(cfg.train.betas) is tuple
+    assert cfg.train.steps == 7 and type(cfg.train.steps) is int
+    assert cfg.train.bf16 is True
+    # an int written for a float field is still a float
+    assert type(load_config(None, ["train.lr=1"]).train.lr) is float
+
+
+def test_overrides_apply_on_top_of_a_recipe():
+    cfg = load_config(ROOT / "recipes" / "clip-scenes.yaml", ["train.steps=7", "model.embed_dim=16"])
+    assert cfg.train.steps == 7 and cfg.model.embed_dim == 16
+    assert cfg.model.vision_width == Config().model.vision_width
+
+
+def test_list_of_sources_with_a_bad_entry_names_its_index():
+    good = load_config(None, ["data.sources=[{kind: scenes}, {kind: folder, path: x, weight: 2}]"])
+    assert good.data.sources == [SourceConfig(), SourceConfig(kind="folder", path="x", weight=2.0)]
+    with pytest.raises(ConfigError, match=r"data\.sources\[1\]\.kind: expected str, got 3"):
+        load_config(None, ["data.sources=[{kind: scenes}, {kind: 3}]"])
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.sources\[1\]\.kindd'"):
+        load_config(None, ["data.sources=[{kind: scenes}, {kindd: scenes}]"])
+
+
+def test_save_load_round_trip(tmp_path):
+    cfg = load_config(
+        None,
+        [
+            "train.lr=3e-4",
+            "train.betas=[0.8,0.9]",
+            "model.loss=siglip",
+            "data.sources=[{kind: scenes, weight: 0.5}, {kind: photos}]",
+            "eval.templates=['a {}', 'the {}']",
+        ],
+    )
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+
+
+def test_missing_recipe_and_bad_yaml_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="recipe not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
