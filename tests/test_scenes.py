@@ -17,6 +17,7 @@ from vlkit.data.scenes import (
     SingleObjectScenes,
     class_label,
 )
+from vlkit.data.scenes_text import with_article
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_captions_name_every_object_and_canonical_caption_lists_them(scenes):
     for scene in scenes:
         assert len(scene.captions) >= 3 and len(set(scene.captions)) == len(scene.captions)
         listed = sorted(re.split(r", | and ", scene.captions[0]))
-        assert listed == sorted(f"a {o.color} {o.shape}" for o in scene.objects)
+        assert listed == sorted(with_article(f"{o.color} {o.shape}") for o in scene.objects)
         for obj in scene.objects:
             assert f"{obj.size} {obj.color} {obj.shape}" in scene.captions[1]
 
@@ -114,7 +115,7 @@ def test_relation_captions_are_true():
     phrase = {"left of": "left", "right of": "right", "above": "above", "below": "below", "beneath": "below"}
     for i in range(50):
         scene = world.scene(i)
-        by_name = {f"a {o.size} {o.color} {o.shape}": o for o in scene.objects}
+        by_name = {with_article(f"{o.size} {o.color} {o.shape}"): o for o in scene.objects}
         names = "|".join(by_name)
         match = re.fullmatch(
             rf"({names}) (?:to the )?(left of|right of|above|below|beneath) ({names})", scene.captions[3]

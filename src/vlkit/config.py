@@ -94,7 +94,9 @@ class EvalConfig:
     data: str = "scenes"  # scenes (held-out world) | photos | fashion-mnist (test split) | a data path
     num_images: int = 512  # held-out samples per evaluation
     seed: int = 1_000_003  # a scenes seed never used for training
-    templates: list[str] = field(default_factory=lambda: ["a {}.", "a photo of a {}."])
+    # Prompt templates for zero-shot labels (averaged). Scenes labels come with their article
+    # ("an orange star"), so its templates take the label as is.
+    templates: list[str] = field(default_factory=lambda: ["{}.", "a picture of {}."])
 
 
 @dataclass

@@ -77,10 +77,15 @@ def position(obj: Described) -> str:
     return f"in the {vertical} {horizontal}"
 
 
+def with_article(phrase: str) -> str:
+    """ "red circle" -> "a red circle", "orange star" -> "an orange star"."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
 def noun(obj: Described, with_size: bool = True) -> str:
     """The noun phrase "a small red circle" ("a red circle" without the size)."""
     words = [obj.size, obj.color, obj.shape] if with_size else [obj.color, obj.shape]
-    return "a " + " ".join(words)
+    return with_article(" ".join(words))
 
 
 def join(phrases: Sequence[str]) -> str:
@@ -149,7 +154,7 @@ def negative_caption(objects: Sequence[Described], rng: random.Random, colors: S
         taken = {o.color for o in ordered if o.shape == ordered[k].shape}
         free = [c for c in colors if c not in taken]
         colours[k] = rng.choice(free)
-    return join([f"a {c} {o.shape}" for c, o in zip(colours, ordered)])
+    return join([with_article(f"{c} {o.shape}") for c, o in zip(colours, ordered)])
 
 
 def questions(
@@ -201,13 +206,14 @@ def questions(
     absent = sorted(mixed) or [(c, s) for c in colors for s in shapes if (c, s) not in present]
     color, shape = rng.choice(absent)
     templates = (
-        "Is there a {} {}?",
-        "Is there a {} {} in the image?",
-        "Can you see a {} {}?",
-        "Does the picture show a {} {}?",
+        "Is there {}?",
+        "Is there {} in the image?",
+        "Can you see {}?",
+        "Does the picture show {}?",
     )
-    qa.append(QA(rng.choice(templates).format(asked.color, asked.shape), "yes", "existence"))
-    qa.append(QA(rng.choice(templates).format(color, shape), "no", "existence"))
+    asked_noun = with_article(f"{asked.color} {asked.shape}")
+    qa.append(QA(rng.choice(templates).format(asked_noun), "yes", "existence"))
+    qa.append(QA(rng.choice(templates).format(with_article(f"{color} {shape}")), "no", "existence"))
 
     if n >= 2:
         a, b = rng.sample(list(objects), 2)

@@ -17,6 +17,7 @@ from vlkit.api import ContrastiveModel
 from vlkit.config import Config
 from vlkit.data.images import ImageError
 from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes
+from vlkit.data.scenes_text import with_article
 
 
 def zero_shot(
@@ -66,7 +67,8 @@ def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> d
     d, e = cfg.data, cfg.eval
     zs, scenes, pairs = _held_out_scenes(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images)
     labels = np.array([s["label"] for s in zs])
-    scores, _ = zero_shot(cm, [s["image"] for s in zs], labels, ZERO_SHOT_CLASSES, e.templates)
+    classes = [with_article(c) for c in ZERO_SHOT_CLASSES]  # "an orange star", as captions say it
+    scores, _ = zero_shot(cm, [s["image"] for s in zs], labels, classes, e.templates)
     scores |= retrieval(cm, [s.image for s in scenes], [s.captions for s in scenes])
     scores |= winoground(cm, pairs)
     return scores
