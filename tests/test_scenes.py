@@ -132,6 +132,18 @@ def test_negative_caption_is_false_and_differs_from_every_caption(scenes):
         assert named - {(o.color, o.shape) for o in scene.objects}, scene.negative_caption
 
 
+def test_shape_negative_changes_exactly_one_shape_to_an_absent_object(scenes):
+    pattern = rf"({'|'.join(COLORS)}) ({'|'.join(SHAPES)})"
+    for scene in scenes:
+        canonical = re.findall(pattern, scene.captions[0])
+        negative = re.findall(pattern, scene.shape_negative_caption)
+        changed = [(a, b) for a, b in zip(canonical, negative) if a != b]
+        assert len(canonical) == len(negative) and len(changed) == 1, scene.shape_negative_caption
+        ((before, after),) = changed
+        assert before[0] == after[0] and before[1] != after[1]  # same colour, another shape
+        assert after not in {(o.color, o.shape) for o in scene.objects}
+
+
 def test_qa_answers_agree_with_objects(scenes):
     types = set()
     for scene in scenes:

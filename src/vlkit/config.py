@@ -40,7 +40,7 @@ class ModelConfig:
     vocab_size: int = 512  # tokenizer trained on the data for from-scratch text towers
     max_text_length: int = 32
     loss: str = "clip"  # clip (symmetric InfoNCE) | siglip (pairwise sigmoid)
-    hard_negatives: bool = True  # NegCLIP: also contrast each image with its sample's negative_caption
+    hard_negatives: bool = True  # NegCLIP: also contrast each image with its sample's negative_captions
     init_temperature: float = 0.07  # CLIP: logit scale starts at 1/0.07; SigLIP paper uses 0.1
     max_logit_scale: float = 100.0  # CLIP clamps exp(logit_scale) at 100
     init_logit_bias: float = -10.0  # SigLIP only

@@ -102,8 +102,9 @@ class Scene:
     objects: list[SceneObject]
     captions: list[str]
     qa: list[QA]
-    negative_caption: str
+    negative_caption: str  # colours swapped between objects (binding), see scenes_text
     key: str
+    shape_negative_caption: str = ""  # one object's shape changed (shape), see scenes_text
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ class Scenes:
             "image": scene.image,
             "captions": scene.captions,
             "negative_caption": scene.negative_caption,
+            # hard negatives for contrastive training (NegCLIP): a binding error and a shape error
+            "negative_captions": [scene.negative_caption, scene.shape_negative_caption],
             "key": scene.key,
         }
 
@@ -332,6 +335,7 @@ class Scenes:
             qa=scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES),
             negative_caption=scenes_text.negative_caption(objects, rng, COLOR_NAMES),
             key=key,
+            shape_negative_caption=scenes_text.shape_negative_caption(objects, rng, SHAPES),
         )
 
 

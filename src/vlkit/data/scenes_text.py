@@ -157,6 +157,20 @@ def negative_caption(objects: Sequence[Described], rng: random.Random, colors: S
     return join([with_article(f"{c} {o.shape}") for c, o in zip(colours, ordered)])
 
 
+def shape_negative_caption(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> str:
+    """The canonical caption with one object's shape changed to one no object of its colour has.
+
+    The colour-swap negative tests binding; this one makes shape matter on its own (a single red
+    circle vs "a red square"), which in-batch negatives rarely do when colours already differ.
+    """
+    ordered = left_to_right(objects)
+    names = [o.shape for o in ordered]
+    k = rng.randrange(len(ordered))
+    taken = {o.shape for o in ordered if o.color == ordered[k].color}
+    names[k] = rng.choice([s for s in shapes if s not in taken])
+    return join([with_article(f"{o.color} {name}") for o, name in zip(ordered, names)])
+
+
 def questions(
     objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
 ) -> list[QA]:

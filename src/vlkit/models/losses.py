@@ -29,14 +29,14 @@ def clip_loss(
 ) -> torch.Tensor:
     """Symmetric InfoNCE. image_emb, text_emb: unit float[B, E], row i of each is a pair.
 
-    negative_emb: optional unit float[B, E], hard-negative captions (NegCLIP): extra wrong texts
+    negative_emb: optional unit float[k*B, E], hard-negative captions (NegCLIP): extra wrong texts
     every image is contrasted against, e.g. the caption with two objects' colours swapped.
     """
     all_images, offset = gather_with_grad(image_emb)
     all_texts, _ = gather_with_grad(text_emb)
     labels = torch.arange(image_emb.shape[0], device=image_emb.device) + offset
     if negative_emb is not None:
-        all_texts = torch.cat([all_texts, gather_with_grad(negative_emb)[0]])  # (2*W*B, E)
+        all_texts = torch.cat([all_texts, gather_with_grad(negative_emb)[0]])  # (W*B + W*k*B, E)
     logits_i2t = scale * image_emb @ all_texts.T  # (B, W*B [+ W*B negatives])
     logits_t2i = scale * text_emb @ all_images.T  # (B, W*B): hard negatives are not queries
     return (F.cross_entropy(logits_i2t, labels) + F.cross_entropy(logits_t2i, labels)) / 2

@@ -39,18 +39,20 @@ class ContrastiveObjective:
             pick = np.random.default_rng([self.seed, position]).integers(len(captions))
             images.append(sample["image"])
             texts.append(captions[pick])
-            negatives.append(sample.get("negative_caption"))
-        # Hard negatives only when every sample has one (scenes do). They are encoded in the same
-        # forward as the captions (rows B..2B), so the model runs once per step (DDP-friendly).
-        if self.model.cfg.hard_negatives and negatives and all(negatives):
-            texts = texts + negatives
+            negatives.append(sample.get("negative_captions") or [])
+        # Hard negatives only when every sample has the same number (scenes have 2). They are
+        # encoded in the same forward as the captions (rows B.., negative j of every sample in
+        # turn), so the model runs once per step (DDP-friendly).
+        k = len(negatives[0]) if negatives else 0
+        if self.model.cfg.hard_negatives and k and all(len(n) == k for n in negatives):
+            texts = texts + [n[j] for j in range(k) for n in negatives]
         batch = {"pixel_values": self.model.image_tower.preprocess(images)}  # (B, 3, H, W)
-        return batch | tokenize(self.model.text_tower, texts)  # input_ids: (B or 2B, T)
+        return batch | tokenize(self.model.text_tower, texts)  # input_ids: ((1 + k) * B, T)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image_emb, text_emb = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
         b = image_emb.shape[0]
-        text_emb, negative_emb = text_emb[:b], (text_emb[b:] if text_emb.shape[0] > b else None)
+        text_emb, negative_emb = text_emb[:b], (text_emb[b:] if text_emb.shape[0] > b else None)  # (k*B, E)
         core = self.model  # parameters read outside forward must come from the unwrapped model
         if core.cfg.loss == "siglip":
             return siglip_loss(image_emb, text_emb, core.logit_scale.exp(), core.logit_bias, negative_emb)
