@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,6 +64,71 @@ def make_accelerator() -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available())
 
 
+@dataclass
+class Run:
+    """Everything one training run holds; built by `prepare`, advanced by `train_step`."""
+
+    cfg: Config
+    accelerator: Accelerator
+    model: torch.nn.Module  # the bare model: checkpoints, evaluation, parameters read outside forward
+    wrapped: torch.nn.Module  # the same model as accelerate prepared it (DDP across processes)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    objective: ContrastiveObjective
+    batcher: Batcher
+    start: int  # the step this process starts from (0, or the resumed checkpoint's)
+
+
+def prepare(cfg: Config) -> Run:
+    """Builds data, model, optimizer and schedule, resuming from the run's latest checkpoint."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    accelerator = make_accelerator()
+    dataset = build_dataset(cfg.data)
+    resume_from = latest_checkpoint(cfg.train.out_dir)
+    if resume_from is not None:  # the checkpoint's tokenizer and tower configs, not new ones
+        model = build_model(cfg, saved=resume_from)
+    else:
+        model = build_model(cfg, texts=iter_captions(dataset, TOKENIZER_SAMPLES))
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    start, skipped = 0, 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        start, skipped = state["step"], state["counters"]["skipped"]
+        log.info("resumed from %s at step %d", resume_from, start)
+    objective = ContrastiveObjective(model, seed=cfg.train.seed)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    t = cfg.train
+    batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
+    batcher.skipped = skipped
+    return Run(cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start)
+
+
+def train_step(run: Run, step: int) -> tuple[float, int]:
+    """One optimizer step (over `grad_accum` micro-batches) → (this process's loss, images seen)."""
+    t, acc = run.cfg.train, run.accelerator
+    run.wrapped.train()
+    loss_sum, images = 0.0, 0
+    for micro in range(t.grad_accum):
+        batch = run.objective.collate(run.batcher.samples(step * t.grad_accum + micro))
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
+        last = micro == t.grad_accum - 1  # gradients are synchronised across processes only then
+        no_sync = contextlib.nullcontext() if last else acc.no_sync(run.wrapped)
+        bf16 = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=t.bf16)
+        with no_sync, bf16:
+            loss = run.objective.loss(run.wrapped, batch) / t.grad_accum
+            acc.backward(loss)
+        loss_sum += loss.item()
+        images += run.objective.batch_size(batch) * acc.num_processes
+    if t.grad_clip:
+        acc.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scheduler.step()
+    return loss_sum, images
+
+
 def train(
     cfg: Config,
     *,
@@ -72,83 +138,48 @@ def train(
 ) -> Path:
     """Trains (resuming from the run's latest complete checkpoint if any); returns the run folder.
 
-    evaluate: called on the unwrapped model every `train.eval_every` steps and at the end.
+    evaluate: called on the bare model every `train.eval_every` steps and at the end.
     stop_at_step: end this process early after that step (as a crash would), e.g. for tests.
     """
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    accelerator = make_accelerator()
-    out = Path(t.out_dir)
-    main = accelerator.is_main_process
-    dataset = build_dataset(cfg.data)
-    resume_from = latest_checkpoint(out)
-    if resume_from is not None:
-        model = build_model(cfg, saved=resume_from)
-    else:
-        model = build_model(cfg, texts=iter_captions(dataset, TOKENIZER_SAMPLES))
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    start, counters = 0, {"skipped": 0}
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler)
-        start, counters = state["step"], state["counters"]
-        log.info("resumed from %s at step %d", resume_from, start)
-    objective = ContrastiveObjective(model, seed=cfg.train.seed)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-    batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
-    batcher.skipped = counters["skipped"]
-
+    t, out = cfg.train, Path(cfg.train.out_dir)
+    run = prepare(cfg)
+    acc, main = run.accelerator, run.accelerator.is_main_process
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        _truncate_log(out / "metrics.jsonl", after_step=start)
-    bar = tqdm(total=t.steps, initial=start, disable=not (progress and main), desc="train", unit="step")
-    seen, clock = 0, time.perf_counter()
+        _truncate_log(out / "metrics.jsonl", after_step=run.start)
+    bar = tqdm(total=t.steps, initial=run.start, disable=not (progress and main), desc="train", unit="step")
+    seen, busy = 0, 0.0  # images and seconds of training since the last log line (eval, saves excluded)
     end = min(t.steps, stop_at_step) if stop_at_step is not None else t.steps
-    for step in range(start, end):
-        wrapped.train()
-        loss_sum = 0.0
-        for micro in range(t.grad_accum):
-            batch = objective.collate(batcher.samples(step * t.grad_accum + micro))
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            sync = micro == t.grad_accum - 1
-            no_sync = contextlib.nullcontext() if sync else accelerator.no_sync(wrapped)
-            bf16 = torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=t.bf16)
-            with no_sync, bf16:
-                loss = objective.loss(wrapped, batch) / t.grad_accum
-                accelerator.backward(loss)
-            loss_sum += loss.item()
-            seen += objective.batch_size(batch) * accelerator.num_processes
-        if t.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+    for step in range(run.start, end):
+        clock = time.perf_counter()
+        loss, images = train_step(run, step)
+        seen, busy = seen + images, busy + time.perf_counter() - clock
         done = step + 1
         bar.update(1)
         if done % t.log_every == 0 or done == t.steps:
-            loss_sum = accelerator.reduce(torch.tensor(loss_sum, device=accelerator.device), "mean").item()
-        if main and (done % t.log_every == 0 or done == t.steps):
-            rate = seen / (time.perf_counter() - clock)
-            record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0]}
-            record |= {"logit_scale": model.logit_scale.exp().item(), "images_per_s": rate}
-            record |= {"skipped": batcher.skipped, "processes": accelerator.num_processes}
-            _append_log(out / "metrics.jsonl", record)
-            bar.set_postfix(loss=f"{loss_sum:.3f}", img_s=f"{rate:.0f}")
-            seen, clock = 0, time.perf_counter()
+            loss = acc.reduce(torch.tensor(loss, device=acc.device), "mean").item()  # collective: all ranks
+            if main:
+                record = {"step": done, "loss": loss, "lr": run.scheduler.get_last_lr()[0]}
+                record |= {"logit_scale": run.model.logit_scale.exp().item(), "images_per_s": seen / busy}
+                record |= {"skipped": run.batcher.skipped, "processes": acc.num_processes}
+                _append_log(out / "metrics.jsonl", record)
+                bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{seen / busy:.0f}")
+            seen, busy = 0, 0.0
         if evaluate and main and ((t.eval_every and done % t.eval_every == 0) or done == t.steps):
-            scores = evaluate(model, cfg)
+            scores = evaluate(run.model, cfg)
             _append_log(out / "metrics.jsonl", {"step": done} | {f"eval/{k}": v for k, v in scores.items()})
             bar.write(f"step {done}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         if (t.save_every and done % t.save_every == 0) or done == t.steps:
-            counters["skipped"] = batcher.skipped
             if main:
-                save_checkpoint(out, done, model, cfg, optimizer, scheduler, counters)
-            accelerator.wait_for_everyone()
+                counters = {"skipped": run.batcher.skipped}
+                save_checkpoint(out, done, run.model, cfg, run.optimizer, run.scheduler, counters)
+            acc.wait_for_everyone()
     bar.close()
-    if batcher.skipped:
-        log.warning("%d unreadable samples were skipped in total (see the warnings above)", batcher.skipped)
+    if run.batcher.skipped:
+        log.warning(
+            "%d unreadable samples were skipped in total (see the warnings above)", run.batcher.skipped
+        )
     if main and end == t.steps:
         from vlkit.plots import plot_metrics_log
 
