@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -102,9 +102,11 @@ class Scene:
     objects: list[SceneObject]
     captions: list[str]
     qa: list[QA]
-    negative_caption: str  # colours swapped between objects (binding), see scenes_text
+    negative_caption: str  # captions[0] with colours swapped between objects (binding)
     key: str
-    shape_negative_caption: str = ""  # one object's shape changed (shape), see scenes_text
+    shape_negative_caption: str = ""  # captions[0] with one object's shape changed
+    # per caption, its hard negatives in the same wording: [colour swap, changed shape]
+    caption_negatives: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,8 @@ class Scenes:
             "image": scene.image,
             "captions": scene.captions,
             "negative_caption": scene.negative_caption,
-            # hard negatives for contrastive training (NegCLIP): a binding error and a shape error
-            "negative_captions": [scene.negative_caption, scene.shape_negative_caption],
+            # hard negatives for contrastive training (NegCLIP), per caption: binding error, shape error
+            "negative_captions": scene.caption_negatives,
             "key": scene.key,
         }
 
@@ -328,14 +330,22 @@ class Scenes:
             mask[p.y : p.y + h, p.x : p.x + w] = stencil
             box = (p.x / n, p.y / n, (p.x + w) / n, (p.y + h) / n)
             objects.append(SceneObject(p.shape, p.color, p.size, box, mask))
+        captions = scenes_text.captions(objects, rng)
+        qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES)
+        edits = [
+            scenes_text.binding_edit(objects, rng, COLOR_NAMES),
+            scenes_text.shape_edit(objects, rng, SHAPES),
+        ]
+        negatives = [[scenes_text.apply_edit(c, e) for e in edits] for c in captions]
         return Scene(
             image=image,
             objects=objects,
-            captions=scenes_text.captions(objects, rng),
-            qa=scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES),
-            negative_caption=scenes_text.negative_caption(objects, rng, COLOR_NAMES),
+            captions=captions,
+            qa=qa,
+            negative_caption=negatives[0][0],
             key=key,
-            shape_negative_caption=scenes_text.shape_negative_caption(objects, rng, SHAPES),
+            shape_negative_caption=negatives[0][1],
+            caption_negatives=negatives,
         )
 
 

@@ -12,6 +12,7 @@ vocabulary (`colors`, `shapes`) that negatives and absent-object questions are d
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -125,8 +126,11 @@ def captions(objects: Sequence[Described], rng: random.Random) -> list[str]:
     return out
 
 
-def negative_caption(objects: Sequence[Described], rng: random.Random, colors: Sequence[str]) -> str:
-    """A hard negative in the canonical caption's form: false of the image, same words otherwise.
+Edit = dict[tuple[str, str], tuple[str, str]]  # (colour, shape) of an object -> what a negative says
+
+
+def binding_edit(objects: Sequence[Described], rng: random.Random, colors: Sequence[str]) -> Edit:
+    """The colour-swap hard negative, as an edit: false of the image, same words otherwise.
 
     Swaps the colours of two objects that differ in both colour and shape (a swap between two
     same-shape objects would describe the same set). Without such a pair (one object, or all
@@ -134,41 +138,43 @@ def negative_caption(objects: Sequence[Described], rng: random.Random, colors: S
     Both ways the negative names a (colour, shape) the scene does not contain.
     """
     ordered = left_to_right(objects)
-    colours = [o.color for o in ordered]
     present = {(o.color, o.shape) for o in ordered}
     # A swap must create an object the scene lacks; with a red circle, a blue square, a blue
     # circle and a red square, swapping the first two would only repeat present objects.
     pairs = [
-        (i, j)
+        (a, b)
         for i, a in enumerate(ordered)
-        for j, b in enumerate(ordered[i + 1 :], start=i + 1)
+        for b in ordered[i + 1 :]
         if a.color != b.color
         and a.shape != b.shape
         and ((b.color, a.shape) not in present or (a.color, b.shape) not in present)
     ]
     if pairs:
-        i, j = rng.choice(pairs)
-        colours[i], colours[j] = colours[j], colours[i]
-    else:
-        k = rng.randrange(len(ordered))
-        taken = {o.color for o in ordered if o.shape == ordered[k].shape}
-        free = [c for c in colors if c not in taken]
-        colours[k] = rng.choice(free)
-    return join([with_article(f"{c} {o.shape}") for c, o in zip(colours, ordered)])
+        a, b = rng.choice(pairs)
+        return {(a.color, a.shape): (b.color, a.shape), (b.color, b.shape): (a.color, b.shape)}
+    obj = ordered[rng.randrange(len(ordered))]
+    taken = {o.color for o in ordered if o.shape == obj.shape}
+    return {(obj.color, obj.shape): (rng.choice([c for c in colors if c not in taken]), obj.shape)}
 
 
-def shape_negative_caption(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> str:
-    """The canonical caption with one object's shape changed to one no object of its colour has.
+def shape_edit(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> Edit:
+    """One object's shape changed to one no object of its colour has.
 
-    The colour-swap negative tests binding; this one makes shape matter on its own (a single red
-    circle vs "a red square"), which in-batch negatives rarely do when colours already differ.
+    The colour swap tests binding; this one makes shape matter on its own (a single red circle
+    vs "a red square"), which in-batch negatives rarely do when colours already differ.
     """
     ordered = left_to_right(objects)
-    names = [o.shape for o in ordered]
-    k = rng.randrange(len(ordered))
-    taken = {o.shape for o in ordered if o.color == ordered[k].color}
-    names[k] = rng.choice([s for s in shapes if s not in taken])
-    return join([with_article(f"{o.color} {name}") for o, name in zip(ordered, names)])
+    obj = ordered[rng.randrange(len(ordered))]
+    taken = {o.shape for o in ordered if o.color == obj.color}
+    return {(obj.color, obj.shape): (obj.color, rng.choice([s for s in shapes if s not in taken]))}
+
+
+def apply_edit(caption: str, edit: Edit) -> str:
+    """Rewrites every "<colour> <shape>" of `caption` that `edit` names, all at once, so a
+    negative keeps the wording (sizes, positions, relations) of the caption it comes from."""
+    pattern = re.compile("|".join(rf"\b{c} {s}\b" for c, s in edit))
+    out = pattern.sub(lambda m: " ".join(edit[tuple(m.group(0).split())]), caption)
+    return re.sub(r"\b(a|an) (\w+)", lambda m: with_article(m.group(2)), out)  # "a orange" -> "an orange"
 
 
 def questions(

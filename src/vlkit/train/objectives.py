@@ -39,7 +39,9 @@ class ContrastiveObjective:
             pick = np.random.default_rng([self.seed, position]).integers(len(captions))
             images.append(sample["image"])
             texts.append(captions[pick])
-            negatives.append(sample.get("negative_captions") or [])
+            # "negative_captions": hard negatives for the sample, or per caption (same wording)
+            negs = sample.get("negative_captions") or []
+            negatives.append(negs[pick] if negs and isinstance(negs[0], list) else negs)
         # Hard negatives only when every sample has the same number (scenes have 2). They are
         # encoded in the same forward as the captions (rows B.., negative j of every sample in
         # turn), so the model runs once per step (DDP-friendly).
