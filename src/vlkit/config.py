@@ -71,10 +71,10 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     out_dir: str = "runs/clip-scenes"
-    steps: int = 1000
+    steps: int = 600  # ~5 minutes on 2 CPU cores for the default model
     batch_size: int = 128
     grad_accum: int = 1
-    lr: float = 1e-3
+    lr: float = 2e-3
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 50
     weight_decay: float = 0.1
@@ -83,8 +83,8 @@ class TrainConfig:
     bf16: bool = False  # autocast; slower than fp32 on the CPUs here, useful on accelerators
     seed: int = 0
     log_every: int = 10
-    eval_every: int = 250  # 0 = only at the end
-    save_every: int = 250
+    eval_every: int = 200  # 0 = only at the end
+    save_every: int = 200
     keep_last: int = 2
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
