@@ -105,8 +105,8 @@ def prepare(cfg: Config) -> Run:
     return Run(cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start)
 
 
-def train_step(run: Run, step: int) -> tuple[float, int]:
-    """One optimizer step (over `grad_accum` micro-batches) → (this process's loss, images seen)."""
+def train_step(run: Run, step: int) -> tuple[float, int, float]:
+    """One optimizer step (over `grad_accum` micro-batches) → (this process's loss, images seen, lr used)."""
     t, acc = run.cfg.train, run.accelerator
     run.wrapped.train()
     loss_sum, images = 0.0, 0
@@ -123,10 +123,11 @@ def train_step(run: Run, step: int) -> tuple[float, int]:
         images += run.objective.batch_size(batch) * acc.num_processes
     if t.grad_clip:
         acc.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+    lr = run.scheduler.get_last_lr()[0]
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
-    return loss_sum, images
+    return loss_sum, images, lr
 
 
 def train(
@@ -153,14 +154,14 @@ def train(
     end = min(t.steps, stop_at_step) if stop_at_step is not None else t.steps
     for step in range(run.start, end):
         clock = time.perf_counter()
-        loss, images = train_step(run, step)
+        loss, images, lr = train_step(run, step)
         seen, busy = seen + images, busy + time.perf_counter() - clock
         done = step + 1
         bar.update(1)
         if done % t.log_every == 0 or done == t.steps:
             loss = acc.reduce(torch.tensor(loss, device=acc.device), "mean").item()  # collective: all ranks
             if main:
-                record = {"step": done, "loss": loss, "lr": run.scheduler.get_last_lr()[0]}
+                record = {"step": done, "loss": loss, "lr": lr}
                 record |= {"logit_scale": run.model.logit_scale.exp().item(), "images_per_s": seen / busy}
                 record |= {"skipped": run.batcher.skipped, "processes": acc.num_processes}
                 _append_log(out / "metrics.jsonl", record)

@@ -1,0 +1,39 @@
+"""The benchmarks run end to end at tiny sizes and print their side-by-side tables."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_smoke(script: str) -> str:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--smoke", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_zero_shot_throughput_smoke():
+    out = run_smoke("zero_shot_throughput.py")
+    for expected in ("(a) pipeline, one call per image", "(b) pipeline, whole list", "(c) vlkit classify"):
+        assert expected in out
+    assert "identical top-1 labels: PASS" in out
+    assert "100.00%" in out
+
+
+@pytest.mark.slow
+def test_train_throughput_smoke():
+    out = run_smoke("train_throughput.py")
+    for expected in ("bare PyTorch loop", "vlkit train()", "overhead", "MFU", "torch.mm"):
+        assert expected in out
