@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def write_report(
     lines += ["", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
     for plot in plots:
-        rel = Path(plot).resolve().relative_to(folder.resolve().parent, walk_up=True)
+        rel = os.path.relpath(plot, folder)  # markdown links are relative to report.md
         lines += ["", f"![{Path(plot).stem}]({rel})"]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,39 @@
+"""The main job end to end at a tiny size: train, evaluate, report with plots; a rerun resumes."""
+
+import json
+
+import pytest
+
+from vlkit.tour import run_tour
+
+TINY = [
+    "model.vision_width=16",
+    "model.vision_layers=1",
+    "model.vision_heads=2",
+    "model.image_size=32",
+    "model.text_width=16",
+    "model.text_layers=1",
+    "model.text_heads=2",
+    "model.embed_dim=8",
+    "model.vocab_size=64",
+    "data.image_size=32",
+    "train.batch_size=8",
+    "train.warmup_steps=1",
+]
+
+
+@pytest.mark.slow
+def test_tour_trains_evaluates_and_reports(tmp_path, capsys):
+    overrides = [*TINY, "train.steps=3", "train.eval_every=0", "eval.num_images=32"]
+    scores = run_tour(str(tmp_path / "tour"), overrides=overrides, progress=False)
+    report = tmp_path / "tour" / "report"
+    result = json.loads((report / "result.json").read_text())
+    assert result["metrics"] == pytest.approx(scores)
+    assert {"top1", "t2i_R@1", "i2t_R@1", "wino_text", "wino_group"} <= scores.keys()
+    markdown = (report / "report.md").read_text()
+    assert "](../plots/loss.png)" in markdown and (tmp_path / "tour" / "plots" / "loss.png").is_file()
+    printed = capsys.readouterr().out
+    assert "zero-shot" in printed and "Winoground" in printed and str(report) in printed
+
+    again = run_tour(str(tmp_path / "tour"), overrides=overrides, progress=False)  # resumes: no training
+    assert again == pytest.approx(scores)
