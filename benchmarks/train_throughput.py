@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from common import SMOKE_MODEL
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -56,16 +57,6 @@ from vlkit.train.objectives import ContrastiveObjective
 
 OVERHEAD_GOAL = 0.05
 MFU_GOAL = 0.50
-SMOKE = [
-    "model.embed_dim=32",
-    "model.vision_width=32",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "model.text_width=32",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.vocab_size=256",
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.steps, args.window, args.rounds = 6, 2, 2
         args.batch = args.batch or 16
-        args.overrides = SMOKE + args.overrides
+        args.overrides = SMOKE_MODEL + args.overrides
     if args.steps % args.window or args.steps < 2 * args.window:
         p.error(f"--steps {args.steps} must be a multiple of --window {args.window} and at least two windows")
     return args

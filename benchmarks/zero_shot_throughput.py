@@ -31,21 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import SMOKE_MODEL
 from PIL import Image
 
 SPEEDUP_GOALS = {"a": 10.0, "b": 4.0}  # vlkit (c) over pipeline (a) per image, (b) batched
 SCENES_SEED = 12345
-# Small enough that building, exporting and timing everything takes seconds.
-SMOKE_MODEL = [
-    "model.embed_dim=32",
-    "model.vision_width=32",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "model.text_width=32",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.vocab_size=256",
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

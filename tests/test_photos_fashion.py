@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from vlkit.data.fashion_mnist import CLASSES, DEFAULT_ROOT, FashionMNIST, read_idx
+from vlkit.data.fashion_mnist import CLASSES, FashionMNIST, read_idx
 from vlkit.data.photos import CAPTIONS, Photos, to_rgb
 
 
@@ -37,12 +37,6 @@ def test_to_rgb_converts_bool_grey_and_rgba():
     assert to_rgb(rgba)[0].tolist() == [[10, 20, 30], [255, 255, 255]]  # transparent -> white
 
 
-needs_debian_files = pytest.mark.skipif(
-    not (DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").is_file(), reason="apt-get install dataset-fashion-mnist"
-)
-
-
-@needs_debian_files
 def test_fashion_mnist_test_split_from_debian_files():
     test = FashionMNIST("test")
     assert len(test) == 10_000 and test.classes == CLASSES and len(CLASSES) == 10
@@ -57,7 +51,6 @@ def test_fashion_mnist_test_split_from_debian_files():
         test[10_000]
 
 
-@needs_debian_files
 def test_fashion_mnist_train_split_size_and_labels():
     train = FashionMNIST("train")
     assert len(train) == 60_000 and train.images.shape == (60_000, 28, 28)
