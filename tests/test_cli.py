@@ -135,6 +135,10 @@ def test_index_then_search(tiny_run, scene_pngs, tmp_path):
     scores = [float(score) for score, _ in results]
     assert scores == sorted(scores, reverse=True)
     assert all(key in index.keys for _, key in results)
+    # The backend is chosen at search time; exact faiss search returns the same keys.
+    faiss_out = ok(vlkit_cli("search", index_dir, "a red circle", "-k", "2", "--backend", "faiss"))
+    faiss_keys = [line.split("\t")[1] for line in faiss_out.strip().splitlines()[1:]]
+    assert faiss_keys == [key for _, key in results]
 
 
 @pytest.mark.slow

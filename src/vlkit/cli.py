@@ -66,13 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="model or run folder")
     s.add_argument("folder", help="folder of images (searched recursively)")
     s.add_argument("--out", required=True, help="index folder to write")
-    s.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
 
     s = sub.add_parser("search", help="text → top-k images of an index")
     s.add_argument("index", help="index folder written by `vlkit index`")
     s.add_argument("query", nargs="+", help="query text(s)")
     s.add_argument("-k", type=int, default=5, help="results per query")
     s.add_argument("--model", default=None, help="model folder (default: the one the index was built with)")
+    s.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "numpy", "faiss"],
+        help="exact numpy search, or faiss (auto: faiss from 50k images up)",
+    )
 
     s = sub.add_parser("export", help="export to another library's format")
     s.add_argument("model", help="model or run folder")
@@ -155,14 +160,13 @@ def _run(args: argparse.Namespace) -> None:
         model = vlkit.load(args.model)
         index = model.build_index(files, [str(f) for f in files])
         index.metadata["model"] = str(model.path.resolve())
-        index.backend = args.backend
         index.save(args.out)
         print(f"indexed {len(index)} images into {args.out}")
     elif args.command == "search":
         import vlkit
         from vlkit.index import SearchIndex
 
-        index = SearchIndex.load(args.index)
+        index = SearchIndex.load(args.index, backend=args.backend)
         model_path = args.model or index.metadata.get("model")
         if not model_path:
             raise ValueError(f"{args.index}: the index names no model; pass --model")
