@@ -290,3 +290,32 @@ def test_lit_fully_locked_tower_stays_in_eval_mode(tiny_cfg, captions):
     assert not any(p.requires_grad for p in model.image_tower.parameters())
     assert not any(m.training for m in model.image_tower.modules())
     assert model.text_tower.training
+
+
+def test_transformers_vision_folder_round_trips_through_a_checkpoint(tmp_path):
+    """Any transformers vision model folder works as a tower, and its checkpoint reloads from itself."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from vlkit.config import Config
+
+    vit = tmp_path / "vit"
+    config = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    CLIPVisionModel(config).save_pretrained(vit)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(vit)
+    cfg = Config()
+    cfg.model.image_encoder = str(vit)
+    cfg.model.text_width, cfg.model.text_layers, cfg.model.text_heads, cfg.model.vocab_size = 16, 1, 2, 64
+    model = build_model(cfg, texts=["a red circle", "a blue square"] * 10).eval()
+    save_model(model, cfg, tmp_path / "out")
+    assert (tmp_path / "out" / "image_tower" / "preprocessor_config.json").is_file()
+    reloaded, _ = load_model(tmp_path / "out")
+    pixels = model.image_tower.preprocess([np.zeros((40, 50, 3), np.uint8)])  # resized and cropped to 32
+    assert pixels.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(reloaded.encode_images(pixels), model.encode_images(pixels), rtol=0, atol=0)

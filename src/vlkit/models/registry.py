@@ -123,7 +123,7 @@ def _hf_vision(name: str, cfg: ModelConfig, saved: Path | None) -> HFVisionTower
             config = config.vision_config
         model = AutoModel.from_config(config) if saved else AutoModel.from_pretrained(source, config=config)
         tower = HFVisionTower(model, preprocess)
-    tower.image_processor_source = source  # saved with checkpoints so they reload offline
+    tower.image_processor = processor  # saved with checkpoints so they reload offline
     return tower
 
 
@@ -193,6 +193,6 @@ def save_tower_files(tower: torch.nn.Module, folder: Path) -> None:
     tokenizer = getattr(tower, "tokenizer", None)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
-    processor_source = getattr(tower, "image_processor_source", None)
-    if processor_source is not None:
-        AutoImageProcessor.from_pretrained(processor_source).save_pretrained(folder)
+    processor = getattr(tower, "image_processor", None)
+    if processor is not None:
+        processor.save_pretrained(folder)
