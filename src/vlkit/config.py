@@ -100,8 +100,43 @@ class EvalConfig:
 
 
 @dataclass
+class VLMConfig:
+    """A generative VLM: vision encoder (`model.image_encoder` and its `model.*` sizes) →
+    connector → causal language model. Training strategies are which parts are frozen:
+    PrefixLM = nothing frozen; frozen PrefixLM (Frozen, ClipCap) = `freeze_lm`; connector-only
+    alignment (LLaVA stage 1, MiniGPT-4) = `freeze_vision` + `freeze_lm`; PEFT = `freeze_lm` +
+    `peft`."""
+
+    language_model: str = "gpt-tiny"  # registry name (gpt-tiny, smollm2-135m), transformers id or path
+    lm_width: int = 128  # gpt-tiny sizes (from-scratch Llama)
+    lm_layers: int = 4
+    lm_heads: int = 4
+    lm_vocab_size: int = 1024  # byte-level BPE trained on the data's texts
+    max_length: int = 128  # tokens per training sequence, image tokens included
+    connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | qformer | resampler | gated_xattn
+    connector_tokens: int = 16  # qformer / resampler (and gated_xattn's resampler) output tokens
+    connector_layers: int = 2  # qformer / resampler depth
+    xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer
+    vision_init: str = ""  # a contrastive run/model folder whose image tower starts the vision encoder
+    init_from: str = ""  # a generative run/model folder to start from (LLaVA stage 2 from stage 1)
+    freeze_vision: bool = False
+    freeze_lm: bool = False
+    peft: str = "none"  # none | lora | prompt (soft prompt tokens) | prefix (per-layer prefixes)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    virtual_tokens: int = 8  # prompt / prefix tuning
+    # What a sample without "conversations" trains on: its captions and/or its QA pairs (scenes).
+    tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
+    feature_cache: str = ""  # frozen vision: cache features here (memory-mapped); "" = off
+
+
+@dataclass
 class Config:
+    kind: str = "contrastive"  # contrastive (dual encoder: `model`) | generative (`model` + `vlm`)
     model: ModelConfig = field(default_factory=ModelConfig)
+    vlm: VLMConfig = field(default_factory=VLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
