@@ -24,7 +24,7 @@ from vlkit.models.vlm import GenerativeVLM
 IGNORE = -100
 CAPTION_PROMPT = "Describe the image in one sentence."
 SHORT_ANSWER = "Answer with a single word or number."  # LLaVA-1.5's short-answer VQA suffix, shortened
-MAX_QA_TURNS = 3
+MAX_QA_TURNS = 6
 
 
 def vqa_prompt(question: str) -> str:
