@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from vlkit.models.flamingo import add_gated_xattn
@@ -109,15 +110,18 @@ def test_media_errors_are_clear():
         add_gated_xattn(tiny_lm(), vision_dim=DV, every=9)
 
 
-def test_state_dict_round_trips_into_a_rebuilt_structure():
+def test_state_dict_round_trips_through_safetensors_into_a_rebuilt_structure(tmp_path):
     gated, _ = gated_pair()
     ids, media = inputs()
     train_one_step(gated, ids, media)
-    state = {k: v.clone() for k, v in gated.state_dict().items()}
+    save_file(gated.state_dict(), tmp_path / "model.safetensors")
+    state = load_file(tmp_path / "model.safetensors")
     torch.manual_seed(7)
     rebuilt = add_gated_xattn(tiny_lm(), vision_dim=DV, every=2)
-    rebuilt.load_state_dict(state, strict=True)
     with torch.no_grad(), gated.media(media), rebuilt.media(media):
+        before = rebuilt(input_ids=ids).logits
+        rebuilt.load_state_dict(state, strict=True)
+        assert not torch.equal(before, rebuilt(input_ids=ids).logits)
         assert torch.equal(rebuilt(input_ids=ids).logits, gated(input_ids=ids).logits)
 
 

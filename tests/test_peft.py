@@ -134,11 +134,12 @@ def test_state_dict_round_trips_into_a_rebuilt_model(kind):
     train_step(lm)
     lm.eval()
     state = {k: v.clone() for k, v in lm.state_dict().items()}
-    rebuilt = apply_peft(tiny_lm(), VLMConfig(peft=kind, virtual_tokens=V, lora_r=4, lora_alpha=8))
-    rebuilt.load_state_dict(state, strict=True)
-    rebuilt.eval()
+    rebuilt = apply_peft(tiny_lm(), VLMConfig(peft=kind, virtual_tokens=V, lora_r=4, lora_alpha=8)).eval()
     embeds, mask, _ = batch()
     with torch.no_grad():
+        before = rebuilt(inputs_embeds=embeds, attention_mask=mask).logits
+        rebuilt.load_state_dict(state, strict=True)
+        assert not torch.equal(before, rebuilt(inputs_embeds=embeds, attention_mask=mask).logits)
         assert torch.equal(
             rebuilt(inputs_embeds=embeds, attention_mask=mask).logits,
             lm(inputs_embeds=embeds, attention_mask=mask).logits,
@@ -171,3 +172,17 @@ def test_peft_own_generate_still_fails_from_embeddings(kind):
         lm.generate(
             inputs_embeds=batch()[0], attention_mask=torch.ones(2, 6, dtype=torch.long), max_new_tokens=2
         )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_left_padded_rows_generate_as_they_would_alone(kind):
+    lm = peft_lm(kind)
+    train_step(lm)
+    lm.eval()
+    embeds = batch()[0]
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0  # row 1 is a 4-token prompt, left-padded
+    kwargs = dict(max_new_tokens=4, do_sample=False, eos_token_id=None)
+    padded = generate(lm, embeds, mask, **kwargs)
+    alone = generate(lm, embeds[1:, 2:], torch.ones(1, 4, dtype=torch.long), **kwargs)
+    assert torch.equal(padded[1:], alone)
