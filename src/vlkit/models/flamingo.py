@@ -12,7 +12,8 @@ sample; Flamingo's "only the preceding image" masking is not needed then).
 
 The blocks run as forward pre-hooks on the LM's own decoder layers: the LM object, its module
 tree and its state-dict keys stay unchanged (`save_pretrained`, LoRA targets and export keep
-working on `gated.lm`), and `remove()` detaches them. The media are set before calling the LM
+working on `gated.lm`), and `remove()` detaches them. Until then calling `gated.lm` directly
+runs the blocks too. The media are set before calling the LM
 because `generate` calls its forward many times:
 
     gated = add_gated_xattn(lm, vision_dim=..., every=2)
