@@ -210,3 +210,45 @@ def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
     assert len(beams) == 1 and sampled[0] == sampled[1]  # a seed makes sampling reproducible
     with pytest.raises(ValueError, match="at most one image"):
         model.chat([{"role": "user", "content": [{"type": "image", "image": image}] * 2}])
+
+
+def test_gated_xattn_vlm_starts_as_the_frozen_lm_and_trains_its_gates(tmp_path):
+    from tests.conftest import make_tiny_vlm_cfg
+    from vlkit.models.build import build_model
+    from vlkit.train.loop import tokenizer_texts
+
+    cfg = make_tiny_vlm_cfg("gated_xattn")
+    cfg.vlm.freeze_lm, cfg.train.out_dir = True, str(tmp_path / "flamingo")
+    model = build_model(cfg, texts=tokenizer_texts(cfg, vlkit.data.open_named("scenes")))
+    assert model.image_tokens == 1  # one <image> marker; the images enter through cross-attention
+    batch = GenerativeObjective(model).collate([(i, vlkit.data.open_named("scenes")[i]) for i in range(2)])
+    with_images = model(**batch).logits
+    lm = model.base_language_model()
+    embeds = lm.get_input_embeddings()(batch["input_ids"])
+    with model.language_model.media(torch.zeros(2, 4, lm.config.hidden_size)):  # any media: gates are 0
+        plain = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+    assert torch.equal(with_images, plain)
+
+    run = train(cfg, progress=False)
+    weights = _weights(run)
+    gates = [k for k in weights if k.endswith(("attn_gate", "ff_gate"))]
+    assert gates and any(weights[k].abs().max() > 0 for k in gates)
+    generated = vlkit.load(run).answer([vlkit.data.open_named("scenes")[0]["image"]], ["What color?"])
+    assert len(generated) == 1
+
+
+@pytest.mark.parametrize("peft", ["lora", "prompt", "prefix"])
+def test_peft_strategies_train_only_adapters_and_connector(peft, tiny_vlm_cfg):
+    tiny_vlm_cfg.vlm.peft, tiny_vlm_cfg.vlm.freeze_lm, tiny_vlm_cfg.vlm.freeze_vision = peft, True, True
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every, tiny_vlm_cfg.train.keep_last = 2, 1, 5
+    run = train(tiny_vlm_cfg, progress=False)
+    first = load_file(run / "checkpoints" / "step-0000001" / "model.safetensors")
+    last = _weights(run)
+    changed = {k for k in first if not torch.equal(first[k], last[k])}
+    assert {k.split(".")[0] for k in changed} == {"connector", "language_model"}
+    lm_changed = [k for k in changed if k.startswith("language_model")]
+    marker = {"lora": "lora_", "prompt": "prompt_encoder", "prefix": "prompt_encoder"}[peft]
+    assert lm_changed and all(marker in k for k in lm_changed)  # the base LM stays frozen
+    model = vlkit.load(run)
+    answers = model.answer([vlkit.data.open_named("scenes")[0]["image"]] * 2, ["What color?", "How many?"])
+    assert len(answers) == 2

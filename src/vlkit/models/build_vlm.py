@@ -98,11 +98,11 @@ def _parts_from(path: str, cfg: Config) -> GenerativeVLM:
             f"vlm.init_from: {path} has connector {previous_cfg.vlm.connector!r}, this recipe "
             f"{cfg.vlm.connector!r}; continuing needs the same soft-token connector"
         )
-    lm = previous.language_model
-    if previous_cfg.vlm.peft == "lora":
-        lm = lm.merge_and_unload()
-    elif previous_cfg.vlm.peft != "none":
+    if previous_cfg.vlm.peft not in ("none", "lora"):
         raise ValueError(f"vlm.init_from: cannot continue from a {previous_cfg.vlm.peft!r}-tuned model")
+    from vlkit.models.peft_adapters import merged_lm
+
+    lm = merged_lm(previous.language_model)  # LoRA merged into the weights; a plain LM as is
     lm.requires_grad_(True)
     previous.vision.requires_grad_(True)
     return GenerativeVLM(
@@ -124,15 +124,11 @@ def adapt(model: GenerativeVLM, cfg: Config) -> GenerativeVLM:
     if v.connector == "gated_xattn":
         from vlkit.models.flamingo import add_gated_xattn
 
-        lm_dim = model.language_model.config.hidden_size
-        model.language_model = add_gated_xattn(model.language_model, lm_dim, v.xattn_every)
+        lm_dim = model.language_model.config.hidden_size  # the resampler's media are at the LM width
+        model.language_model = add_gated_xattn(
+            model.language_model, lm_dim, v.xattn_every, freeze_lm=v.freeze_lm
+        )
     return model
-
-
-def base_language_model(model: GenerativeVLM) -> torch.nn.Module:
-    """The transformers model under any PEFT / cross-attention wrapping (its config is saved)."""
-    lm = model.language_model
-    return lm.get_base_model() if hasattr(lm, "get_base_model") else lm
 
 
 def save_vlm_files(model: GenerativeVLM, cfg: Config, folder: Path) -> None:
@@ -141,5 +137,5 @@ def save_vlm_files(model: GenerativeVLM, cfg: Config, folder: Path) -> None:
     save_config(cfg, folder / "config.yaml")
     save_tower_files(model.vision, folder / "vision")
     (folder / "language_model").mkdir(exist_ok=True)
-    base_language_model(model).config.save_pretrained(folder / "language_model")
+    model.base_language_model().config.save_pretrained(folder / "language_model")
     model.tokenizer.save_pretrained(folder / "language_model")

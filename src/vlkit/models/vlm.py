@@ -44,6 +44,13 @@ class GenerativeVLM(nn.Module):
         self.vision_features = vision_features  # N: grid features per image
         self.cross_attention = cfg.connector == "gated_xattn"
 
+    def base_language_model(self) -> nn.Module:
+        """The transformers LM under any PEFT wrapper (`get_base_model`) or cross-attention (`.lm`)."""
+        lm = self.language_model
+        if hasattr(lm, "get_base_model"):
+            return lm.get_base_model()
+        return getattr(lm, "lm", lm)
+
     @property
     def image_tokens(self) -> int:
         """Sequence positions one `<image>` placeholder expands to."""
@@ -66,7 +73,7 @@ class GenerativeVLM(nn.Module):
         Soft-token connectors: the image placeholder positions take the image embeddings, in
         order. Their number must equal B_img * M.
         """
-        embeds = self.language_model.get_input_embeddings()(input_ids)  # (B, T, D)
+        embeds = self.base_language_model().get_input_embeddings()(input_ids)  # (B, T, D)
         if self.cross_attention or image_embeds is None:
             return embeds
         mask = input_ids == self.image_token_id  # (B, T)
@@ -92,9 +99,7 @@ class GenerativeVLM(nn.Module):
         if not self.cross_attention or image_embeds is None:
             yield
             return
-        from vlkit.models.flamingo import xattn_media
-
-        with xattn_media(self.language_model, image_embeds):
+        with self.language_model.media(image_embeds):  # a flamingo.GatedXAttnLM
             yield
 
     def forward(
@@ -128,7 +133,7 @@ class GenerativeVLM(nn.Module):
         embeds = self.input_embeddings(input_ids, image_embeds)
         generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
         generate_kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        from vlkit.models.peft_adapters import generate  # transformers' generate, PEFT-aware
+
         with self._media(image_embeds):
-            return self.language_model.generate(
-                inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs
-            )
+            return generate(self.language_model, embeds, attention_mask, **generate_kwargs)
