@@ -219,10 +219,10 @@ def _run(args: argparse.Namespace) -> None:
             return
         from vlkit.eval.contrastive import evaluate
         from vlkit.eval.scenes_generative import evaluate_generative
-        from vlkit.train.loop import train
+        from vlkit.train.loop import train_stages
 
         evaluate = evaluate_generative if cfg.kind == "generative" else evaluate
-        out = train(cfg, evaluate=evaluate, progress=not args.quiet)
+        out = train_stages(cfg, evaluate=evaluate, progress=not args.quiet)
         print(f"run folder: {out}")
     elif args.command == "eval":
         from vlkit.eval.run import run_eval

@@ -133,6 +133,17 @@ class VLMConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of a multi-stage recipe (LLaVA: align the connector, then instruction-tune).
+
+    A stage is the recipe with `set` overrides applied; it trains into `<train.out_dir>/<name>`,
+    and every stage after the first starts from the previous one (`vlm.init_from`)."""
+
+    name: str = ""
+    set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"
+
+
+@dataclass
 class Config:
     kind: str = "contrastive"  # contrastive (dual encoder: `model`) | generative (`model` + `vlm`)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,6 +151,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    stages: list[StageConfig] = field(default_factory=list)  # empty: one stage, the recipe itself
 
 
 # --------------------------------------------------------------------------- building
@@ -244,6 +256,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         return from_dict(Config, data)
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
+    """The configs of a multi-stage recipe, in order (see `StageConfig`); [] for a one-stage one."""
+    out: list[tuple[str, Config]] = []
+    base = to_dict(cfg) | {"stages": []}
+    for k, stage in enumerate(cfg.stages):
+        if not stage.name or "/" in stage.name:
+            raise ConfigError(f"stages[{k}].name: {stage.name!r}; give each stage a plain folder name")
+        data = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
+        for assignment in stage.set:
+            apply_override(data, assignment)
+        data["train"]["out_dir"] = str(Path(cfg.train.out_dir) / stage.name)
+        if out:
+            data.setdefault("vlm", {})["init_from"] = out[-1][1].train.out_dir
+        try:
+            out.append((stage.name, from_dict(Config, data)))
+        except ConfigError as e:
+            raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None
+    return out
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vlkit.config import Config, save_config
+from vlkit.config import Config, save_config, stage_configs
 from vlkit.data import build_dataset, iter_captions, iter_texts
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
@@ -209,6 +209,20 @@ def train(
         from vlkit.plots import plot_metrics_log
 
         plot_metrics_log(out / "metrics.jsonl", out / "plots")
+    return out
+
+
+def train_stages(
+    cfg: Config, *, evaluate: Callable[[torch.nn.Module, Config], dict[str, float]] | None = None, **kwargs
+) -> Path:
+    """Trains a recipe's stages in order (each resumes like `train`); a recipe without stages is
+    one `train`. Returns the last stage's run folder."""
+    stages = stage_configs(cfg)
+    if not stages:
+        return train(cfg, evaluate=evaluate, **kwargs)
+    for name, stage_cfg in stages:
+        log.info("stage %s → %s", name, stage_cfg.train.out_dir)
+        out = train(stage_cfg, evaluate=evaluate, **kwargs)
     return out
 
 
