@@ -9,9 +9,9 @@ import pytest
 import vlkit
 from vlkit.config import load_config
 from vlkit.data import open_named
-from vlkit.generation import Decoding
 from vlkit.eval.contrastive import evaluate
 from vlkit.eval.scenes_generative import evaluate_generative
+from vlkit.generation import Decoding
 from vlkit.train.loop import train, train_stages
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
