@@ -1,4 +1,6 @@
-"""The main job: train the default contrastive recipe on scenes, evaluate it, print a report.
+"""The main job: train the default contrastive recipe on scenes, evaluate it; then a short
+LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
+about held-out scenes; one report for both.
 
 `vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
 """
@@ -11,12 +13,22 @@ from pathlib import Path
 from vlkit.config import load_config
 from vlkit.eval.contrastive import evaluate_scenes
 from vlkit.eval.report import write_report
+from vlkit.eval.scenes_generative import evaluate_generative, held_out_scenes
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
 
+# The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
+# gpt-tiny), its vision tower initialised from the tour's CLIP run, as LLaVA starts from CLIP.
+GENERATIVE = ["kind=generative", "train.batch_size=64", "train.lr=0.001", "train.warmup_steps=30"]
+GENERATIVE_STEPS = 300
+
 
 def run_tour(
-    out: str = "runs/tour", overrides: list[str] = (), fresh: bool = False, progress: bool = True
+    out: str = "runs/tour",
+    overrides: list[str] = (),
+    fresh: bool = False,
+    progress: bool = True,
+    generative_overrides: list[str] = (),
 ) -> dict:
     cfg = load_config(None, [f"train.out_dir={out}", *overrides])
     run = Path(cfg.train.out_dir)
@@ -36,13 +48,75 @@ def run_tour(
 
     model = vlkit.load(latest_checkpoint(run))
     scores = evaluate_scenes(model, cfg)
+    _print_contrastive(scores)
+    generative, generative_minutes = run_generative_step(run, overrides, generative_overrides, progress)
+    scores |= {f"llava_{k}": v for k, v in generative.items()}
     report = write_report(
         run / "report",
-        title="vlkit tour: CLIP on scenes",
+        title="vlkit tour: CLIP and a LLaVA-style VLM on scenes",
         metrics=scores,
-        details={"model": str(model.path), "training minutes (this session)": round(minutes, 2)},
-        plots=sorted((run / "plots").glob("*.png")),
+        details={
+            "model": str(model.path),
+            "generative model": str(latest_checkpoint(run / "llava")),
+            "training minutes (this session)": round(minutes, 2),
+            "generative training minutes (this session)": round(generative_minutes, 2),
+        },
+        plots=sorted((run / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
     )
+    print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
+    return scores
+
+
+def run_generative_step(
+    run: Path, overrides: list[str], generative_overrides: list[str], progress: bool
+) -> tuple[dict, float]:
+    """Trains the generative model from the CLIP run's tower, scores it, shows a few answers."""
+    # the shared sizes (model.*, data.*) of the tour's overrides apply to both models
+    shared = [o for o in overrides if o.startswith(("model.", "data."))]
+    cfg = load_config(
+        None,
+        [
+            *GENERATIVE,
+            f"train.steps={GENERATIVE_STEPS}",
+            f"train.out_dir={run / 'llava'}",
+            f"vlm.vision_init={run}",
+            *shared,
+            *generative_overrides,
+        ],
+    )
+    print()
+    print(
+        f"vlkit tour: a LLaVA-style VLM ({cfg.model.image_encoder} from the CLIP run → {cfg.vlm.connector} → ",
+        end="",
+    )
+    print(
+        f"{cfg.vlm.language_model}), {cfg.train.steps} steps of captions and questions → {cfg.train.out_dir}"
+    )
+    started = time.perf_counter()
+    train(cfg, evaluate=evaluate_generative, progress=progress)
+    minutes = (time.perf_counter() - started) / 60
+    import vlkit
+
+    model = vlkit.load(latest_checkpoint(cfg.train.out_dir))
+    scores = evaluate_generative(model, cfg)
+    d = cfg.data
+    scene = held_out_scenes(d.image_size, d.min_objects, d.max_objects, cfg.eval.seed, cfg.eval.num_images)[0]
+    print(f"a held-out scene: {scene.captions[0]}")
+    print(f"  caption: {model.caption([scene.image])[0]}")
+    answers = model.answer([scene.image] * len(scene.qa), [qa.question for qa in scene.qa])
+    for qa, answer in zip(scene.qa, answers):
+        print(f"  Q: {qa.question}  A: {answer}  (truth: {qa.answer})")
+    kinds = ", ".join(
+        f"{k[4:]} {v:.0%}" for k, v in scores.items() if k.startswith("vqa_") and k != "vqa_accuracy"
+    )
+    print(
+        f"held-out VQA exact match {scores['vqa_accuracy']:.1%} ({kinds}); captions naming every object: "
+        f"{scores['caption_all_named']:.1%}"
+    )
+    return scores, minutes
+
+
+def _print_contrastive(scores: dict) -> None:
     print()
     print(f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%}")
     print(
@@ -53,5 +127,3 @@ def run_tour(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
         f"group {scores['wino_group']:.1%}"
     )
-    print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
-    return scores
