@@ -71,10 +71,15 @@ def train_chat_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int)
     return wrapped
 
 
+def _saved_llama(saved: Path) -> LM:
+    """A checkpoint's LM folder: the structure and tokenizer; the weights come with the checkpoint."""
+    return LlamaForCausalLM(LlamaConfig.from_pretrained(saved)), AutoTokenizer.from_pretrained(saved)
+
+
 def gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
     """A small Llama trained from scratch, with a tokenizer trained on the data's texts."""
     if saved is not None:
-        return LlamaForCausalLM(LlamaConfig.from_pretrained(saved)), AutoTokenizer.from_pretrained(saved)
+        return _saved_llama(saved)
     if texts is None:
         raise ValueError("gpt-tiny trains its tokenizer on the data: pass the training texts")
     tokenizer = train_chat_tokenizer(texts, cfg.lm_vocab_size, cfg.max_length)
@@ -109,7 +114,7 @@ def smollm2_135m(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None
     imported (its dependencies are an unrelated CLI): only its folder is located.
     """
     if saved is not None:
-        return LlamaForCausalLM(LlamaConfig.from_pretrained(saved)), AutoTokenizer.from_pretrained(saved)
+        return _saved_llama(saved)
     cached = cache_root() / "smollm2-135m"
     if not (cached / "model.safetensors").is_file():
         _convert_smollm2(cached)
