@@ -7,8 +7,8 @@ generalisation to new layouts, not memory. Every scene carries what each task ne
     retrieval     multi-object scenes with several true captions each; caption: the same
     winoground    colour-swapped twins ("a red circle and a blue square" vs the swap)
     vqa           the scenes' questions (colour, shape, count, existence, relation); one true
-                  answer, repeated 10 times as VQA v2's annotators would, so VQA accuracy is 1
-                  for a right answer and 0 otherwise
+                  answer, normalised as VQA v2's released answers are ("two" -> "2") and
+                  repeated for 10 annotators, so VQA accuracy is 1 for a right answer, else 0
     grounding     "a small red circle" → its box among all objects' boxes (candidates); objects
                   that another object in the scene shares a description with are left out
     segmentation  the same phrases → the object's mask
@@ -24,6 +24,7 @@ from vlkit.data.images import ImageError
 from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes
 from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
+from vlkit.metrics import vqa_normalize
 
 SCENE_TASKS = ("zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding", "segmentation")
 
@@ -76,7 +77,7 @@ def scene_benchmarks(
                     "id": f"{s.key}/q{q}",
                     "image": s.image,
                     "question": qa.question,
-                    "answers": [qa.answer] * 10,
+                    "answers": [vqa_normalize(qa.answer)] * 10,
                     "question_type": qa.type,
                     "answer_type": "yes/no" if qa.answer in ("yes", "no") else "other",
                 }
