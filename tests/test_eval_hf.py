@@ -48,7 +48,12 @@ def tiny_llava(tmp_path_factory):
         num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
     )
     vision = CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=8
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
     )
     text = LlamaConfig(
         vocab_size=len(WORDS),
@@ -82,7 +87,9 @@ def test_exported_clip_scores_like_the_vlkit_model(tiny_run, tmp_path):
     hf = load_for_eval(str(exported))
     assert isinstance(hf, HFContrastiveModel)
     ours = vlkit.load(tiny_run)
-    benches = [b for b in open_benchmarks("scenes", limit=64) if b.task in ("zero-shot", "retrieval", "winoground")]
+    benches = [
+        b for b in open_benchmarks("scenes", limit=64) if b.task in ("zero-shot", "retrieval", "winoground")
+    ]
     theirs_results = harness.evaluate_benchmarks(hf, benches, templates=ours.cfg.eval.templates)
     ours_results = harness.evaluate_benchmarks(ours, benches, templates=ours.cfg.eval.templates)
     for a, b in zip(theirs_results, ours_results):

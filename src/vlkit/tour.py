@@ -1,6 +1,7 @@
 """The main job: train the default contrastive recipe on scenes, evaluate it, print a report.
 
-`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
+`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network. The report
+comes from the evaluation harness (`vlkit eval`), over every task a dual encoder can do on scenes.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from pathlib import Path
 
 from vlkit.config import load_config
 from vlkit.eval.contrastive import evaluate_scenes
-from vlkit.eval.report import write_report
+from vlkit.eval.run import run_eval
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
+
+# Every task a dual encoder can do on scenes (VQA, captioning, segmentation need a generative model).
+TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
 
 def run_tour(
@@ -35,14 +39,17 @@ def run_tour(
     import vlkit
 
     model = vlkit.load(latest_checkpoint(run))
-    scores = evaluate_scenes(model, cfg)
-    report = write_report(
-        run / "report",
+    result = run_eval(
+        model,
+        "scenes",
+        out_dir=str(run / "report"),
+        task=TOUR_TASKS,
+        progress=progress,
         title="vlkit tour: CLIP on scenes",
-        metrics=scores,
-        details={"model": str(model.path), "training minutes (this session)": round(minutes, 2)},
-        plots=sorted((run / "plots").glob("*.png")),
+        extra_details={"training minutes (this session)": round(minutes, 2)},
+        extra_plots=sorted((run / "plots").glob("*.png")),
     )
+    scores, report = result["metrics"], result["report"]
     print()
     print(f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%}")
     print(
@@ -52,6 +59,9 @@ def run_tour(
     print(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
         f"group {scores['wino_group']:.1%}"
+    )
+    print(
+        f"referring-expression grounding by crops (pick 1 of the scene's objects): Acc@0.5 {scores['grounding_acc@0.5']:.1%}"
     )
     print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
     return scores

@@ -75,17 +75,19 @@ def check_task(model, task: str) -> None:
         )
 
 
-def select(model, benchmarks: Sequence[Benchmark], task: str | None) -> list[Benchmark]:
-    """The benchmarks to run: those of `task`, or (task None) every one the model can do,
-    leaving out the opt-in tasks."""
+def select(model, benchmarks: Sequence[Benchmark], task: str | Sequence[str] | None) -> list[Benchmark]:
+    """The benchmarks to run: those of `task` (one name or several), or (None) every one the
+    model can do, leaving out the opt-in tasks."""
     if task:
-        check_task(model, task)
-        chosen = [b for b in benchmarks if b.task == task]
-        if not chosen:
-            have = sorted({b.task for b in benchmarks})
-            raise ValueError(
-                f"task {task!r}: the data has no {task} set; it has: {', '.join(have) or 'none'}"
-            )
+        tasks = [task] if isinstance(task, str) else list(task)
+        chosen = []
+        for t in tasks:
+            check_task(model, t)
+            mine = [b for b in benchmarks if b.task == t]
+            if not mine:
+                have = sorted({b.task for b in benchmarks})
+                raise ValueError(f"task {t!r}: the data has no {t} set; it has: {', '.join(have) or 'none'}")
+            chosen += mine
         return chosen
     kind = model_kind(model)
     can = set(supported_tasks(model)) - set(OPT_IN[kind])

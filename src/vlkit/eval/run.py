@@ -8,6 +8,7 @@ with the contrastive or generative methods (see `vlkit.eval.harness`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vlkit.config import DataConfig, EvalConfig
@@ -50,13 +51,17 @@ def run_eval(
     data: str = "scenes",
     limit: int | None = None,
     out_dir: str | None = None,
-    task: str | None = None,
+    task: str | Sequence[str] | None = None,
     batch_size: int = 32,
     max_new_tokens: int = 16,
     progress: bool = False,
     model_card: bool = True,
+    title: str | None = None,
+    extra_details: dict | None = None,
+    extra_plots: Sequence[Path] = (),
 ) -> dict:
-    """Loads the model, runs the task(s), writes the outputs; returns metrics and paths."""
+    """Loads the model (unless given one), runs the task(s) (None: every task the model and the
+    data support), writes the outputs; returns metrics, paths and the per-task results."""
     from vlkit.eval.hf_models import load_for_eval
 
     model = (
@@ -87,10 +92,11 @@ def run_eval(
         "limit": limit,
         "templates": list(templates),
         "settings": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "task": task},
+        **(extra_details or {}),
     }
-    plots = task_plots(out / "plots", results)
+    plots = [*extra_plots, *task_plots(out / "plots", results)]
     predictions = write_predictions(out, results)
-    report = write_report(out, f"vlkit eval: {name}", metrics, details, plots, breakdowns)
+    report = write_report(out, title or f"vlkit eval: {name}", metrics, details, plots, breakdowns)
     card = write_model_card(model_dir, model_dir.name, results) if model_card and model_dir else None
     return {
         "metrics": metrics,
