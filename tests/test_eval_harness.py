@@ -247,3 +247,35 @@ def test_caption_task_hands_predictions_and_references_to_caption_scores(monkeyp
     assert seen["predictions"] == {e["id"]: g for e, g in zip(bench.examples, guesses)}
     assert seen["references"] == {e["id"]: e["captions"] for e in bench.examples}
     assert [p["caption"] for p in result.predictions] == guesses
+
+
+def test_snli_ve_and_nlvr2_exact_match_for_generative_models(tmp_path):
+    _image(tmp_path / "ve" / "1.jpg")
+    rows = [
+        {"Flickr30K_ID": "1", "sentence2": "A dog runs.", "gold_label": "entailment", "pairID": "a"},
+        {"Flickr30K_ID": "1", "sentence2": "A cat sleeps.", "gold_label": "contradiction", "pairID": "b"},
+    ]
+    _jsonl(tmp_path / "ve" / "snli_ve_dev.jsonl", rows)
+    model = FakeVLM(
+        {
+            'Does the image show that "A dog runs."? Answer entailment, neutral or contradiction.': "Entailment",
+            'Does the image show that "A cat sleeps."? Answer entailment, neutral or contradiction.': "neutral",
+        }
+    )
+    result = run_eval(model, str(tmp_path / "ve"), out_dir=str(tmp_path / "o1"))
+    assert result["metrics"] == {"snli_ve_accuracy": 0.5}
+
+    for name, size in (("dev-1-0-img0.png", (8, 6)), ("dev-1-0-img1.png", (5, 9))):
+        _image(tmp_path / "nlvr2" / name, size=size)
+    _jsonl(
+        tmp_path / "nlvr2" / "dev.json",
+        [{"identifier": "dev-1-0-0", "sentence": "Two dogs.", "label": "True"}],
+    )
+
+    class SideBySide(FakeVLM):
+        def answer(self, images, questions):
+            assert images[0].shape == (9, 13, 3)  # left and right next to each other, padded to one height
+            return ["Yes"]  # yes/no answers count as true/false
+
+    result = run_eval(SideBySide({}), str(tmp_path / "nlvr2"), out_dir=str(tmp_path / "o2"))
+    assert result["metrics"] == {"nlvr2_accuracy": 1.0}

@@ -1,7 +1,13 @@
-"""Evaluation metrics shared by training-time eval and `vlkit eval`.
+"""Evaluation metrics shared by training-time eval and `vlkit eval`: the one metrics module.
 
-Every function accepts numpy arrays, torch tensors or nested lists, and returns a dict of plain
-Python floats, so results can go straight into a JSONL log.
+- contrastive: `zero_shot_accuracy`, `retrieval_recall`, `winoground_scores` (dicts of floats)
+- VQA v2: `vqa_normalize`, `vqa_accuracy` (the official answer processing and formula)
+- captions: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr, computed by pycocoevalcap)
+- boxes and masks: `box_iou`, `grounding_accuracy`, `mean_iou`
+- binary and exact: `binary_auroc` (Hateful Memes), `exact_match` (SNLI-VE, NLVR2)
+
+Array arguments may be numpy arrays, torch tensors or nested lists; results are plain Python
+floats, so they can go straight into a JSONL log.
 
 Ties. `torch.topk` and `argsort` order tied scores arbitrarily, which makes top-k metrics depend
 on the implementation. Here the rank of the correct item is the number of *wrong* candidates
@@ -11,8 +17,9 @@ identically gets (near) zero, never full marks. NaN scores are rejected at the b
 Winoground keeps its paper's strict `>`, where a tie is a failure too.
 
 References: CLIP_benchmark (zero-shot top-k, mean per-class recall = sklearn's balanced
-accuracy, retrieval recall@k with "any correct text in the top k"), and Thrush et al. 2022,
-"Winoground", section 3.2.
+accuracy, retrieval recall@k with "any correct text in the top k"), Thrush et al. 2022,
+"Winoground", section 3.2; the VQA v2 evaluation script (vqaEval.py); pycocoevalcap's
+COCOEvalCap; scikit-learn's roc_auc_score.
 """
 
 from __future__ import annotations
