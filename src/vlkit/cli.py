@@ -22,6 +22,12 @@ EPILOG = """examples:
   vlkit data shards scenes --count 1000 --out shards/
 """
 
+# `vlkit eval --task` choices (kept here so `vlkit --help` needs no imports beyond argparse).
+TASKS = (
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
+)  # fmt: skip
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -120,12 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--per-shard", type=int, default=1000)
     return p
 
-
-# `vlkit eval --task` choices (kept here so `vlkit --help` needs no imports beyond argparse).
-TASKS = (
-    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
-    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
-)  # fmt: skip
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
