@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_eval_loaders import _image, _jsonl, vqav2  # noqa: F401 - fixture files in the benchmarks' formats
 
 import vlkit
@@ -292,3 +293,28 @@ def test_training_time_scenes_vqa_keys():
     assert scores["vqa_count"] == 0.0 and scores["vqa_color"] == 1.0
     n_count = sum(e["question_type"] == "count" for e in bench.examples)
     assert scores["vqa_accuracy"] == pytest.approx(1 - n_count / len(bench.examples))
+
+
+def test_image_features_are_computed_once_across_tasks(tmp_path):
+    class Counting(ColourEncoder):
+        embedded = 0
+
+        def embed_images(self, images):
+            Counting.embedded += len(images)
+            return super().embed_images(images)
+
+    paths = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        rgb = tuple(int(255 * c) for c in ColourEncoder.COLOURS[colour])
+        paths.append(str(tmp_path / colour / f"{i}.png"))
+        _image(tmp_path / colour / f"{i}.png", value=0)
+        Image.fromarray(np.full((6, 8, 3), rgb, np.uint8)).save(paths[-1])
+    classes = ["red", "blue", "green"]
+    zs = Benchmark(
+        "c", "zero-shot", [{"id": str(i), "image": p, "label": i} for i, p in enumerate(paths)], classes
+    )
+    ret = Benchmark("c", "retrieval", [{"id": str(i), "image": p, "captions": [f"a {c} thing"]} for i, (p, c) in enumerate(zip(paths, classes))])  # fmt: skip
+    results = harness.evaluate_benchmarks(Counting(), [zs, ret], batch_size=2)
+    assert Counting.embedded == 3  # paths are the cache keys: zero-shot's features serve retrieval
+    assert results[0].metrics["top1"] == 1.0 and results[1].metrics["t2i_R@1"] == 1.0
+    assert results[0].confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
