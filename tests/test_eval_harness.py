@@ -130,6 +130,7 @@ def test_grounding_picks_the_crop_that_matches_the_phrase():
     (right,) = harness.evaluate_benchmarks(ColourEncoder(), [bench])
     assert right.metrics == {"grounding_acc@0.5": 1.0}
     assert [p["predicted"] for p in right.predictions] == [e["box"] for e in bench.examples]
+    assert right.breakdowns["grounding_acc@0.5 vs a random pick"] == {"model": 1.0, "random pick": 0.5}
     (wrong,) = harness.evaluate_benchmarks(ColourEncoder(swap=True), [bench])
     assert wrong.metrics == {"grounding_acc@0.5": 0.0}
 

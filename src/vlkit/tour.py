@@ -60,8 +60,11 @@ def run_tour(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
         f"group {scores['wino_group']:.1%}"
     )
+    (grounding,) = [r for r in result["results"] if r.task == "grounding"]
+    chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
     print(
-        f"referring-expression grounding by crops (pick 1 of the scene's objects): Acc@0.5 {scores['grounding_acc@0.5']:.1%}"
+        f"grounding by crops (pick the scene object the phrase names): Acc@0.5 {scores['grounding_acc@0.5']:.1%} "
+        f"(a random pick: {chance:.1%})"
     )
     print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
     return scores

@@ -146,7 +146,15 @@ def grounding(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
         {"id": e["id"], "phrase": e["phrase"], "box": e["box"], "predicted": p} for e, p in zip(ex, picked)
     ]
     scores = {"grounding_acc@0.5": metrics.grounding_accuracy(picked, [e["box"] for e in ex])}
-    return TaskResult("grounding", bench.name, scores, {}, preds, split=bench.split, samples=len(ex))
+    # what picking a candidate at random scores: with few candidates per image it is far above 0
+    chance = np.mean([np.mean(metrics.box_iou(e["candidates"], [e["box"]])[:, 0] >= 0.5) for e in ex])
+    versus = {
+        "grounding_acc@0.5 vs a random pick": {
+            "model": scores["grounding_acc@0.5"],
+            "random pick": float(chance),
+        }
+    }
+    return TaskResult("grounding", bench.name, scores, versus, preds, split=bench.split, samples=len(ex))
 
 
 def _crop(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
