@@ -43,3 +43,30 @@ def tiny_run(tmp_path_factory):
     cfg = make_tiny_cfg()
     cfg.train.out_dir = str(tmp_path_factory.mktemp("tiny") / "run")
     return train(cfg, progress=False)
+
+
+def make_tiny_vlm_cfg(connector: str = "mlp2x_gelu") -> Config:
+    """A generative VLM small enough for a test: tiny ViT → connector → 2-layer gpt-tiny."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "generative"
+    v = cfg.vlm
+    v.lm_width, v.lm_layers, v.lm_heads, v.lm_vocab_size, v.max_length = 16, 2, 2, 300, 160
+    v.connector, v.connector_tokens, v.connector_layers, v.virtual_tokens = connector, 4, 1, 4
+    return cfg
+
+
+@pytest.fixture
+def tiny_vlm_cfg(tmp_path) -> Config:
+    cfg = make_tiny_vlm_cfg()
+    cfg.train.out_dir = str(tmp_path / "vlm-run")
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_run(tmp_path_factory):
+    """A generative run (mlp connector) trained once per session with the tiny config."""
+    from vlkit.train.loop import train
+
+    cfg = make_tiny_vlm_cfg()
+    cfg.train.out_dir = str(tmp_path_factory.mktemp("tiny-vlm") / "run")
+    return train(cfg, progress=False)

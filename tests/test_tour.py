@@ -25,15 +25,21 @@ TINY = [
 @pytest.mark.slow
 def test_tour_trains_evaluates_and_reports(tmp_path, capsys):
     overrides = [*TINY, "train.steps=3", "train.eval_every=0", "eval.num_images=32"]
-    scores = run_tour(str(tmp_path / "tour"), overrides=overrides, progress=False)
+    tiny_lm = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab_size=300"]
+    generative = [*tiny_lm, "train.steps=2", "train.eval_every=0", "train.batch_size=8", "eval.num_images=4"]
+    scores = run_tour(str(tmp_path / "tour"), overrides, progress=False, generative_overrides=generative)
     report = tmp_path / "tour" / "report"
     result = json.loads((report / "result.json").read_text())
     assert result["metrics"] == pytest.approx(scores)
     assert {"top1", "t2i_R@1", "i2t_R@1", "wino_text", "wino_group"} <= scores.keys()
+    assert {"llava_vqa_accuracy", "llava_vqa_color", "llava_caption_all_named"} <= scores.keys()
     markdown = (report / "report.md").read_text()
     assert "](../plots/loss.png)" in markdown and (tmp_path / "tour" / "plots" / "loss.png").is_file()
     printed = capsys.readouterr().out
     assert "zero-shot" in printed and "Winoground" in printed and str(report) in printed
+    assert "held-out VQA exact match" in printed and "  Q: " in printed
+    assert "](../llava/plots/loss.png)" in markdown
 
-    again = run_tour(str(tmp_path / "tour"), overrides=overrides, progress=False)  # resumes: no training
+    # a rerun resumes both runs: no training, the same scores
+    again = run_tour(str(tmp_path / "tour"), overrides, progress=False, generative_overrides=generative)
     assert again == pytest.approx(scores)

@@ -137,8 +137,14 @@ def resolve_model_dir(path: str | Path) -> Path:
     return ckpt
 
 
-def load(path: str | Path) -> ContrastiveModel:
-    """Loads a trained vlkit model from a model/checkpoint folder or a run folder."""
+def load(path: str | Path):
+    """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
+    `ContrastiveModel` (embed, classify, search) or a `vlkit.generation.GenerativeModel`
+    (caption, answer, chat), by the model's kind."""
     folder = resolve_model_dir(path)
     model, cfg = load_model(folder)
+    if cfg.kind == "generative":
+        from vlkit.generation import GenerativeModel
+
+        return GenerativeModel(model, cfg, folder)
     return ContrastiveModel(model, cfg, folder)

@@ -19,6 +19,10 @@ EPILOG = """examples:
   vlkit index runs/clip-scenes images/ --out images.index
   vlkit search images.index "a small red circle"
   vlkit export runs/clip-scenes --format transformers --out clip-hf
+  vlkit train recipes/llava-scenes.yaml                 a generative VLM (vision → connector → LM)
+  vlkit caption runs/llava-scenes photo.png
+  vlkit ask runs/llava-scenes photo.png "What color is the circle?"
+  vlkit chat runs/llava-scenes --image photo.png      interactive; /image PATH switches images
   vlkit data shards scenes --count 1000 --out shards/
 """
 
@@ -112,6 +116,23 @@ def _parser() -> argparse.ArgumentParser:
         help="exact numpy search, or faiss (auto: faiss from 50k images up)",
     )
 
+    s = sub.add_parser("caption", help="caption images with a generative model")
+    s.add_argument("model", help="generative model or run folder")
+    s.add_argument("images", nargs="+", help="image files")
+    s.add_argument("--prompt", default=None, help="condition the caption on this instruction")
+    _decoding_args(s)
+
+    s = sub.add_parser("ask", help="answer a question about an image (short-answer VQA)")
+    s.add_argument("model", help="generative model or run folder")
+    s.add_argument("image", help="image file")
+    s.add_argument("question", nargs="+", help="question(s) about the image")
+    _decoding_args(s, max_new_tokens=8)
+
+    s = sub.add_parser("chat", help="talk about an image with a generative model (interactive, streamed)")
+    s.add_argument("model", help="generative model or run folder")
+    s.add_argument("--image", default=None, help="image file the conversation is about")
+    _decoding_args(s, max_new_tokens=128)
+
     s = sub.add_parser("export", help="export to another library's format")
     s.add_argument("model", help="model or run folder")
     s.add_argument("--format", default="transformers", choices=["transformers"])
@@ -125,6 +146,69 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--count", type=int, default=None, help="samples to write (needed for scenes)")
     w.add_argument("--per-shard", type=int, default=1000)
     return p
+
+
+def _decoding_args(s: argparse.ArgumentParser, max_new_tokens: int = 48) -> None:
+    s.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="(default: %(default)s)")
+    s.add_argument("--beams", type=int, default=1, help="beam search with N beams (default: greedy)")
+    s.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    s.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    s.add_argument("--seed", type=int, default=None, help="sampling seed")
+
+
+def _decoding(args: argparse.Namespace):
+    from vlkit.generation import Decoding
+
+    return Decoding(
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.beams,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        stop=args.stop,
+        seed=args.seed,
+    )
+
+
+def _load_generative(path: str):
+    import vlkit
+
+    model = vlkit.load(path)
+    if not hasattr(model, "chat"):
+        raise ValueError(
+            f"{path} is a {model.cfg.kind} model; captions, answers and chat need a generative one"
+        )
+    return model
+
+
+def _chat_loop(model, image: str | None, decoding) -> None:
+    """Reads user turns from stdin, streams the replies; `/image PATH` starts over on another image."""
+    history: list[dict] = []
+    print(
+        "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit", file=sys.stderr
+    )
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/image "):
+            image, history = line.split(" ", 1)[1].strip(), []
+            continue
+        if line == "/reset":
+            history = []
+            continue
+        content: list[dict] = [{"type": "text", "text": line}]
+        if image and not history:
+            content.insert(0, {"type": "image", "image": image})
+        history.append({"role": "user", "content": content})
+        reply = ""
+        for piece in model.stream(history, decoding):
+            print(piece, end="", flush=True)
+            reply += piece
+        print()
+        history.append({"role": "assistant", "content": reply.strip()})
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -167,9 +251,11 @@ def _run(args: argparse.Namespace) -> None:
             save_config(cfg, "/dev/stdout")
             return
         from vlkit.eval.contrastive import evaluate
-        from vlkit.train.loop import train
+        from vlkit.eval.scenes_generative import evaluate_generative
+        from vlkit.train.loop import train_stages
 
-        out = train(cfg, evaluate=evaluate, progress=not args.quiet)
+        evaluate = evaluate_generative if cfg.kind == "generative" else evaluate
+        out = train_stages(cfg, evaluate=evaluate, progress=not args.quiet)
         print(f"run folder: {out}")
     elif args.command == "eval":
         if args.compare:
@@ -225,6 +311,17 @@ def _run(args: argparse.Namespace) -> None:
             print(f"# {query}")
             for key, score in results:
                 print(f"{score:.4f}\t{key}")
+    elif args.command == "caption":
+        model = _load_generative(args.model)
+        for path, caption in zip(args.images, model.caption(args.images, args.prompt, _decoding(args))):
+            print(f"{path}\t{caption}")
+    elif args.command == "ask":
+        model = _load_generative(args.model)
+        answers = model.answer([args.image] * len(args.question), args.question, _decoding(args))
+        for question, answer in zip(args.question, answers):
+            print(f"{question}\t{answer}")
+    elif args.command == "chat":
+        _chat_loop(_load_generative(args.model), args.image, _decoding(args))
     elif args.command == "export":
         from vlkit.export import export_transformers
 

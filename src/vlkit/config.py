@@ -100,11 +100,58 @@ class EvalConfig:
 
 
 @dataclass
+class VLMConfig:
+    """A generative VLM: vision encoder (`model.image_encoder` and its `model.*` sizes) →
+    connector → causal language model. Training strategies are which parts are frozen:
+    PrefixLM = nothing frozen; frozen PrefixLM (Frozen, ClipCap) = `freeze_lm`; connector-only
+    alignment (LLaVA stage 1, MiniGPT-4) = `freeze_vision` + `freeze_lm`; PEFT = `freeze_lm` +
+    `peft`."""
+
+    language_model: str = "gpt-tiny"  # registry name (gpt-tiny, smollm2-135m), transformers id or path
+    lm_width: int = 128  # gpt-tiny sizes (from-scratch Llama)
+    lm_layers: int = 4
+    lm_heads: int = 4
+    lm_vocab_size: int = 1024  # byte-level BPE trained on the data's texts
+    max_length: int = 128  # tokens per training sequence, image tokens included
+    connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | qformer | resampler | gated_xattn
+    connector_tokens: int = 16  # qformer / resampler (and gated_xattn's resampler) output tokens
+    connector_layers: int = 2  # qformer / resampler depth
+    xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer
+    vision_init: str = ""  # a contrastive run/model folder whose image tower starts the vision encoder
+    init_from: str = ""  # a generative run/model folder to start from (LLaVA stage 2 from stage 1)
+    freeze_vision: bool = False
+    freeze_lm: bool = False
+    peft: str = "none"  # none | lora | prompt (soft prompt tokens) | prefix (per-layer prefixes)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    virtual_tokens: int = 8  # prompt / prefix tuning
+    # What a sample without "conversations" trains on: its captions and/or its QA pairs (scenes).
+    tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
+    feature_cache: str = ""  # frozen vision: cache features here (memory-mapped); "" = off
+
+
+@dataclass
+class StageConfig:
+    """One stage of a multi-stage recipe (LLaVA: align the connector, then instruction-tune).
+
+    A stage is the recipe with `set` overrides applied; it trains into `<train.out_dir>/<name>`,
+    and every stage after the first starts from the previous one (`vlm.init_from`)."""
+
+    name: str = ""
+    set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"
+
+
+@dataclass
 class Config:
+    kind: str = "contrastive"  # contrastive (dual encoder: `model`) | generative (`model` + `vlm`)
     model: ModelConfig = field(default_factory=ModelConfig)
+    vlm: VLMConfig = field(default_factory=VLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    stages: list[StageConfig] = field(default_factory=list)  # empty: one stage, the recipe itself
 
 
 # --------------------------------------------------------------------------- building
@@ -209,6 +256,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         return from_dict(Config, data)
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
+    """The configs of a multi-stage recipe, in order (see `StageConfig`); [] for a one-stage one."""
+    out: list[tuple[str, Config]] = []
+    base = to_dict(cfg) | {"stages": []}
+    for k, stage in enumerate(cfg.stages):
+        if not stage.name or "/" in stage.name:
+            raise ConfigError(f"stages[{k}].name: {stage.name!r}; give each stage a plain folder name")
+        data = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
+        for assignment in stage.set:
+            apply_override(data, assignment)
+        data["train"]["out_dir"] = str(Path(cfg.train.out_dir) / stage.name)
+        if out:
+            data.setdefault("vlm", {})["init_from"] = out[-1][1].train.out_dir
+        try:
+            out.append((stage.name, from_dict(Config, data)))
+        except ConfigError as e:
+            raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None
+    return out
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

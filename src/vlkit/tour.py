@@ -1,7 +1,10 @@
-"""The main job: train the default contrastive recipe on scenes, evaluate it, print a report.
+"""The main job: train the default contrastive recipe on scenes, evaluate it; then a short
+LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
+about held-out scenes; one report for both, written by the evaluation harness (`vlkit eval`):
+every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by
+crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out VQA.
 
-`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network. The report
-comes from the evaluation harness (`vlkit eval`), over every task a dual encoder can do on scenes.
+`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
 """
 
 from __future__ import annotations
@@ -10,17 +13,29 @@ import time
 from pathlib import Path
 
 from vlkit.config import load_config
+from vlkit.eval.cards import write_model_card
 from vlkit.eval.contrastive import evaluate_scenes
-from vlkit.eval.run import run_eval
+from vlkit.eval.embedded import scene_benchmarks
+from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.report import task_plots, write_predictions, write_report
+from vlkit.eval.scenes_generative import evaluate_generative, held_out_scenes
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
 
-# Every task a dual encoder can do on scenes (VQA, captioning, segmentation need a generative model).
+# The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
+# gpt-tiny), its vision tower initialised from the tour's CLIP run, as LLaVA starts from CLIP.
+GENERATIVE = ["kind=generative", "train.batch_size=64", "train.lr=0.001", "train.warmup_steps=30"]
+GENERATIVE_STEPS = 300
+# Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
 TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
 
 def run_tour(
-    out: str = "runs/tour", overrides: list[str] = (), fresh: bool = False, progress: bool = True
+    out: str = "runs/tour",
+    overrides: list[str] = (),
+    fresh: bool = False,
+    progress: bool = True,
+    generative_overrides: list[str] = (),
 ) -> dict:
     cfg = load_config(None, [f"train.out_dir={out}", *overrides])
     run = Path(cfg.train.out_dir)
@@ -39,17 +54,86 @@ def run_tour(
     import vlkit
 
     model = vlkit.load(latest_checkpoint(run))
-    result = run_eval(
-        model,
-        "scenes",
-        out_dir=str(run / "report"),
-        task=TOUR_TASKS,
-        progress=progress,
-        title="vlkit tour: CLIP on scenes",
-        extra_details={"training minutes (this session)": round(minutes, 2)},
-        extra_plots=sorted((run / "plots").glob("*.png")),
+    d, e = cfg.data, cfg.eval
+    benches = scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, TOUR_TASKS)
+    results = evaluate_benchmarks(model, benches, templates=e.templates, progress=progress)
+    scores = {k: v for r in results for k, v in r.metrics.items()}
+    _print_contrastive(scores, results)
+    generative, generative_minutes = run_generative_step(run, overrides, generative_overrides, progress)
+    scores |= {f"llava_{k}": v for k, v in generative.items()}
+    folder = run / "report"
+    report = write_report(
+        folder,
+        title="vlkit tour: CLIP and a LLaVA-style VLM on scenes",
+        metrics=scores,
+        details={
+            "model": str(model.path),
+            "generative model": str(latest_checkpoint(run / "llava")),
+            "tasks": [f"{r.benchmark}/{r.task}" for r in results] + ["scenes/vqa (generative)"],
+            "training minutes (this session)": round(minutes, 2),
+            "generative training minutes (this session)": round(generative_minutes, 2),
+        },
+        plots=sorted((run / "plots").glob("*.png"))
+        + sorted((run / "llava" / "plots").glob("*.png"))
+        + task_plots(folder / "plots", results),
+        breakdowns={f"{r.benchmark} {r.task}: {k}": v for r in results for k, v in r.breakdowns.items()},
     )
-    scores, report = result["metrics"], result["report"]
+    write_predictions(folder, results)
+    write_model_card(model.path, model.path.name, results)
+    print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
+    return scores
+
+
+def run_generative_step(
+    run: Path, overrides: list[str], generative_overrides: list[str], progress: bool
+) -> tuple[dict, float]:
+    """Trains the generative model from the CLIP run's tower, scores it, shows a few answers."""
+    # the shared sizes (model.*, data.*) of the tour's overrides apply to both models
+    shared = [o for o in overrides if o.startswith(("model.", "data."))]
+    cfg = load_config(
+        None,
+        [
+            *GENERATIVE,
+            f"train.steps={GENERATIVE_STEPS}",
+            f"train.out_dir={run / 'llava'}",
+            f"vlm.vision_init={run}",
+            *shared,
+            *generative_overrides,
+        ],
+    )
+    print()
+    print(
+        f"vlkit tour: a LLaVA-style VLM ({cfg.model.image_encoder} from the CLIP run → {cfg.vlm.connector} → ",
+        end="",
+    )
+    print(
+        f"{cfg.vlm.language_model}), {cfg.train.steps} steps of captions and questions → {cfg.train.out_dir}"
+    )
+    started = time.perf_counter()
+    train(cfg, evaluate=evaluate_generative, progress=progress)
+    minutes = (time.perf_counter() - started) / 60
+    import vlkit
+
+    model = vlkit.load(latest_checkpoint(cfg.train.out_dir))
+    scores = evaluate_generative(model, cfg)
+    d = cfg.data
+    scene = held_out_scenes(d.image_size, d.min_objects, d.max_objects, cfg.eval.seed, cfg.eval.num_images)[0]
+    print(f"a held-out scene: {scene.captions[0]}")
+    print(f"  caption: {model.caption([scene.image])[0]}")
+    answers = model.answer([scene.image] * len(scene.qa), [qa.question for qa in scene.qa])
+    for qa, answer in zip(scene.qa, answers):
+        print(f"  Q: {qa.question}  A: {answer}  (truth: {qa.answer})")
+    kinds = ", ".join(
+        f"{k[4:]} {v:.0%}" for k, v in scores.items() if k.startswith("vqa_") and k != "vqa_accuracy"
+    )
+    print(
+        f"held-out VQA exact match {scores['vqa_accuracy']:.1%} ({kinds}); captions naming every object: "
+        f"{scores['caption_all_named']:.1%}"
+    )
+    return scores, minutes
+
+
+def _print_contrastive(scores: dict, results: list) -> None:
     print()
     print(f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%}")
     print(
@@ -60,11 +144,9 @@ def run_tour(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
         f"group {scores['wino_group']:.1%}"
     )
-    (grounding,) = [r for r in result["results"] if r.task == "grounding"]
+    (grounding,) = [r for r in results if r.task == "grounding"]
     chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
     print(
         f"grounding by crops (pick the scene object the phrase names): Acc@0.5 {scores['grounding_acc@0.5']:.1%} "
         f"(a random pick: {chance:.1%})"
     )
-    print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
-    return scores

@@ -2,8 +2,10 @@
 
 Every data set follows one contract: `len(ds)` and `ds[i]` → a dict with
     "image": uint8[H, W, 3] RGB, "captions": list[str] (>= 1), "key": str (a stable id),
-and optionally "label": int; an index out of range raises IndexError. Sets that can give
-captions without decoding images also have `captions(i) -> list[str]`.
+and optionally "label": int, "qa": [{"question", "answer", "type"}] (scenes) and "messages":
+[{"role", "content"}] (conversation files; their "captions" may be empty). An index out of
+range raises IndexError. Sets that can give captions without decoding images also have
+`captions(i) -> list[str]`.
 
 `build_dataset(cfg.data)` turns the config's sources into one data set, mixed by weight.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "build_dataset",
     "build_source",
     "iter_captions",
+    "iter_texts",
     "load_image",
     "open_named",
     "write_shards",
@@ -60,6 +63,12 @@ def _fashion_mnist(source: SourceConfig, cfg: DataConfig) -> Any:
     return FashionMNIST(split=source.split)
 
 
+def _conversations(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.conversations import ConversationFile
+
+    return ConversationFile(source.path)
+
+
 def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.hf import HFDiskDataset
 
@@ -74,8 +83,9 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "folder": lambda source, cfg: ImageFolderCaptions(source.path),
     "webdataset": lambda source, cfg: WebDatasetShards(source.path),
     "hf": _hf,
+    "conversations": _conversations,  # LLaVA JSON or chat-messages JSONL
 }
-USER_KINDS = ("folder", "webdataset", "hf")
+USER_KINDS = ("folder", "webdataset", "hf", "conversations")
 
 
 def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sources[0]") -> Any:
@@ -118,6 +128,25 @@ def iter_captions(dataset: Any, n: int) -> list[str]:
         except ImageError:  # a mix may fall back to decoding for sources without captions()
             continue
     return captions
+
+
+def iter_texts(dataset: Any, n: int) -> list[str]:
+    """Every text of the first `n` samples: captions, QA pairs and conversation turns (to train a
+    generative model's tokenizer); undecodable images are skipped."""
+    texts: list[str] = []
+    fast = getattr(dataset, "texts", None)
+    for i in range(min(n, len(dataset))):
+        if callable(fast):
+            texts.extend(fast(i))
+            continue
+        try:
+            sample = dataset[i]
+        except ImageError:
+            continue
+        texts.extend(sample["captions"])
+        texts.extend(f"{qa['question']} {qa['answer']}" for qa in sample.get("qa", ()))
+        texts.extend(m["content"] for m in sample.get("messages", ()))
+    return texts
 
 
 EMBEDDED_KINDS = ("scenes", "photos", "fashion-mnist")

@@ -204,6 +204,7 @@ class Scenes:
             "negative_caption": scene.negative_caption,
             # hard negatives for contrastive training (NegCLIP), per caption: binding error, shape error
             "negative_captions": scene.caption_negatives,
+            "qa": [{"question": q.question, "answer": q.answer, "type": q.type} for q in scene.qa],
             "key": scene.key,
         }
 

@@ -1,8 +1,9 @@
-"""Build a dual encoder from config, and save / load it as a self-contained folder.
+"""Build a model from config (`cfg.kind`: contrastive dual encoder or generative VLM), and save /
+load it as a self-contained folder.
 
-A model folder holds `config.yaml` (the full resolved run config), `model.safetensors`, and
-`image_tower/`, `text_tower/` (backbone configs and tokenizer), so it reloads offline from
-itself alone.
+A contrastive model folder holds `config.yaml` (the full resolved run config),
+`model.safetensors`, and `image_tower/`, `text_tower/` (backbone configs and tokenizer), so it
+reloads offline from itself alone; a generative one is described in `build_vlm`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,28 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_safetensors_model
+from safetensors.torch import save_model as save_safetensors_model
 
 from vlkit.config import Config, load_config, save_config
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.registry import build_image_tower, build_text_tower, save_tower_files
 
 WEIGHTS = "model.safetensors"
+KINDS = ("contrastive", "generative")
 
 
-def build_model(cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None) -> DualEncoder:
-    """A new model (pretrained towers loaded, from-scratch ones initialised with `cfg.train.seed`)."""
+def build_model(
+    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None
+) -> torch.nn.Module:
+    """A new model (pretrained parts loaded, from-scratch ones initialised with `cfg.train.seed`),
+    or with `saved`, the structure of a saved model folder (its weights are loaded separately)."""
+    if cfg.kind not in KINDS:
+        raise ValueError(f"kind: {cfg.kind!r} is not a model kind; valid: {', '.join(KINDS)}")
+    if cfg.kind == "generative":
+        from vlkit.models.build_vlm import build_vlm
+
+        return build_vlm(cfg, texts, saved)
     m = cfg.model
     if m.loss not in ("clip", "siglip"):
         raise ValueError(f"model.loss: {m.loss!r} is not a contrastive loss; valid: clip, siglip")
@@ -31,25 +43,36 @@ def build_model(cfg: Config, texts: Iterable[str] | None = None, saved: Path | N
     return DualEncoder(m, image, text)
 
 
-def save_model(model: DualEncoder, cfg: Config, folder: Path) -> None:
+def save_model(model: torch.nn.Module, cfg: Config, folder: Path) -> None:
     """Writes the model folder (not atomic by itself: checkpoints wrap it in a rename)."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, folder / "config.yaml")
-    save_tower_files(model.image_tower, folder / "image_tower")
-    save_tower_files(model.text_tower, folder / "text_tower")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, folder / WEIGHTS)
+    if cfg.kind == "generative":
+        from vlkit.models.build_vlm import save_vlm_files
+
+        save_vlm_files(model, cfg, folder)
+    else:
+        save_config(cfg, folder / "config.yaml")
+        save_tower_files(model.image_tower, folder / "image_tower")
+        save_tower_files(model.text_tower, folder / "text_tower")
+    # safetensors' save_model stores tied weights (a tied LM head) once; load_weights restores them.
+    save_safetensors_model(model, str(folder / WEIGHTS))
 
 
-def load_model(folder: str | Path) -> tuple[DualEncoder, Config]:
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Loads `model.safetensors` into `model`, strictly: every key must match."""
+    missing, unexpected = load_safetensors_model(model, str(path), strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: missing keys {sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}"
+        )
+
+
+def load_model(folder: str | Path) -> tuple[torch.nn.Module, Config]:
     """Reloads a model folder written by `save_model` (or a checkpoint)."""
     folder = Path(folder)
     if not (folder / WEIGHTS).is_file() or not (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"{folder}: not a vlkit model folder (needs config.yaml and {WEIGHTS})")
     cfg = load_config(folder / "config.yaml")
     model = build_model(cfg, saved=folder)
-    state = load_file(folder / WEIGHTS)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{folder / WEIGHTS}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+    load_weights(model, folder / WEIGHTS)
     return model.eval(), cfg

@@ -25,8 +25,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from vlkit.config import ModelConfig
+from vlkit.config import ModelConfig, VLMConfig
 from vlkit.models import tokenizer as tok
+from vlkit.models.language_models import LM, gpt_tiny, hf_causal_lm, smollm2_135m
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import (
     CLIP_MEAN,
@@ -154,13 +155,17 @@ def _auto_config(source: str):
 
 ImageBuilder = Callable[[ModelConfig, Path | None], torch.nn.Module]
 TextBuilder = Callable[[ModelConfig, Path | None, Iterable[str] | None], torch.nn.Module]
+LMBuilder = Callable[[VLMConfig, Path | None, Iterable[str] | None], LM]
 
 # name → (kind, builder). The only registry in vlkit: grep here to find where a name comes from.
-ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder]] = {
+# Kinds: "image" and "text" towers, "lm" causal language models (generative VLMs).
+ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder | LMBuilder]] = {
     "vit-tiny": ("image", _vit_tiny),
     "efficientnet-lite0": ("image", _efficientnet_lite0),
     "text-tiny": ("text", _text_tiny),
     "minilm-l6": ("text", _minilm_l6),
+    "gpt-tiny": ("lm", gpt_tiny),
+    "smollm2-135m": ("lm", smollm2_135m),
 }
 
 
@@ -180,8 +185,22 @@ def build_text_tower(
     return builder(cfg, saved, texts) if builder else _hf_text(name, cfg, saved, texts)
 
 
-def _names(kind: str) -> str:
+def build_language_model(
+    name: str, cfg: VLMConfig, saved: Path | None = None, texts: Iterable[str] | None = None
+) -> LM:
+    """→ (causal LM, tokenizer with chat template); see `vlkit.models.language_models`."""
+    kind, builder = ENCODERS.get(name, ("lm", None))
+    if kind != "lm":
+        raise ValueError(f"{name!r} is an {kind} encoder; language models: {_names('lm')}")
+    return builder(cfg, saved, texts) if builder else hf_causal_lm(name, cfg, saved)
+
+
+def registered(kind: str) -> str:
+    """The registered names of one kind, comma-separated (for error messages)."""
     return ", ".join(n for n, (k, _) in ENCODERS.items() if k == kind)
+
+
+_names = registered
 
 
 def save_tower_files(tower: torch.nn.Module, folder: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlkit.config import Config
-from vlkit.models.build import save_model
+from vlkit.models.build import WEIGHTS, load_weights, save_model
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
@@ -93,7 +93,7 @@ def load_checkpoint(
 ) -> dict:
     """Restores model, optimizer, scheduler and RNG in place; returns the trainer state."""
     state = json.loads((path / "trainer_state.json").read_text())
-    model.load_state_dict(load_file(path / "model.safetensors"))
+    load_weights(model, path / WEIGHTS)
     optimizer.load_state_dict(
         _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"])
     )

@@ -20,11 +20,12 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vlkit.config import Config, save_config
-from vlkit.data import build_dataset, iter_captions
+from vlkit.config import Config, save_config, stage_configs
+from vlkit.data import build_dataset, iter_captions, iter_texts
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vlkit.train.generative import CAPTION_PROMPT, SHORT_ANSWER, GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,29 @@ def make_accelerator() -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available())
 
 
+def tokenizer_texts(cfg: Config, dataset) -> list[str]:
+    """What a from-scratch tokenizer is trained on: captions, or for generative models every text
+    of the data plus the fixed prompts and chat roles."""
+    if cfg.kind == "contrastive":
+        return iter_captions(dataset, TOKENIZER_SAMPLES)
+    return (
+        iter_texts(dataset, TOKENIZER_SAMPLES) + [CAPTION_PROMPT, SHORT_ANSWER, "system user assistant"] * 50
+    )
+
+
+def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective | GenerativeObjective:
+    if cfg.kind == "contrastive":
+        return ContrastiveObjective(model, seed=cfg.train.seed)
+    cache = None
+    if cfg.vlm.feature_cache and cfg.vlm.freeze_vision:
+        from vlkit.models.feature_cache import FeatureCache, encoder_fingerprint
+
+        key = encoder_fingerprint(model.vision, cfg.model.image_encoder)
+        shape = (model.vision_features, model.vision.out_dim)
+        cache = FeatureCache(Path(cfg.vlm.feature_cache), key, shape)
+    return GenerativeObjective(model, seed=cfg.train.seed, feature_cache=cache)
+
+
 @dataclass
 class Run:
     """Everything one training run holds; built by `prepare`, advanced by `train_step`."""
@@ -74,7 +98,7 @@ class Run:
     wrapped: torch.nn.Module  # the same model as accelerate prepared it (DDP across processes)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    objective: ContrastiveObjective
+    objective: ContrastiveObjective | GenerativeObjective
     batcher: Batcher
     start: int  # the step this process starts from (0, or the resumed checkpoint's)
 
@@ -89,7 +113,7 @@ def prepare(cfg: Config) -> Run:
     if resume_from is not None:  # the checkpoint's tokenizer and tower configs, not new ones
         model = build_model(cfg, saved=resume_from)
     else:
-        model = build_model(cfg, texts=iter_captions(dataset, TOKENIZER_SAMPLES))
+        model = build_model(cfg, texts=tokenizer_texts(cfg, dataset))
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start, skipped = 0, 0
@@ -97,7 +121,7 @@ def prepare(cfg: Config) -> Run:
         state = load_checkpoint(resume_from, model, optimizer, scheduler)
         start, skipped = state["step"], state["counters"]["skipped"]
         log.info("resumed from %s at step %d", resume_from, start)
-    objective = ContrastiveObjective(model, seed=cfg.train.seed)
+    objective = make_objective(cfg, model)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     t = cfg.train
     batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
@@ -162,7 +186,7 @@ def train(
             loss = acc.reduce(torch.tensor(loss, device=acc.device), "mean").item()  # collective: all ranks
             if main:
                 record = {"step": done, "loss": loss, "lr": lr}
-                record |= {"logit_scale": run.model.logit_scale.exp().item(), "images_per_s": seen / busy}
+                record |= run.objective.log_extras() | {"images_per_s": seen / busy}
                 record |= {"skipped": run.batcher.skipped, "processes": acc.num_processes}
                 _append_log(out / "metrics.jsonl", record)
                 bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{seen / busy:.0f}")
@@ -185,6 +209,20 @@ def train(
         from vlkit.plots import plot_metrics_log
 
         plot_metrics_log(out / "metrics.jsonl", out / "plots")
+    return out
+
+
+def train_stages(
+    cfg: Config, *, evaluate: Callable[[torch.nn.Module, Config], dict[str, float]] | None = None, **kwargs
+) -> Path:
+    """Trains a recipe's stages in order (each resumes like `train`); a recipe without stages is
+    one `train`. Returns the last stage's run folder."""
+    stages = stage_configs(cfg)
+    if not stages:
+        return train(cfg, evaluate=evaluate, **kwargs)
+    for name, stage_cfg in stages:
+        log.info("stage %s → %s", name, stage_cfg.train.out_dir)
+        out = train(stage_cfg, evaluate=evaluate, **kwargs)
     return out
 
 

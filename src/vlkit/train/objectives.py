@@ -5,6 +5,8 @@ tuning, ...) plug into the same loop:
     collate(samples: list[(position, sample)]) -> dict of tensors
     loss(model, batch) -> scalar tensor
     batch_size(batch) -> int (images, for throughput)
+    log_extras() -> dict of floats for the training log
+The generative objective lives in `generative.py`.
 """
 
 from __future__ import annotations
@@ -63,3 +65,6 @@ class ContrastiveObjective:
     @staticmethod
     def batch_size(batch: dict[str, torch.Tensor]) -> int:
         return batch["pixel_values"].shape[0]
+
+    def log_extras(self) -> dict[str, float]:
+        return {"logit_scale": self.model.logit_scale.exp().item()}

@@ -1,0 +1,126 @@
+"""Conversation data for instruction tuning: LLaVA's JSON and Hugging Face chat-messages JSONL.
+
+    llava.json      [{"id": "17", "image": "images/17.png",
+                      "conversations": [{"from": "human", "value": "<image>\\nWhat is this?"},
+                                        {"from": "gpt", "value": "A red circle."}, ...]}, ...]
+    chat.jsonl      {"id": "17", "images": ["images/17.png"],
+                     "messages": [{"role": "user", "content": "<image>\\nWhat is this?"},
+                                  {"role": "assistant", "content": "A red circle."}]}
+
+Image paths are relative to the file's folder (or absolute). Samples follow the data contract
+with "captions": [] and "messages": [{"role": "user" | "assistant" | "system", "content": str}].
+The whole file is validated at construction, naming the record and field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+from typing import Any
+
+from vlkit.data.images import load_image
+
+IMAGE_PLACEHOLDER = "<image>"
+LLAVA_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def check_messages(messages: list[dict], where: str) -> None:
+    """Roles alternate user/assistant (after an optional system turn), the placeholder appears
+    exactly once, and the conversation ends with a non-empty assistant answer."""
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] != "assistant":
+        raise ValueError(f"{where}: a conversation must end with an assistant turn")
+    for k, m in enumerate(turns):
+        want = "user" if k % 2 == 0 else "assistant"
+        if m["role"] != want:
+            raise ValueError(f"{where}: turn {k} is {m['role']!r}, expected {want!r} (roles alternate)")
+        if not isinstance(m["content"], str) or (want == "assistant" and not m["content"].strip()):
+            raise ValueError(f"{where}: turn {k} ({want}) has empty or non-text content")
+    count = sum(m["content"].count(IMAGE_PLACEHOLDER) for m in messages)
+    if count != 1:
+        raise ValueError(f"{where}: {IMAGE_PLACEHOLDER} appears {count} times; exactly once is supported")
+
+
+class ConversationFile:
+    """LLaVA JSON (`.json`) or chat-messages JSONL (`.jsonl`) → samples with "messages"."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"conversation file not found: {self.path}")
+        reader = _read_chat_jsonl if self.path.suffix == ".jsonl" else _read_llava_json
+        self._records = reader(self.path)
+        if not self._records:
+            raise ValueError(f"{self.path}: no conversations in the file")
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = operator.index(i)
+        if not 0 <= i < len(self._records):
+            raise IndexError(f"index {i} out of range for {len(self._records)} conversations in {self.path}")
+        key, image, messages = self._records[i]
+        return {"image": load_image(image), "captions": [], "messages": messages, "key": key}
+
+    def texts(self, i: int) -> list[str]:
+        """The conversation's texts without decoding the image (tokenizer training)."""
+        return [m["content"].replace(IMAGE_PLACEHOLDER, "") for m in self._records[i][2]]
+
+
+def _image_path(folder: Path, value: Any, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: 'image' must be a path string, got {value!r}")
+    path = Path(value)
+    return path if path.is_absolute() else folder / path
+
+
+def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records (LLaVA format)")
+    records = []
+    for n, record in enumerate(data):
+        where = (
+            f"{path} record {n} (id {record.get('id', '?')!r})"
+            if isinstance(record, dict)
+            else f"{path}[{n}]"
+        )
+        if not isinstance(record, dict) or "image" not in record or "conversations" not in record:
+            raise ValueError(f"{where}: needs 'image' and 'conversations'")
+        messages = []
+        for t, turn in enumerate(record["conversations"]):
+            role = LLAVA_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+            if role is None:
+                raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
+            messages.append({"role": role, "content": turn.get("value")})
+        check_messages(messages, where)
+        key = str(record.get("id", n))
+        records.append((key, _image_path(path.parent, record["image"], where), messages))
+    return records
+
+
+def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not valid JSON ({e})") from None
+        images = record.get("images") or ([record["image"]] if "image" in record else [])
+        if len(images) != 1:
+            raise ValueError(f"{where}: exactly one image per conversation is supported, got {len(images)}")
+        messages = record.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise ValueError(f"{where}: 'messages' must be a list of {{'role', 'content'}}")
+        messages = [{"role": m["role"], "content": m.get("content")} for m in messages]
+        check_messages(messages, where)
+        records.append((str(record.get("id", n)), _image_path(path.parent, images[0], where), messages))
+    return records

@@ -1,0 +1,181 @@
+"""Python API for trained generative VLMs: captions, short-answer VQA, chat, streaming.
+
+    model = vlkit.load("runs/llava-scenes")          # a GenerativeModel for generative runs
+    model.caption(["a.png"])                          # ["a small red circle above a blue star."]
+    model.answer(["a.png"], ["What color is the circle?"])   # ["red"]
+    model.chat([{"role": "user", "content": [{"type": "image", "image": "a.png"},
+                                             {"type": "text", "text": "What is left of the star?"}]}])
+    for piece in model.stream(messages): print(piece, end="")
+
+Decoding is transformers' `generate` on the language model with the image tokens already in
+its input embeddings: greedy, beam search or sampling, with a KV cache, stop strings and
+`max_new_tokens` (see `Decoding`). Prompts are left-padded so a batch decodes together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TextIteratorStreamer
+
+from vlkit.api import ImageInput, _as_array
+from vlkit.config import Config
+from vlkit.data.conversations import IMAGE_PLACEHOLDER
+from vlkit.models.vlm import GenerativeVLM
+from vlkit.train.generative import CAPTION_PROMPT, vqa_prompt
+
+
+@dataclass
+class Decoding:
+    """How to decode. num_beams > 1: beam search; do_sample: sampling with temperature / top_p."""
+
+    max_new_tokens: int = 64
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)  # stop strings (the answer ends before them)
+    seed: int | None = None  # sampling seed, for reproducible samples
+
+    def generate_kwargs(self) -> dict:
+        kwargs = asdict(self)
+        stop, seed = kwargs.pop("stop"), kwargs.pop("seed")
+        if not self.do_sample:
+            kwargs.pop("temperature"), kwargs.pop("top_p")
+        if seed is not None:
+            torch.manual_seed(seed)
+        return kwargs | ({"stop_strings": stop} if stop else {})
+
+
+def split_messages(messages: Sequence[dict]) -> tuple[list[dict], list[ImageInput]]:
+    """HF chat messages, whose content may be a list of {"type": "image" | "text"} parts, → text
+    messages with `<image>` where each image stood, and the images in order."""
+    out, images = [], []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+            continue
+        texts = []
+        for part in content:
+            if part.get("type") == "image":
+                image = next((part[k] for k in ("image", "path", "url") if part.get(k) is not None), None)
+                if image is None:
+                    raise ValueError(f"message part {part!r}: an image part needs 'image' (or 'path')")
+                images.append(image)
+                texts.append(IMAGE_PLACEHOLDER)
+            elif part.get("type") == "text":
+                texts.append(part["text"])
+            else:
+                raise ValueError(f"message part {part!r}: type must be 'image' or 'text'")
+        out.append({"role": m["role"], "content": "\n".join(texts)})
+    return out, images
+
+
+class GenerativeModel:
+    """A loaded generative VLM with task helpers (see the module docstring)."""
+
+    def __init__(self, model: GenerativeVLM, cfg: Config, path: Path | None = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.path = path
+        self.tokenizer = model.tokenizer
+
+    # ------------------------------------------------------------------ batched core
+    def encode_prompts(self, conversations: Sequence[list[dict]]) -> dict[str, torch.Tensor]:
+        """Text conversations (each ending with a user turn) → left-padded input_ids, attention_mask."""
+        rows = []
+        for messages in conversations:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            n = self.model.image_tokens
+            rows.append([t for i in ids for t in ([i] * n if i == self.model.image_token_id else [i])])
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def generate(
+        self,
+        conversations: Sequence[list[dict]],
+        images: Sequence[ImageInput] | None,
+        decoding: Decoding | None = None,
+        streamer=None,
+    ) -> list[str]:
+        """One image per conversation (or none for all): → the assistant's replies."""
+        decoding = decoding or Decoding()
+        batch = self.encode_prompts(conversations)
+        pixel_values = None
+        if images:
+            if len(images) != len(conversations):
+                raise ValueError(
+                    f"{len(images)} images for {len(conversations)} conversations: give one each"
+                )
+            pixel_values = self.model.vision.preprocess([_as_array(im) for im in images])
+        kwargs = decoding.generate_kwargs() | ({"tokenizer": self.tokenizer} if decoding.stop else {})
+        out = self.model.generate(**batch, pixel_values=pixel_values, streamer=streamer, **kwargs)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [_cut_at_stop(t, decoding.stop).strip() for t in texts]
+
+    # ------------------------------------------------------------------ tasks
+    def caption(
+        self, images: Sequence[ImageInput], prompt: str | None = None, decoding: Decoding | None = None
+    ) -> list[str]:
+        """A caption per image; `prompt` conditions it (prompted captioning)."""
+        text = f"{IMAGE_PLACEHOLDER}\n{prompt or CAPTION_PROMPT}"
+        return self._batched(images, [text] * len(images), decoding)
+
+    def answer(
+        self, images: Sequence[ImageInput], questions: Sequence[str], decoding: Decoding | None = None
+    ) -> list[str]:
+        """Short answers (a word or a number), one per (image, question) pair."""
+        if len(images) != len(questions):
+            raise ValueError(
+                f"{len(images)} images for {len(questions)} questions: give one image per question"
+            )
+        texts = [f"{IMAGE_PLACEHOLDER}\n{vqa_prompt(q)}" for q in questions]
+        return self._batched(images, texts, decoding or Decoding(max_new_tokens=8))
+
+    def chat(self, messages: Sequence[dict], decoding: Decoding | None = None) -> str:
+        """One reply to a conversation whose content may hold images (at most one)."""
+        text_messages, images = self._chat_inputs(messages)
+        return self.generate([text_messages], images or None, decoding)[0]
+
+    def stream(self, messages: Sequence[dict], decoding: Decoding | None = None) -> Iterator[str]:
+        """Like `chat`, as an iterator of text pieces while they are generated."""
+        text_messages, images = self._chat_inputs(messages)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        worker = threading.Thread(
+            target=self.generate, args=([text_messages], images or None, decoding, streamer), daemon=True
+        )
+        worker.start()
+        yield from streamer
+        worker.join()
+
+    def _chat_inputs(self, messages: Sequence[dict]) -> tuple[list[dict], list]:
+        text_messages, images = split_messages(messages)
+        if len(images) > 1:
+            raise ValueError(f"this model takes at most one image per conversation, got {len(images)}")
+        if not text_messages or text_messages[-1]["role"] != "user":
+            raise ValueError("chat: the conversation must end with a user message")
+        return text_messages, images
+
+    def _batched(
+        self, images: Sequence[ImageInput], texts: list[str], decoding: Decoding | None, batch_size: int = 16
+    ) -> list[str]:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            conversations = [[{"role": "user", "content": t}] for t in chunk]
+            out += self.generate(conversations, images[start : start + batch_size], decoding)
+        return out
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [text.find(s) for s in stop if s in text]
+    return text[: min(cuts)] if cuts else text

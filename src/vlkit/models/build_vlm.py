@@ -1,0 +1,141 @@
+"""Build a generative VLM from config, and save / load it as a self-contained folder.
+
+A generative model folder holds `config.yaml`, `model.safetensors` (every weight, PEFT adapters
+and cross-attention blocks included), `vision/` (tower config, image processor) and
+`language_model/` (LM config, tokenizer with `<image>` and chat template).
+
+Building is two steps: the parts (from the registry, or from a saved folder without weights),
+then `adapt` (freezing, PEFT, gated cross-attention), which is a pure function of the config,
+so a checkpoint's structure is rebuilt exactly before its weights are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlkit.config import Config, save_config
+from vlkit.models.connectors import CONNECTORS, build_connector
+from vlkit.models.language_models import IMAGE_TOKEN
+from vlkit.models.registry import build_image_tower, build_language_model, save_tower_files
+from vlkit.models.vlm import GenerativeVLM
+
+PEFT_KINDS = ("none", "lora", "prompt", "prefix")
+
+
+def check_vlm_config(cfg: Config) -> None:
+    v = cfg.vlm
+    if v.connector not in CONNECTORS:
+        raise ValueError(f"vlm.connector: {v.connector!r} is not a connector; valid: {', '.join(CONNECTORS)}")
+    if v.peft not in PEFT_KINDS:
+        raise ValueError(f"vlm.peft: {v.peft!r} is not a PEFT method; valid: {', '.join(PEFT_KINDS)}")
+    if v.peft != "none" and v.connector == "gated_xattn":
+        raise ValueError("vlm.peft: PEFT and gated_xattn both adapt the frozen LM; choose one")
+    unknown = set(v.tasks) - {"caption", "vqa"}
+    if unknown:
+        raise ValueError(f"vlm.tasks: unknown {sorted(unknown)}; valid: caption, vqa")
+
+
+def build_vlm(cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None) -> GenerativeVLM:
+    """A new model (pretrained parts loaded, `vlm.vision_init` / `vlm.init_from` applied), or the
+    structure of a saved one (`saved`: its folder; weights are loaded by the caller)."""
+    check_vlm_config(cfg)
+    torch.manual_seed(cfg.train.seed)
+    if saved is None and cfg.vlm.init_from:
+        model = _parts_from(cfg.vlm.init_from, cfg)
+    else:
+        model = _parts(cfg, texts, saved)
+        if saved is None and cfg.vlm.vision_init:
+            model.vision = _contrastive_image_tower(cfg.vlm.vision_init)
+    return adapt(model, cfg)
+
+
+def _parts(cfg: Config, texts: Iterable[str] | None, saved: Path | None) -> GenerativeVLM:
+    v = cfg.vlm
+    vision = build_image_tower(cfg.model.image_encoder, cfg.model, saved / "vision" if saved else None)
+    lm, tokenizer = build_language_model(
+        v.language_model, v, saved / "language_model" if saved else None, texts
+    )
+    if IMAGE_TOKEN not in tokenizer.get_vocab():  # pretrained LMs: one new token, never trained
+        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+        lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    n, vision_dim = _grid_shape(vision)
+    # gated_xattn: the connector is Flamingo's resampler; the LM cross-attends to its latents.
+    connector = build_connector(v, vision_dim, lm.config.hidden_size)
+    return GenerativeVLM(v, vision, connector, lm, tokenizer, n)
+
+
+def _grid_shape(vision: torch.nn.Module) -> tuple[int, int]:
+    """(N, Dv) of the tower's grid features at its input size (one blank image through it)."""
+    side = vision.preprocess.size
+    with torch.no_grad():
+        grid = vision.grid(vision.preprocess([np.zeros((side, side, 3), np.uint8)]))
+    return grid.shape[1], grid.shape[2]
+
+
+def _contrastive_image_tower(path: str) -> torch.nn.Module:
+    """LLaVA starts from a contrastively trained tower: take a dual encoder's image tower."""
+    from vlkit.api import resolve_model_dir
+    from vlkit.models.build import load_model
+
+    dual, _ = load_model(resolve_model_dir(path))
+    return dual.image_tower
+
+
+def _parts_from(path: str, cfg: Config) -> GenerativeVLM:
+    """The trained parts of another generative model (LLaVA stage 2 starts from stage 1)."""
+    from vlkit.api import resolve_model_dir
+    from vlkit.models.build import load_model
+
+    previous, previous_cfg = load_model(resolve_model_dir(path))
+    if previous_cfg.kind != "generative":
+        raise ValueError(f"vlm.init_from: {path} is a {previous_cfg.kind} model, not a generative one")
+    if previous.cross_attention or previous_cfg.vlm.connector != cfg.vlm.connector:
+        raise ValueError(
+            f"vlm.init_from: {path} has connector {previous_cfg.vlm.connector!r}, this recipe "
+            f"{cfg.vlm.connector!r}; continuing needs the same soft-token connector"
+        )
+    if previous_cfg.vlm.peft not in ("none", "lora"):
+        raise ValueError(f"vlm.init_from: cannot continue from a {previous_cfg.vlm.peft!r}-tuned model")
+    from vlkit.models.peft_adapters import merged_lm
+
+    lm = merged_lm(previous.language_model)  # LoRA merged into the weights; a plain LM as is
+    lm.requires_grad_(True)
+    previous.vision.requires_grad_(True)
+    return GenerativeVLM(
+        cfg.vlm, previous.vision, previous.connector, lm, previous.tokenizer, previous.vision_features
+    )
+
+
+def adapt(model: GenerativeVLM, cfg: Config) -> GenerativeVLM:
+    """Freezing, then PEFT or gated cross-attention on the LM (their new weights train)."""
+    v = cfg.vlm
+    if v.freeze_vision:
+        model.vision.requires_grad_(False)
+    if v.freeze_lm:
+        model.language_model.requires_grad_(False)
+    if v.peft != "none":
+        from vlkit.models.peft_adapters import apply_peft
+
+        model.language_model = apply_peft(model.language_model, v)
+    if v.connector == "gated_xattn":
+        from vlkit.models.flamingo import add_gated_xattn
+
+        lm_dim = model.language_model.config.hidden_size  # the resampler's media are at the LM width
+        model.language_model = add_gated_xattn(
+            model.language_model, lm_dim, v.xattn_every, freeze_lm=v.freeze_lm
+        )
+    return model
+
+
+def save_vlm_files(model: GenerativeVLM, cfg: Config, folder: Path) -> None:
+    """Everything but the weights: config, tower files, LM config and tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder / "config.yaml")
+    save_tower_files(model.vision, folder / "vision")
+    (folder / "language_model").mkdir(exist_ok=True)
+    model.base_language_model().config.save_pretrained(folder / "language_model")
+    model.tokenizer.save_pretrained(folder / "language_model")

@@ -1,0 +1,134 @@
+"""Connectors: vision features → language-model input tokens.
+
+Every connector has `forward(features: float[B, N, Dv]) -> float[B, M, D_lm]` and
+`num_tokens(n_features) -> M`, the number of LM tokens an image with N features becomes (the
+caller reserves that many image placeholders in the prompt).
+
+- `linear` (LLaVA v1) and `mlp2x_gelu` (LLaVA-1.5): one output token per feature (M = N). Their
+  weights are named like transformers' `LlavaMultiModalProjector` (`linear_1`, `act`, `linear_2`),
+  so an export copies them as is; the linear connector is that projector with
+  `projector_hidden_act="linear"` and an identity `linear_2`.
+- `qformer` (BLIP-2): `connector_tokens` learned queries cross-attend to the features through
+  transformers' `Blip2QFormerModel`, then a linear map to the LM width (M = connector_tokens).
+- `resampler` (Flamingo's Perceiver resampler): transformers' `IdeficsPerceiverResampler` (learned
+  latents attend to [features; latents], feed-forward, final LayerNorm), then a linear map to the
+  LM width (M = connector_tokens).
+- `gated_xattn` (Flamingo): the same resampler; its tokens are the media that
+  `vlkit.models.flamingo` cross-attends to (media width = LM width), not tokens in the prompt.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel
+from transformers.models.idefics.configuration_idefics import IdeficsConfig
+from transformers.models.idefics.perceiver import IdeficsPerceiverResampler
+
+from vlkit.config import VLMConfig
+
+CONNECTORS = ("linear", "mlp2x_gelu", "qformer", "resampler", "gated_xattn")
+
+
+def attention_heads(width: int) -> int:
+    """Head count for a width: head size ≥ 64 where possible (BLIP-2: 768 → 12), at least 1 head."""
+    return max(h for h in range(1, max(1, width // 64) + 1) if width % h == 0)
+
+
+class LinearConnector(nn.Module):
+    """LLaVA v1: one linear map per feature."""
+
+    def __init__(self, vision_dim: int, lm_dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(vision_dim, lm_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_1(features)  # (B, N, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return n_features
+
+
+class MLPConnector(nn.Module):
+    """LLaVA-1.5: Linear → GELU → Linear per feature."""
+
+    def __init__(self, vision_dim: int, lm_dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(vision_dim, lm_dim)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(lm_dim, lm_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(features)))  # (B, N, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return n_features
+
+
+class QFormerConnector(nn.Module):
+    """BLIP-2: learned queries read the features through a Q-Former (cross-attention in every layer)."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, n_queries: int, n_layers: int):
+        super().__init__()
+        config = Blip2QFormerConfig(
+            hidden_size=lm_dim,
+            num_hidden_layers=n_layers,
+            num_attention_heads=attention_heads(lm_dim),
+            intermediate_size=4 * lm_dim,
+            encoder_hidden_size=vision_dim,
+            cross_attention_frequency=1,
+            hidden_dropout_prob=0.0,  # like the other connectors: regularise elsewhere if needed
+            attention_probs_dropout_prob=0.0,
+        )
+        self.query_tokens = nn.Parameter(torch.randn(1, n_queries, lm_dim) * config.initializer_range)
+        self.qformer = Blip2QFormerModel(config)
+        self.proj = nn.Linear(lm_dim, lm_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        queries = self.query_tokens.expand(features.shape[0], -1, -1)  # (B, M, D_lm)
+        out = self.qformer(query_embeds=queries, encoder_hidden_states=features)
+        return self.proj(out.last_hidden_state)  # (B, M, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return self.query_tokens.shape[1]
+
+
+class ResamplerConnector(nn.Module):
+    """Flamingo: a Perceiver resampler at the vision width, then a linear map to the LM width."""
+
+    def __init__(self, vision_dim: int, lm_dim: int, n_latents: int, n_layers: int):
+        super().__init__()
+        heads = attention_heads(vision_dim)
+        # IdeficsPerceiverResampler reads only these two fields of its config.
+        config = IdeficsConfig(
+            vision_config={"embed_dim": vision_dim}, perceiver_config={"qk_layer_norms_perceiver": False}
+        )
+        self.resampler = IdeficsPerceiverResampler(
+            config, vision_dim, n_layers, heads, vision_dim // heads, n_latents
+        )
+        self.proj = nn.Linear(vision_dim, lm_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        latents = self.resampler(features)  # (B, M, Dv)
+        return self.proj(latents)  # (B, M, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return self.resampler.n_latents
+
+
+def build_connector(cfg: VLMConfig, vision_dim: int, lm_dim: int) -> nn.Module:
+    """The connector named by `cfg.connector` (sizes from `cfg.connector_tokens/_layers`)."""
+    kind = cfg.connector
+    if kind == "linear":
+        return LinearConnector(vision_dim, lm_dim)
+    if kind == "mlp2x_gelu":
+        return MLPConnector(vision_dim, lm_dim)
+    if kind in ("qformer", "resampler", "gated_xattn"):
+        if cfg.connector_tokens < 1 or cfg.connector_layers < 1:
+            raise ValueError(
+                f"vlm.connector={kind} needs connector_tokens >= 1 and connector_layers >= 1, got "
+                f"{cfg.connector_tokens} and {cfg.connector_layers}"
+            )
+        cls = QFormerConnector if kind == "qformer" else ResamplerConnector
+        return cls(vision_dim, lm_dim, cfg.connector_tokens, cfg.connector_layers)
+    raise ValueError(f"unknown vlm.connector {kind!r}; valid: {', '.join(CONNECTORS)}")

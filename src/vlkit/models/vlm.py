@@ -1,0 +1,139 @@
+"""The generative VLM: a vision tower → a connector → a causal language model.
+
+Three replaceable parts, joined as transformers' LLaVA joins them: the connector turns the
+tower's grid features into `image_tokens` soft tokens, each `<image>` placeholder of the prompt
+is expanded to that many placeholder ids, and the features are scattered into the text
+embeddings at those positions. The count must match exactly (an error otherwise). Flamingo
+(`gated_xattn`) instead keeps one `<image>` marker in the text and feeds the resampled features
+to gated cross-attention blocks inside the language model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from vlkit.config import VLMConfig
+from vlkit.models.language_models import IMAGE_TOKEN
+
+
+class GenerativeVLM(nn.Module):
+    """vision: an image tower (`grid`, `preprocess`); connector: float[B, N, Dv] → float[B, M, D];
+    language_model: a transformers causal LM (possibly PEFT-wrapped or with gated cross-attention)."""
+
+    def __init__(
+        self,
+        cfg: VLMConfig,
+        vision: nn.Module,
+        connector: nn.Module,
+        language_model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        vision_features: int,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = vision
+        self.connector = connector
+        self.language_model = language_model
+        self.tokenizer = tokenizer
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self.vision_features = vision_features  # N: grid features per image
+        self.cross_attention = cfg.connector == "gated_xattn"
+
+    def base_language_model(self) -> nn.Module:
+        """The transformers LM under any PEFT wrapper (`get_base_model`) or cross-attention (`.lm`)."""
+        lm = self.language_model
+        if hasattr(lm, "get_base_model"):
+            return lm.get_base_model()
+        return getattr(lm, "lm", lm)
+
+    @property
+    def image_tokens(self) -> int:
+        """Sequence positions one `<image>` placeholder expands to."""
+        return 1 if self.cross_attention else self.connector.num_tokens(self.vision_features)
+
+    def train(self, mode: bool = True) -> GenerativeVLM:
+        super().train(mode)
+        if self.cfg.freeze_vision:  # frozen parts keep dropout and batch-norm statistics fixed
+            self.vision.eval()
+        return self
+
+    def vision_grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values: float[B, 3, H, W] → float[B, N, Dv] (no gradient when the tower is frozen)."""
+        with torch.no_grad() if self.cfg.freeze_vision else contextlib.nullcontext():
+            return self.vision.grid(pixel_values)
+
+    def input_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
+        """input_ids: int64[B, T]; image_embeds: float[B_img, M, D] → float[B, T, D].
+
+        Soft-token connectors: the image placeholder positions take the image embeddings, in
+        order. Their number must equal B_img * M.
+        """
+        embeds = self.base_language_model().get_input_embeddings()(input_ids)  # (B, T, D)
+        if self.cross_attention or image_embeds is None:
+            return embeds
+        mask = input_ids == self.image_token_id  # (B, T)
+        if int(mask.sum()) != image_embeds.shape[0] * image_embeds.shape[1]:
+            raise ValueError(
+                f"image tokens and image features do not match: the text holds {int(mask.sum())} "
+                f"{IMAGE_TOKEN} tokens, the images give {image_embeds.shape[0]} x {image_embeds.shape[1]} "
+                "features (expand each placeholder to `model.image_tokens` tokens)"
+            )
+        return embeds.masked_scatter(mask.unsqueeze(-1), image_embeds.to(embeds.dtype))
+
+    def image_embeds(
+        self, pixel_values: torch.Tensor | None = None, vision_grid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """From pixels, or from cached tower features (frozen vision): → float[B, M, D]."""
+        if vision_grid is None:
+            vision_grid = self.vision_grid(pixel_values)
+        return self.connector(vision_grid)
+
+    @contextlib.contextmanager
+    def _media(self, image_embeds: torch.Tensor | None) -> Iterator[None]:
+        """Gated cross-attention reads the images from its blocks while the LM runs."""
+        if not self.cross_attention or image_embeds is None:
+            yield
+            return
+        with self.language_model.media(image_embeds):  # a flamingo.GatedXAttnLM
+            yield
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        vision_grid: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ):
+        """input_ids, attention_mask: int64[B, T]; labels: int64[B, T] (-100 = ignored);
+        pixel_values: float[B, 3, H, W] or vision_grid: float[B, N, Dv] → the LM's output (loss, logits)."""
+        image_embeds = None
+        if pixel_values is not None or vision_grid is not None:
+            image_embeds = self.image_embeds(pixel_values, vision_grid)
+        embeds = self.input_embeddings(input_ids, image_embeds)
+        with self._media(image_embeds):
+            return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        **generate_kwargs,
+    ) -> torch.Tensor:
+        """Left-padded prompts → int64[B, T_new] (new tokens only); kwargs go to transformers'
+        `generate` (max_new_tokens, num_beams, do_sample, stop_strings, streamer, ...)."""
+        image_embeds = self.image_embeds(pixel_values) if pixel_values is not None else None
+        embeds = self.input_embeddings(input_ids, image_embeds)
+        generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        generate_kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        from vlkit.models.peft_adapters import generate  # transformers' generate, PEFT-aware
+
+        with self._media(image_embeds):
+            return generate(self.language_model, embeds, attention_mask, **generate_kwargs)

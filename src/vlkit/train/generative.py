@@ -1,0 +1,166 @@
+"""The generative objective: samples → chat-formatted token sequences with image tokens and
+assistant-only labels → the language-model loss.
+
+A sample with "messages" (conversation files) trains on them as they are; any other sample
+becomes a short conversation from what it has, chosen by `vlm.tasks`: a caption
+("Describe the image in one sentence." → one of its captions) or up to `MAX_QA_TURNS` question
+turns from its QA pairs (scenes), each answered with a word or a number.
+
+The loss covers the assistant turns only (end-of-turn token included). A sequence longer than
+`vlm.max_length` is cut from the end; a cut that would reach the image tokens, or leave no
+answer token, is an error naming the sample: training on nothing is never silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vlkit.data.conversations import IMAGE_PLACEHOLDER, check_messages
+from vlkit.models.vlm import GenerativeVLM
+
+IGNORE = -100
+CAPTION_PROMPT = "Describe the image in one sentence."
+SHORT_ANSWER = "Answer with a single word or number."  # LLaVA-1.5's short-answer VQA suffix, shortened
+MAX_QA_TURNS = 6
+
+
+def vqa_prompt(question: str) -> str:
+    return f"{question} {SHORT_ANSWER}"
+
+
+def sample_messages(sample: dict, tasks: list[str], rng: np.random.Generator) -> list[dict]:
+    """The conversation one training sample stands for (see the module docstring)."""
+    if sample.get("messages"):
+        return sample["messages"]
+    options = [
+        t for t in tasks if (t == "vqa" and sample.get("qa")) or (t == "caption" and sample["captions"])
+    ]
+    if not options:
+        raise ValueError(
+            f"sample {sample.get('key')!r}: has nothing for vlm.tasks={tasks} (no captions / qa)"
+        )
+    if options[rng.integers(len(options))] == "caption":
+        caption = sample["captions"][rng.integers(len(sample["captions"]))]
+        return [
+            {"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{CAPTION_PROMPT}"},
+            {"role": "assistant", "content": caption},
+        ]
+    qa = sample["qa"]
+    picks = rng.permutation(len(qa))[:MAX_QA_TURNS]
+    messages = []
+    for n, k in enumerate(picks):
+        prefix = f"{IMAGE_PLACEHOLDER}\n" if n == 0 else ""
+        messages.append({"role": "user", "content": prefix + vqa_prompt(qa[k]["question"])})
+        messages.append({"role": "assistant", "content": qa[k]["answer"]})
+    return messages
+
+
+def render_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
+    """The chat-template text cut into (text, is_answer) pieces: each assistant reply (with its
+    end-of-turn marker) is an answer piece, everything before it a prompt piece."""
+    segments, done = [], ""
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        head = tokenizer.apply_chat_template(messages[:k], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages[: k + 1], tokenize=False)
+        if not head.startswith(done) or not full.startswith(head):
+            raise ValueError("the tokenizer's chat template does not render conversations prefix by prefix")
+        segments += [(head[len(done) :], False), (full[len(head) :], True)]
+        done = full
+    return segments
+
+
+def encode_conversation(
+    tokenizer, messages: list[dict], image_tokens: int, max_length: int, where: str
+) -> tuple[list[int], list[int]]:
+    """→ (input_ids, labels): `<image>` expanded to `image_tokens` ids, prompts labelled IGNORE."""
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, is_answer in render_segments(tokenizer, messages):
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        expanded = [t for i in piece for t in ([i] * image_tokens if i == image_id else [i])]
+        ids += expanded
+        labels += expanded if is_answer else [IGNORE] * len(expanded)
+    positions = [p for p, t in enumerate(ids) if t == image_id]
+    if len(positions) != image_tokens:
+        raise ValueError(
+            f"{where}: expected one {IMAGE_PLACEHOLDER} in the prompt, found {len(positions) // image_tokens}"
+        )
+    if len(ids) > max_length:
+        if positions[-1] >= max_length:
+            raise ValueError(
+                f"{where}: the image tokens end at position {positions[-1] + 1}, beyond vlm.max_length="
+                f"{max_length}; truncation never cuts image tokens: raise vlm.max_length"
+            )
+        ids, labels = ids[:max_length], labels[:max_length]
+    if all(label == IGNORE for label in labels):
+        raise ValueError(
+            f"{where}: no answer tokens left to train on (sequence of {len(ids)} tokens, "
+            f"vlm.max_length={max_length}); raise vlm.max_length or shorten the prompt"
+        )
+    return ids, labels
+
+
+def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pads to the longest sequence → input_ids, attention_mask, labels: int64[B, T]."""
+    width = max(len(s) for s in sequences)
+    batch = {
+        "input_ids": torch.full((len(sequences), width), pad_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(sequences), width), dtype=torch.long),
+        "labels": torch.full((len(sequences), width), IGNORE, dtype=torch.long),
+    }
+    for row, (s, lab) in enumerate(zip(sequences, labels)):
+        batch["input_ids"][row, : len(s)] = torch.tensor(s)
+        batch["attention_mask"][row, : len(s)] = 1
+        batch["labels"][row, : len(lab)] = torch.tensor(lab)
+    return batch
+
+
+@dataclass
+class GenerativeObjective:
+    """Next-token loss on assistant tokens, for every generative strategy."""
+
+    model: GenerativeVLM
+    seed: int = 0
+    feature_cache: object | None = None  # a FeatureCache when the vision tower is frozen
+
+    def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
+        if not samples:
+            raise ValueError("an empty batch: every sample of this step was unreadable")
+        m, cfg = self.model, self.model.cfg
+        sequences, labels, images = [], [], []
+        for position, sample in samples:
+            rng = np.random.default_rng([self.seed, position])
+            messages = sample_messages(sample, cfg.tasks, rng)
+            where = f"sample {sample.get('key', position)!r}"
+            check_messages(messages, where)
+            ids, lab = encode_conversation(m.tokenizer, messages, m.image_tokens, cfg.max_length, where)
+            sequences.append(ids)
+            labels.append(lab)
+            images.append(sample["image"])
+        batch = pad_batch(sequences, labels, m.tokenizer.pad_token_id)
+        if self.feature_cache is not None:
+            batch["vision_grid"] = self.feature_cache.get_or_compute(images, self._grid)
+        else:
+            batch["pixel_values"] = m.vision.preprocess(images)  # (B, 3, H, W)
+        return batch
+
+    def _grid(self, images: list[np.ndarray]) -> torch.Tensor:
+        return self.model.vision_grid(self.model.vision.preprocess(images))
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not (batch["labels"] != IGNORE).any():
+            raise ValueError("a batch whose labels are all masked: nothing to train on")
+        return model(**batch).loss
+
+    @staticmethod
+    def batch_size(batch: dict[str, torch.Tensor]) -> int:
+        return batch["input_ids"].shape[0]
+
+    def log_extras(self) -> dict[str, float]:
+        return {}

@@ -1,0 +1,81 @@
+"""Connectors: output shapes and token counts per kind, parity with transformers' LLaVA projector."""
+
+import pytest
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+from vlkit.config import VLMConfig
+from vlkit.models.connectors import CONNECTORS, build_connector
+
+DV, DLM = 24, 16
+
+
+def connector(kind: str, tokens: int = 5, layers: int = 2) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_connector(
+        VLMConfig(connector=kind, connector_tokens=tokens, connector_layers=layers), DV, DLM
+    )
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp2x_gelu"])
+def test_per_feature_connectors_keep_one_token_per_feature(kind):
+    conn = connector(kind)
+    for n in (4, 9):
+        out = conn(torch.randn(2, n, DV))
+        assert out.shape == (2, n, DLM)
+        assert conn.num_tokens(n) == n
+
+
+@pytest.mark.parametrize("kind", ["qformer", "resampler", "gated_xattn"])
+def test_query_connectors_give_a_fixed_token_count_whatever_the_image_size(kind):
+    conn = connector(kind, tokens=5)
+    for n in (4, 9):  # two image sizes
+        out = conn(torch.randn(3, n, DV))
+        assert out.shape == (3, 5, DLM)
+        assert conn.num_tokens(n) == 5
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kind", ["qformer", "resampler"])
+def test_query_connectors_read_the_features_and_train(kind):
+    conn = connector(kind)
+    feats = torch.randn(2, 6, DV)
+    out = conn(feats)
+    assert not torch.allclose(out[0], out[1])  # each image gets its own tokens
+    out.square().mean().backward()
+    no_grad = [n for n, p in conn.named_parameters() if p.grad is None]
+    assert no_grad == []
+
+
+def test_qformer_uses_cross_attention_in_every_layer():
+    conn = connector("qformer", layers=3)
+    layers = conn.qformer.encoder.layer
+    assert len(layers) == 3
+    assert all(layer.has_cross_attention for layer in layers)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp2x_gelu"])
+def test_llava_projector_reproduces_the_per_feature_connectors(kind):
+    """The export copies our weights into LlavaMultiModalProjector (act 'linear' + identity linear_2
+    for the linear connector)."""
+    conn = connector(kind)
+    llava = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=DV, num_attention_heads=2),
+        text_config=LlamaConfig(hidden_size=DLM, num_attention_heads=2, num_key_value_heads=2),
+        projector_hidden_act="gelu" if kind == "mlp2x_gelu" else "linear",
+    )
+    proj = LlavaMultiModalProjector(llava)
+    state = dict(conn.state_dict())
+    if kind == "linear":
+        state["linear_2.weight"] = torch.eye(DLM)
+        state["linear_2.bias"] = torch.zeros(DLM)
+    proj.load_state_dict(state, strict=True)
+    feats = torch.randn(2, 7, DV)
+    torch.testing.assert_close(proj(feats), conn(feats))
+
+
+def test_unknown_connector_names_the_valid_ones():
+    with pytest.raises(ValueError, match="'perceiverx'.*linear, mlp2x_gelu, qformer, resampler"):
+        build_connector(VLMConfig(connector="perceiverx"), DV, DLM)
+    assert "gated_xattn" in CONNECTORS

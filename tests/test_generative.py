@@ -1,0 +1,287 @@
+"""Generative VLMs: conversation encoding and label masks, image-token checks, every connector
+and training strategy through the one loop, resume, save/load and generation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import vlkit
+from vlkit.data.conversations import ConversationFile
+from vlkit.generation import Decoding, GenerativeModel
+from vlkit.models.build import load_model
+from vlkit.models.language_models import train_chat_tokenizer
+from vlkit.train.checkpoint import latest_checkpoint
+from vlkit.train.generative import IGNORE, GenerativeObjective, encode_conversation, sample_messages
+from vlkit.train.loop import train
+
+TEXTS = ["a small red circle left of a large blue star.", "What color is the circle? red", "How many? 2"] * 20
+CONVERSATION = [
+    {"role": "user", "content": "<image>\nWhat color is the circle?"},
+    {"role": "assistant", "content": "red"},
+    {"role": "user", "content": "How many shapes?"},
+    {"role": "assistant", "content": "2"},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_chat_tokenizer(TEXTS, vocab_size=300, max_length=64)
+
+
+def test_labels_cover_assistant_turns_only(tokenizer):
+    ids, labels = encode_conversation(tokenizer, CONVERSATION, image_tokens=5, max_length=200, where="t")
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    assert ids.count(image_id) == 5  # the placeholder expanded to the image's token count
+    trained = [t for t, lab in zip(ids, labels) if lab != IGNORE]
+    assert tokenizer.decode(trained) == "red<|im_end|>\n2<|im_end|>\n"  # answers + end of turn, nothing else
+    assert all(lab in (IGNORE, t) for t, lab in zip(ids, labels))
+    full = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    assert tokenizer.decode([t for t in ids if t != image_id]) == full.replace("<image>", "")
+
+
+def test_truncation_never_cuts_image_tokens_nor_trains_on_nothing(tokenizer):
+    with pytest.raises(ValueError, match="truncation never cuts image tokens"):
+        encode_conversation(tokenizer, CONVERSATION, image_tokens=40, max_length=30, where="sample 'x'")
+    ids, _ = encode_conversation(tokenizer, CONVERSATION, image_tokens=5, max_length=500, where="x")
+    first_answer_end = len(encode_conversation(tokenizer, CONVERSATION[:2], 5, 500, "x")[0])
+    with pytest.raises(ValueError, match="no answer tokens left"):  # cut inside the first prompt
+        encode_conversation(
+            tokenizer, CONVERSATION, image_tokens=5, max_length=first_answer_end - 6, where="x"
+        )
+    cut, labels = encode_conversation(tokenizer, CONVERSATION, 5, first_answer_end, "x")  # 2nd turn cut off
+    assert len(cut) == first_answer_end < len(ids) and any(lab != IGNORE for lab in labels)
+
+
+def test_image_token_mismatch_is_an_error(tiny_vlm_run):
+    model, _ = load_model(latest_checkpoint(tiny_vlm_run))
+    ids = torch.full((1, 10), model.image_token_id)  # 10 placeholders, but the image gives 16 features
+    with pytest.raises(ValueError, match="image tokens and image features do not match"):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=torch.zeros(1, 3, 32, 32))
+
+
+def test_all_masked_batch_is_a_loud_error(tiny_vlm_run):
+    model, _ = load_model(latest_checkpoint(tiny_vlm_run))
+    objective = GenerativeObjective(model)
+    batch = objective.collate([(0, vlkit.data.open_named("scenes")[0])])
+    batch["labels"][:] = IGNORE
+    with pytest.raises(ValueError, match="labels are all masked"):
+        objective.loss(model, batch)
+
+
+def test_samples_become_captions_or_qa_turns():
+    sample = vlkit.data.open_named("scenes")[3]
+    kinds = set()
+    for seed in range(20):
+        messages = sample_messages(sample, ["caption", "vqa"], np.random.default_rng(seed))
+        assert messages[0]["content"].startswith("<image>\n") and messages[-1]["role"] == "assistant"
+        kinds.add("caption" if messages[1]["content"] in sample["captions"] else "vqa")
+    assert kinds == {"caption", "vqa"}
+    qa = sample_messages(sample, ["vqa"], np.random.default_rng(0))
+    answers = {q["answer"] for q in sample["qa"]}
+    assert all(m["content"] in answers for m in qa if m["role"] == "assistant")
+
+
+def _write_image(path):
+    Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(path)
+
+
+def test_llava_json_and_chat_jsonl(tmp_path):
+    _write_image(tmp_path / "a.png")
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A square."}]
+    (tmp_path / "llava.json").write_text(json.dumps([{"id": "1", "image": "a.png", "conversations": turns}]))
+    sample = ConversationFile(tmp_path / "llava.json")[0]
+    assert sample["messages"][1] == {"role": "assistant", "content": "A square."}
+    assert sample["image"].shape == (20, 24, 3)
+    messages = [
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A square."},
+    ]
+    line = {"id": "1", "images": ["a.png"], "messages": messages}
+    (tmp_path / "chat.jsonl").write_text(json.dumps(line) + "\n")
+    assert ConversationFile(tmp_path / "chat.jsonl")[0]["messages"] == sample["messages"]
+
+    bad = [{"id": "7", "image": "a.png", "conversations": [*turns, {"from": "bot", "value": "x"}]}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"record 0 \(id '7'\).*conversations\[2\]\.from"):
+        ConversationFile(tmp_path / "bad.json")
+    twice = [
+        {
+            "id": "8",
+            "image": "a.png",
+            "conversations": [{"from": "human", "value": "<image><image>"}, turns[1]],
+        }
+    ]
+    (tmp_path / "twice.json").write_text(json.dumps(twice))
+    with pytest.raises(ValueError, match="appears 2 times"):
+        ConversationFile(tmp_path / "twice.json")
+
+
+def test_trains_on_a_conversation_file(tiny_vlm_cfg, tmp_path):
+    _write_image(tmp_path / "a.png")
+    turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A grey square."}]
+    (tmp_path / "data.json").write_text(
+        json.dumps([{"id": str(i), "image": "a.png", "conversations": turns} for i in range(4)])
+    )
+    tiny_vlm_cfg.data.sources[0].kind, tiny_vlm_cfg.data.sources[0].path = (
+        "conversations",
+        str(tmp_path / "data.json"),
+    )
+    run = train(tiny_vlm_cfg, progress=False)
+    losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 4 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def _weights(run):
+    return load_file(latest_checkpoint(run) / "model.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("connector", ["linear", "mlp2x_gelu", "qformer", "resampler"])
+def test_every_soft_token_connector_trains_saves_and_generates(connector, tmp_path):
+    from tests.conftest import make_tiny_vlm_cfg
+
+    cfg = make_tiny_vlm_cfg(connector)
+    cfg.train.out_dir = str(tmp_path / connector)
+    run = train(cfg, progress=False)
+    model = vlkit.load(run)
+    assert isinstance(model, GenerativeModel) and model.cfg.vlm.connector == connector
+    expected = 16 if connector in ("linear", "mlp2x_gelu") else 4  # 4x4 patches, or 4 queries / latents
+    assert model.model.image_tokens == expected
+    image = vlkit.data.open_named("scenes")[0]["image"]
+    answers = model.answer([image, image], ["What color?", "How many shapes?"], Decoding(max_new_tokens=3))
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_frozen_prefix_lm_and_connector_only_leave_frozen_parts_unchanged(tiny_vlm_cfg, tmp_path):
+    tiny_vlm_cfg.train.save_every = 1
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.keep_last = 2, 5
+    tiny_vlm_cfg.vlm.freeze_lm = tiny_vlm_cfg.vlm.freeze_vision = True  # LLaVA stage 1 / MiniGPT-4
+    run = train(tiny_vlm_cfg, progress=False)
+    first = load_file(run / "checkpoints" / "step-0000001" / "model.safetensors")
+    last = _weights(run)
+    changed = {k.split(".")[0] for k in first if not torch.equal(first[k], last[k])}
+    assert changed == {"connector"}
+
+
+def test_generative_resume_is_exact(tiny_vlm_cfg, tmp_path):
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every = 4, 2
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "straight")
+    straight = train(tiny_vlm_cfg, progress=False)
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "crashed")
+    crashed = train(tiny_vlm_cfg, stop_at_step=3, progress=False)
+    train(tiny_vlm_cfg, progress=False)
+    a, b = _weights(straight), _weights(crashed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage_two_starts_from_stage_one(tiny_vlm_run, tiny_vlm_cfg):
+    tiny_vlm_cfg.vlm.init_from = str(tiny_vlm_run)
+    tiny_vlm_cfg.train.steps = 1
+    stage1 = _weights(tiny_vlm_run)
+    run = train(tiny_vlm_cfg, progress=False)
+    model, cfg = load_model(latest_checkpoint(run))
+    assert cfg.vlm.init_from == str(tiny_vlm_run)
+    stage2 = _weights(run)
+    assert stage1.keys() == stage2.keys()
+    # one small step away from stage 1, not a fresh initialisation
+    assert all((stage1[k] - stage2[k]).abs().max() < 0.05 for k in stage1 if k.startswith("connector"))
+
+
+def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
+    model = vlkit.load(tiny_vlm_run)
+    _write_image(tmp_path / "a.png")
+    image = vlkit.data.open_named("scenes")[0]["image"]
+    assert len(model.caption([image, str(tmp_path / "a.png")], prompt="Name the colors.")) == 2
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Hi"}]}
+    ]
+    decoding = Decoding(max_new_tokens=6)
+    reply = model.chat(messages, decoding)
+    assert "".join(model.stream(messages, decoding)).strip() == reply
+    beams = model.answer([image], ["What color?"], Decoding(max_new_tokens=4, num_beams=3))
+    sampled = [
+        model.answer([image], ["What color?"], Decoding(max_new_tokens=4, do_sample=True, seed=3))
+        for _ in "ab"
+    ]
+    assert len(beams) == 1 and sampled[0] == sampled[1]  # a seed makes sampling reproducible
+    with pytest.raises(ValueError, match="at most one image"):
+        model.chat([{"role": "user", "content": [{"type": "image", "image": image}] * 2}])
+
+
+def test_gated_xattn_vlm_starts_as_the_frozen_lm_and_trains_its_gates(tmp_path):
+    from tests.conftest import make_tiny_vlm_cfg
+    from vlkit.models.build import build_model
+    from vlkit.train.loop import tokenizer_texts
+
+    cfg = make_tiny_vlm_cfg("gated_xattn")
+    cfg.vlm.freeze_lm, cfg.train.out_dir = True, str(tmp_path / "flamingo")
+    model = build_model(cfg, texts=tokenizer_texts(cfg, vlkit.data.open_named("scenes")))
+    assert model.image_tokens == 1  # one <image> marker; the images enter through cross-attention
+    batch = GenerativeObjective(model).collate([(i, vlkit.data.open_named("scenes")[i]) for i in range(2)])
+    with_images = model(**batch).logits
+    lm = model.base_language_model()
+    embeds = lm.get_input_embeddings()(batch["input_ids"])
+    with model.language_model.media(torch.zeros(2, 4, lm.config.hidden_size)):  # any media: gates are 0
+        plain = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+    assert torch.equal(with_images, plain)
+
+    run = train(cfg, progress=False)
+    weights = _weights(run)
+    gates = [k for k in weights if k.endswith(("attn_gate", "ff_gate"))]
+    assert gates and any(weights[k].abs().max() > 0 for k in gates)
+    generated = vlkit.load(run).answer([vlkit.data.open_named("scenes")[0]["image"]], ["What color?"])
+    assert len(generated) == 1
+
+
+@pytest.mark.parametrize("peft", ["lora", "prompt", "prefix"])
+def test_peft_strategies_train_only_adapters_and_connector(peft, tiny_vlm_cfg):
+    tiny_vlm_cfg.vlm.peft, tiny_vlm_cfg.vlm.freeze_lm, tiny_vlm_cfg.vlm.freeze_vision = peft, True, True
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every, tiny_vlm_cfg.train.keep_last = 2, 1, 5
+    run = train(tiny_vlm_cfg, progress=False)
+    first = load_file(run / "checkpoints" / "step-0000001" / "model.safetensors")
+    last = _weights(run)
+    changed = {k for k in first if not torch.equal(first[k], last[k])}
+    assert {k.split(".")[0] for k in changed} == {"connector", "language_model"}
+    lm_changed = [k for k in changed if k.startswith("language_model")]
+    marker = {"lora": "lora_", "prompt": "prompt_encoder", "prefix": "prompt_encoder"}[peft]
+    assert lm_changed and all(marker in k for k in lm_changed)  # the base LM stays frozen
+    model = vlkit.load(run)
+    answers = model.answer([vlkit.data.open_named("scenes")[0]["image"]] * 2, ["What color?", "How many?"])
+    assert len(answers) == 2
+
+
+def test_frozen_vision_features_are_cached_and_change_nothing(tiny_vlm_cfg, tmp_path):
+    from vlkit.train.loop import make_objective, prepare
+
+    tiny_vlm_cfg.vlm.freeze_vision, tiny_vlm_cfg.train.steps = True, 2
+    plain = train(tiny_vlm_cfg, progress=False)
+    tiny_vlm_cfg.vlm.feature_cache = str(tmp_path / "features")
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "cached")
+    cached = train(tiny_vlm_cfg, progress=False)
+    losses = [
+        [json.loads(x)["loss"] for x in (r / "metrics.jsonl").read_text().splitlines()]
+        for r in (plain, cached)
+    ]
+    assert losses[0] == losses[1]  # cached features are the features
+    # a second run over the same samples reads them all from the cache
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "again")
+    objective = make_objective(tiny_vlm_cfg, prepare(tiny_vlm_cfg).model)
+    scenes = vlkit.data.build_dataset(tiny_vlm_cfg.data)  # the 32-px world the runs trained on
+    objective.collate([(i, scenes[i]) for i in range(8)])
+    assert objective.feature_cache.misses == 0 and objective.feature_cache.hits == 8
+
+
+def test_stop_strings_end_the_answer(tiny_vlm_run):
+    from vlkit.generation import _cut_at_stop
+
+    assert _cut_at_stop("red circle. And", [".", " And"]) == "red circle"
+    model = vlkit.load(tiny_vlm_run)
+    image = vlkit.data.open_named("scenes")[0]["image"]
+    free = model.caption([image], decoding=Decoding(max_new_tokens=12))[0]
+    stop = free[len(free) // 2 :][:2] if len(free) > 3 else "e"
+    stopped = model.caption([image], decoding=Decoding(max_new_tokens=12, stop=[stop]))[0]
+    assert stop not in stopped and free.startswith(stopped)
