@@ -319,3 +319,16 @@ def test_image_features_are_computed_once_across_tasks(tmp_path):
     assert Counting.embedded == 3  # paths are the cache keys: zero-shot's features serve retrieval
     assert results[0].metrics["top1"] == 1.0 and results[1].metrics["t2i_R@1"] == 1.0
     assert results[0].confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_vlkit_generative_model_through_vlkit_eval(tiny_vlm_run, tmp_path):
+    result = run_eval(
+        str(tiny_vlm_run), "scenes", task="vqa", limit=2, out_dir=str(tmp_path / "e"), model_card=False
+    )
+    assert result["model_kind"] == "generative" and set(result["metrics"]) == {"vqa_accuracy"}
+    (task,) = result["results"]
+    assert result["metrics"]["vqa_accuracy"] == pytest.approx(
+        np.mean([p["accuracy"] for p in task.predictions])
+    )
+    with pytest.raises(ValueError, match=r"task 'retrieval': a generative model \(GenerativeModel\)"):
+        run_eval(str(tiny_vlm_run), "scenes", task="retrieval", limit=2, out_dir=str(tmp_path / "f"))
