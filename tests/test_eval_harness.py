@@ -283,19 +283,6 @@ def test_snli_ve_and_nlvr2_exact_match_for_generative_models(tmp_path):
     assert result["metrics"] == {"nlvr2_accuracy": 1.0}
 
 
-def test_training_time_scenes_vqa_keys():
-    from vlkit.config import DataConfig, EvalConfig
-    from vlkit.eval.generative import evaluate_scenes_vqa
-
-    eval_cfg = EvalConfig(num_images=4)
-    (bench,) = [b for b in open_benchmarks("scenes", limit=4) if b.task == "vqa"]
-    truth = [e["answers"][0] if e["question_type"] != "count" else "wrong" for e in bench.examples]
-    scores = evaluate_scenes_vqa(FakeVLM(truth), DataConfig(), eval_cfg)
-    assert scores["vqa_count"] == 0.0 and scores["vqa_color"] == 1.0
-    n_count = sum(e["question_type"] == "count" for e in bench.examples)
-    assert scores["vqa_accuracy"] == pytest.approx(1 - n_count / len(bench.examples))
-
-
 def test_image_features_are_computed_once_across_tasks(tmp_path):
     class Counting(ColourEncoder):
         embedded = 0

@@ -180,16 +180,3 @@ def _side_by_side(images: Sequence) -> np.ndarray:
     h = max(left.shape[0], right.shape[0])
     pad = lambda im: np.pad(im, ((0, h - im.shape[0]), (0, 0), (0, 0)))  # noqa: E731
     return np.concatenate([pad(left), pad(right)], axis=1)
-
-
-def evaluate_scenes_vqa(model, data_cfg, eval_cfg) -> dict[str, float]:
-    """Training-time VQA for a generative model (anything with `answer`) on held-out scenes,
-    through the harness: {"vqa_accuracy", "vqa_<question type>"...} with the official VQA rules."""
-    from vlkit.eval.embedded import scene_benchmarks
-    from vlkit.eval.harness import evaluate_benchmarks
-
-    d, e = data_cfg, eval_cfg
-    benches = scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, ("vqa",))
-    (result,) = evaluate_benchmarks(model, benches)
-    by_type = result.breakdowns["vqa_accuracy by question_type"]
-    return result.metrics | {f"vqa_{kind}": v for kind, v in by_type.items()}
