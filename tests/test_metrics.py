@@ -263,3 +263,154 @@ def test_winoground_known_answer():
 def test_winoground_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"same shape.*'s_c1_i1': \(2,\)"):
         winoground_scores([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+# --- VQA v2 (official answer processing and accuracy) -----------------------------------------
+# Expected normalisations worked out by hand from the official vqaEval.py rules (see metrics.py).
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Two", "2"),  # number words -> digits, lower-cased
+        ("a dog.", "dog"),  # article dropped, trailing period stripped
+        ("The  Dog\n", "dog"),  # whitespace collapsed
+        ("dont", "don\u2019t"),  # contractions restored with the typographic apostrophe
+        ("whats up", "what\u2019s up"),
+        ("don't", "don t"),  # "'" touches no space -> replaced by a space, as in the official script
+        ("it's ok ,", "it s ok"),  # the rule is per mark: "," touches a space (deleted), "'" does not
+        ("1,000 people", "1000 people"),  # digit-comma-digit -> marks deleted, not spaced
+        ("3.5", "3.5"),  # a period before a digit stays
+        ("yes!", "yes!"),  # "!" is not in the official punctuation list
+        ("left/right", "left right"),
+        ("none", "0"),
+    ],
+)
+def test_vqa_normalize_known_answers(raw, expected):
+    assert metrics.vqa_normalize(raw) == expected
+
+
+def test_vqa_accuracy_known_answers():
+    ten = ["2"] * 3 + ["3"] * 7
+    # 3 humans said "2": each of them sees 2 others (2/3), each of the 7 others sees 3 (1) -> 0.9
+    assert metrics.vqa_accuracy("two", ten) == pytest.approx((3 * 2 / 3 + 7 * 1) / 10)
+    assert metrics.vqa_accuracy("3", ten) == 1.0
+    assert metrics.vqa_accuracy("4", ten) == 0.0
+    one_match = ["cat"] + ["dog"] * 9  # 1 human: 9 annotators see 1 match (1/3), he sees none
+    assert metrics.vqa_accuracy("A cat.", one_match) == pytest.approx(9 * (1 / 3) / 10)
+    # Ground truth gets only the punctuation step, and only when the humans disagree:
+    assert metrics.vqa_accuracy("two", ["two"] * 10) == 0.0  # prediction becomes "2", answers stay "two"
+    # ... and it is not stripped afterwards: "yes?" becomes "yes " (mark -> space), never "yes".
+    assert metrics.vqa_accuracy("yes", ["yes?"] * 4 + ["no"] * 6) == 0.0
+    assert metrics.vqa_accuracy("yes", ["yes"] * 4 + ["no"] * 6) == 1.0
+    with pytest.raises(ValueError, match="answers: expected a non-empty list"):
+        metrics.vqa_accuracy("yes", "yes")
+
+
+# --- boxes, masks, AUROC, exact match ----------------------------------------------------------
+
+
+def test_box_iou_known_answers():
+    assert metrics.box_iou([0, 0, 2, 2], [1, 1, 3, 3]) == pytest.approx(1 / 7)  # 1 / (4 + 4 - 1)
+    assert metrics.box_iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0
+    matrix = metrics.box_iou([[0, 0, 2, 2], [0, 0, 1, 1]], [[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 1, 2]])
+    np.testing.assert_allclose(matrix, [[1, 1 / 7, 0.5], [0.25, 0, 0.5]])
+    with pytest.raises(ValueError, match="x2 < x1"):
+        metrics.box_iou([2, 0, 1, 1], [0, 0, 1, 1])
+
+
+def test_grounding_accuracy_threshold_is_inclusive():
+    gt = [[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 2, 2]]
+    pred = [[0, 0, 2, 2], [0, 0, 2, 1], [1, 1, 3, 3]]  # IoU 1, exactly 0.5, 1/7
+    assert metrics.grounding_accuracy(pred, gt) == pytest.approx(2 / 3)
+    assert metrics.grounding_accuracy(pred, gt, threshold=0.51) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="same non-zero count"):
+        metrics.grounding_accuracy(pred[:2], gt)
+
+
+def test_mean_iou_known_answer():
+    gt = np.zeros((2, 4, 4), bool)
+    gt[0, :2, :2] = True  # 4 pixels
+    pred = np.zeros((2, 4, 4), bool)
+    pred[0, :2, :1] = True  # 2 of them -> IoU 0.5
+    # sample 1: both empty -> 1.0
+    assert metrics.mean_iou(pred, gt) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="mask 0"):
+        metrics.mean_iou([np.zeros((2, 2))], [np.zeros((3, 3))])
+
+
+def test_binary_auroc_known_answer_and_sklearn_parity():
+    # positives 0.8, 0.4; negatives 0.4, 0.1: pairs (0.8>0.4, 0.8>0.1, 0.4=0.4 -> 1/2, 0.4>0.1) -> 3.5/4
+    assert metrics.binary_auroc([0.8, 0.4, 0.4, 0.1], [1, 1, 0, 0]) == pytest.approx(0.875)
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        labels = rng.integers(0, 2, 200)
+        scores = rng.integers(0, 10, 200) / 10 + rng.normal(size=200) * (rng.random() < 0.5)
+        assert metrics.binary_auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError, match="needs both classes"):
+        metrics.binary_auroc([0.1, 0.2], [1, 1])
+
+
+def test_exact_match():
+    assert (
+        metrics.exact_match([" Yes", "no", "entailment"], ["yes", "yes", ["neutral", "Entailment"]]) == 2 / 3
+    )
+
+
+# --- captions (pycocoevalcap, needs Java) ------------------------------------------------------
+
+
+@pytest.mark.slow  # two JVM start-ups per scoring run (~8 s each)
+def test_caption_scores_equal_cocoevalcap_on_coco_format_files(tmp_path, monkeypatch):
+    import json
+
+    from pycocoevalcap import eval as cocoeval
+    from pycocotools.coco import COCO
+
+    refs = {
+        1: ["A red circle on the left.", "a small red circle", "A circle that is red, at left."],
+        2: ["Two blue squares.", "two squares, both blue", "A pair of blue squares!"],
+        3: ["A yellow star above a green triangle.", "a star and a triangle"],
+    }
+    preds = {1: "a red circle", 2: "a blue square and a blue square", 3: "a green star"}
+    gt_file = tmp_path / "captions_val2014.json"
+    gt_file.write_text(
+        json.dumps(
+            {
+                "images": [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in refs],
+                "annotations": [
+                    {"id": 10 * i + j, "image_id": i, "caption": c}
+                    for i, caps in refs.items()
+                    for j, c in enumerate(caps)
+                ],
+            }
+        )
+    )
+    res_file = tmp_path / "captions_val2014_results.json"
+    res_file.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in preds.items()]))
+    coco = COCO(str(gt_file))
+    coco_eval = cocoeval.COCOEvalCap(coco, coco.loadRes(str(res_file)))
+
+    class NoSpice:  # SPICE downloads Stanford models at first use; we do not report it
+        def compute_score(self, gts, res):
+            return 0.0, [0.0] * len(gts)
+
+        def method(self):
+            return "SPICE"
+
+    monkeypatch.setattr(cocoeval, "Spice", NoSpice)
+    coco_eval.evaluate()
+    ours = metrics.caption_scores({str(i): c for i, c in preds.items()}, {str(i): r for i, r in refs.items()})
+    names = {"BLEU-1": "Bleu_1", "BLEU-2": "Bleu_2", "BLEU-3": "Bleu_3", "BLEU-4": "Bleu_4"}
+    names |= {"METEOR": "METEOR", "ROUGE-L": "ROUGE_L", "CIDEr": "CIDEr"}
+    assert set(ours) == set(names)
+    for ours_name, theirs in names.items():
+        assert ours[ours_name] == pytest.approx(coco_eval.eval[theirs], abs=1e-6), ours_name
+    assert 0 < ours["BLEU-1"] < 1 and ours["CIDEr"] > 0
+
+
+def test_caption_scores_reject_mismatched_ids():
+    with pytest.raises(ValueError, match="different ids"):
+        metrics.caption_scores({"1": "a cat"}, {"2": ["a dog"]})

@@ -13,6 +13,8 @@ EPILOG = """examples:
   vlkit tour                                        train, evaluate and report on the embedded scenes
   vlkit train recipes/clip-scenes.yaml --set train.lr=3e-4
   vlkit eval runs/clip-scenes --data scenes
+  vlkit eval llava-hf-folder --task vqa --data vqav2/ --limit 100
+  vlkit eval --compare runs/a/eval-scenes runs/b/eval-scenes
   vlkit classify runs/clip-scenes photo.png --labels "red circle,blue star"
   vlkit index runs/clip-scenes images/ --out images.index
   vlkit search images.index "a small red circle"
@@ -23,6 +25,12 @@ EPILOG = """examples:
   vlkit chat runs/llava-scenes --image photo.png      interactive; /image PATH switches images
   vlkit data shards scenes --count 1000 --out shards/
 """
+
+# `vlkit eval --task` choices (kept here so `vlkit --help` needs no imports beyond argparse).
+TASKS = (
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
+)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,15 +55,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    s = sub.add_parser("eval", help="evaluate a model: zero-shot, retrieval, binding; JSON + markdown report")
-    s.add_argument("model", help="model or run folder")
+    s = sub.add_parser(
+        "eval", help="evaluate a model on benchmarks: JSON, predictions, markdown report, plots, model card"
+    )
+    s.add_argument("model", nargs="?", help="vlkit model or run folder, transformers folder or cached hub id")
     s.add_argument(
         "--data",
         default="scenes",
-        help="scenes | photos | fashion-mnist | a folder with captions.jsonl | shards pattern (default: scenes)",
+        help="scenes | photos | fashion-mnist | a benchmark's files (VQAv2, COCO / Karpathy captions, "
+        "Winoground, Hateful Memes, SNLI-VE, NLVR2, RefCOCO, class folders) | a vlkit data folder "
+        "(default: scenes)",
     )
-    s.add_argument("--limit", type=int, default=None, help="at most N samples")
+    s.add_argument(
+        "--task",
+        default=None,
+        choices=TASKS,
+        help="one task (default: every task the model and the data support)",
+    )
+    s.add_argument("--limit", type=int, default=None, help="at most N samples (scenes: N scenes)")
     s.add_argument("--out", default=None, help="report folder (default: <model>/eval-<data>)")
+    s.add_argument("--batch-size", type=int, default=32, help="images per model call (default: %(default)s)")
+    s.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=16,
+        help="generation length for generative models (default: %(default)s)",
+    )
+    s.add_argument("--no-card", action="store_true", help="do not write the model card next to the model")
+    s.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RESULT",
+        default=None,
+        help="print result.json files / eval folders side by side",
+    )
 
     s = sub.add_parser("classify", help="zero-shot classify images against labels")
     s.add_argument("model", help="model or run folder")
@@ -225,9 +258,26 @@ def _run(args: argparse.Namespace) -> None:
         out = train_stages(cfg, evaluate=evaluate, progress=not args.quiet)
         print(f"run folder: {out}")
     elif args.command == "eval":
+        if args.compare:
+            from vlkit.eval.report import compare
+
+            print(compare(([args.model] if args.model else []) + args.compare))
+            return
+        if not args.model:
+            raise ValueError("vlkit eval: give a MODEL (or --compare RESULT ...)")
         from vlkit.eval.run import run_eval
 
-        result = run_eval(args.model, args.data, limit=args.limit, out_dir=args.out)
+        result = run_eval(
+            args.model,
+            args.data,
+            limit=args.limit,
+            out_dir=args.out,
+            task=args.task,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            progress=not args.quiet,
+            model_card=not args.no_card,
+        )
         print(json.dumps(result["metrics"], indent=1))
         print(f"report: {result['report']}")
     elif args.command == "classify":

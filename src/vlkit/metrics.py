@@ -1,7 +1,13 @@
-"""Evaluation metrics shared by training-time eval and `vlkit eval`.
+"""Evaluation metrics shared by training-time eval and `vlkit eval`: the one metrics module.
 
-Every function accepts numpy arrays, torch tensors or nested lists, and returns a dict of plain
-Python floats, so results can go straight into a JSONL log.
+- contrastive: `zero_shot_accuracy`, `retrieval_recall`, `winoground_scores` (dicts of floats)
+- VQA v2: `vqa_normalize`, `vqa_accuracy` (the official answer processing and formula)
+- captions: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr, computed by pycocoevalcap)
+- boxes and masks: `box_iou`, `grounding_accuracy`, `mean_iou`
+- binary and exact: `binary_auroc` (Hateful Memes), `exact_match` (SNLI-VE, NLVR2)
+
+Array arguments may be numpy arrays, torch tensors or nested lists; results are plain Python
+floats, so they can go straight into a JSONL log.
 
 Ties. `torch.topk` and `argsort` order tied scores arbitrarily, which makes top-k metrics depend
 on the implementation. Here the rank of the correct item is the number of *wrong* candidates
@@ -11,12 +17,15 @@ identically gets (near) zero, never full marks. NaN scores are rejected at the b
 Winoground keeps its paper's strict `>`, where a tie is a failure too.
 
 References: CLIP_benchmark (zero-shot top-k, mean per-class recall = sklearn's balanced
-accuracy, retrieval recall@k with "any correct text in the top k"), and Thrush et al. 2022,
-"Winoground", section 3.2.
+accuracy, retrieval recall@k with "any correct text in the top k"), Thrush et al. 2022,
+"Winoground", section 3.2; the VQA v2 evaluation script (vqaEval.py); pycocoevalcap's
+COCOEvalCap; scikit-learn's roc_auc_score.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,3 +189,244 @@ def winoground_scores(s_c0_i0: Any, s_c0_i1: Any, s_c1_i0: Any, s_c1_i1: Any) ->
         "image": float(image.mean()),
         "group": float((text & image).mean()),
     }
+
+
+# --- VQA v2 ----------------------------------------------------------------------------------
+# The official answer processing of the VQA v2 evaluation script (GT-Vision-Lab/VQA,
+# PythonEvaluationTools/vqaEvaluation/vqaEval.py), reproduced with its quirks, since those quirks
+# are what published numbers were computed with:
+# - a punctuation mark is deleted when it touches a space somewhere in the answer (or the answer
+#   holds a digit-comma-digit), and replaced by a space otherwise ("don't" -> "don t");
+# - the period regex has a no-op lookahead "(?!<=\d)" where a lookbehind was meant, and the script
+#   passes re.UNICODE (= 32) as `count`, so at most 32 periods go;
+# - most contraction targets use a typographic apostrophe (U+2019), a few a straight one;
+# - ground-truth answers get only the punctuation step, and only when they are not all identical.
+_VQA_PUNCT = [";", ":", r"/", "'", "[", "]", '"', "(", ")", "=", "+", "\\", "_", ">", "<", "@", "`", ",", "?"]  # fmt: skip
+_VQA_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_VQA_COMMA = re.compile(r"(\d)(\,)(\d)")
+_VQA_NUMBERS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+_VQA_ARTICLES = ("a", "an", "the")
+_Q = "\u2019"  # the typographic apostrophe of the official contractions table
+# key -> value pairs of the official table; "`" stands for U+2019, "'" is a straight apostrophe.
+_VQA_CONTRACTIONS_SPEC = """
+aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn`t`ve
+couldnt`ve=couldn`t`ve didnt=didn`t doesnt=doesn`t dont=don`t hadnt=hadn`t hadnt`ve=hadn`t`ve
+hadn'tve=hadn`t`ve hasnt=hasn`t havent=haven`t hed=he`d hed`ve=he`d`ve he`dve=he`d`ve hes=he`s
+howd=how`d howll=how`ll hows=how`s Id`ve=I`d`ve I`dve=I`d`ve Im=I`m Ive=I`ve isnt=isn`t itd=it`d
+itd`ve=it`d`ve it`dve=it`d`ve itll=it`ll let`s=let`s maam=ma`am mightnt=mightn`t
+mightnt`ve=mightn`t`ve mightn`tve=mightn`t`ve mightve=might`ve mustnt=mustn`t mustve=must`ve
+neednt=needn`t notve=not`ve oclock=o`clock oughtnt=oughtn`t ow`s`at=`ow`s`at `ows`at=`ow`s`at
+`ow`sat=`ow`s`at shant=shan`t shed`ve=she`d`ve she`dve=she`d`ve she`s=she`s shouldve=should`ve
+shouldnt=shouldn`t shouldnt`ve=shouldn`t`ve shouldn`tve=shouldn`t`ve somebody`d=somebodyd
+somebodyd`ve=somebody`d`ve somebody`dve=somebody`d`ve somebodyll=somebody`ll somebodys=somebody`s
+someoned=someone`d someoned`ve=someone`d`ve someone`dve=someone`d`ve someonell=someone`ll
+someones=someone`s somethingd=something`d somethingd`ve=something`d`ve something`dve=something`d`ve
+somethingll=something`ll thats=that`s thered=there`d thered`ve=there`d`ve there`dve=there`d`ve
+therere=there`re theres=there`s theyd=they`d theyd`ve=they`d`ve they`dve=they`d`ve theyll=they`ll
+theyre=they`re theyve=they`ve twas=`twas wasnt=wasn`t wed`ve=we`d`ve we`dve=we`d`ve weve=we've
+werent=weren`t whatll=what`ll whatre=what`re whats=what`s whatve=what`ve whens=when`s
+whered=where`d wheres=where's whereve=where`ve whod=who`d whod`ve=who`d`ve who`dve=who`d`ve
+wholl=who`ll whos=who`s whove=who've whyll=why`ll whyre=why`re whys=why`s wont=won`t
+wouldve=would`ve wouldnt=wouldn`t wouldnt`ve=wouldn`t`ve wouldn`tve=wouldn`t`ve yall=y`all
+yall`ll=y`all`ll y`allll=y`all`ll yall`d`ve=y`all`d`ve y`alld`ve=y`all`d`ve y`all`dve=y`all`d`ve
+youd=you`d youd`ve=you`d`ve you`dve=you`d`ve youll=you`ll youre=you`re youve=you`ve
+"""
+_VQA_CONTRACTIONS = dict(pair.replace("`", _Q).split("=") for pair in _VQA_CONTRACTIONS_SPEC.split())
+
+
+def _vqa_punctuation(text: str) -> str:
+    """The official `processPunctuation` (see the notes above)."""
+    out = text
+    strip_all = _VQA_COMMA.search(text) is not None
+    for p in _VQA_PUNCT:
+        if strip_all or (p + " " in text or " " + p in text):
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _VQA_PERIOD.sub("", out, count=32)
+
+
+def _vqa_digits_articles(text: str) -> str:
+    """The official `processDigitArticle`: lower-case, number words → digits, drop articles,
+    restore contractions."""
+    words = [_VQA_NUMBERS.get(w, w) for w in text.lower().split()]
+    words = [_VQA_CONTRACTIONS.get(w, w) for w in words if w not in _VQA_ARTICLES]
+    return " ".join(words)
+
+
+def vqa_normalize(answer: str) -> str:
+    """A predicted answer as the official VQA v2 evaluation compares it: newlines and tabs to
+    spaces, stripped, then punctuation, digit and article processing."""
+    answer = answer.replace("\n", " ").replace("\t", " ").strip()
+    return _vqa_digits_articles(_vqa_punctuation(answer))
+
+
+def vqa_accuracy(prediction: str, answers: list[str]) -> float:
+    """Official VQA v2 accuracy of one prediction against the human answers (10 in VQA v2).
+
+    For each annotator, min(1, (number of the *other* annotators who gave the prediction) / 3),
+    averaged over annotators: 3 or more matching humans out of 10 give 1.0, fewer give partial
+    credit. A prediction is normalised with `vqa_normalize`; the human answers only get the
+    punctuation step, and only when they disagree, exactly as in the official script (the
+    released annotations are already normalised).
+    """
+    if isinstance(answers, str) or not answers:
+        raise ValueError(f"answers: expected a non-empty list of strings, got {answers!r}")
+    pred = vqa_normalize(prediction)
+    gts = [_vqa_punctuation(a) for a in answers] if len(set(answers)) > 1 else list(answers)
+    per_annotator = []
+    for i in range(len(gts)):
+        matches = sum(1 for j, gt in enumerate(gts) if j != i and gt == pred)
+        per_annotator.append(min(1.0, matches / 3))
+    return float(sum(per_annotator) / len(per_annotator))
+
+
+# --- captions --------------------------------------------------------------------------------
+
+
+def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr over a caption set, computed by pycocoevalcap itself.
+
+    predictions: image id → one generated caption; references: image id → its reference
+    captions. Both are tokenised by pycocoevalcap's PTB tokenizer (Stanford CoreNLP, Java), as
+    COCOEvalCap does, so the numbers equal the COCO caption evaluation (SPICE is not computed).
+    CIDEr's document frequencies come from `references`, so it depends on the whole set.
+    """
+    if not predictions:
+        raise ValueError("caption_scores: predictions is empty")
+    if set(predictions) != set(references):
+        missing = sorted(set(predictions) ^ set(references))[:5]
+        raise ValueError(f"caption_scores: predictions and references cover different ids, e.g. {missing}")
+    for key, refs in references.items():
+        if isinstance(refs, str) or not refs:
+            raise ValueError(f"references[{key!r}]: expected a non-empty list of captions, got {refs!r}")
+    if shutil.which("java") is None:
+        raise RuntimeError(
+            "caption_scores needs Java for pycocoevalcap's PTB tokenizer and METEOR; install a Java "
+            "runtime (Debian: apt-get install default-jre-headless, done by scripts/setup.sh)"
+        )
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    keys = sorted(references)
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": c} for c in references[k]] for k in keys})
+    res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in keys})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
+    meteor = Meteor()  # a Java subprocess, ended by its __del__
+    scores["METEOR"] = float(meteor.compute_score(gts, res)[0])
+    del meteor
+    scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+    scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+    return scores
+
+
+# --- boxes, masks, binary scores, exact match ------------------------------------------------
+
+
+def box_iou(a: Any, b: Any) -> Any:
+    """Intersection over union of boxes (x1, y1, x2, y2).
+
+    a: float[N, 4], b: float[M, 4] → float[N, M]; two single boxes float[4] → a float.
+    A box with x2 < x1 or y2 < y1 is rejected; two empty boxes have IoU 0.
+    """
+    single = np.ndim(a) == 1 and np.ndim(b) == 1
+    a = _boxes(np.atleast_2d(_to_numpy(a, "a")), "a")
+    b = _boxes(np.atleast_2d(_to_numpy(b, "b")), "b")
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2)
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)  # (N, M)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return float(iou[0, 0]) if single else iou
+
+
+def _boxes(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name}: expected boxes of shape (N, 4) as (x1, y1, x2, y2), got {arr.shape}")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN")
+    bad = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
+    if bad.any():
+        raise ValueError(
+            f"{name}: box {arr[bad][0].tolist()} has x2 < x1 or y2 < y1; expected (x1, y1, x2, y2)"
+        )
+    return arr
+
+
+def grounding_accuracy(pred_boxes: Any, gt_boxes: Any, threshold: float = 0.5) -> float:
+    """Fraction of referring expressions whose predicted box has IoU >= threshold with the true
+    box (the RefCOCO "Acc@0.5" protocol). pred_boxes, gt_boxes: float[N, 4] (x1, y1, x2, y2)."""
+    pred = _boxes(np.atleast_2d(_to_numpy(pred_boxes, "pred_boxes")), "pred_boxes")
+    gt = _boxes(np.atleast_2d(_to_numpy(gt_boxes, "gt_boxes")), "gt_boxes")
+    if pred.shape != gt.shape or len(pred) == 0:
+        raise ValueError(f"pred_boxes {pred.shape} and gt_boxes {gt.shape}: need the same non-zero count")
+    ious = np.array([box_iou(p, g) for p, g in zip(pred, gt)])
+    return float(np.mean(ious >= threshold))
+
+
+def mean_iou(pred_masks: Any, gt_masks: Any) -> float:
+    """Mean over samples of the IoU of a predicted and a true binary mask (referring
+    segmentation's mIoU). pred_masks, gt_masks: bool[N, H, W] (or lists of bool[H, W] of
+    matching shapes; non-zero = inside). Two empty masks count as IoU 1 (nothing to find, found)."""
+    if len(pred_masks) != len(gt_masks) or len(gt_masks) == 0:
+        raise ValueError(
+            f"mean_iou: {len(pred_masks)} predicted vs {len(gt_masks)} true masks; need equal, > 0"
+        )
+    ious = []
+    for i, (p, g) in enumerate(zip(pred_masks, gt_masks)):
+        p, g = _to_numpy(p, f"pred_masks[{i}]").astype(bool), _to_numpy(g, f"gt_masks[{i}]").astype(bool)
+        if p.shape != g.shape or p.ndim != 2:
+            raise ValueError(f"mask {i}: predicted shape {p.shape} vs true {g.shape}; need the same (H, W)")
+        union = np.logical_or(p, g).sum()
+        ious.append(np.logical_and(p, g).sum() / union if union else 1.0)
+    return float(np.mean(ious))
+
+
+def binary_auroc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve (Hateful Memes' main metric): the probability that a random
+    positive scores above a random negative, ties counting one half (= sklearn's roc_auc_score).
+    scores: float[N]; labels: int[N] in {0, 1} with both classes present."""
+    s = _scores(scores, "scores", ndim=1).astype(np.float64)
+    y = _to_numpy(labels, "labels")
+    if y.shape != s.shape:
+        raise ValueError(f"labels: expected shape {s.shape}, got {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels: expected 0/1, got values {sorted(set(y.tolist()))[:5]}")
+    y = y.astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"binary_auroc: needs both classes, got {n_pos} positives and {n_neg} negatives")
+    # Mann-Whitney U with average ranks for ties.
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0  # 1-based average rank of each tied group
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def exact_match(predictions: Sequence[str], answers: Sequence[str | Sequence[str]]) -> float:
+    """Fraction of predictions equal to their answer (or to any of several), compared after
+    stripping surrounding whitespace and lower-casing (SNLI-VE labels, NLVR2 true/false)."""
+    if len(predictions) != len(answers) or not answers:
+        raise ValueError(
+            f"exact_match: {len(predictions)} predictions vs {len(answers)} answers; need equal, > 0"
+        )
+    hits = 0
+    for pred, gold in zip(predictions, answers):
+        options = [gold] if isinstance(gold, str) else list(gold)
+        hits += pred.strip().lower() in {o.strip().lower() for o in options}
+    return hits / len(answers)

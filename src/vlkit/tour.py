@@ -1,6 +1,8 @@
 """The main job: train the default contrastive recipe on scenes, evaluate it; then a short
 LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
-about held-out scenes; one report for both.
+about held-out scenes; one report for both, written by the evaluation harness (`vlkit eval`):
+every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by
+crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out VQA.
 
 `vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
 """
@@ -11,8 +13,11 @@ import time
 from pathlib import Path
 
 from vlkit.config import load_config
+from vlkit.eval.cards import write_model_card
 from vlkit.eval.contrastive import evaluate_scenes
-from vlkit.eval.report import write_report
+from vlkit.eval.embedded import scene_benchmarks
+from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.report import task_plots, write_predictions, write_report
 from vlkit.eval.scenes_generative import evaluate_generative, held_out_scenes
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
@@ -21,6 +26,8 @@ from vlkit.train.loop import train
 # gpt-tiny), its vision tower initialised from the tour's CLIP run, as LLaVA starts from CLIP.
 GENERATIVE = ["kind=generative", "train.batch_size=64", "train.lr=0.001", "train.warmup_steps=30"]
 GENERATIVE_STEPS = 300
+# Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
+TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
 
 def run_tour(
@@ -47,22 +54,32 @@ def run_tour(
     import vlkit
 
     model = vlkit.load(latest_checkpoint(run))
-    scores = evaluate_scenes(model, cfg)
-    _print_contrastive(scores)
+    d, e = cfg.data, cfg.eval
+    benches = scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, TOUR_TASKS)
+    results = evaluate_benchmarks(model, benches, templates=e.templates, progress=progress)
+    scores = {k: v for r in results for k, v in r.metrics.items()}
+    _print_contrastive(scores, results)
     generative, generative_minutes = run_generative_step(run, overrides, generative_overrides, progress)
     scores |= {f"llava_{k}": v for k, v in generative.items()}
+    folder = run / "report"
     report = write_report(
-        run / "report",
+        folder,
         title="vlkit tour: CLIP and a LLaVA-style VLM on scenes",
         metrics=scores,
         details={
             "model": str(model.path),
             "generative model": str(latest_checkpoint(run / "llava")),
+            "tasks": [f"{r.benchmark}/{r.task}" for r in results] + ["scenes/vqa (generative)"],
             "training minutes (this session)": round(minutes, 2),
             "generative training minutes (this session)": round(generative_minutes, 2),
         },
-        plots=sorted((run / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
+        plots=sorted((run / "plots").glob("*.png"))
+        + sorted((run / "llava" / "plots").glob("*.png"))
+        + task_plots(folder / "plots", results),
+        breakdowns={f"{r.benchmark} {r.task}: {k}": v for r in results for k, v in r.breakdowns.items()},
     )
+    write_predictions(folder, results)
+    write_model_card(model.path, model.path.name, results)
     print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
     return scores
 
@@ -116,7 +133,7 @@ def run_generative_step(
     return scores, minutes
 
 
-def _print_contrastive(scores: dict) -> None:
+def _print_contrastive(scores: dict, results: list) -> None:
     print()
     print(f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%}")
     print(
@@ -126,4 +143,10 @@ def _print_contrastive(scores: dict) -> None:
     print(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
         f"group {scores['wino_group']:.1%}"
+    )
+    (grounding,) = [r for r in results if r.task == "grounding"]
+    chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
+    print(
+        f"grounding by crops (pick the scene object the phrase names): Acc@0.5 {scores['grounding_acc@0.5']:.1%} "
+        f"(a random pick: {chance:.1%})"
     )

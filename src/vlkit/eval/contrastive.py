@@ -1,112 +1,232 @@
-"""Evaluation of dual encoders: zero-shot classification, retrieval, Winoground-style binding.
+"""Dual-encoder tasks: zero-shot classification, retrieval, Winoground, grounding by crops,
+Hateful Memes by two prompts.
 
-The same functions run during training (on held-out scenes) and in `vlkit eval`; every score
-comes from `vlkit.metrics`.
+The model is anything with `embed_images(images) -> float[N, E]` and `embed_texts(texts) ->
+float[N, E]` (unit vectors) and `label_embeddings(labels, templates) -> float[C, E]`: a vlkit
+`ContrastiveModel` or a transformers CLIP / SigLIP folder (`vlkit.eval.hf_models`). Every score
+comes from `vlkit.metrics`; training-time evaluation (`evaluate`) runs the same functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from vlkit import metrics
 from vlkit.api import ContrastiveModel
 from vlkit.config import Config
-from vlkit.data.images import ImageError
-from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes
-from vlkit.data.scenes_text import with_article
+from vlkit.eval.embedded import as_arrays, named_benchmarks, scene_benchmarks
+from vlkit.eval.loaders import Benchmark
+from vlkit.eval.result import TaskResult
+
+CONTRASTIVE_TASKS = ("zero-shot", "retrieval", "winoground", "grounding", "hateful-memes")
+HATEFUL_PROMPTS = ('a meme that says "{}".', 'a hateful meme that says "{}".')  # (benign, hateful)
 
 
-def zero_shot(
-    cm: ContrastiveModel,
-    images: Sequence,
-    labels: np.ndarray,
-    classes: Sequence[str],
-    templates: Sequence[str],
-) -> tuple[dict[str, float], np.ndarray]:
-    """→ (top1/top5/mean_per_class_recall, logits float[N, C])."""
-    result = cm.classify(images, classes, templates)
-    return metrics.zero_shot_accuracy(result.logits, labels, ks=(1, min(5, len(classes)))), result.logits
+class ImageFeatures:
+    """Image embeddings computed in batches, each image once per run (keyed by path or example id)."""
+
+    def __init__(self, model, batch_size: int = 32, progress: bool = False):
+        self.model, self.batch_size, self.progress = model, batch_size, progress
+        self.store: dict[str, np.ndarray] = {}
+
+    def __call__(self, images: Sequence, keys: Sequence[str], desc: str = "images") -> np.ndarray:
+        """→ float32[N, E] in the order of `images`."""
+        todo = {}
+        for key, image in zip(keys, images):
+            if key not in self.store:
+                todo.setdefault(key, image)
+        items = list(todo.items())
+        starts = range(0, len(items), self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=not self.progress or not items, leave=False):
+            chunk = items[start : start + self.batch_size]
+            emb = self.model.embed_images(as_arrays([im for _, im in chunk]))
+            self.store.update({k: e for (k, _), e in zip(chunk, emb)})
+        return np.stack([self.store[k] for k in keys])
 
 
-def retrieval(cm: ContrastiveModel, images: Sequence, captions: Sequence[Sequence[str]]) -> dict[str, float]:
+def image_key(bench: Benchmark, example: dict, image, slot: int = 0) -> str:
+    return image if isinstance(image, str) else f"{bench.name}:{example['id']}:{slot}"
+
+
+def zero_shot(model, bench: Benchmark, features: ImageFeatures, templates: Sequence[str]) -> TaskResult:
+    """Top-1/5 and mean per-class recall; per-class recall breakdown and a confusion matrix."""
+    ex = bench.examples
+    classes = bench.classes or []
+    images = features([e["image"] for e in ex], [image_key(bench, e, e["image"]) for e in ex], "zero-shot")
+    logits = images @ model.label_embeddings(classes, templates).T  # (N, C)
+    labels = np.array([e["label"] for e in ex])
+    scores = metrics.zero_shot_accuracy(logits, labels, ks=(1, min(5, len(classes))))
+    predicted = logits.argmax(1)
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {classes[c]: float(confusion[c, c] / confusion[c].sum()) for c in np.unique(labels)}
+    preds = [
+        {
+            "id": e["id"],
+            "label": classes[e["label"]],
+            "predicted": classes[p],
+            "correct": bool(p == e["label"]),
+        }
+        for e, p in zip(ex, predicted)
+    ]
+    return TaskResult(
+        "zero-shot",
+        bench.name,
+        scores,
+        {"recall by class": per_class},
+        preds,
+        confusion,
+        classes,
+        bench.split,
+        len(ex),
+    )
+
+
+def retrieval(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
     """Every caption of every image is a query; an image may have several captions."""
-    texts = [c for caps in captions for c in caps]
-    image_of_text = np.array([i for i, caps in enumerate(captions) for _ in caps])
-    similarity = cm.embed_images(images) @ cm.embed_texts(texts).T  # (N_images, N_texts)
-    return metrics.retrieval_recall(similarity, image_of_text, ks=(1, 5, 10))
+    ex = bench.examples
+    texts = [c for e in ex for c in e["captions"]]
+    image_of_text = np.array([i for i, e in enumerate(ex) for _ in e["captions"]])
+    images = features([e["image"] for e in ex], [image_key(bench, e, e["image"]) for e in ex], "retrieval")
+    similarity = images @ model.embed_texts(texts).T  # (N_images, N_texts)
+    scores = metrics.retrieval_recall(similarity, image_of_text, ks=(1, 5, 10))
+    best = similarity.argmax(0)
+    preds = [
+        {"id": ex[i]["id"], "text": t, "top_image": ex[b]["id"], "correct": bool(b == i)}
+        for t, i, b in zip(texts, image_of_text, best)
+    ]
+    return TaskResult("retrieval", bench.name, scores, {}, preds, split=bench.split, samples=len(ex))
 
 
-def winoground(cm: ContrastiveModel, pairs: Sequence[tuple]) -> dict[str, float]:
-    """pairs: (scene0, scene1) twins with colours swapped; c_k = scene_k's canonical caption."""
-    images = cm.embed_images([s.image for pair in pairs for s in pair]).reshape(len(pairs), 2, -1)
-    texts = cm.embed_texts([s.captions[0] for pair in pairs for s in pair]).reshape(len(pairs), 2, -1)
-    s = np.einsum("nce,nie->nci", texts, images)  # (N, caption, image)
-    scores = metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1])
-    return {f"wino_{k}": v for k, v in scores.items()}
+def winoground(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
+    ex = bench.examples
+    images = [im for e in ex for im in e["images"]]
+    keys = [image_key(bench, e, im, slot) for e in ex for slot, im in enumerate(e["images"])]
+    img = features(images, keys, "winoground").reshape(len(ex), 2, -1)
+    txt = model.embed_texts([c for e in ex for c in e["captions"]]).reshape(len(ex), 2, -1)
+    s = np.einsum("nce,nie->nci", txt, img)  # (N, caption, image)
+    scores = {
+        f"wino_{k}": v
+        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
+    }
+    by_tag: dict[str, list[int]] = {}
+    for n, e in enumerate(ex):
+        by_tag.setdefault(e.get("tag") or "all", []).append(n)
+    group = {
+        tag: metrics.winoground_scores(s[idx, 0, 0], s[idx, 0, 1], s[idx, 1, 0], s[idx, 1, 1])["group"]
+        for tag, idx in by_tag.items()
+    }
+    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
+    return TaskResult("winoground", bench.name, scores, {"group score by tag": group}, preds, samples=len(ex))
 
 
-@lru_cache(maxsize=4)
-def _held_out_scenes(image_size: int, min_objects: int, max_objects: int, seed: int, n: int):
-    """The held-out evaluation sets, generated once per setting (a few hundred ms)."""
-    cfg = ScenesConfig(image_size=image_size, seed=seed)
-    single = SingleObjectScenes(cfg, per_class=max(1, n // len(ZERO_SHOT_CLASSES)))
-    zs = [single[i] for i in range(len(single))]
-    world = Scenes(ScenesConfig(image_size, min_objects, max_objects, seed + 1))
-    scenes = [world.scene(i) for i in range(n)]
-    pairs = [world.swap_pair(i) for i in range(max(1, n // 4))]
-    return zs, scenes, pairs
+def grounding(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
+    """Picks, among the candidate boxes, the crop that best matches the phrase (a dual encoder
+    has no box head); Acc@0.5 of the picked box. Crops are embedded in batches across examples."""
+    ex = bench.examples
+    phrases = model.embed_texts([e["phrase"] for e in ex])  # (N, E)
+    picked = []
+    starts = range(0, len(ex), features.batch_size)
+    for start in tqdm(starts, desc="grounding", disable=not features.progress, leave=False):
+        chunk = ex[start : start + features.batch_size]
+        crops, owner = [], []
+        for n, e in enumerate(chunk):
+            image = as_arrays([e["image"]])[0]
+            crops += [_crop(image, box) for box in e["candidates"]]
+            owner += [n] * len(e["candidates"])
+        sims = np.einsum("ke,ke->k", model.embed_images(crops), phrases[start + np.array(owner)])  # (K,)
+        owner = np.array(owner)
+        for n, e in enumerate(chunk):
+            picked.append(e["candidates"][int(sims[owner == n].argmax())])
+    preds = [
+        {"id": e["id"], "phrase": e["phrase"], "box": e["box"], "predicted": p} for e, p in zip(ex, picked)
+    ]
+    scores = {"grounding_acc@0.5": metrics.grounding_accuracy(picked, [e["box"] for e in ex])}
+    # what picking a candidate at random scores: with few candidates per image it is far above 0
+    chance = np.mean([np.mean(metrics.box_iou(e["candidates"], [e["box"]])[:, 0] >= 0.5) for e in ex])
+    versus = {
+        "grounding_acc@0.5 vs a random pick": {
+            "model": scores["grounding_acc@0.5"],
+            "random pick": float(chance),
+        }
+    }
+    return TaskResult("grounding", bench.name, scores, versus, preds, split=bench.split, samples=len(ex))
+
+
+def _crop(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    h, w = image.shape[:2]
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(w, max(x1 + 1, int(np.ceil(box[2])))), min(h, max(y1 + 1, int(np.ceil(box[3]))))
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+def hateful_memes(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
+    """Zero-shot with two prompts holding the meme's text: score = sim(hateful) - sim(benign)."""
+    ex = bench.examples
+    img = features([e["image"] for e in ex], [image_key(bench, e, e["image"]) for e in ex], "hateful-memes")
+    txt = model.embed_texts([p.format(e["text"]) for e in ex for p in HATEFUL_PROMPTS]).reshape(
+        len(ex), 2, -1
+    )
+    sims = np.einsum("ne,npe->np", img, txt)  # (N, 2)
+    score = sims[:, 1] - sims[:, 0]
+    return _binary_result(bench, score)
+
+
+def _binary_result(bench: Benchmark, score: np.ndarray) -> TaskResult:
+    labels = np.array([e["label"] for e in bench.examples])
+    scores = {
+        "hm_auroc": metrics.binary_auroc(score, labels),
+        "hm_accuracy": float(np.mean((score > 0) == labels)),
+    }
+    preds = [
+        {"id": e["id"], "label": int(e["label"]), "score": float(s)} for e, s in zip(bench.examples, score)
+    ]
+    return TaskResult("hateful-memes", bench.name, scores, {}, preds, split=bench.split, samples=len(labels))
+
+
+# --- training-time evaluation (same code as `vlkit eval`) -----------------------------------
 
 
 def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
     """Held-out scenes: 32-way colour×shape zero-shot, retrieval R@k, colour-swap binding."""
+    from vlkit.eval.harness import evaluate_benchmarks
+
     cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
     d, e = cfg.data, cfg.eval
-    zs, scenes, pairs = _held_out_scenes(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images)
-    labels = np.array([s["label"] for s in zs])
-    classes = [with_article(c) for c in ZERO_SHOT_CLASSES]  # "an orange star", as captions say it
-    scores, _ = zero_shot(cm, [s["image"] for s in zs], labels, classes, e.templates)
-    scores |= retrieval(cm, [s.image for s in scenes], [s.captions for s in scenes])
-    scores |= winoground(cm, pairs)
-    return scores
+    benches = scene_benchmarks(
+        d.image_size,
+        d.min_objects,
+        d.max_objects,
+        e.seed,
+        e.num_images,
+        ("zero-shot", "retrieval", "winoground"),
+    )
+    return _flat(evaluate_benchmarks(cm, benches, templates=e.templates))
 
 
 def evaluate_named(cm: ContrastiveModel, data: str, limit: int | None, templates: Sequence[str]) -> dict:
     """A named or user data set: zero-shot over its classes when it has labels, and retrieval."""
-    from vlkit.data import open_named
+    from vlkit.eval.harness import evaluate_benchmarks
 
-    dataset = open_named(data, split="test")
-    images, captions, labels, unreadable = collect(dataset, limit)
-    if not images:
-        raise ValueError(f"eval data {data!r}: no readable samples")
-    scores: dict[str, float] = {}
-    classes = getattr(dataset, "classes", None)
-    if classes and all(label is not None for label in labels):
-        scores |= zero_shot(cm, images, np.array(labels), classes, templates)[0]
-    return scores | retrieval(cm, images, captions) | {"samples": len(images), "unreadable": unreadable}
+    benches = [b for b in named_benchmarks(data, limit) if b.task in ("zero-shot", "retrieval")]
+    results = evaluate_benchmarks(cm, benches, templates=templates)
+    return _flat(results) | {"samples": len(benches[0].examples), "unreadable": benches[0].info["unreadable"]}
 
 
 def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
-    """What training-time evaluation and `vlkit eval` run: `cfg.eval.data` decides the set."""
+    """What training-time evaluation runs: `cfg.eval.data` decides the set."""
     cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
     if cfg.eval.data == "scenes":
         return evaluate_scenes(cm, cfg)
     return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
 
 
-def collect(dataset, limit: int | None = None) -> tuple[list[np.ndarray], list[list[str]], list, int]:
-    """Reads up to `limit` samples → (images, captions, labels or None, unreadable count)."""
-    images, captions, labels, bad = [], [], [], 0
-    for i in range(min(len(dataset), limit or len(dataset))):
-        try:
-            sample = dataset[i]
-        except ImageError:
-            bad += 1
-            continue
-        images.append(sample["image"])
-        captions.append(sample["captions"])
-        labels.append(sample.get("label"))
-    return images, captions, labels, bad
+def _flat(results: list[TaskResult]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in results:
+        out |= r.metrics
+    return out

@@ -1,27 +1,114 @@
-"""`vlkit eval`: score a trained dual encoder on a named or user data set, write a report."""
+"""`vlkit eval`: score a model on a benchmark, write result.json, predictions.jsonl, report.md,
+plots, and the model card's model-index block next to the checkpoint.
+
+MODEL is a vlkit model or run folder, a transformers folder or a cached hub id (CLIP / SigLIP:
+contrastive tasks; image-text-to-text models: VQA, captioning, SNLI-VE, NLVR2), or any object
+with the contrastive or generative methods (see `vlkit.eval.harness`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import vlkit
-from vlkit.eval.contrastive import evaluate
-from vlkit.eval.report import write_report
+from vlkit.config import DataConfig, EvalConfig
+from vlkit.data import EMBEDDED_KINDS
+from vlkit.eval.cards import write_model_card
+from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
+from vlkit.eval.harness import evaluate_benchmarks, model_kind, select
+from vlkit.eval.loaders import Benchmark, open_files
+from vlkit.eval.report import task_plots, write_predictions, write_report
+
+GENERIC_TEMPLATES = ("a photo of a {}.",)
+
+
+def open_benchmarks(
+    data: str,
+    limit: int | None = None,
+    data_cfg: DataConfig | None = None,
+    eval_cfg: EvalConfig | None = None,
+) -> list[Benchmark]:
+    """Every benchmark `data` holds: scenes (all tasks), photos, fashion-mnist, or a path in a
+    benchmark's own format (see `vlkit.eval.loaders`) or a vlkit data folder / shards."""
+    d, e = data_cfg or DataConfig(), eval_cfg or EvalConfig()
+    if data == "scenes":
+        return scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, limit or e.num_images)
+    if data in EMBEDDED_KINDS:
+        return named_benchmarks(data, limit)
+    path = Path(data)
+    if not path.exists() and not any(c in data for c in "*?["):
+        raise FileNotFoundError(
+            f"eval data {data!r}: no such file or folder, and not one of scenes, {', '.join(EMBEDDED_KINDS[1:])}"
+        )
+    found = open_files(path) if path.exists() else []
+    if found:
+        return [b.limited(limit) for b in found]
+    return named_benchmarks(data, limit)  # a vlkit data folder, saved HF dataset or shards
 
 
 def run_eval(
-    model_path: str, data: str = "scenes", limit: int | None = None, out_dir: str | None = None
+    model_path,
+    data: str = "scenes",
+    limit: int | None = None,
+    out_dir: str | None = None,
+    task: str | Sequence[str] | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 16,
+    progress: bool = False,
+    model_card: bool = True,
+    title: str | None = None,
+    extra_details: dict | None = None,
+    extra_plots: Sequence[Path] = (),
 ) -> dict:
-    """scenes: zero-shot + retrieval + colour-swap binding on held-out scenes; a data set with
-    class labels: zero-shot over its classes; any data set with captions: retrieval R@k."""
-    model = vlkit.load(model_path)
-    cfg = model.cfg
-    cfg.eval.data = data
-    if limit:
-        cfg.eval.num_images = limit
-    metrics = evaluate(model, cfg)
-    name = data if data in ("scenes", "photos", "fashion-mnist") else Path(data).name
-    out = Path(out_dir) if out_dir else model.path / f"eval-{name}"
-    details = {"model": str(model.path), "data": data, "limit": limit, "templates": cfg.eval.templates}
-    report = write_report(out, f"vlkit eval: {name}", metrics, details)
-    return {"metrics": metrics, "report": str(report), **details}
+    """Loads the model (unless given one), runs the task(s) (None: every task the model and the
+    data support), writes the outputs; returns metrics, paths and the per-task results."""
+    from vlkit.eval.hf_models import load_for_eval
+
+    model = (
+        load_for_eval(str(model_path), max_new_tokens) if isinstance(model_path, str | Path) else model_path
+    )
+    cfg = getattr(model, "cfg", None)
+    benches = open_benchmarks(data, limit, cfg.data if cfg else None, cfg.eval if cfg else None)
+    chosen = select(model, benches, task)
+    templates = (
+        cfg.eval.templates if cfg else (EvalConfig().templates if data == "scenes" else GENERIC_TEMPLATES)
+    )
+    results = evaluate_benchmarks(model, chosen, templates, batch_size, progress)
+
+    metrics: dict[str, float] = {}
+    breakdowns: dict[str, dict[str, float]] = {}
+    for r in results:
+        metrics |= r.metrics
+        breakdowns |= {f"{r.benchmark} {r.task}: {k}": v for k, v in r.breakdowns.items()}
+    model_dir = _model_dir(model, model_path)
+    name = data if data in EMBEDDED_KINDS else Path(data.rstrip("/")).name
+    out = Path(out_dir) if out_dir else (model_dir or Path.cwd()) / f"eval-{name}"
+    details = {
+        "model": str(model_dir or model_path),
+        "model_kind": model_kind(model),
+        "data": data,
+        "tasks": [f"{r.benchmark}/{r.task}" for r in results],
+        "samples": {f"{r.benchmark}/{r.task}": r.samples for r in results},
+        "limit": limit,
+        "templates": list(templates),
+        "settings": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "task": task},
+        **(extra_details or {}),
+    }
+    plots = [*extra_plots, *task_plots(out / "plots", results)]
+    predictions = write_predictions(out, results)
+    report = write_report(out, title or f"vlkit eval: {name}", metrics, details, plots, breakdowns)
+    card = write_model_card(model_dir, model_dir.name, results) if model_card and model_dir else None
+    return {
+        "metrics": metrics,
+        "report": str(report),
+        "predictions": str(predictions),
+        "card": str(card) if card else None,
+        "results": results,
+        **details,
+    }
+
+
+def _model_dir(model, model_path) -> Path | None:
+    """The local folder the model was loaded from (a run folder resolves to its checkpoint)."""
+    path = getattr(model, "path", None) or (model_path if isinstance(model_path, str | Path) else None)
+    return Path(path) if path is not None and Path(path).is_dir() else None

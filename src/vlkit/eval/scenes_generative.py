@@ -1,21 +1,23 @@
 """Evaluation of generative VLMs on held-out scenes: short-answer VQA and captions.
 
-VQA: every QA pair of `eval.num_images` held-out scenes, answered greedily; exact match after
-lower-casing and stripping punctuation, overall and per question type (count, color, shape,
-existence, relation). Captions: does the caption name every object by its colour and shape
+VQA: every QA pair of `eval.num_images` held-out scenes, answered greedily and scored by the
+evaluation harness (`vlkit.eval.generative.vqa`: the official VQA v2 answer processing, so "Two."
+matches "2"), overall and per question type (count, color, shape, existence, relation). Captions: does the caption name every object by its colour and shape
 ("a red circle", "the small red circle")? Scored per object and per scene.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from functools import lru_cache
 
 import torch
 
 from vlkit.config import Config
 from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.eval.generative import vqa
+from vlkit.eval.loaders import Benchmark
+from vlkit.metrics import vqa_normalize
 
 
 @lru_cache(maxsize=4)
@@ -24,13 +26,24 @@ def held_out_scenes(image_size: int, min_objects: int, max_objects: int, seed: i
     return [world.scene(i) for i in range(n)]
 
 
-def normalise(answer: str) -> str:
-    return re.sub(r"[^\w\s]", "", answer.lower()).strip()
-
-
 def names_object(caption: str, color: str, shape: str) -> bool:
     """The caption mentions a `color` `shape` (a size word may stand between them)."""
     return re.search(rf"\b{color} (?:small |large )?{shape}", caption.lower()) is not None
+
+
+def _vqa_examples(scenes: list) -> list[dict]:
+    """The scenes' questions in the harness' VQA form (answers normalised, 10 annotators)."""
+    return [
+        {
+            "id": f"{s.key}/q{q}",
+            "image": s.image,
+            "question": qa.question,
+            "answers": [vqa_normalize(qa.answer)] * 10,
+            "question_type": qa.type,
+        }
+        for s in scenes
+        for q, qa in enumerate(s.qa)
+    ]
 
 
 def evaluate_generative(model, cfg: Config, n_caption_scenes: int = 64) -> dict[str, float]:
@@ -40,19 +53,15 @@ def evaluate_generative(model, cfg: Config, n_caption_scenes: int = 64) -> dict[
     gm = model if isinstance(model, GenerativeModel) else GenerativeModel(model, cfg)
     d = cfg.data
     scenes = held_out_scenes(d.image_size, d.min_objects, d.max_objects, cfg.eval.seed, cfg.eval.num_images)
-    images = [s.image for s in scenes for _ in s.qa]
-    questions = [qa for s in scenes for qa in s.qa]
+    bench = Benchmark("scenes", "vqa", _vqa_examples(scenes))
     was_training = gm.model.training
     gm.model.eval()
     with torch.inference_mode():
-        answers = gm.answer(images, [qa.question for qa in questions])
+        vqa_result = vqa(gm, bench, batch_size=len(bench.examples) or 1)
         captions = gm.caption([s.image for s in scenes[:n_caption_scenes]])
     gm.model.train(was_training)
-    right: dict[str, list[bool]] = defaultdict(list)
-    for qa, answer in zip(questions, answers):
-        right[qa.type].append(normalise(answer) == normalise(qa.answer))
-    scores = {"vqa_accuracy": sum(map(sum, right.values())) / max(1, len(questions))}
-    scores |= {f"vqa_{kind}": sum(hits) / len(hits) for kind, hits in sorted(right.items())}
+    by_type = vqa_result.breakdowns["vqa_accuracy by question_type"]
+    scores = vqa_result.metrics | {f"vqa_{kind}": v for kind, v in by_type.items()}
     named = [[names_object(c, o.color, o.shape) for o in s.objects] for s, c in zip(scenes, captions)]
     scores["caption_objects_named"] = sum(map(sum, named)) / max(1, sum(map(len, named)))
     scores["caption_all_named"] = sum(all(n) for n in named) / max(1, len(named))

@@ -1,0 +1,126 @@
+"""The harness: which model can do which task, and one call that runs tasks over benchmarks.
+
+Models are told apart by what they can do, not by class:
+- contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP)
+- generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
+  with `segment`, grounding with `ground`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vlkit.eval import contrastive, generative
+from vlkit.eval.loaders import Benchmark
+from vlkit.eval.result import TaskResult
+
+TASKS = (
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
+)  # fmt: skip
+# Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
+# something the model was trained for, so it stays out of the default "every task" set.
+OPT_IN = {"contrastive": ("grounding",), "generative": ()}
+
+# task → runner, per model kind: the one table of what runs what.
+RUNNERS = {
+    "contrastive": {
+        "zero-shot": lambda m, b, f, s: contrastive.zero_shot(m, b, f, s["templates"]),
+        "retrieval": lambda m, b, f, s: contrastive.retrieval(m, b, f),
+        "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
+        "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
+        "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
+    },
+    "generative": {
+        "vqa": lambda m, b, f, s: generative.vqa(m, b, s["batch_size"], s["progress"]),
+        "caption": lambda m, b, f, s: generative.caption(
+            m, b, s["batch_size"], s["progress"], s.get("prompt")
+        ),
+        "snli-ve": lambda m, b, f, s: generative.snli_ve(m, b, s["batch_size"], s["progress"]),
+        "nlvr2": lambda m, b, f, s: generative.nlvr2(m, b, s["batch_size"], s["progress"]),
+        "hateful-memes": lambda m, b, f, s: generative.hateful_memes(m, b, s["batch_size"], s["progress"]),
+        "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
+        "grounding": lambda m, b, f, s: generative.grounding(m, b, s["batch_size"], s["progress"]),
+    },
+}
+_NEEDS = {"segmentation": "segment", "grounding": "ground"}  # generative extras
+
+
+def model_kind(model) -> str:
+    if all(hasattr(model, a) for a in ("embed_images", "embed_texts", "label_embeddings")):
+        return "contrastive"
+    if all(hasattr(model, a) for a in ("answer", "caption")):
+        return "generative"
+    raise ValueError(
+        f"{type(model).__name__}: not an evaluable model; needs embed_images/embed_texts/label_embeddings "
+        "(contrastive) or answer/caption (generative)"
+    )
+
+
+def supported_tasks(model) -> tuple[str, ...]:
+    kind = model_kind(model)
+    return tuple(
+        t for t in RUNNERS[kind] if kind == "contrastive" or t not in _NEEDS or hasattr(model, _NEEDS[t])
+    )
+
+
+def check_task(model, task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"--task {task!r}: unknown task; valid tasks: {', '.join(TASKS)}")
+    can = supported_tasks(model)
+    if task not in can:
+        raise ValueError(
+            f"task {task!r}: a {model_kind(model)} model ({type(model).__name__}) cannot do it; "
+            f"it can do: {', '.join(can)}"
+        )
+
+
+def select(model, benchmarks: Sequence[Benchmark], task: str | Sequence[str] | None) -> list[Benchmark]:
+    """The benchmarks to run: those of `task` (one name or several), or (None) every one the
+    model can do, leaving out the opt-in tasks."""
+    if task:
+        tasks = [task] if isinstance(task, str) else list(task)
+        chosen = []
+        for t in tasks:
+            check_task(model, t)
+            mine = [b for b in benchmarks if b.task == t]
+            if not mine:
+                have = sorted({b.task for b in benchmarks})
+                raise ValueError(f"task {t!r}: the data has no {t} set; it has: {', '.join(have) or 'none'}")
+            chosen += mine
+        return chosen
+    kind = model_kind(model)
+    can = set(supported_tasks(model)) - set(OPT_IN[kind])
+    chosen = [b for b in benchmarks if b.task in can]
+    if not chosen:
+        have = sorted({b.task for b in benchmarks})
+        raise ValueError(
+            f"a {kind} model can do {', '.join(supported_tasks(model))}; the data offers {', '.join(have)}: nothing to run"
+        )
+    return chosen
+
+
+def evaluate_benchmarks(
+    model,
+    benchmarks: Sequence[Benchmark],
+    templates: Sequence[str] = ("a photo of {}.",),
+    batch_size: int = 32,
+    progress: bool = False,
+    prompt: str | None = None,
+) -> list[TaskResult]:
+    """Runs each benchmark's task; image features are computed once per image across tasks."""
+    kind = model_kind(model)
+    features = contrastive.ImageFeatures(model, batch_size, progress) if kind == "contrastive" else None
+    settings = {
+        "templates": list(templates),
+        "batch_size": batch_size,
+        "progress": progress,
+        "prompt": prompt,
+    }
+    results = []
+    for bench in benchmarks:
+        check_task(model, bench.task)
+        if not bench.examples:
+            raise ValueError(f"{bench.name} ({bench.task}): no examples")
+        results.append(RUNNERS[kind][bench.task](model, bench, features, settings))
+    return results
