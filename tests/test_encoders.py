@@ -178,6 +178,8 @@ def test_registry_kinds():
         "efficientnet-lite0": "image",
         "text-tiny": "text",
         "minilm-l6": "text",
+        "gpt-tiny": "lm",
+        "smollm2-135m": "lm",
     }
 
 
