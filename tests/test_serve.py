@@ -97,7 +97,11 @@ def test_greedy_batched_outputs_equal_each_request_alone(server, lm):
 def test_stream_and_stop(server):
     url, _ = server
     client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
-    full = client.chat.completions.create(model="tiny", messages=ask(2), max_tokens=16).choices[0].message.content
+    full = (
+        client.chat.completions.create(model="tiny", messages=ask(2), max_tokens=16)
+        .choices[0]
+        .message.content
+    )
     chunks = client.chat.completions.create(model="tiny", messages=ask(2), max_tokens=16, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == full
     if len(full) > 3:
@@ -120,7 +124,9 @@ def test_stream_and_stop(server):
 )
 def test_bad_requests_get_openai_error_json_naming_the_field(server, body, param):
     url, _ = server
-    request = urllib.request.Request(f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(request, timeout=10)
     assert e.value.code == 400
@@ -128,7 +134,9 @@ def test_bad_requests_get_openai_error_json_naming_the_field(server, body, param
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
     client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], temperature=5)
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], temperature=5
+        )
 
 
 def test_health(server):

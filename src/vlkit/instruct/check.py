@@ -13,7 +13,9 @@ from vlkit.data.scenes_text import NUMBER_WORDS
 from vlkit.instruct.context import Context
 
 IMAGE = "<image>"
-_MARK = re.compile(r"^\s*(?:[*#>\-\d.)\s]*)\**\s*(question|answer|q|a|user|assistant|human|gpt)\s*\**\s*[:：]\s*\**\s*", re.I)
+_MARK = re.compile(
+    r"^\s*(?:[*#>\-\d.)\s]*)\**\s*(question|answer|q|a|user|assistant|human|gpt)\s*\**\s*[:：]\s*\**\s*", re.I
+)
 _COORDS = re.compile(r"[\[(]\s*0?\.\d+\s*,\s*0?\.\d+|\b0\.\d{2,3}\b")
 
 
@@ -75,12 +77,16 @@ def validate(conversations: list[dict]) -> list[str]:
         reasons.append(f"needs human/gpt pairs, got {len(conversations)} turns")
     for i, turn in enumerate(conversations):
         if turn.get("from") != ("human" if i % 2 == 0 else "gpt"):
-            reasons.append(f"turn {i}: role {turn.get('from')!r}, expected {'human' if i % 2 == 0 else 'gpt'}")
+            reasons.append(
+                f"turn {i}: role {turn.get('from')!r}, expected {'human' if i % 2 == 0 else 'gpt'}"
+            )
         if not str(turn.get("value", "")).replace(IMAGE, "").strip():
             reasons.append(f"turn {i}: empty {turn.get('from')} text")
     images = [i for i, t in enumerate(conversations) for _ in range(str(t.get("value", "")).count(IMAGE))]
     if images != [0]:
-        reasons.append(f"'{IMAGE}' must appear exactly once, in the first human turn (found in turns {images})")
+        reasons.append(
+            f"'{IMAGE}' must appear exactly once, in the first human turn (found in turns {images})"
+        )
     return reasons
 
 
@@ -90,8 +96,12 @@ _NUM_RE = "|".join(_NUM)
 _COLOR_RE = "|".join(COLOR_NAMES)
 _SHAPE_RE = "|".join(SHAPES) + "|shape|object"
 # Sentences that talk about what is absent or what would happen make no claim about the image.
-_HEDGE = re.compile(r"\b(no|not|none|never|without|if|would|could|remov\w*|remain\w*|leav\w*|after|n't)\b|n't\b", re.I)
-_COUNT_CLAIM = re.compile(rf"\b({_NUM_RE})\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?\b", re.I)
+_HEDGE = re.compile(
+    r"\b(no|not|none|never|without|if|would|could|remov\w*|remain\w*|leav\w*|after|n't)\b|n't\b", re.I
+)
+_COUNT_CLAIM = re.compile(
+    rf"\b({_NUM_RE})\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?\b", re.I
+)
 _PAIR_CLAIM = re.compile(rf"\b({_COLOR_RE})\s+(?:(?:small|large)\s+)?({'|'.join(SHAPES)})s?\b", re.I)
 _HOW_MANY = re.compile(rf"how many\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?", re.I)
 
@@ -150,7 +160,29 @@ def coordinate_leak(text: str) -> bool:
 
 
 # ---------------------------------------------------------------- deduplication
-_FILLER = frozenset("a an the in of is are there this that image picture photo can you see do does please".split())
+_FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "in",
+        "of",
+        "is",
+        "are",
+        "there",
+        "this",
+        "that",
+        "image",
+        "picture",
+        "photo",
+        "can",
+        "you",
+        "see",
+        "do",
+        "does",
+        "please",
+    ]
+)
 
 
 def question_key(question: str) -> frozenset[str]:

@@ -54,7 +54,9 @@ class Context:
         return "\n".join(lines)
 
 
-def scene_contexts(count: int, seed: int = 0, image_size: int = 64, max_objects: int = 3) -> Iterator[Context]:
+def scene_contexts(
+    count: int, seed: int = 0, image_size: int = 64, max_objects: int = 3
+) -> Iterator[Context]:
     """Scenes 0..count-1 of world `seed`; image paths are `images/<index>.png` (written by `save_images`)."""
     from vlkit.data.scenes import Scenes, ScenesConfig
 
@@ -62,10 +64,14 @@ def scene_contexts(count: int, seed: int = 0, image_size: int = 64, max_objects:
     for i in range(count):
         scene = scenes.scene(i)
         objects = [
-            ContextObject(f"{o.size} {o.color} {o.shape}", tuple(round(v, 3) for v in o.box), o.color, o.shape, o.size)
+            ContextObject(
+                f"{o.size} {o.color} {o.shape}", tuple(round(v, 3) for v in o.box), o.color, o.shape, o.size
+            )
             for o in scene.objects
         ]
-        yield Context(f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png", scene.captions, objects, True, scene.image)
+        yield Context(
+            f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png", scene.captions, objects, True, scene.image
+        )
 
 
 def save_image(ctx: Context, out_dir: Path) -> None:
@@ -111,14 +117,23 @@ def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
                 W, H = im["width"], im["height"]
                 box = (x / W, y / H, (x + w) / W, (y + h) / H)
                 name = categories.get(ann.get("category_id"), "object")
-                boxes.setdefault(ann["image_id"], []).append(ContextObject(name, tuple(round(v, 3) for v in box)))
+                boxes.setdefault(ann["image_id"], []).append(
+                    ContextObject(name, tuple(round(v, 3) for v in box))
+                )
     if not images:
         raise ValueError(f"{path}: no COCO 'images' list found (expected instances_*.json / captions_*.json)")
     roots = [images_dir] if images_dir else [folder, folder / "images"]
     out = []
     for image_id, im in images.items():
-        file = next((r / im["file_name"] for r in roots if (r / im["file_name"]).is_file()), roots[0] / im["file_name"])
-        out.append(Context(f"coco-{image_id}", str(file.resolve()), captions.get(image_id, []), boxes.get(image_id, [])))
+        file = next(
+            (r / im["file_name"] for r in roots if (r / im["file_name"]).is_file()),
+            roots[0] / im["file_name"],
+        )
+        out.append(
+            Context(
+                f"coco-{image_id}", str(file.resolve()), captions.get(image_id, []), boxes.get(image_id, [])
+            )
+        )
     return out
 
 
@@ -132,7 +147,9 @@ def llava_contexts(path: Path) -> list[Context]:
         if "image" not in rec or "conversations" not in rec:
             raise ValueError(f"{path}: record {n} needs 'image' and 'conversations'")
         image = Path(rec["image"]) if Path(rec["image"]).is_absolute() else path.parent / rec["image"]
-        answers = [t["value"].replace("<image>", "").strip() for t in rec["conversations"] if t.get("from") == "gpt"]
+        answers = [
+            t["value"].replace("<image>", "").strip() for t in rec["conversations"] if t.get("from") == "gpt"
+        ]
         out.append(Context(str(rec.get("id", n)), str(image.resolve()), [a for a in answers if a]))
     return out
 
@@ -146,9 +163,15 @@ def folder_contexts(root: Path) -> list[Context]:
     for n, rec in enumerate(_read_records(root / "captions.jsonl", root)):
         objects = []
         for b in rec.get("boxes") or []:
-            label, box = (b.get("label") or b.get("category") or "object", b.get("box") or b.get("bbox")) if isinstance(b, dict) else ("object", b)
+            label, box = (
+                (b.get("label") or b.get("category") or "object", b.get("box") or b.get("bbox"))
+                if isinstance(b, dict)
+                else ("object", b)
+            )
             if not (isinstance(box, list | tuple) and len(box) == 4 and all(0 <= float(v) <= 1 for v in box)):
-                raise ValueError(f"{root / 'captions.jsonl'}:{rec['line']}: box {box!r} must be [x1, y1, x2, y2] in [0, 1]")
+                raise ValueError(
+                    f"{root / 'captions.jsonl'}:{rec['line']}: box {box!r} must be [x1, y1, x2, y2] in [0, 1]"
+                )
             objects.append(ContextObject(str(label), tuple(float(v) for v in box)))
         out.append(Context(f"folder-{n:06d}", str(Path(rec["path"]).resolve()), rec["captions"], objects))
     return out

@@ -61,7 +61,9 @@ class Finisher:
         seen = list(self.seen.get(job.ctx.image, []))
         turns = check.dedup_turns(record["conversations"], seen)
         if not turns:
-            raise check.Rejected("duplicate questions: every question repeats one already asked of this image")
+            raise check.Rejected(
+                "duplicate questions: every question repeats one already asked of this image"
+            )
         reasons = check.validate(turns)
         if reasons:
             raise check.Rejected("invalid record: " + "; ".join(reasons))
@@ -101,7 +103,11 @@ def generate_llava(
     teacher = parse_teacher(teacher, api_key_env) if isinstance(teacher, str) else teacher
     contexts = open_source(source, count, seed) if isinstance(source, str) else source
     run = Run(out)
-    caller = Caller(teacher, settings or Settings(), Cache(out / "cache.sqlite"), run.counters) if teacher.llm else None
+    caller = (
+        Caller(teacher, settings or Settings(), Cache(out / "cache.sqlite"), run.counters)
+        if teacher.llm
+        else None
+    )
 
     def tasks() -> Iterator[tuple[str, Job]]:
         for ctx in contexts:
@@ -114,7 +120,12 @@ def generate_llava(
             conversations = template.write(job.ctx, job.kind)
         else:
             conversations = llm_conversations(caller, job.ctx, job.kind)
-        return {"image": job.ctx.image, "kind": job.kind, "teacher": job.teacher, "conversations": conversations}
+        return {
+            "image": job.ctx.image,
+            "kind": job.kind,
+            "teacher": job.teacher,
+            "conversations": conversations,
+        }
 
     total = count * len(kinds) if count else None
     run_tasks(run, tasks(), work, Finisher(run.records), concurrency, progress, total)

@@ -32,7 +32,13 @@ def _lengths(values: list[int]) -> dict:
     if not values:
         return {}
     a = np.asarray(values)
-    return {"min": int(a.min()), "p50": float(np.median(a)), "mean": round(float(a.mean()), 1), "p95": float(np.percentile(a, 95)), "max": int(a.max())}
+    return {
+        "min": int(a.min()),
+        "p50": float(np.median(a)),
+        "mean": round(float(a.mean()), 1),
+        "p95": float(np.percentile(a, 95)),
+        "max": int(a.max()),
+    }
 
 
 def reason_class(reason: str) -> str:
@@ -44,13 +50,21 @@ def stats(out: Path, records: list[dict], rejected: list[dict]) -> dict:
     group = "kind"
     per_kind: dict[str, dict] = {}
     for r in records:
-        k = per_kind.setdefault(r.get(group, "?"), {"records": 0, "rejected": 0, "turns": [], "answer_words": [], "question_words": []})
+        k = per_kind.setdefault(
+            r.get(group, "?"),
+            {"records": 0, "rejected": 0, "turns": [], "answer_words": [], "question_words": []},
+        )
         k["records"] += 1
         k["turns"].append(len(r["conversations"]) // 2)
         k["answer_words"] += [len(t["value"].split()) for t in r["conversations"] if t["from"] == "gpt"]
-        k["question_words"] += [len(t["value"].replace("<image>", "").split()) for t in r["conversations"] if t["from"] == "human"]
+        k["question_words"] += [
+            len(t["value"].replace("<image>", "").split()) for t in r["conversations"] if t["from"] == "human"
+        ]
     for r in rejected:
-        per_kind.setdefault(r.get(group, "?"), {"records": 0, "rejected": 0, "turns": [], "answer_words": [], "question_words": []})["rejected"] += 1
+        per_kind.setdefault(
+            r.get(group, "?"),
+            {"records": 0, "rejected": 0, "turns": [], "answer_words": [], "question_words": []},
+        )["rejected"] += 1
     for k in per_kind.values():
         for field in ("turns", "answer_words", "question_words"):
             k[field] = _lengths(k[field])
@@ -97,18 +111,42 @@ def write_outputs(out: Path, records: list[dict], rejected: list[dict], title: s
 
 
 def card(s: dict, title: str) -> str:
-    lines = [f"# {title}", "", f"{s['records']} records, {s['rejected']} rejected. Teachers: "
-             + ", ".join(f"`{t}` ({n})" for t, n in s["teachers"].items()) + ".", "",
-             "| kind / task | records | rejected | turns (mean) | answer words (p50 / max) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"{s['records']} records, {s['rejected']} rejected. Teachers: "
+        + ", ".join(f"`{t}` ({n})" for t, n in s["teachers"].items())
+        + ".",
+        "",
+        "| kind / task | records | rejected | turns (mean) | answer words (p50 / max) |",
+        "|---|---|---|---|---|",
+    ]
     for kind, k in sorted(s["per_kind"].items()):
         aw = k["answer_words"]
-        lines.append(f"| {kind} | {k['records']} | {k['rejected']} | {k['turns'].get('mean', '-')} | {aw.get('p50', '-')} / {aw.get('max', '-')} |")
+        lines.append(
+            f"| {kind} | {k['records']} | {k['rejected']} | {k['turns'].get('mean', '-')} | {aw.get('p50', '-')} / {aw.get('max', '-')} |"
+        )
     if s["rejection_reasons"]:
-        lines += ["", "Rejection reasons: " + ", ".join(f"{r} ({n})" for r, n in s["rejection_reasons"].items()) + "."]
+        lines += [
+            "",
+            "Rejection reasons: " + ", ".join(f"{r} ({n})" for r, n in s["rejection_reasons"].items()) + ".",
+        ]
     if s["consistency"]:
-        lines += ["", "Answers checked against the scenes truth (counts, colours): " + ", ".join(
-            f"`{t}` {c['errors']}/{c['checked']} wrong ({100 * c['error_rate']:.1f}%)" for t, c in s["consistency"].items()) + "."]
-    lines += ["", f"Teacher calls {s['teacher_calls']}, cache hits {s['cache_hits']}, retries {s['retries']}.",
-              "", "Files: `llava.json` (LLaVA format), `chat.jsonl` (chat messages), `stats.json`, "
-              "`records.jsonl` / `rejected.jsonl` (append-only, with reasons), `cache.sqlite` (teacher replies).", ""]
+        lines += [
+            "",
+            "Answers checked against the scenes truth (counts, colours): "
+            + ", ".join(
+                f"`{t}` {c['errors']}/{c['checked']} wrong ({100 * c['error_rate']:.1f}%)"
+                for t, c in s["consistency"].items()
+            )
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Teacher calls {s['teacher_calls']}, cache hits {s['cache_hits']}, retries {s['retries']}.",
+        "",
+        "Files: `llava.json` (LLaVA format), `chat.jsonl` (chat messages), `stats.json`, "
+        "`records.jsonl` / `rejected.jsonl` (append-only, with reasons), `cache.sqlite` (teacher replies).",
+        "",
+    ]
     return "\n".join(lines)

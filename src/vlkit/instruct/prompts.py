@@ -27,8 +27,7 @@ SYSTEM = {
     "the steps of your reasoning. Do not mention boxes, coordinates or the sentences you were given.\n"
     "Write every question on a line starting with 'Question:' and every answer on a line "
     "starting with 'Answer:'. Write 3 to 6 question-answer pairs.",
-    "detail": _SEEING
-    + "Describe the image in rich detail, as if you were looking at it: every object, its "
+    "detail": _SEEING + "Describe the image in rich detail, as if you were looking at it: every object, its "
     "appearance, its place in the picture and its place relative to the other objects, and the "
     "overall arrangement. State only what is certain. Do not mention boxes, coordinates or the "
     "sentences you were given. Write one paragraph after 'Answer:'.",
@@ -110,9 +109,7 @@ DETAIL_QUESTIONS = (
 )
 
 # MiniGPT-4 stage 1: the describer sees the image and this request; "Continue" while it is short.
-DESCRIBE = (
-    "Describe this image in detail. Give as many details as possible. Say everything you see."
-)
+DESCRIBE = "Describe this image in detail. Give as many details as possible. Say everything you see."
 CONTINUE = "Continue"
 MIN_DESCRIPTION_TOKENS = 80
 

@@ -70,7 +70,7 @@ class Run:
             self._append(REJECTED, entry)
             self.rejected.append(entry)
             self.new["rejected"] += 1
-            log.info("rejected %s: %s", task_id, reason)
+            log.debug("rejected %s: %s", task_id, reason)
         self.done.add(task_id)
         limit = os.environ.get(KILL_AFTER_ENV)
         if limit and self.new["records"] + self.new["rejected"] >= int(limit):
@@ -119,7 +119,9 @@ def run_tasks(
             run.commit(task_id, result, reason, meta)
             bar.update(1)
             c = run.counters
-            bar.set_postfix(done=run.new["records"], cached=c.cache_hits, rejected=run.new["rejected"], retries=c.retries)
+            bar.set_postfix(
+                done=run.new["records"], cached=c.cache_hits, rejected=run.new["rejected"], retries=c.retries
+            )
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for task_id, payload in tasks:

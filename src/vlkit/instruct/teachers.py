@@ -104,7 +104,14 @@ class LocalTeacher(Teacher):
         from vlkit.serve.engine import generate_one
 
         with self.lock:
-            return generate_one(self.model, self.tokenizer, messages, settings.max_tokens, settings.temperature, settings.top_p)
+            return generate_one(
+                self.model,
+                self.tokenizer,
+                messages,
+                settings.max_tokens,
+                settings.temperature,
+                settings.top_p,
+            )
 
 
 def parse_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY") -> Teacher:
@@ -120,7 +127,9 @@ def parse_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY") -> Teacher:
         if not key:
             host = base_url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
             if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-                raise ValueError(f"teacher {spec!r}: set the API key in ${api_key_env} (or pass --api-key-env)")
+                raise ValueError(
+                    f"teacher {spec!r}: set the API key in ${api_key_env} (or pass --api-key-env)"
+                )
             key = "local"  # the local server ignores it; the client requires one
         return OpenAITeacher(model, base_url, key)
     raise ValueError(f"teacher {spec!r}: expected 'template:', 'local:NAME' or 'openai:MODEL@BASE_URL'")
@@ -136,7 +145,9 @@ class Cache:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, teacher TEXT, reply TEXT, created REAL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, teacher TEXT, reply TEXT, created REAL)"
+        )
         self.lock = threading.Lock()
 
     @staticmethod
@@ -151,7 +162,9 @@ class Cache:
 
     def put(self, key: str, teacher: str, reply: str) -> None:
         with self.lock:
-            self.db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)", (key, teacher, reply, time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)", (key, teacher, reply, time.time())
+            )
 
     def __len__(self) -> int:
         with self.lock:
@@ -194,7 +207,12 @@ class Counters:
 
     def as_dict(self) -> dict:
         with self.lock:
-            return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries, "failures": dict(self.failures)}
+            return {
+                "calls": self.calls,
+                "cache_hits": self.cache_hits,
+                "retries": self.retries,
+                "failures": dict(self.failures),
+            }
 
 
 class Caller:
@@ -204,7 +222,9 @@ class Caller:
     for a reply that will not get better by asking again. Only non-empty replies are cached.
     """
 
-    def __init__(self, teacher: Teacher, settings: Settings, cache: Cache | None, counters: Counters | None = None):
+    def __init__(
+        self, teacher: Teacher, settings: Settings, cache: Cache | None, counters: Counters | None = None
+    ):
         self.teacher, self.settings, self.cache = teacher, settings, cache
         self.counters = counters or Counters()
         self.limiter = RateLimiter(settings.rate_per_minute)

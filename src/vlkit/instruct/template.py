@@ -47,7 +47,9 @@ def conversation(ctx: Context, rng: random.Random) -> list[tuple[str, str]]:
     objs = ctx.objects
     n = len(objs)
     pool: list[tuple[str, str]] = []
-    q = rng.choice(("How many shapes are in the image?", "How many objects can you see?", "How many shapes are there?"))
+    q = rng.choice(
+        ("How many shapes are in the image?", "How many objects can you see?", "How many shapes are there?")
+    )
     pool.append((q, f"{_there(n, 'shape')[:-1]}: {_listing(objs)}."))
     probe = rng.choice(("circle", "square", "triangle", "star"))
     pool.append((f"How many {probe}s are there?", _there(sum(o.shape == probe for o in objs), probe)))
@@ -61,18 +63,32 @@ def conversation(ctx: Context, rng: random.Random) -> list[tuple[str, str]]:
     o = rng.choice(objs)
     pool.append((f"Is {_the(o)} large or small?", f"{_the(o).capitalize()} is {o.size}."))
     present = {(p.color, p.shape) for p in objs}
-    absent = [(c, s) for c in sorted({p.color for p in objs}) for s in ("circle", "square", "triangle", "star")]
+    absent = [
+        (c, s) for c in sorted({p.color for p in objs}) for s in ("circle", "square", "triangle", "star")
+    ]
     absent = [x for x in absent if x not in present]
     if absent:
         c, s = rng.choice(absent)
         pool.append((f"Is there {_a(c + ' ' + s)} in the image?", f"No, there is no {c} {s} in the image."))
-    pool.append((f"Is there {_a(o.color + ' ' + o.shape)} in the image?", f"Yes, there is {_a(o.size + ' ' + o.color + ' ' + o.shape)} {position(o)}."))
+    pool.append(
+        (
+            f"Is there {_a(o.color + ' ' + o.shape)} in the image?",
+            f"Yes, there is {_a(o.size + ' ' + o.color + ' ' + o.shape)} {position(o)}.",
+        )
+    )
     if n >= 2:
         a, b = rng.sample(objs, 2)
         rel = relation(a, b)
         axis = "to the left or to the right of" if rel in ("left", "right") else "above or below"
-        pool.append((f"Is {_the(a)} {axis} {_the(b)}?", f"{_the(a).capitalize()} is {_REL_PHRASE[rel]} {_the(b)}."))
-        pool.append((f"Where is {_the(b)} relative to {_the(a)}?", f"{_the(b).capitalize()} is {_REL_PHRASE[OPPOSITE[rel]]} {_the(a)}."))
+        pool.append(
+            (f"Is {_the(a)} {axis} {_the(b)}?", f"{_the(a).capitalize()} is {_REL_PHRASE[rel]} {_the(b)}.")
+        )
+        pool.append(
+            (
+                f"Where is {_the(b)} relative to {_the(a)}?",
+                f"{_the(b).capitalize()} is {_REL_PHRASE[OPPOSITE[rel]]} {_the(a)}.",
+            )
+        )
     picked = rng.sample(pool, min(len(pool), rng.randint(3, 5)))
     return picked + [_complex_question(ctx, rng)]
 
@@ -84,12 +100,21 @@ def _complex_question(ctx: Context, rng: random.Random) -> tuple[str, str]:
     shared = sorted({c for c in colors if colors.count(c) > 1})
     if len(objs) == 1:
         o = objs[0]
-        return ("Is the picture busy or simple?", f"It is simple: there is only {_a(o.size + ' ' + o.color + ' ' + o.shape)} {position(o)}, on a plain dark background.")
+        return (
+            "Is the picture busy or simple?",
+            f"It is simple: there is only {_a(o.size + ' ' + o.color + ' ' + o.shape)} {position(o)}, on a plain dark background.",
+        )
     if shared:
         c = shared[0]
         same = join([_the(o) for o in objs if o.color == c])
-        return ("Do any of the shapes share a color?", f"Yes. Looking at the colors one by one, {same} are both {c}.")
-    return ("Do any of the shapes share a color?", f"No. Each shape has its own color: {join([_the(o) for o in left_to_right(objs)])}.")
+        return (
+            "Do any of the shapes share a color?",
+            f"Yes. Looking at the colors one by one, {same} are both {c}.",
+        )
+    return (
+        "Do any of the shapes share a color?",
+        f"No. Each shape has its own color: {join([_the(o) for o in left_to_right(objs)])}.",
+    )
 
 
 def detail(ctx: Context, rng: random.Random) -> tuple[str, str]:
@@ -99,12 +124,23 @@ def detail(ctx: Context, rng: random.Random) -> tuple[str, str]:
     parts = [f"{head} on a dark, slightly grainy background."]
     for o in objs:
         where = position(o)
-        parts.append(rng.choice((f"{where.capitalize()} there is {_a(o.size + ' ' + o.color + ' ' + o.shape)}.", f"{_a(o.size + ' ' + o.color + ' ' + o.shape).capitalize()} sits {where}.")))
+        parts.append(
+            rng.choice(
+                (
+                    f"{where.capitalize()} there is {_a(o.size + ' ' + o.color + ' ' + o.shape)}.",
+                    f"{_a(o.size + ' ' + o.color + ' ' + o.shape).capitalize()} sits {where}.",
+                )
+            )
+        )
     for a, b in zip(objs, objs[1:]):
         parts.append(f"{_the(a).capitalize()} is {_REL_PHRASE[relation(a, b)]} {_the(b)}.")
     sizes = {o.size for o in objs}
     if n > 1:
-        parts.append(f"All of the shapes are {objs[0].size}." if len(sizes) == 1 else "The shapes differ in size: " + join([f"{_the(o)} is {o.size}" for o in objs]) + ".")
+        parts.append(
+            f"All of the shapes are {objs[0].size}."
+            if len(sizes) == 1
+            else "The shapes differ in size: " + join([f"{_the(o)} is {o.size}" for o in objs]) + "."
+        )
     parts.append("The shapes do not overlap, and each has a flat, solid color.")
     return rng.choice(DETAIL_QUESTIONS), " ".join(parts)
 
@@ -115,9 +151,20 @@ def _more_or_fewer(ctx: Context, rng: random.Random) -> tuple[str, str]:
     steps = []
     for group, size in ((large, "large"), (small, "small")):
         named = f" ({join([_the(o) for o in group])})" if group else ""
-        steps.append(f"I count {_count(len(group), size + ' shape')}{named}." if group else f"I see no {size} shapes.")
-    verdict = "more large shapes than small ones" if len(large) > len(small) else "more small shapes than large ones" if len(small) > len(large) else "as many large shapes as small ones"
-    return ("Are there more large shapes or more small shapes in the picture?", " ".join(steps) + f" So there are {verdict}.")
+        steps.append(
+            f"I count {_count(len(group), size + ' shape')}{named}." if group else f"I see no {size} shapes."
+        )
+    verdict = (
+        "more large shapes than small ones"
+        if len(large) > len(small)
+        else "more small shapes than large ones"
+        if len(small) > len(large)
+        else "as many large shapes as small ones"
+    )
+    return (
+        "Are there more large shapes or more small shapes in the picture?",
+        " ".join(steps) + f" So there are {verdict}.",
+    )
 
 
 def _after_removal(ctx: Context, rng: random.Random) -> tuple[str, str]:
@@ -126,7 +173,11 @@ def _after_removal(ctx: Context, rng: random.Random) -> tuple[str, str]:
     rest = [o for o in ctx.objects if o.shape != shape]
     answer = f"First I find the {shape}s: {join([_the(o) for o in gone])}. "
     if not rest:
-        return (f"If every {shape} were removed from the picture, how many shapes would remain?", answer + f"Taking {'it' if len(gone) == 1 else 'them'} away would leave no shapes at all, so the picture would be empty.")
+        return (
+            f"If every {shape} were removed from the picture, how many shapes would remain?",
+            answer
+            + f"Taking {'it' if len(gone) == 1 else 'them'} away would leave no shapes at all, so the picture would be empty.",
+        )
     answer += f"Taking {'it' if len(gone) == 1 else 'them'} away would leave {_count(len(rest), 'shape')} of the {NUMBER_WORDS[len(ctx.objects)]}"
     answer += f": {join([_the(o) for o in left_to_right(rest)])}."
     return (f"If every {shape} were removed from the picture, how many shapes would remain?", answer)
@@ -149,7 +200,8 @@ def _highest(ctx: Context, rng: random.Random) -> tuple[str, str]:
     return (
         "Which shape is closest to the top of the image, and how do you know?",
         f"{_the(top).capitalize()} is the highest: it is {position(top)} of the image, and "
-        + join([f"{_the(o)} sits lower" for o in others]) + ".",
+        + join([f"{_the(o)} sits lower" for o in others])
+        + ".",
     )
 
 
@@ -163,7 +215,9 @@ def reasoning(ctx: Context, rng: random.Random) -> tuple[str, str]:
 def write(ctx: Context, kind: str) -> list[dict]:
     """One record's LLaVA conversation for `kind`, `<image>` in the first human turn."""
     if not ctx.exact:
-        raise ValueError(f"{ctx.id}: the template teacher needs exact attributes (scenes); use an LLM teacher")
+        raise ValueError(
+            f"{ctx.id}: the template teacher needs exact attributes (scenes); use an LLM teacher"
+        )
     rng = random.Random(zlib.crc32(f"{ctx.id}/{kind}".encode()))
     if kind == "conversation":
         pairs = conversation(ctx, rng)

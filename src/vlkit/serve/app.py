@@ -25,15 +25,23 @@ from vlkit.serve.engine import BatchingEngine, Completion, RequestError
 ROLES = ("system", "user", "assistant")
 
 
-def _error(message: str, param: str | None, status: int = 400, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status)
+def _error(
+    message: str, param: str | None, status: int = 400, kind: str = "invalid_request_error"
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status
+    )
 
 
 def _number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
         raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, got {value!r}", name)
     if not lo <= value <= hi:
         raise RequestError(f"'{name}' must be in [{lo}, {hi}], got {value}", name)
@@ -76,7 +84,10 @@ def create_app(engine: BatchingEngine, model_name: str) -> FastAPI:
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "vlkit"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "vlkit"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -101,7 +112,13 @@ def create_app(engine: BatchingEngine, model_name: str) -> FastAPI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": result.finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": result.finish_reason,
+                }
+            ],
             "usage": {
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,
@@ -115,7 +132,11 @@ def create_app(engine: BatchingEngine, model_name: str) -> FastAPI:
 def _sse(rid: str, model: str, result: Completion):
     """The finished completion as OpenAI stream chunks (role, content, finish) + [DONE]."""
     base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    for delta, finish in (({"role": "assistant"}, None), ({"content": result.text}, None), ({}, result.finish_reason)):
+    for delta, finish in (
+        ({"role": "assistant"}, None),
+        ({"content": result.text}, None),
+        ({}, result.finish_reason),
+    ):
         yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
     yield "data: [DONE]\n\n"
 
@@ -130,7 +151,9 @@ def load_app(lm: str, max_batch: int = 8, wait_ms: float = 10.0) -> tuple[FastAP
     return create_app(engine, lm), engine
 
 
-def serve(lm: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8, wait_ms: float = 10.0) -> None:
+def serve(
+    lm: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8, wait_ms: float = 10.0
+) -> None:
     import uvicorn
 
     app, _ = load_app(lm, max_batch, wait_ms)
@@ -150,7 +173,9 @@ class BackgroundServer:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.url = f"http://{host}:{port}/v1"
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:

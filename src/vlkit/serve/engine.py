@@ -52,7 +52,11 @@ def flatten_content(content, where: str) -> str:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
                 raise RequestError(f"{where}: only text parts are supported, got {str(part)[:60]}", where)
             texts.append(part["text"])
         return "".join(texts)
@@ -60,7 +64,10 @@ def flatten_content(content, where: str) -> str:
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    flat = [{"role": m["role"], "content": flatten_content(m["content"], f"messages[{i}].content")} for i, m in enumerate(messages)]
+    flat = [
+        {"role": m["role"], "content": flatten_content(m["content"], f"messages[{i}].content")}
+        for i, m in enumerate(messages)
+    ]
     text = tokenizer.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -103,7 +110,9 @@ def generate_batch(model, tokenizer, requests: list[_Request]) -> list[Completio
     return results
 
 
-def generate_one(model, tokenizer, messages, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> str:
+def generate_one(
+    model, tokenizer, messages, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0
+) -> str:
     request = _Request(prompt_ids(tokenizer, messages), max_tokens, temperature, top_p, [])
     return generate_batch(model, tokenizer, [request])[0].text
 
@@ -119,7 +128,14 @@ class BatchingEngine:
         self.batches: list[int] = []  # sizes of the batches run (for benchmarks)
         threading.Thread(target=self._loop, daemon=True, name="vlkit-generate").start()
 
-    def submit(self, messages: list[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, stop: list[str] | None = None) -> Future:
+    def submit(
+        self,
+        messages: list[dict],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+    ) -> Future:
         ids = prompt_ids(self.tokenizer, messages)
         if self.max_positions and len(ids) + max_tokens > self.max_positions:
             raise RequestError(
