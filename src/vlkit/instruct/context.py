@@ -103,7 +103,7 @@ def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
         if not isinstance(data, dict) or "images" not in data:
             continue
         for im in data["images"]:
-            images.setdefault(im["id"], im)
+            images.setdefault(im["id"], {}).update(im)  # captions files omit sizes
         categories.update({c["id"]: c["name"] for c in data.get("categories", [])})
         for ann in data.get("annotations", []):
             where = f"{file}: annotation {ann.get('id')}"

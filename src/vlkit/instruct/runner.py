@@ -100,6 +100,7 @@ def run_tasks(
     bar.update(len(run.done))
     window = max(4, 4 * concurrency)
     pending: list[tuple[str, object, Future]] = []
+    submitted: set[str] = set()
 
     def drain(block_until: int) -> None:
         while len(pending) > block_until:
@@ -125,8 +126,9 @@ def run_tasks(
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for task_id, payload in tasks:
-            if task_id in run.done:
+            if task_id in run.done or task_id in submitted:
                 continue
+            submitted.add(task_id)
             pending.append((task_id, payload, pool.submit(work, payload)))
             drain(window)
         drain(0)
