@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
             "--retries", type=int, default=4, help="retries on timeouts, 429 and 5xx (backoff doubles)"
         )
         g.add_argument("--timeout", type=float, default=120.0, help="seconds per teacher call")
+        g.add_argument(
+            "--cache", default=None, help="SQLite file of teacher replies (default: <out>/cache.sqlite)"
+        )
     gens["llava"].add_argument(
         "--kinds", default="conversation,detail,reasoning", help="comma-separated kinds"
     )

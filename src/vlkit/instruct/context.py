@@ -15,6 +15,8 @@ teacher writes from and the consistency check compares against. Loaders read fou
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +83,9 @@ def save_image(ctx: Context, out_dir: Path) -> None:
     path = out_dir / ctx.image
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.png")
-        Image.fromarray(ctx.array).save(tmp)
+        # Two kinds of one image may be saved by two threads at once: each writes its own file.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        Image.fromarray(ctx.array).save(tmp, format="PNG")
         tmp.replace(path)
 
 

@@ -87,13 +87,14 @@ def generate_llava(
     concurrency: int = 1,
     settings: Settings | None = None,
     api_key_env: str = "OPENAI_API_KEY",
+    cache: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Writes a LLaVA instruction set into `out_dir` and returns its stats (see stats.json).
 
     source: 'scenes' (with count), a COCO file/folder, a LLaVA JSON, a captions.jsonl folder, or
-    contexts. Resumes an interrupted run in the same folder; teacher replies come from
-    `out_dir/cache.sqlite` when already asked.
+    contexts. Resumes an interrupted run in the same folder; teacher replies come from the
+    SQLite `cache` (default `out_dir/cache.sqlite`; share one file between sets) when already asked.
     """
     kinds = list(kinds)
     for k in kinds:
@@ -104,7 +105,7 @@ def generate_llava(
     contexts = open_source(source, count, seed) if isinstance(source, str) else source
     run = Run(out)
     caller = (
-        Caller(teacher, settings or Settings(), Cache(out / "cache.sqlite"), run.counters)
+        Caller(teacher, settings or Settings(), Cache(cache or out / "cache.sqlite"), run.counters)
         if teacher.llm
         else None
     )

@@ -95,6 +95,7 @@ def generate_minigpt4(
     concurrency: int = 1,
     settings: Settings | None = None,
     api_key_env: str = "OPENAI_API_KEY",
+    cache: str | Path | None = None,
     describer_name: str | None = None,
     min_words: int = 8,
     progress: bool = True,
@@ -110,7 +111,7 @@ def generate_minigpt4(
         raise ValueError("minigpt4: the cleaning stage needs an LLM teacher (local:NAME or openai:MODEL@URL)")
     contexts = open_source(source, count, seed) if isinstance(source, str) else source
     run = Run(out)
-    cache = Cache(out / "cache.sqlite")
+    cache = Cache(cache or out / "cache.sqlite")
     caller = Caller(teacher, settings or Settings(), cache, run.counters)
     name = describer_name or type(describer).__name__
     describer_lock = threading.Lock()  # one in-process model: one image at a time
