@@ -1,6 +1,6 @@
 """Text generation for the server and the local teacher, with micro-batching.
 
-Concurrent requests are collected for a few milliseconds (up to `max_batch`), left-padded into
+Concurrent requests are collected while they keep arriving (gaps under `wait_ms`, up to `max_batch`), left-padded into
 one batch and generated with one `model.generate` call, then split. On a CPU a batch of 8 short
 prompts costs little more than one (the matmuls are too small to fill the cores), which is
 where the server's throughput under concurrency comes from. Requests are grouped by sampling
@@ -149,10 +149,13 @@ class BatchingEngine:
     def _loop(self) -> None:
         while True:
             batch = [self.queue.get()]
-            deadline = time.monotonic() + self.wait
+            # Keep collecting while requests keep coming (each arrival extends the wait), but
+            # never hold the first request longer than 10 waits.
+            cap = time.monotonic() + 10 * self.wait
             while len(batch) < self.max_batch:
+                timeout = min(self.wait, cap - time.monotonic())
                 try:
-                    batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self.queue.get(timeout=max(0.0, timeout)))
                 except queue.Empty:
                     break
             groups: dict[tuple, list[_Request]] = {}
