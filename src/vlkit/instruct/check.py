@@ -96,14 +96,16 @@ _NUM_RE = "|".join(_NUM)
 _COLOR_RE = "|".join(COLOR_NAMES)
 _SHAPE_RE = "|".join(SHAPES) + "|shape|object"
 # Sentences that talk about what is absent or what would happen make no claim about the image.
-_HEDGE = re.compile(
-    r"\b(no|not|none|never|without|if|would|could|remov\w*|remain\w*|leav\w*|after|n't)\b|n't\b", re.I
+# Patterns are matched against lowercased text (no re.I: ~2x faster on these alternations).
+_HEDGE = re.compile(r"\b(no|not|none|never|without|if|would|could|remov\w*|remain\w*|leav\w*|after)\b|n't\b")
+# One pattern for both claims, so a sentence is scanned once: "<number> [size] [colour] <shape>s"
+# (a count) or "<colour> [size] <shape>" (an object that must exist).
+_CLAIM = re.compile(
+    rf"\b(?:(?P<num>{_NUM_RE})\s+(?:(?P<size>small|large)\s+)?(?:(?P<ncolor>{_COLOR_RE})\s+)?(?P<nshape>{_SHAPE_RE})s?"
+    rf"|(?P<color>{_COLOR_RE})\s+(?:(?:small|large)\s+)?(?P<shape>{'|'.join(SHAPES)})s?)\b"
 )
-_COUNT_CLAIM = re.compile(
-    rf"\b({_NUM_RE})\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?\b", re.I
-)
-_PAIR_CLAIM = re.compile(rf"\b({_COLOR_RE})\s+(?:(?:small|large)\s+)?({'|'.join(SHAPES)})s?\b", re.I)
-_HOW_MANY = re.compile(rf"how many\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?", re.I)
+_HOW_MANY = re.compile(rf"how many\s+(?:(small|large)\s+)?(?:({_COLOR_RE})\s+)?({_SHAPE_RE})s?")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+")
 
 
 def _matching(ctx: Context, size: str | None, color: str | None, shape: str | None) -> int:
@@ -115,10 +117,10 @@ def _matching(ctx: Context, size: str | None, color: str | None, shape: str | No
 
 
 def _first_number(text: str) -> int | None:
-    if re.match(r"\s*(no|none|zero)\b", text, re.I) or re.search(r"\bthere (are|is) no\b", text, re.I):
+    if re.match(r"\s*(no|none|zero)\b", text) or "there are no " in text or "there is no " in text:
         return 0
-    m = re.search(rf"\b({_NUM_RE})\b", text, re.I)
-    return _NUM[m.group(1).lower()] if m else None
+    m = re.search(rf"\b({_NUM_RE})\b", text)
+    return _NUM[m.group(1)] if m else None
 
 
 def consistency_errors(ctx: Context, conversations: list[dict]) -> list[str]:
@@ -132,24 +134,24 @@ def consistency_errors(ctx: Context, conversations: list[dict]) -> list[str]:
         return []
     errors = []
     for i in range(0, len(conversations) - 1, 2):
-        question, answer = conversations[i]["value"], conversations[i + 1]["value"]
-        m = _HOW_MANY.search(question)
+        question, answer = conversations[i]["value"].lower(), conversations[i + 1]["value"].lower()
+        m = _HOW_MANY.search(question) if "how many" in question else None
         if m and not _HEDGE.search(question):  # "how many would remain if ..." is not about the image
-            truth = _matching(ctx, *(g.lower() if g else None for g in m.groups()))
+            truth = _matching(ctx, *m.groups())
             said = _first_number(answer)
             if said is not None and said != truth:
                 errors.append(f"count: {m.group(0)!r} answered {said}, truth {truth}")
-        for sentence in re.split(r"(?<=[.!?;])\s+", answer):
+        if not _CLAIM.search(answer):
+            continue
+        for sentence in _SENTENCES.split(answer):
             if _HEDGE.search(sentence):
                 continue
-            for c in _COUNT_CLAIM.finditer(sentence):
-                number, size, color, shape = (g.lower() if g else None for g in c.groups())
-                truth = _matching(ctx, size, color, shape)
-                if _NUM[number] != truth:
-                    errors.append(f"count: {c.group(0)!r}, truth {truth}")
-            for c in _PAIR_CLAIM.finditer(sentence):
-                color, shape = c.group(1).lower(), c.group(2).lower()
-                if not _matching(ctx, None, color, shape):
+            for c in _CLAIM.finditer(sentence):
+                if c.group("num"):
+                    truth = _matching(ctx, c.group("size"), c.group("ncolor"), c.group("nshape"))
+                    if _NUM[c.group("num")] != truth:
+                        errors.append(f"count: {c.group(0)!r}, truth {truth}")
+                elif not _matching(ctx, None, c.group("color"), c.group("shape")):
                     errors.append(f"color: {c.group(0)!r} is not in the image")
     return errors
 
