@@ -30,7 +30,9 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=4000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--smoke", action="store_true", help="a few hundred scenes, seconds")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (unused by the teacher; for symmetry)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (unused by the teacher; for symmetry)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     n = 300 if args.smoke else args.scenes
@@ -50,13 +52,21 @@ def main() -> None:
                 finish(ctx.id, Job(ctx, kind, "template:"), record)
 
     rows = []
-    for name, fn in (("(a) template teacher alone", teacher_only), ("(b) + dedup, validation, truth check", with_checks)):
+    for name, fn in (
+        ("(a) template teacher alone", teacher_only),
+        ("(b) + dedup, validation, truth check", with_checks),
+    ):
         best = min(_timed(fn) for _ in range(args.repeats))
         rows.append((name, records / best))
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         stats = generate_llava("scenes", out, count=n, seed=1, progress=False)
-        rows.append(("(c) generate_llava end to end (render, PNG, files)", stats["records"] / (time.perf_counter() - start)))
+        rows.append(
+            (
+                "(c) generate_llava end to end (render, PNG, files)",
+                stats["records"] / (time.perf_counter() - start),
+            )
+        )
     print(f"template teacher, {n} scenes x {len(KINDS)} kinds = {records} records, 1 thread")
     print(f"{'method':<52} {'records/s':>12}")
     for name, rate in rows:

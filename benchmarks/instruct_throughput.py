@@ -82,24 +82,38 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as out:
                     start = time.perf_counter()
                     stats = generate_llava(
-                        contexts, out, f"openai:bench@{url}", ["conversation"], concurrency=concurrency, settings=settings, progress=False
+                        contexts,
+                        out,
+                        f"openai:bench@{url}",
+                        ["conversation"],
+                        concurrency=concurrency,
+                        settings=settings,
+                        progress=False,
                     )
                     seconds = time.perf_counter() - start
                 assert stats["teacher_calls"] == args.records, stats  # every record asked once, no cache
                 mean_batch = sum(engine.batches) / len(engine.batches)
                 results[concurrency].append((seconds, mean_batch))
-                print(f"round {r + 1}, concurrency {concurrency}: {seconds:.1f} s, mean batch {mean_batch:.1f}, kept {stats['records']}")
+                print(
+                    f"round {r + 1}, concurrency {concurrency}: {seconds:.1f} s, mean batch {mean_batch:.1f}, kept {stats['records']}"
+                )
     prompt_tokens = sum(len(prompt_ids(tokenizer, _msgs(c))) for c in contexts[:4]) / 4
-    print(f"\nLM {args.lm}, {args.records} records (LLaVA conversation prompts, ~{prompt_tokens:.0f} tokens), max_tokens {args.max_tokens}, {args.threads} threads")
+    print(
+        f"\nLM {args.lm}, {args.records} records (LLaVA conversation prompts, ~{prompt_tokens:.0f} tokens), max_tokens {args.max_tokens}, {args.threads} threads"
+    )
     print(f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<28} {'seconds':>8} {'records/s':>10} {'mean batch':>11} {'speed-up':>9}")
     base = min(s for s, _ in results[1])
     for concurrency, runs in results.items():
         seconds, batch = min(runs)
         name = "sequential" if concurrency == 1 else f"concurrency {concurrency}"
-        print(f"{name:<28} {seconds:>8.1f} {args.records / seconds:>10.2f} {batch:>11.1f} {base / seconds:>8.2f}x")
+        print(
+            f"{name:<28} {seconds:>8.1f} {args.records / seconds:>10.2f} {batch:>11.1f} {base / seconds:>8.2f}x"
+        )
     speedup = base / min(s for s, _ in results[args.concurrency])
-    print(f"goal >= 4x with concurrency {args.concurrency}: {'PASS' if speedup >= 4 else 'MISS'} ({speedup:.2f}x)")
+    print(
+        f"goal >= 4x with concurrency {args.concurrency}: {'PASS' if speedup >= 4 else 'MISS'} ({speedup:.2f}x)"
+    )
 
 
 def _msgs(ctx):

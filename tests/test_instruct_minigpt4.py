@@ -119,3 +119,44 @@ def test_incontext_sets_from_a_template_set(tmp_path):
         assert s["similarity"] == sorted(s["similarity"], reverse=True)
     # a detailed description's nearest example is another detailed description
     assert all(s["examples"][0].endswith("detail") for s in sets if s["query"].endswith("detail"))
+
+
+@pytest.mark.slow  # trains the session's tiny contrastive run
+def test_incontext_by_image_embeddings_from_a_vlkit_model(tmp_path, tiny_run):
+    generate_llava("scenes", tmp_path / "set", count=6, kinds=["detail"], progress=False)
+    stats = generate_incontext(
+        tmp_path / "set" / "llava.json", tmp_path / "icl", k=2, by="image", model=str(tiny_run)
+    )
+    sets = json.loads((tmp_path / "icl" / "incontext.json").read_text())
+    assert stats["by"] == "image" and len(sets) == 6
+    assert all(len(s["examples"]) == 2 and s["query"] not in s["examples"] for s in sets)
+    with pytest.raises(ValueError, match="--model"):
+        generate_incontext(tmp_path / "set" / "llava.json", tmp_path / "x", by="image")
+
+
+def test_cli_multiinstruct_and_help(tmp_path, capsys):
+    from vlkit.cli import main
+
+    main(
+        [
+            "-q",
+            "instruct",
+            "multiinstruct",
+            "--source",
+            "scenes",
+            "--count",
+            "3",
+            "--tasks",
+            "vqa,captioning",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    data = json.loads((tmp_path / "llava.json").read_text())
+    assert len(data) == 6 and {r["id"].rsplit("-", 1)[1] for r in data} == {"vqa", "captioning"}
+    with pytest.raises(SystemExit):
+        main(["instruct", "--help"])
+    out = capsys.readouterr().out
+    assert all(
+        word in out for word in ("llava", "minigpt4", "multiinstruct", "incontext", "template:", "openai:")
+    )

@@ -223,3 +223,20 @@ def test_teacher_specs():
         parse_teacher("openai:gpt@https://api.example.com/v1", api_key_env="VLKIT_TEST_NO_SUCH_KEY")
     with pytest.raises(ValueError, match="expected"):
         parse_teacher("gpt4")
+
+
+def test_rate_limit_spaces_calls():
+    import time
+
+    from vlkit.instruct.teachers import RateLimiter
+
+    limiter = RateLimiter(per_minute=1200)  # one call every 50 ms
+    start = time.monotonic()
+    for _ in range(5):
+        limiter.wait()
+    assert time.monotonic() - start >= 0.19  # calls 2..5 waited 50 ms each
+    unlimited = RateLimiter(0)
+    start = time.monotonic()
+    for _ in range(100):
+        unlimited.wait()
+    assert time.monotonic() - start < 0.05

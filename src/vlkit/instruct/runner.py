@@ -58,6 +58,7 @@ class Run:
         self.done = {r["id"] for r in self.records} | {r["id"] for r in self.rejected}
         self.counters = Counters()
         self.new = {"records": 0, "rejected": 0, "skipped": len(self.done)}
+        self._files: dict = {}
 
     def commit(self, task_id: str, result: dict | None, reason: str | None, meta: dict) -> None:
         if result is not None:
@@ -77,8 +78,16 @@ class Run:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _append(self, name: str, obj: dict) -> None:
-        with (self.out / name).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        f = self._files.get(name)
+        if f is None:
+            f = self._files[name] = (self.out / name).open("a", encoding="utf-8")
+        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        f.flush()  # in the OS's hands: survives a killed process
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 def run_tasks(
@@ -133,3 +142,4 @@ def run_tasks(
             drain(window)
         drain(0)
     bar.close()
+    run.close()

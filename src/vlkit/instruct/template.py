@@ -106,10 +106,11 @@ def _complex_question(ctx: Context, rng: random.Random) -> tuple[str, str]:
         )
     if shared:
         c = shared[0]
-        same = join([_the(o) for o in objs if o.color == c])
+        same = [_the(o) for o in objs if o.color == c]
+        both = "both" if len(same) == 2 else "all"
         return (
             "Do any of the shapes share a color?",
-            f"Yes. Looking at the colors one by one, {same} are both {c}.",
+            f"Yes. Looking at the colors one by one, {join(same)} are {both} {c}.",
         )
     return (
         "Do any of the shapes share a color?",
