@@ -143,3 +143,20 @@ def test_health(server):
     url, _ = server
     with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as r:
         assert json.loads(r.read()) == {"status": "ok", "model": "tiny"}
+
+
+def test_prefix_cache_gives_the_same_greedy_tokens(lm):
+    """Long shared system prompt: cached prefix + middle padding == plain left padding == alone."""
+    from vlkit.serve.engine import PrefixCache, _Request, generate_batch, prompt_ids
+
+    _, model, tokenizer = lm
+    system = {"role": "system", "content": " ".join(TEXTS[:6])}
+    prompts = [prompt_ids(tokenizer, [system, *ask(i)]) for i in range(5)]
+    requests = [_Request(ids, 8, 0.0, 1.0, []) for ids in prompts]
+    alone = [generate_batch(model, tokenizer, [r])[0].text for r in requests]
+    cache = PrefixCache()
+    batched = [c.text for c in generate_batch(model, tokenizer, requests[:3], cache)]
+    batched += [c.text for c in generate_batch(model, tokenizer, requests[3:], cache)]
+    single = generate_batch(model, tokenizer, requests[:1], cache)[0].text
+    assert batched == alone and single == alone[0]
+    assert cache.hits == 2 and len(cache.entries) == 1

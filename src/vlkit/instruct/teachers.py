@@ -99,6 +99,9 @@ class LocalTeacher(Teacher):
         self.model, self.tokenizer = build_language_model(name, VLMConfig())
         self.model.eval()
         self.lock = threading.Lock()
+        from vlkit.serve.engine import PrefixCache
+
+        self.prefix_cache = PrefixCache()  # the system prompt and few-shot turns are read once
 
     def complete(self, messages: list[dict], settings: Settings) -> str:
         from vlkit.serve.engine import generate_one
@@ -111,6 +114,7 @@ class LocalTeacher(Teacher):
                 settings.max_tokens,
                 settings.temperature,
                 settings.top_p,
+                self.prefix_cache,
             )
 
 

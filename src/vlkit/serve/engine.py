@@ -10,6 +10,7 @@ mask and position ids from the mask: tests/test_serve.py checks it).
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
@@ -72,21 +73,84 @@ def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+class PrefixCache:
+    """Keys/values of recent long prompt prefixes (system prompt + few-shot turns).
+
+    Instruction generation sends thousands of prompts that differ only in their last message;
+    re-reading the same ~700-token prefix for each is most of the CPU time. A prefix is computed
+    once (batch 1) and every later prompt that starts with at least `min_tokens` of it reuses
+    that part (cropped). A few entries, so interleaved kinds (three system prompts) all hit.
+    """
+
+    def __init__(self, min_tokens: int = 32, entries: int = 4):
+        self.min_tokens, self.size = min_tokens, entries
+        self.entries: list[tuple[list[int], object]] = []  # (ids, DynamicCache), most recent last
+        self.hits = 0
+
+    def get(self, model, ids: list[int]):
+        """-> (a fresh DynamicCache of batch 1 for ids[:n], n), or (None, 0) for a short prompt."""
+        if len(ids) < self.min_tokens:
+            return None, 0
+        best, n = None, 0
+        for entry in self.entries:
+            common = _common_prefix([entry[0], ids])
+            if common > n:
+                best, n = entry, common
+        if best is not None and n >= self.min_tokens:
+            self.hits += 1
+            self.entries.remove(best)
+            self.entries.append(best)
+            kv = copy.deepcopy(best[1])
+            if n < len(best[0]):
+                kv.crop(n - len(best[0]))  # a negative count: tokens to drop from the end
+            return kv, n
+        kv = model(input_ids=torch.tensor([ids]), use_cache=True).past_key_values
+        self.entries = [*self.entries[-(self.size - 1) :], (list(ids), kv)]
+        return copy.deepcopy(kv), len(ids)
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    n = min(len(r) for r in rows)
+    for i in range(n):
+        token = rows[0][i]
+        if any(r[i] != token for r in rows):
+            return i
+    return n
+
+
 @torch.inference_mode()
-def generate_batch(model, tokenizer, requests: list[_Request]) -> list[Completion]:
-    """One generate call for requests with the same sampling settings; left padding."""
-    width = max(len(r.ids) for r in requests)
+def generate_batch(
+    model, tokenizer, requests: list[_Request], prefix_cache: PrefixCache | None = None
+) -> list[Completion]:
+    """One generate call for requests with the same sampling settings.
+
+    Layout per row: [shared prefix | left padding | the row's own suffix], attention mask 0 on
+    the padding, so positions (from the mask) and attention are those of the unpadded prompt.
+    With a `prefix_cache`, the shared prefix is not recomputed.
+    """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    shared = _common_prefix([r.ids for r in requests])
+    shared = min(shared, min(len(r.ids) for r in requests) - 1)  # every row keeps >= 1 token
+    kv = None
+    if prefix_cache is not None:
+        kv, shared = prefix_cache.get(model, requests[0].ids[:shared])
+        if kv is not None and len(requests) > 1:
+            kv.batch_repeat_interleave(len(requests))
+    suffix = max(len(r.ids) for r in requests) - shared
+    width = shared + suffix
     input_ids = torch.full((len(requests), width), pad, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(requests), width), dtype=torch.long)
     for row, r in enumerate(requests):
-        input_ids[row, width - len(r.ids) :] = torch.tensor(r.ids)
-        mask[row, width - len(r.ids) :] = 1
+        input_ids[row, :shared] = torch.tensor(r.ids[:shared])
+        input_ids[row, width - (len(r.ids) - shared) :] = torch.tensor(r.ids[shared:])
+        mask[row, :shared] = 1
+        mask[row, width - (len(r.ids) - shared) :] = 1
     first = requests[0]
     sample = first.temperature > 0
     out = model.generate(
         input_ids=input_ids,
         attention_mask=mask,
+        past_key_values=kv,
         max_new_tokens=max(r.max_tokens for r in requests),
         do_sample=sample,
         temperature=first.temperature if sample else None,
@@ -111,17 +175,26 @@ def generate_batch(model, tokenizer, requests: list[_Request]) -> list[Completio
 
 
 def generate_one(
-    model, tokenizer, messages, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0
+    model,
+    tokenizer,
+    messages,
+    max_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    prefix_cache=None,
 ) -> str:
     request = _Request(prompt_ids(tokenizer, messages), max_tokens, temperature, top_p, [])
-    return generate_batch(model, tokenizer, [request])[0].text
+    return generate_batch(model, tokenizer, [request], prefix_cache)[0].text
 
 
 class BatchingEngine:
     """A background thread that serves `submit` calls in micro-batches (see module doc)."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 8, wait_ms: float = 10.0):
+    def __init__(
+        self, model, tokenizer, max_batch: int = 8, wait_ms: float = 10.0, prefix_cache: bool = True
+    ):
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.prefix_cache = PrefixCache() if prefix_cache else None
         self.max_batch, self.wait = max_batch, wait_ms / 1000
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.queue: queue.Queue[_Request] = queue.Queue()
@@ -164,7 +237,9 @@ class BatchingEngine:
             for group in groups.values():
                 self.batches.append(len(group))
                 try:
-                    for r, result in zip(group, generate_batch(self.model, self.tokenizer, group)):
+                    for r, result in zip(
+                        group, generate_batch(self.model, self.tokenizer, group, self.prefix_cache)
+                    ):
                         r.future.set_result(result)
                 except Exception as e:  # one failed generate fails its requests, not the server
                     for r in group:
