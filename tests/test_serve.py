@@ -160,3 +160,38 @@ def test_prefix_cache_gives_the_same_greedy_tokens(lm):
     single = generate_batch(model, tokenizer, requests[:1], cache)[0].text
     assert batched == alone and single == alone[0]
     assert cache.hits == 2 and len(cache.entries) == 1
+
+
+@pytest.mark.slow  # a second Python process loading torch (~5 s)
+def test_vlkit_serve_command(lm, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path, _, _ = lm
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlkit", "serve", "--lm", path, "--port", str(port)], env=env
+    )
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                models = client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "vlkit serve did not start"
+                time.sleep(0.2)
+        assert [m.id for m in models.data] == [path]
+        reply = client.chat.completions.create(model=path, messages=ask(0), max_tokens=4)
+        assert reply.usage.completion_tokens <= 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -22,6 +22,8 @@ from vlkit.instruct.prompts import DETAIL_QUESTIONS, KINDS, llava_messages
 from vlkit.instruct.runner import Run, run_tasks
 from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, parse_teacher
 
+MIN_DETAIL_WORDS = 10
+
 
 @dataclass
 class Job:
@@ -39,6 +41,8 @@ def llm_conversations(caller: Caller, ctx: Context, kind: str) -> list[dict]:
     if kind == "detail":
         rng = random.Random(zlib.crc32(ctx.id.encode()))
         pairs = [(rng.choice(DETAIL_QUESTIONS), check.parse_answer(reply))]
+        if len(pairs[0][1].split()) < MIN_DETAIL_WORDS:
+            raise check.Rejected(f"too short for a detailed description: {len(pairs[0][1].split())} words")
     else:
         pairs = check.parse_pairs(reply)
         if kind == "reasoning":
