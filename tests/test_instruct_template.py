@@ -149,6 +149,15 @@ def test_sources_coco_folder_llava(tmp_path):
     assert ctx.captions == ["a dog"] and ctx.objects[0].category == "dog"
     assert ctx.objects[0].box == (0.1, 0.1, 0.6, 0.6) and ctx.image.endswith("images/a.png")
     assert "dog: [0.100, 0.100, 0.600, 0.600]" in ctx.symbolic()
+    generate_multiinstruct(str(tmp_path / "coco"), tmp_path / "mi", progress=False)
+    made = {
+        r["kind"]: r for r in map(json.loads, (tmp_path / "mi" / "records.jsonl").read_text().splitlines())
+    }
+    assert set(made) == {"captioning", "image_text_matching", "grounded_captioning", "visual_grounding"}
+    assert (
+        made["visual_grounding"]["target"] == "[0.10, 0.10, 0.60, 0.60]"
+        and made["captioning"]["target"] == "a dog"
+    )
 
     _write_png(tmp_path / "f" / "x.png")
     rows = [{"image": "x.png", "caption": "a cat", "boxes": [{"label": "cat", "box": [0.1, 0.2, 0.5, 0.6]}]}]
