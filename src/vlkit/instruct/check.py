@@ -143,7 +143,8 @@ def consistency_errors(ctx: Context, conversations: list[dict]) -> list[str]:
                 errors.append(f"count: {m.group(0)!r} answered {said}, truth {truth}")
         if not _CLAIM.search(answer):
             continue
-        for sentence in _SENTENCES.split(answer):
+        # Split into sentences only when some sentence may need skipping (most answers: none).
+        for sentence in _SENTENCES.split(answer) if _HEDGE.search(answer) else [answer]:
             if _HEDGE.search(sentence):
                 continue
             for c in _CLAIM.finditer(sentence):
@@ -187,9 +188,12 @@ _FILLER = frozenset(
 )
 
 
+_KEEP = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\n\t"})
+
+
 def question_key(question: str) -> frozenset[str]:
-    words = re.sub(r"[^a-z0-9 ]", " ", question.replace(IMAGE, "").lower()).split()
-    return frozenset(w for w in words if w not in _FILLER)
+    words = question.replace(IMAGE, "").lower().translate(_KEEP).split()
+    return frozenset(words).difference(_FILLER)
 
 
 def near_duplicate(key: frozenset[str], seen: list[frozenset[str]], threshold: float = 0.8) -> bool:
