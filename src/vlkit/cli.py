@@ -145,6 +145,85 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--out", required=True, help="output folder")
     w.add_argument("--count", type=int, default=None, help="samples to write (needed for scenes)")
     w.add_argument("--per-shard", type=int, default=1000)
+
+    s = sub.add_parser(
+        "instruct",
+        help="generate visual instruction data: LLaVA, MiniGPT-4, MultiInstruct, in-context sets",
+        description="Turn images with symbolic annotations into instruction data (LLaVA JSON + chat JSONL, "
+        "stats.json, CARD.md). Runs resume where they stopped; teacher replies are cached in <out>/cache.sqlite.\n"
+        "Sources: scenes (with --count) | a COCO instances/captions file or folder | a LLaVA JSON | "
+        "a folder with captions.jsonl.\nTeachers: template: (exact, no LLM) | local:NAME (registry LM or folder) | "
+        "openai:MODEL@BASE_URL (key from --api-key-env).",
+        epilog="examples:\n"
+        "  vlkit instruct llava --source scenes --count 1000 --out data/scenes-instruct\n"
+        "  vlkit serve --lm smollm2-135m --port 8000 &\n"
+        "  vlkit instruct llava --source coco/ --teacher openai:smollm2-135m@http://127.0.0.1:8000/v1 --concurrency 8 --out out/\n"
+        "  vlkit instruct minigpt4 --source photos/ --describer runs/vlm --teacher local:smollm2-135m --out out/\n"
+        "  vlkit instruct multiinstruct --source scenes --count 500 --out data/multi\n"
+        "  vlkit instruct incontext --input data/scenes-instruct/llava.json --k 3 --out data/icl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    isub = s.add_subparsers(dest="instruct_command", required=True, metavar="GENERATOR")
+    gens = {
+        "llava": isub.add_parser("llava", help="conversation, detailed description, complex reasoning"),
+        "minigpt4": isub.add_parser("minigpt4", help="a VLM describes each image, a teacher cleans the text"),
+        "multiinstruct": isub.add_parser(
+            "multiinstruct", help="task templates: VQA, captioning, grounding, ..."
+        ),
+    }
+    for name, g in gens.items():
+        g.add_argument(
+            "--source", required=True, help="scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder"
+        )
+        g.add_argument("--count", type=int, default=None, help="images to use (needed for scenes)")
+        g.add_argument("--seed", type=int, default=0, help="scenes world seed")
+        g.add_argument("--out", required=True, help="output folder (rerun to resume)")
+        if name == "multiinstruct":
+            g.add_argument("--tasks", default=None, help="comma-separated tasks (default: all)")
+            continue
+        g.add_argument(
+            "--teacher",
+            default="template:" if name == "llava" else None,
+            required=name != "llava",
+            help="template: | local:NAME | openai:MODEL@BASE_URL",
+        )
+        g.add_argument(
+            "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key"
+        )
+        g.add_argument("--concurrency", type=int, default=1, help="teacher calls in flight")
+        g.add_argument("--max-tokens", type=int, default=512)
+        g.add_argument("--temperature", type=float, default=0.0)
+        g.add_argument("--rate", type=float, default=0.0, help="max teacher calls per minute (0: no limit)")
+        g.add_argument(
+            "--retries", type=int, default=4, help="retries on timeouts, 429 and 5xx (backoff doubles)"
+        )
+        g.add_argument("--timeout", type=float, default=120.0, help="seconds per teacher call")
+        g.add_argument(
+            "--cache", default=None, help="SQLite file of teacher replies (default: <out>/cache.sqlite)"
+        )
+    gens["llava"].add_argument(
+        "--kinds", default="conversation,detail,reasoning", help="comma-separated kinds"
+    )
+    gens["minigpt4"].add_argument("--describer", required=True, help="generative VLM folder (vlkit.load)")
+    g = isub.add_parser("incontext", help="group similar records into sets of k examples + a query")
+    g.add_argument("--input", required=True, help="a LLaVA JSON (e.g. <out>/llava.json)")
+    g.add_argument("--k", type=int, default=3, help="in-context examples per set")
+    g.add_argument(
+        "--by", default="text", choices=["text", "image"], help="embed texts (--encoder) or images (--model)"
+    )
+    g.add_argument("--encoder", default="minilm-l6", help="registry text encoder (default: %(default)s)")
+    g.add_argument("--model", default=None, help="vlkit contrastive model for --by image")
+    g.add_argument("--limit", type=int, default=None, help="at most N records")
+    g.add_argument("--out", required=True, help="output folder")
+
+    s = sub.add_parser("serve", help="OpenAI-compatible chat-completions server for a language model")
+    s.add_argument(
+        "--lm", required=True, help="registry language model (smollm2-135m) or a transformers folder"
+    )
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-batch", type=int, default=8, help="concurrent requests generated together")
+    s.add_argument("--wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
     return p
 
 
@@ -338,3 +417,55 @@ def _run(args: argparse.Namespace) -> None:
             )
         paths = write_shards((dataset[i] for i in range(count)), args.out, max_per_shard=args.per_shard)
         print(f"wrote {count} samples into {len(paths)} shards under {args.out}")
+    elif args.command == "instruct":
+        from vlkit import instruct
+
+        cmd, progress = args.instruct_command, not args.quiet
+        if cmd == "incontext":
+            stats = instruct.generate_incontext(
+                args.input, args.out, args.k, args.by, args.encoder, args.model, args.limit
+            )
+        elif cmd == "multiinstruct":
+            tasks = args.tasks.split(",") if args.tasks else instruct.TASKS
+            stats = instruct.generate_multiinstruct(
+                args.source, args.out, tasks, args.count, args.seed, progress
+            )
+        else:
+            settings = instruct.Settings(
+                args.max_tokens,
+                args.temperature,
+                timeout=args.timeout,
+                retries=args.retries,
+                rate_per_minute=args.rate,
+            )
+            common = dict(
+                count=args.count,
+                seed=args.seed,
+                concurrency=args.concurrency,
+                settings=settings,
+                api_key_env=args.api_key_env,
+                progress=progress,
+            )
+            if cmd == "llava":
+                stats = instruct.generate_llava(
+                    args.source, args.out, args.teacher, args.kinds.split(","), **common
+                )
+            else:
+                import vlkit
+
+                describer = vlkit.load(args.describer)
+                stats = instruct.generate_minigpt4(
+                    args.source,
+                    args.out,
+                    describer,
+                    args.teacher,
+                    describer_name=str(Path(args.describer).resolve()),
+                    **common,
+                )
+        print(json.dumps({k: v for k, v in stats.items() if k not in ("per_kind", "runs")}, indent=1))
+        print(f"output: {args.out}")
+    elif args.command == "serve":
+        from vlkit.serve.app import serve
+
+        print(f"serving {args.lm} on http://{args.host}:{args.port}/v1 (OpenAI-compatible)")
+        serve(args.lm, args.host, args.port, args.max_batch, args.wait_ms)

@@ -1,0 +1,211 @@
+"""Symbolic context: what a text-only teacher knows about an image (LLaVA's input).
+
+A `Context` holds several captions and objects with normalised boxes `(x1, y1, x2, y2)` in
+[0, 1]; for scenes it also holds the exact attributes (shape, colour, size), which the template
+teacher writes from and the consistency check compares against. Loaders read four sources:
+
+    scenes                         the procedural world (exact truth; images rendered to PNG)
+    COCO annotation file/folder    instances_*.json (+ captions_*.json), images next to them
+    LLaVA JSON                     [{"id", "image", "conversations"}]: gpt turns become captions
+    folder with captions.jsonl     the foundation's image-folder format, optional "boxes"
+
+`open_source(spec, count, out_dir)` picks the loader from the spec string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class ContextObject:
+    """One object: a category name, a box in [0, 1]; attributes are known for scenes only."""
+
+    category: str
+    box: tuple[float, float, float, float]
+    color: str = ""
+    shape: str = ""
+    size: str = ""
+
+
+@dataclass
+class Context:
+    """image: a path (absolute, or relative to the output folder for rendered scenes)."""
+
+    id: str
+    image: str
+    captions: list[str]
+    objects: list[ContextObject] = field(default_factory=list)
+    exact: bool = False  # attributes and counts are the ground truth (scenes)
+    array: np.ndarray | None = None  # uint8[H, W, 3] when the image is in memory (scenes)
+
+    def symbolic(self) -> str:
+        """The LLaVA-style text description: captions, then one line per object with its box."""
+        lines = list(self.captions)
+        if self.objects:
+            lines.append("")
+            lines += [f"{o.category}: [{', '.join(f'{v:.3f}' for v in o.box)}]" for o in self.objects]
+        return "\n".join(lines)
+
+
+def scene_contexts(
+    count: int, seed: int = 0, image_size: int = 64, max_objects: int = 3
+) -> Iterator[Context]:
+    """Scenes 0..count-1 of world `seed`; image paths are `images/<index>.png` (written by `save_images`)."""
+    from vlkit.data.scenes import Scenes, ScenesConfig
+
+    scenes = Scenes(ScenesConfig(image_size=image_size, max_objects=max_objects, seed=seed))
+    for i in range(count):
+        scene = scenes.scene(i)
+        objects = [
+            ContextObject(
+                f"{o.size} {o.color} {o.shape}", tuple(round(v, 3) for v in o.box), o.color, o.shape, o.size
+            )
+            for o in scene.objects
+        ]
+        yield Context(
+            f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png", scene.captions, objects, True, scene.image
+        )
+
+
+def save_image(ctx: Context, out_dir: Path) -> None:
+    """Writes an in-memory image as PNG under out_dir (once), so the data set is self-contained."""
+    if ctx.array is None:
+        return
+    path = out_dir / ctx.image
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Two kinds of one image may be saved by two threads at once: each writes its own file.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        Image.fromarray(ctx.array).save(tmp, format="PNG")
+        tmp.replace(path)
+
+
+def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
+    """A COCO instances file (and its captions file) or a folder holding them.
+
+    Boxes `[x, y, w, h]` in pixels become `(x1, y1, x2, y2)` in [0, 1] by the image's size.
+    Image files are looked up in `images_dir` (default: the annotation folder, then `images/`).
+    """
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    folder = path if path.is_dir() else path.parent
+    images: dict[int, dict] = {}
+    categories: dict[int, str] = {}
+    captions: dict[int, list[str]] = {}
+    boxes: dict[int, list[ContextObject]] = {}
+    for file in files:
+        data = _read_json(file)
+        if not isinstance(data, dict) or "images" not in data:
+            continue
+        for im in data["images"]:
+            images.setdefault(im["id"], {}).update(im)  # captions files omit sizes
+        categories.update({c["id"]: c["name"] for c in data.get("categories", [])})
+        for ann in data.get("annotations", []):
+            where = f"{file}: annotation {ann.get('id')}"
+            if "caption" in ann:
+                captions.setdefault(ann["image_id"], []).append(ann["caption"].strip())
+            elif "bbox" in ann:
+                im = images.get(ann["image_id"])
+                if im is None or not im.get("width") or not im.get("height"):
+                    raise ValueError(f"{where}: image {ann['image_id']} has no width/height in 'images'")
+                x, y, w, h = ann["bbox"]
+                W, H = im["width"], im["height"]
+                box = (x / W, y / H, (x + w) / W, (y + h) / H)
+                name = categories.get(ann.get("category_id"), "object")
+                boxes.setdefault(ann["image_id"], []).append(
+                    ContextObject(name, tuple(round(v, 3) for v in box))
+                )
+    if not images:
+        raise ValueError(f"{path}: no COCO 'images' list found (expected instances_*.json / captions_*.json)")
+    roots = [images_dir] if images_dir else [folder, folder / "images"]
+    out = []
+    for image_id, im in images.items():
+        file = next(
+            (r / im["file_name"] for r in roots if (r / im["file_name"]).is_file()),
+            roots[0] / im["file_name"],
+        )
+        out.append(
+            Context(
+                f"coco-{image_id}", str(file.resolve()), captions.get(image_id, []), boxes.get(image_id, [])
+            )
+        )
+    return out
+
+
+def llava_contexts(path: Path) -> list[Context]:
+    """A LLaVA JSON list: every gpt turn is a caption; images relative to the file's folder."""
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: a LLaVA JSON file is a list of records, got {type(data).__name__}")
+    out = []
+    for n, rec in enumerate(data):
+        if "image" not in rec or "conversations" not in rec:
+            raise ValueError(f"{path}: record {n} needs 'image' and 'conversations'")
+        image = Path(rec["image"]) if Path(rec["image"]).is_absolute() else path.parent / rec["image"]
+        answers = [
+            t["value"].replace("<image>", "").strip() for t in rec["conversations"] if t.get("from") == "gpt"
+        ]
+        out.append(Context(str(rec.get("id", n)), str(image.resolve()), [a for a in answers if a]))
+    return out
+
+
+def folder_contexts(root: Path) -> list[Context]:
+    """The foundation's folder + captions.jsonl; "boxes" may be [[x1, y1, x2, y2], ...] or
+    [{"label": str, "box": [x1, y1, x2, y2]}, ...] in [0, 1]."""
+    from vlkit.data.folder import _read_records
+
+    out = []
+    for n, rec in enumerate(_read_records(root / "captions.jsonl", root)):
+        objects = []
+        for b in rec.get("boxes") or []:
+            label, box = (
+                (b.get("label") or b.get("category") or "object", b.get("box") or b.get("bbox"))
+                if isinstance(b, dict)
+                else ("object", b)
+            )
+            if not (isinstance(box, list | tuple) and len(box) == 4 and all(0 <= float(v) <= 1 for v in box)):
+                raise ValueError(
+                    f"{root / 'captions.jsonl'}:{rec['line']}: box {box!r} must be [x1, y1, x2, y2] in [0, 1]"
+                )
+            objects.append(ContextObject(str(label), tuple(float(v) for v in box)))
+        out.append(Context(f"folder-{n:06d}", str(Path(rec["path"]).resolve()), rec["captions"], objects))
+    return out
+
+
+def open_source(spec: str, count: int | None = None, seed: int = 0) -> list[Context] | Iterator[Context]:
+    """'scenes' (needs count) | a COCO file/folder | a LLaVA JSON file | a folder with captions.jsonl."""
+    if spec == "scenes":
+        if not count:
+            raise ValueError("source 'scenes' is endless: pass a count (--count N)")
+        return scene_contexts(count, seed)
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"source {spec!r}: not 'scenes' and no such file or folder")
+    if path.is_dir() and (path / "captions.jsonl").is_file():
+        contexts = folder_contexts(path)
+    elif path.is_dir() or _is_coco(path):
+        contexts = coco_contexts(path)
+    else:
+        contexts = llava_contexts(path)
+    return contexts[:count] if count else contexts
+
+
+def _is_coco(path: Path) -> bool:
+    with path.open(encoding="utf-8") as f:
+        head = f.read(256).lstrip()[:1]
+    return head == "{"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None

@@ -1,0 +1,123 @@
+"""In-context example sets (Otter / MIMIC-IT): each query with its k most similar examples.
+
+Records of an instruction set (LLaVA JSON) are embedded, by text (the first question and
+answer, with the registry's MiniLM) or by image (a vlkit contrastive checkpoint's
+`embed_images`), and every record becomes the query of one set whose k examples are its
+nearest neighbours by cosine similarity among records of *other* images.
+
+    incontext.json   [{"id", "query": id, "examples": [id, ...], "similarity": [float, ...]}]
+    chat.jsonl       {"id", "images": [k + 1 paths], "messages": k example turns, then the query}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlkit.instruct.output import to_chat
+
+
+def embed_texts(texts: Sequence[str], encoder: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
+    """Unit vectors float32[N, D] from a registry text tower."""
+    from vlkit.config import ModelConfig
+    from vlkit.models.registry import build_text_tower
+
+    tower = build_text_tower(encoder, ModelConfig()).eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tower.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=tower.max_length,
+                return_tensors="pt",
+            )
+            out.append(
+                torch.nn.functional.normalize(tower(enc["input_ids"], enc["attention_mask"]).float(), dim=-1)
+            )
+    return torch.cat(out).numpy()
+
+
+def neighbours(embeddings: np.ndarray, groups: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k most similar rows of other groups (images): (indices int[N, k], sims float[N, k])."""
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
+    sims = e @ e.T  # (N, N)
+    g = np.asarray(groups)
+    sims[g[:, None] == g[None, :]] = -np.inf  # never the query itself or its own image
+    if k > len(set(groups)) - 1:
+        raise ValueError(f"k={k}: needs at least k + 1 different images, the input has {len(set(groups))}")
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(sims, idx, axis=1)
+
+
+def generate_incontext(
+    input_json: str | Path,
+    out_dir: str | Path,
+    k: int = 3,
+    by: str = "text",
+    encoder: str = "minilm-l6",
+    model: str | None = None,
+    limit: int | None = None,
+) -> dict:
+    """Writes in-context sets for the records of a LLaVA JSON; by 'text' (encoder) or 'image' (model)."""
+    path = Path(input_json)
+    records = json.loads(path.read_text(encoding="utf-8"))[:limit]
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{path}: expected a non-empty LLaVA JSON list")
+    root = path.parent.resolve()
+    images = [str(Path(r["image"]) if Path(r["image"]).is_absolute() else root / r["image"]) for r in records]
+    if by == "text":
+        texts = [
+            " ".join(t["value"].replace("<image>", "").strip() for t in r["conversations"][:2])
+            for r in records
+        ]
+        emb = embed_texts(texts, encoder)
+    elif by == "image":
+        if not model:
+            raise ValueError("--by image needs --model: a vlkit contrastive model or run folder")
+        import vlkit
+
+        emb = vlkit.load(model).embed_images(images)
+    else:
+        raise ValueError(f"by={by!r}: 'text' or 'image'")
+    idx, sims = neighbours(emb, images, k)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = []
+    with (out / "chat.jsonl").open("w", encoding="utf-8") as f:
+        for q, (row, sim) in enumerate(zip(idx, sims)):
+            sets.append(
+                {
+                    "id": f"icl-{records[q]['id']}",
+                    "query": records[q]["id"],
+                    "examples": [records[j]["id"] for j in row],
+                    "similarity": [round(float(s), 4) for s in sim],
+                }
+            )
+            chats = [to_chat(dict(records[j], image=images[j])) for j in [*row, q]]
+            f.write(
+                json.dumps(
+                    {
+                        "id": sets[-1]["id"],
+                        "images": [c["images"][0] for c in chats],
+                        "messages": [m for c in chats for m in c["messages"]],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    (out / "incontext.json").write_text(json.dumps(sets, indent=1), encoding="utf-8")
+    stats = {
+        "sets": len(sets),
+        "k": k,
+        "by": by,
+        "mean_similarity": round(float(sims.mean()), 4),
+        "min_similarity": round(float(sims.min()), 4),
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=1), encoding="utf-8")
+    return stats
