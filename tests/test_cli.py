@@ -20,7 +20,21 @@ from vlkit.data.shards import WebDatasetShards
 from vlkit.index import SearchIndex
 from vlkit.train.checkpoint import latest_checkpoint
 
-SUBCOMMANDS = ["tour", "train", "eval", "classify", "index", "search", "export", "data", "caption", "ask", "chat", "instruct", "serve"]
+SUBCOMMANDS = [
+    "tour",
+    "train",
+    "eval",
+    "classify",
+    "index",
+    "search",
+    "export",
+    "data",
+    "caption",
+    "ask",
+    "chat",
+    "instruct",
+    "serve",
+]
 
 
 def vlkit_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
