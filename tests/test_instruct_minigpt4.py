@@ -160,3 +160,16 @@ def test_cli_multiinstruct_and_help(tmp_path, capsys):
     assert all(
         word in out for word in ("llava", "minigpt4", "multiinstruct", "incontext", "template:", "openai:")
     )
+
+
+def test_a_trained_vlkit_vlm_is_a_describer(tiny_vlm_run, tmp_path):
+    import vlkit
+
+    describer = vlkit.load(tiny_vlm_run)  # the real chat protocol; its text is untrained noise
+    contexts = list(scene_contexts(2))
+    text = describe(describer, contexts[0].array, max_new_tokens=8, max_rounds=2)
+    assert isinstance(text, str)
+    stats = generate_minigpt4(
+        contexts, tmp_path, describer, Cleaner(lambda t: t), progress=False, min_words=1
+    )
+    assert stats["records"] + stats["rejected"] == 2

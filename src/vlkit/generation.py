@@ -14,6 +14,7 @@ its input embeddings: greedy, beam search or sampling, with a KV cache, stop str
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -141,8 +142,13 @@ class GenerativeModel:
         texts = [f"{IMAGE_PLACEHOLDER}\n{vqa_prompt(q)}" for q in questions]
         return self._batched(images, texts, decoding or Decoding(max_new_tokens=8))
 
-    def chat(self, messages: Sequence[dict], decoding: Decoding | None = None) -> str:
-        """One reply to a conversation whose content may hold images (at most one)."""
+    def chat(
+        self, messages: Sequence[dict], decoding: Decoding | None = None, max_new_tokens: int | None = None
+    ) -> str:
+        """One reply to a conversation whose content may hold images (at most one).
+        `max_new_tokens` overrides the decoding's (the describer protocol of `vlkit.instruct`)."""
+        if max_new_tokens is not None:
+            decoding = dataclasses.replace(decoding or Decoding(), max_new_tokens=max_new_tokens)
         text_messages, images = self._chat_inputs(messages)
         return self.generate([text_messages], images or None, decoding)[0]
 
