@@ -19,3 +19,5 @@ test-fast: setup
 bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/zero_shot_throughput.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/train_throughput.py --smoke
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_train_throughput.py --smoke
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_generation.py --smoke
