@@ -21,3 +21,5 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/train_throughput.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_template_speed.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_throughput.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_train_throughput.py --smoke
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_generation.py --smoke

@@ -37,3 +37,23 @@ def test_train_throughput_smoke():
     out = run_smoke("train_throughput.py")
     for expected in ("bare PyTorch loop", "vlkit train()", "overhead", "MFU", "torch.mm"):
         assert expected in out
+
+
+@pytest.mark.slow
+def test_vlm_train_throughput_smoke():
+    out = run_smoke("vlm_train_throughput.py")
+    for expected in (
+        "vlkit prepare + train_step",
+        "TRL SFTTrainer",
+        "loss curves",
+        "frozen-feature cache",
+        "MFU",
+    ):
+        assert expected in out
+
+
+@pytest.mark.slow
+def test_vlm_generation_smoke():
+    out = run_smoke("vlm_generation.py")  # exits 1 when the greedy outputs differ
+    assert "identical greedy outputs (token ids and replies): PASS" in out
+    assert "vlkit tokens/s" in out

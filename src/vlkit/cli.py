@@ -135,7 +135,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export to another library's format")
     s.add_argument("model", help="model or run folder")
-    s.add_argument("--format", default="transformers", choices=["transformers"])
+    s.add_argument(
+        "--format",
+        default=None,
+        choices=["transformers", "llava"],
+        help="transformers (CLIPModel, dual encoders) or llava (LlavaForConditionalGeneration, "
+        "generative models); default: the one for the model's kind",
+    )
     s.add_argument("--out", required=True, help="output folder")
 
     s = sub.add_parser("data", help="data tools")
@@ -402,9 +408,10 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "chat":
         _chat_loop(_load_generative(args.model), args.image, _decoding(args))
     elif args.command == "export":
-        from vlkit.export import export_transformers
+        from vlkit.export import export, export_llava, export_transformers
 
-        print(f"exported to {export_transformers(args.model, args.out)}")
+        exporter = {None: export, "transformers": export_transformers, "llava": export_llava}[args.format]
+        print(f"exported to {exporter(args.model, args.out)}")
     elif args.command == "data":
         from vlkit.data import open_named
         from vlkit.data.shards import write_shards

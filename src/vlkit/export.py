@@ -1,23 +1,70 @@
-"""Export a dual encoder to transformers' own format, loadable offline by `pipeline(...)`.
+"""Export vlkit models to transformers' own formats, loadable offline with `from_pretrained`.
 
-A vlkit dual encoder with CLIP towers (vit-tiny / text-tiny or transformers CLIP towers) has
-exactly CLIPModel's layout, so the export is a weight copy plus a CLIPProcessor whose image
-settings match vlkit's preprocessing.
+- `transformers`: a dual encoder with CLIP towers (vit-tiny / text-tiny or transformers CLIP
+  towers) has exactly CLIPModel's layout, so the export is a weight copy plus a CLIPProcessor
+  whose image settings match vlkit's preprocessing (`pipeline(...)` loads it).
+- `llava`: a generative VLM with a CLIP vision tower, a `linear` or `mlp2x_gelu` connector and a
+  transformers causal LM is LLaVA: `LlavaForConditionalGeneration` (vision_feature_layer=-1,
+  "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
+  `LlavaProcessor` that expands `<image>` to `model.image_tokens` tokens and left-pads prompts
+  as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers import (
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from vlkit.api import resolve_model_dir
+from vlkit.config import load_config
 from vlkit.models.build import load_model
+from vlkit.models.language_models import CHATML, IMAGE_TOKEN
+from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
 
-FORMATS = ("transformers",)
+FORMATS = ("transformers", "llava")
+LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
+# ChatML whose user content may also be a list of {"type": "image" | "text"} parts (HF chat
+# messages), rendered as vlkit's `split_messages` does: `<image>` for an image, parts joined by "\n".
+CHATML_PARTS = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def export(model_path: str | Path, out_dir: str | Path) -> Path:
+    """The export for the model's kind: CLIPModel (contrastive) or LLaVA (generative)."""
+    kind = load_config(resolve_model_dir(model_path) / "config.yaml").kind
+    return (export_llava if kind == "generative" else export_transformers)(model_path, out_dir)
+
+
+def clip_image_processor(p: ImagePreprocess) -> CLIPImageProcessor:
+    """Resize the shortest edge (bicubic), centre crop, rescale, normalise: vlkit's arithmetic."""
+    return CLIPImageProcessor(
+        size={"shortest_edge": p.size},
+        crop_size={"height": p.size, "width": p.size},
+        image_mean=list(p.mean),
+        image_std=list(p.std),
+    )
 
 
 def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
@@ -41,15 +88,66 @@ def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
     hf.text_projection.load_state_dict(model.text_projection.state_dict())
     with torch.no_grad():  # CLIPModel does not clamp the scale at run time: bake vlkit's clamp in
         hf.logit_scale.copy_(model.logit_scale.clamp(max=math.log(cfg.model.max_logit_scale)))
-    p = image.preprocess
     processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": p.size},
-            crop_size={"height": p.size, "width": p.size},
-            image_mean=list(p.mean),
-            image_std=list(p.std),
-        ),
-        tokenizer=text.tokenizer,
+        image_processor=clip_image_processor(image.preprocess), tokenizer=text.tokenizer
+    )
+    out = Path(out_dir)
+    hf.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
+    """Writes a LlavaForConditionalGeneration + LlavaProcessor folder; returns it."""
+    model, cfg = load_model(resolve_model_dir(model_path))
+    v = cfg.vlm
+    if cfg.kind != "generative":
+        raise ValueError(f"{model_path}: a {cfg.kind} model; LLaVA export needs a generative one")
+    if v.connector not in LLAVA_CONNECTORS or not isinstance(model.vision, CLIPVisionTower):
+        raise ValueError(
+            f"export to LLaVA needs a CLIP vision tower (vit-tiny or transformers CLIP) and a "
+            f"{' or '.join(LLAVA_CONNECTORS)} connector; this model has {cfg.model.image_encoder!r} "
+            f"+ {v.connector!r}"
+        )
+    if v.peft not in ("none", "lora"):
+        raise ValueError(f"export to LLaVA: {v.peft!r} tuning adds virtual tokens LLaVA has no place for")
+    lm = model.language_model.merge_and_unload() if v.peft == "lora" else model.language_model
+    tower = model.vision.model
+    config = LlavaConfig(
+        vision_config=tower.config,
+        text_config=lm.config,
+        image_token_index=model.image_token_id,
+        image_seq_length=model.image_tokens,
+        projector_hidden_act="gelu" if v.connector == "mlp2x_gelu" else "linear",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        tie_word_embeddings=lm.config.tie_word_embeddings,
+    )
+    hf = LlavaForConditionalGeneration(config).eval()
+    hf.model.vision_tower.load_state_dict(tower.state_dict())
+    hf.model.language_model.load_state_dict(lm.base_model.state_dict())
+    hf.lm_head.load_state_dict(lm.get_output_embeddings().state_dict())
+    projector = hf.model.multi_modal_projector
+    with torch.no_grad():
+        if v.connector == "mlp2x_gelu":
+            projector.load_state_dict(model.connector.state_dict())
+        else:  # LLaVA v1: one linear map = linear_1, then an identity linear_2
+            projector.linear_1.load_state_dict(model.connector.linear_1.state_dict())
+            projector.linear_2.weight.copy_(torch.eye(projector.linear_2.weight.shape[0]))
+            projector.linear_2.bias.zero_()
+    tokenizer = copy.deepcopy(model.tokenizer)
+    # Prompts batch left-padded, as GenerativeModel.encode_prompts; init_kwargs is what is saved.
+    tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"
+    hf.generation_config.pad_token_id = tokenizer.pad_token_id
+    hf.generation_config.eos_token_id = tokenizer.eos_token_id
+    processor = LlavaProcessor(
+        image_processor=clip_image_processor(model.vision.preprocess),
+        tokenizer=tokenizer,
+        patch_size=tower.config.patch_size,
+        vision_feature_select_strategy="default",
+        chat_template=CHATML_PARTS if tokenizer.chat_template == CHATML else tokenizer.chat_template,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,  # CLIP's CLS token, which the "default" strategy drops
     )
     out = Path(out_dir)
     hf.save_pretrained(out)

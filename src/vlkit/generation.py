@@ -172,7 +172,7 @@ class GenerativeModel:
         return text_messages, images
 
     def _batched(
-        self, images: Sequence[ImageInput], texts: list[str], decoding: Decoding | None, batch_size: int = 16
+        self, images: Sequence[ImageInput], texts: list[str], decoding: Decoding | None, batch_size: int = 64
     ) -> list[str]:
         out = []
         for start in range(0, len(texts), batch_size):
