@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -60,14 +59,6 @@ SMOKE_MODEL = [
     "vlm.lm_heads=2",
     "vlm.lm_vocab_size=300",
 ]
-
-
-@dataclass
-class FixedLength(Decoding):
-    """Greedy decoding of exactly `max_new_tokens` tokens (end-of-turn suppressed until then)."""
-
-    def generate_kwargs(self) -> dict:
-        return super().generate_kwargs() | {"min_new_tokens": self.max_new_tokens}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         hf = LlavaForConditionalGeneration.from_pretrained(hf_dir).eval()
         processor = AutoProcessor.from_pretrained(hf_dir)
     vlkit_model = GenerativeModel(model, cfg)
-    decoding = FixedLength(max_new_tokens=args.new_tokens)
+    decoding = Decoding(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)  # fixed length
     conversations, images = prompts(cfg, max(args.batches))
 
     def reference(convs, pics) -> tuple[torch.Tensor, list[str]]:

@@ -35,6 +35,7 @@ class Decoding:
     """How to decode. num_beams > 1: beam search; do_sample: sampling with temperature / top_p."""
 
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # the end of turn is suppressed until then (fixed-length benchmarks)
     num_beams: int = 1
     do_sample: bool = False
     temperature: float = 1.0
