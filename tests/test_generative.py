@@ -285,3 +285,22 @@ def test_stop_strings_end_the_answer(tiny_vlm_run):
     stop = free[len(free) // 2 :][:2] if len(free) > 3 else "e"
     stopped = model.caption([image], decoding=Decoding(max_new_tokens=12, stop=[stop]))[0]
     assert stop not in stopped and free.startswith(stopped)
+
+
+def test_scenes_instruct_samples_are_the_records_vlkit_instruct_writes(tmp_path):
+    from vlkit.config import DataConfig, SourceConfig
+    from vlkit.instruct import generate_llava
+
+    kinds = ["conversation", "detail", "reasoning"]
+    generate_llava("scenes", tmp_path, count=3, kinds=kinds, progress=False)
+    written = {r["id"]: r for r in json.loads((tmp_path / "llava.json").read_text())}
+    data = vlkit.data.build_dataset(DataConfig(sources=[SourceConfig(kind="scenes-instruct")]))
+    for i in range(3):
+        sample, record = data[i], written[f"scenes-0-{i:06d}-{kinds[i]}"]
+        roles = {"human": "user", "gpt": "assistant"}
+        assert sample["messages"] == [
+            {"role": roles[t["from"]], "content": t["value"]} for t in record["conversations"]
+        ]
+        assert np.array_equal(
+            sample["image"], np.asarray(Image.open(tmp_path / record["image"]).convert("RGB"))
+        )

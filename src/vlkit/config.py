@@ -53,7 +53,7 @@ class ModelConfig:
 class SourceConfig:
     """One data source; several are mixed by weight."""
 
-    kind: str = "scenes"  # scenes | photos | fashion-mnist | folder | webdataset | hf
+    kind: str = "scenes"  # scenes | scenes-instruct | photos | fashion-mnist | folder | webdataset | hf | conversations
     path: str = ""  # folder / shard pattern / saved dataset (user data only)
     weight: float = 1.0
     split: str = "train"

@@ -51,6 +51,12 @@ def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
     )
 
 
+def _scenes_instruct(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.instruct_scenes import InstructScenes
+
+    return InstructScenes(_scenes(source, cfg).config)
+
+
 def _photos(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.photos import Photos
 
@@ -78,6 +84,7 @@ def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
 # kind → builder; the only registry of data sources. Kinds in USER_KINDS read `source.path`.
 SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "scenes": _scenes,
+    "scenes-instruct": _scenes_instruct,  # scenes with template-teacher conversations (3 LLaVA kinds)
     "photos": _photos,
     "fashion-mnist": _fashion_mnist,
     "folder": lambda source, cfg: ImageFolderCaptions(source.path),

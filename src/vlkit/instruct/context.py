@@ -64,16 +64,18 @@ def scene_contexts(
 
     scenes = Scenes(ScenesConfig(image_size=image_size, max_objects=max_objects, seed=seed))
     for i in range(count):
-        scene = scenes.scene(i)
-        objects = [
-            ContextObject(
-                f"{o.size} {o.color} {o.shape}", tuple(round(v, 3) for v in o.box), o.color, o.shape, o.size
-            )
-            for o in scene.objects
-        ]
-        yield Context(
-            f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png", scene.captions, objects, True, scene.image
+        yield scene_context(scenes.scene(i), f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png")
+
+
+def scene_context(scene, id: str, image: str) -> Context:
+    """One rendered scene (`vlkit.data.scenes.Scene`) as an exact symbolic context."""
+    objects = [
+        ContextObject(
+            f"{o.size} {o.color} {o.shape}", tuple(round(v, 3) for v in o.box), o.color, o.shape, o.size
         )
+        for o in scene.objects
+    ]
+    return Context(id, image, scene.captions, objects, True, scene.image)
 
 
 def save_image(ctx: Context, out_dir: Path) -> None:
