@@ -138,3 +138,24 @@ def test_missing_recipe_and_bad_yaml_name_the_file(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(bad)
+
+
+def test_stages_chain_and_command_line_overrides_win_in_every_stage(tmp_path):
+    from vlkit.config import stage_configs
+
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(
+        "kind: generative\ntrain: {out_dir: runs/x, steps: 100}\n"
+        "stages:\n  - {name: align, set: ['train.steps=80', 'vlm.freeze_lm=true']}\n"
+        "  - {name: instruct, set: ['vlm.peft=lora']}\n"
+    )
+    stages = stage_configs(load_config(recipe, ["train.steps=2"]))
+    assert [name for name, _ in stages] == ["align", "instruct"]
+    (_, align), (_, instruct) = stages
+    assert align.train.steps == instruct.train.steps == 2  # the command line beats the stage's own set
+    assert align.vlm.freeze_lm and not instruct.vlm.freeze_lm and instruct.vlm.peft == "lora"
+    assert align.train.out_dir == "runs/x/align" and instruct.vlm.init_from == "runs/x/align"
+    assert not align.stages and not instruct.stages
+    recipe.write_text("stages:\n  - {name: 'a/b'}\n")
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.name"):
+        stage_configs(load_config(recipe))

@@ -252,6 +252,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
     for assignment in overrides:
         apply_override(data, assignment)
+    # Overrides win in every stage too: a stage's own `set` would otherwise undo them.
+    for stage in data.get("stages") or []:
+        if isinstance(stage, dict):
+            stage["set"] = [*stage.get("set", []), *overrides]
     try:
         return from_dict(Config, data)
     except ConfigError as e:
