@@ -33,3 +33,5 @@ if accelerator.is_main_process:
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     torch.save({"loss": mean_loss, "grads": grads, "world": accelerator.num_processes}, out_path)
 accelerator.wait_for_everyone()
+if torch.distributed.is_initialized():  # a clean gloo teardown: exiting with live comm threads can abort
+    torch.distributed.destroy_process_group()

@@ -217,12 +217,13 @@ def train_stages(
 ) -> Path:
     """Trains a recipe's stages in order (each resumes like `train`); a recipe without stages is
     one `train`. Returns the last stage's run folder."""
-    stages = stage_configs(cfg)
-    if not stages:
-        return train(cfg, evaluate=evaluate, **kwargs)
+    stages = stage_configs(cfg) or [("", cfg)]
     for name, stage_cfg in stages:
-        log.info("stage %s → %s", name, stage_cfg.train.out_dir)
+        if name:
+            log.info("stage %s → %s", name, stage_cfg.train.out_dir)
         out = train(stage_cfg, evaluate=evaluate, **kwargs)
+    if torch.distributed.is_initialized():  # a clean gloo teardown: exiting with live comm threads can abort
+        torch.distributed.destroy_process_group()
     return out
 
 
