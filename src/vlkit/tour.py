@@ -110,7 +110,7 @@ def run_generative_step(
         f"{cfg.vlm.language_model}), {cfg.train.steps} steps of captions and questions → {cfg.train.out_dir}"
     )
     started = time.perf_counter()
-    train(cfg, evaluate=evaluate_generative, progress=progress)
+    train(cfg, progress=progress)  # scored once below (also when a rerun resumes a finished run)
     minutes = (time.perf_counter() - started) / 60
     import vlkit
 
