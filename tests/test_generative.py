@@ -304,3 +304,18 @@ def test_scenes_instruct_samples_are_the_records_vlkit_instruct_writes(tmp_path)
         assert np.array_equal(
             sample["image"], np.asarray(Image.open(tmp_path / record["image"]).convert("RGB"))
         )
+
+
+def test_vision_tower_starts_from_a_contrastive_run(tiny_run, tiny_vlm_cfg):
+    from safetensors.torch import load_file as load
+
+    tiny_vlm_cfg.vlm.vision_init, tiny_vlm_cfg.model.vision_width = (
+        str(tiny_run),
+        32,
+    )  # the run's tower is 16 wide
+    tiny_vlm_cfg.vlm.freeze_vision, tiny_vlm_cfg.train.steps = True, 1
+    model = vlkit.load(train(tiny_vlm_cfg, progress=False)).model
+    clip = load(latest_checkpoint(tiny_run) / "model.safetensors")
+    tower = {k.removeprefix("image_tower."): v for k, v in clip.items() if k.startswith("image_tower.")}
+    assert tower and all(torch.equal(v, model.vision.state_dict()[k]) for k, v in tower.items())
+    assert model.connector.linear_1.in_features == 16

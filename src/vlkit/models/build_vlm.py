@@ -48,14 +48,15 @@ def build_vlm(cfg: Config, texts: Iterable[str] | None = None, saved: Path | Non
         model = _parts_from(cfg.vlm.init_from, cfg)
     else:
         model = _parts(cfg, texts, saved)
-        if saved is None and cfg.vlm.vision_init:
-            model.vision = _contrastive_image_tower(cfg.vlm.vision_init)
     return adapt(model, cfg)
 
 
 def _parts(cfg: Config, texts: Iterable[str] | None, saved: Path | None) -> GenerativeVLM:
     v = cfg.vlm
-    vision = build_image_tower(cfg.model.image_encoder, cfg.model, saved / "vision" if saved else None)
+    if saved is None and v.vision_init:  # its width, not model.*'s, sizes the connector
+        vision = _contrastive_image_tower(v.vision_init)
+    else:
+        vision = build_image_tower(cfg.model.image_encoder, cfg.model, saved / "vision" if saved else None)
     lm, tokenizer = build_language_model(
         v.language_model, v, saved / "language_model" if saved else None, texts
     )
