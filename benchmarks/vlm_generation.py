@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from common import SMOKE_VLM
 from PIL import Image
 from train_throughput import quiet_transformers
 from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -49,16 +50,6 @@ from vlkit.train.generative import CAPTION_PROMPT, vqa_prompt
 from vlkit.train.loop import tokenizer_texts
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llava-scenes.yaml"
-SMOKE_MODEL = [
-    "model.image_size=32",
-    "model.vision_width=32",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "vlm.lm_width=32",
-    "vlm.lm_layers=1",
-    "vlm.lm_heads=2",
-    "vlm.lm_vocab_size=300",
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.new_tokens, args.repeats = 8, 2
-        args.overrides = SMOKE_MODEL + args.overrides
+        args.overrides = SMOKE_VLM + args.overrides
     return args
 
 

@@ -45,6 +45,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from common import SMOKE_VLM
 from torch.utils.flop_counter import FlopCounterMode
 from train_throughput import CPU_ATTENTION, StepClock, matmul_peak, quiet_transformers
 
@@ -61,16 +62,6 @@ STAGES = {  # --stage → (vlm.freeze_vision, vlm.freeze_lm)
     "1": (True, True),  # LLaVA stage 1: the connector alone aligns the frozen tower and LM
     "2": (True, False),  # LLaVA stage 2: connector + LM fine-tune, tower frozen
 }
-SMOKE_MODEL = [  # a model small enough for CI
-    "model.image_size=32",
-    "model.vision_width=32",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "vlm.lm_width=32",
-    "vlm.lm_layers=1",
-    "vlm.lm_heads=2",
-    "vlm.lm_vocab_size=300",
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.steps, args.window, args.rounds = 4, 2, 1
         args.batch = args.batch or 8
-        args.overrides = SMOKE_MODEL + args.overrides
+        args.overrides = SMOKE_VLM + args.overrides
     if args.steps % args.window or args.steps < 2 * args.window:
         p.error(f"--steps {args.steps} must be a multiple of --window {args.window} and at least two windows")
     return args
