@@ -29,27 +29,14 @@ from vlkit.serve.engine import BatchingEngine, prompt_ids
 
 
 def tiny_lm(folder: str) -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from vlkit.instruct.prompts import KINDS, llava_messages
-    from vlkit.models.language_models import train_chat_tokenizer
+    from vlkit.models.language_models import gpt_tiny
 
     texts = [m["content"] for k in KINDS for m in llava_messages(k, next(scene_contexts(1)).symbolic())]
-    tokenizer = train_chat_tokenizer(texts * 3, 2000, 2048)
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    cfg = VLMConfig(lm_width=64, lm_layers=2, lm_heads=4, lm_vocab_size=2000, max_length=2040)
+    lm, tokenizer = gpt_tiny(cfg, None, texts * 3)
+    lm.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

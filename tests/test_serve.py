@@ -7,10 +7,9 @@ import urllib.request
 import openai
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from vlkit.config import VLMConfig
-from vlkit.models.language_models import train_chat_tokenizer
+from vlkit.models.language_models import gpt_tiny
 from vlkit.models.registry import build_language_model
 from vlkit.serve.app import BackgroundServer, create_app
 from vlkit.serve.engine import BatchingEngine, generate_one
@@ -23,22 +22,12 @@ TEXTS = [
 
 
 def tiny_lm(folder) -> str:
-    """Saves a random 2-layer Llama with a ChatML tokenizer into `folder`; returns its path."""
-    tokenizer = train_chat_tokenizer(TEXTS, vocab_size=300, max_length=512)
+    """Saves a random 2-layer gpt-tiny (Llama, ChatML tokenizer) into `folder`; returns its path."""
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+    lm, tokenizer = gpt_tiny(
+        VLMConfig(lm_width=32, lm_layers=2, lm_heads=4, lm_vocab_size=300, max_length=504), None, TEXTS
     )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    lm.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
