@@ -8,13 +8,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from vlkit.config import Config  # noqa: E402
+from vlkit.config import Config, SourceConfig  # noqa: E402
 
 
 def make_tiny_cfg() -> Config:
     """A model and a training run small enough for a test: 4 steps in about a second."""
     cfg = Config()
+    # The plain ViT patch stem (transformers-exportable) and the whole scenes world, as before the
+    # CLIP defaults moved to a conv stem and a single-object mix (both covered in test_learning.py).
+    cfg.data.sources = [SourceConfig()]
     m = cfg.model
+    m.vision_stem = "patch"
     m.vision_width, m.vision_layers, m.vision_heads = 16, 1, 2
     m.patch_size, m.image_size = 8, 32
     m.text_width, m.text_layers, m.text_heads = 16, 1, 2

@@ -31,6 +31,9 @@ class ModelConfig:
     embed_dim: int = 128  # shared embedding size after the projection heads
     image_size: int = 64  # input resolution of from-scratch image towers
     patch_size: int = 8
+    vision_stem: str = (
+        "conv"  # vit-tiny: conv (3x3 conv stack, models/conv_stem.py) | patch (CLIP's, exportable)
+    )
     vision_width: int = 128
     vision_layers: int = 4
     vision_heads: int = 4
@@ -57,11 +60,25 @@ class SourceConfig:
     path: str = ""  # folder / shard pattern / saved dataset (user data only)
     weight: float = 1.0
     split: str = "train"
+    # scenes only (0 = the data section's value): a mix can hold single-object and crowded scenes
+    min_objects: int = 0
+    max_objects: int = 0
+    caption_styles: int = 0  # scenes: keep the first N of its 5 caption styles (1 = canonical); 0 = all
+
+
+def default_sources() -> list[SourceConfig]:
+    """The default CLIP data mix (benchmarks/README.md says why): single objects, where shape is
+    what tells two same-coloured images apart, beside 1-3 object scenes; canonical captions only
+    ("a red circle and a blue square"), so size and position words never outbid shape."""
+    return [
+        SourceConfig(kind="scenes", max_objects=1, caption_styles=1),
+        SourceConfig(kind="scenes", caption_styles=1),
+    ]
 
 
 @dataclass
 class DataConfig:
-    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    sources: list[SourceConfig] = field(default_factory=default_sources)
     image_size: int = 64  # scenes render size
     min_objects: int = 1
     max_objects: int = 3

@@ -67,10 +67,21 @@ def clip_image_processor(p: ImagePreprocess) -> CLIPImageProcessor:
     )
 
 
+def _require_patch_stem(tower: torch.nn.Module, target: str) -> None:
+    """transformers' CLIP vision model has one strided convolution where a conv stem has a stack."""
+    if isinstance(tower, CLIPVisionTower) and getattr(tower.model.config, "vlkit_stem", "patch") != "patch":
+        raise ValueError(
+            f"export to {target}: this vision tower has a convolutional stem (model.vision_stem=conv), "
+            "which transformers' CLIP vision model has no place for; train with model.vision_stem=patch "
+            "to export, or use the model through vlkit (load, serve, eval)"
+        )
+
+
 def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
     """Writes a CLIPModel + CLIPProcessor folder; returns it."""
     model, cfg = load_model(resolve_model_dir(model_path))
     image, text = model.image_tower, model.text_tower
+    _require_patch_stem(image, "transformers (CLIPModel)")
     if not isinstance(image, CLIPVisionTower) or not isinstance(text, CLIPTextTower):
         raise ValueError(
             f"export to transformers needs CLIP towers (vit-tiny, text-tiny or transformers CLIP); "
@@ -109,6 +120,7 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
             f"{' or '.join(LLAVA_CONNECTORS)} connector; this model has {cfg.model.image_encoder!r} "
             f"+ {v.connector!r}"
         )
+    _require_patch_stem(model.vision, "LLaVA")
     if v.peft not in ("none", "lora"):
         raise ValueError(f"export to LLaVA: {v.peft!r} tuning adds virtual tokens LLaVA has no place for")
     lm = model.language_model.merge_and_unload() if v.peft == "lora" else model.language_model

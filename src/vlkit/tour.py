@@ -24,7 +24,13 @@ from vlkit.train.loop import train
 
 # The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
 # gpt-tiny), its vision tower initialised from the tour's CLIP run, as LLaVA starts from CLIP.
-GENERATIVE = ["kind=generative", "train.batch_size=64", "train.lr=0.001", "train.warmup_steps=30"]
+GENERATIVE = [
+    "kind=generative",
+    "train.batch_size=64",
+    "train.lr=0.001",
+    "train.warmup_steps=30",
+    "data.sources=[{kind: scenes}]",  # every caption style and 1-3 objects (not the CLIP's mix)
+]
 GENERATIVE_STEPS = 300
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
 TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")

@@ -44,11 +44,14 @@ __all__ = [
 def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.scenes import Scenes, ScenesConfig
 
-    return Scenes(
-        ScenesConfig(
-            image_size=cfg.image_size, min_objects=cfg.min_objects, max_objects=cfg.max_objects, seed=cfg.seed
-        )
+    config = ScenesConfig(
+        image_size=cfg.image_size,
+        min_objects=source.min_objects or cfg.min_objects,
+        max_objects=source.max_objects or cfg.max_objects,
+        seed=cfg.seed,
+        caption_styles=source.caption_styles,
     )
+    return Scenes(config)
 
 
 def _scenes_instruct(source: SourceConfig, cfg: DataConfig) -> Any:

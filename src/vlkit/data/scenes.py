@@ -47,6 +47,7 @@ MAX_OBJECTS = 6  # the fallback 3x3 grid of small objects always fits this many
 MIN_IMAGE_SIZE = 32  # below this a small star is a blob
 JITTER = 12  # per-channel colour jitter of each object
 BACKGROUNDS = 16  # tints and grain textures each; a scene draws one of each
+CAPTION_STYLES = 5  # true captions per scene (scenes_text.captions)
 GAP = 2  # min pixels between two boxes, so masks never touch and relations are clear
 
 
@@ -65,8 +66,16 @@ class ScenesConfig:
     min_objects: int = 1
     max_objects: int = 3
     seed: int = 0  # world seed: held-out evaluation uses a different one
+    # Keep the first N caption styles (1 = only the canonical "a red circle and a blue square");
+    # 0 = all five. The other styles add sizes and positions, which a contrastive model then
+    # learns before shape (benchmarks/README.md).
+    caption_styles: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.caption_styles <= CAPTION_STYLES:
+            raise ValueError(
+                f"ScenesConfig.caption_styles={self.caption_styles}: must be in [0, {CAPTION_STYLES}] (0 = all)"
+            )
         if self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"ScenesConfig.image_size={self.image_size}: must be >= {MIN_IMAGE_SIZE}")
         if self.min_objects < 1:
@@ -331,7 +340,7 @@ class Scenes:
             mask[p.y : p.y + h, p.x : p.x + w] = stencil
             box = (p.x / n, p.y / n, (p.x + w) / n, (p.y + h) / n)
             objects.append(SceneObject(p.shape, p.color, p.size, box, mask))
-        captions = scenes_text.captions(objects, rng)
+        captions = scenes_text.captions(objects, rng)[: self.config.caption_styles or None]
         qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES)
         edits = [
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),

@@ -27,6 +27,7 @@ from transformers import (
 
 from vlkit.config import ModelConfig, VLMConfig
 from vlkit.models import tokenizer as tok
+from vlkit.models.conv_stem import ConvStem
 from vlkit.models.language_models import LM, gpt_tiny, hf_causal_lm, smollm2_135m
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import (
@@ -57,7 +58,14 @@ def _vit_tiny(cfg: ModelConfig, saved: Path | None) -> CLIPVisionTower:
             patch_size=cfg.patch_size,
             projection_dim=cfg.embed_dim,
         )
-    return CLIPVisionTower(CLIPVisionModel(config), ImagePreprocess(config.image_size, CLIP_MEAN, CLIP_STD))
+        config.vlkit_stem = cfg.vision_stem  # saved in config.json, so a checkpoint rebuilds its stem
+    model = CLIPVisionModel(config)
+    stem = getattr(config, "vlkit_stem", "patch")
+    if stem == "conv":
+        model.embeddings.patch_embedding = ConvStem(config.hidden_size, config.patch_size)
+    elif stem != "patch":
+        raise ValueError(f"model.vision_stem={stem!r}: valid stems are 'patch' and 'conv'")
+    return CLIPVisionTower(model, ImagePreprocess(config.image_size, CLIP_MEAN, CLIP_STD))
 
 
 def _text_tiny(cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None) -> CLIPTextTower:
