@@ -15,7 +15,11 @@ def test_defaults_build():
     cfg = load_config()
     assert cfg == Config()
     assert cfg.model.image_encoder == "vit-tiny" and cfg.model.text_encoder == "text-tiny"
-    assert cfg.data.sources == [SourceConfig(kind="scenes")]
+    assert [(s.kind, s.max_objects, s.caption_styles) for s in cfg.data.sources] == [
+        ("scenes", 1, 1),  # single objects, canonical captions
+        ("scenes", 0, 1),  # the whole 1-3 object world, canonical captions
+    ]
+    assert cfg.model.vision_stem == "conv"
     assert cfg.train.betas == (0.9, 0.98)
 
 

@@ -321,3 +321,44 @@ def test_transformers_vision_folder_round_trips_through_a_checkpoint(tmp_path):
     pixels = model.image_tower.preprocess([np.zeros((40, 50, 3), np.uint8)])  # resized and cropped to 32
     assert pixels.shape == (1, 3, 32, 32)
     torch.testing.assert_close(reloaded.encode_images(pixels), model.encode_images(pixels), rtol=0, atol=0)
+
+
+def test_conv_stem_round_trips_and_keeps_the_token_grid(tiny_cfg, captions, images, tmp_path):
+    """The conv stem replaces only the patch embedding: same grid; its BN statistics save and load."""
+    from vlkit.export import export_transformers
+    from vlkit.models.conv_stem import ConvStem
+
+    tiny_cfg.model.vision_stem = "conv"
+    model = build_model(tiny_cfg, texts=captions)
+    pixel_values = model.image_tower.preprocess(images)
+    model.train()(pixel_values, **tokenize(model.text_tower, captions[:4]))  # moves BN running stats
+    model.eval()
+    assert isinstance(model.image_tower.model.embeddings.patch_embedding, ConvStem)
+    m = tiny_cfg.model
+    assert model.image_tower.grid(pixel_values).shape == (
+        4,
+        (m.image_size // m.patch_size) ** 2,
+        m.vision_width,
+    )
+    save_model(model, tiny_cfg, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert isinstance(loaded.image_tower.model.embeddings.patch_embedding, ConvStem)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.encode_images(pixel_values), model.encode_images(pixel_values), rtol=0, atol=0
+        )
+    with pytest.raises(ValueError, match="convolutional stem"):
+        export_transformers(tmp_path / "m", tmp_path / "hf")
+
+
+@pytest.mark.parametrize("patch_size", [6, 1])
+def test_conv_stem_needs_a_power_of_two_patch(tiny_cfg, patch_size):
+    tiny_cfg.model.vision_stem, tiny_cfg.model.patch_size = "conv", patch_size
+    with pytest.raises(ValueError, match="power of two"):
+        build_image_tower("vit-tiny", tiny_cfg.model)
+
+
+def test_unknown_vision_stem_is_a_clear_error(tiny_cfg):
+    tiny_cfg.model.vision_stem = "fourier"
+    with pytest.raises(ValueError, match="model.vision_stem='fourier'"):
+        build_image_tower("vit-tiny", tiny_cfg.model)

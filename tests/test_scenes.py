@@ -229,3 +229,39 @@ def test_other_image_sizes_render_within_bounds():
         scene = Scenes(ScenesConfig(image_size=size, max_objects=MAX_OBJECTS)).scene(11)
         assert scene.image.shape == (size, size, 3)
         assert all(o.mask.shape == (size, size) and o.mask.any() for o in scene.objects)
+
+
+def test_caption_styles_keep_the_first_styles_and_the_rest_of_the_scene():
+    """caption_styles=1 keeps the canonical caption; image, QA and negatives stay those of the full world."""
+    full = Scenes(ScenesConfig(seed=5))
+    canonical = Scenes(ScenesConfig(seed=5, caption_styles=1))
+    for i in range(20):
+        a, b = full.scene(i), canonical.scene(i)
+        assert b.captions == a.captions[:1]
+        assert b.caption_negatives == a.caption_negatives[:1]
+        assert np.array_equal(a.image, b.image) and a.qa == b.qa
+
+
+@pytest.mark.parametrize("styles", [-1, 6])
+def test_caption_styles_out_of_range_names_the_field(styles):
+    with pytest.raises(ValueError, match=f"caption_styles={styles}"):
+        ScenesConfig(caption_styles=styles)
+
+
+def test_a_source_can_narrow_the_object_count():
+    from vlkit.config import DataConfig, SourceConfig
+    from vlkit.data import build_source
+
+    world = build_source(SourceConfig(kind="scenes", max_objects=1), DataConfig(max_objects=3))
+    assert all(len(world.scene(i).objects) == 1 for i in range(30))
+    assert world.config.max_objects == 1 and world.config.min_objects == 1
+
+
+def test_scene_only_source_fields_are_refused_elsewhere():
+    from vlkit.config import DataConfig, SourceConfig
+    from vlkit.data import build_source
+
+    with pytest.raises(ValueError, match=r"data.sources\[0\].caption_styles: 1 applies to scenes"):
+        build_source(SourceConfig(kind="photos", caption_styles=1), DataConfig())
+    with pytest.raises(ValueError, match=r"data.sources\[0\]: ScenesConfig.min_objects=2 > max_objects=1"):
+        build_source(SourceConfig(kind="scenes", min_objects=2, max_objects=1), DataConfig())
