@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--control", action="store_true", help="also train the bare-loop CLIPModel control")
     p.add_argument("--name", default="clip-scenes", help="results file: time_to_accuracy-<name>.json")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--smoke", action="store_true", help="tiny model, 4 steps, no results file")
+    p.add_argument("--keep", default="", help="train the first seed here (kept) instead of a temp folder")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--smoke", action="store_true", help="tiny model, 4 steps, control too, no results file")
     return p.parse_args(argv)
 
 
@@ -76,6 +78,8 @@ def make_config(args: argparse.Namespace, seed: int, out_dir: str) -> Config:
     overrides += [f"train.eval_every={args.eval_every}"]
     if args.steps:
         overrides.append(f"train.steps={args.steps}")
+    if args.threads:
+        overrides.append(f"train.threads={args.threads}")
     if args.smoke:
         overrides += SMOKE_MODEL + ["train.steps=4", "train.batch_size=16", "train.warmup_steps=1"]
         overrides += ["eval.num_images=64", "train.eval_every=2"]
@@ -181,14 +185,18 @@ def environment(peak: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.control = args.control or args.smoke
+    if args.threads:
+        torch.set_num_threads(args.threads)
     peak = matmul_peak()[0]
     print(f"fp32 torch.mm peak: {peak:.0f} GFLOP/s (minutes are also scaled to {REFERENCE_GFLOPS:.0f})")
     result = {"recipe": Path(args.recipe).name, "overrides": args.set, "chance": CHANCE}
     result["environment"] = environment(peak)
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
-        for seed in args.seeds:
-            runs.append(vlkit_run(make_config(args, seed, f"{tmp}/vlkit-{seed}")))
+        for k, seed in enumerate(args.seeds):
+            folder = args.keep if args.keep and k == 0 else f"{tmp}/vlkit-{seed}"
+            runs.append(vlkit_run(make_config(args, seed, folder)))
             print(f"seed {seed}: " + json.dumps(runs[-1][-1]))
         result["vlkit"] = {"seeds": args.seeds, "curves": runs, "final": summarise(runs, peak)}
         if args.control:

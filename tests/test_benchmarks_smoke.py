@@ -57,3 +57,10 @@ def test_vlm_generation_smoke():
     out = run_smoke("vlm_generation.py")  # exits 1 when the greedy outputs differ
     assert "identical greedy outputs (token ids and replies): PASS" in out
     assert "vlkit tokens/s" in out
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_smoke():
+    out = run_smoke("time_to_accuracy.py")  # vlkit and the bare-loop CLIPModel control, scored alike
+    for expected in ("torch.mm peak", "seed 0:", "control:", "train_minutes_at_250_gflops"):
+        assert expected in out

@@ -17,7 +17,7 @@ def test_defaults_build():
     assert cfg.model.image_encoder == "vit-tiny" and cfg.model.text_encoder == "text-tiny"
     assert [(s.kind, s.max_objects, s.caption_styles) for s in cfg.data.sources] == [
         ("scenes", 1, 1),  # single objects, canonical captions
-        ("scenes", 0, 1),  # the whole 1-3 object world, canonical captions
+        ("scenes", 0, 0),  # the whole 1-3 object world, every caption style
     ]
     assert cfg.model.vision_stem == "conv"
     assert cfg.train.betas == (0.9, 0.98)

@@ -414,3 +414,15 @@ def test_caption_scores_equal_cocoevalcap_on_coco_format_files(tmp_path, monkeyp
 def test_caption_scores_reject_mismatched_ids():
     with pytest.raises(ValueError, match="different ids"):
         metrics.caption_scores({"1": "a cat"}, {"2": ["a dog"]})
+
+
+def test_question_only_prior_answers_each_question_with_its_majority():
+    from vlkit.metrics import question_only_prior
+
+    questions = ["Is there a red circle?", "Is there a red circle?", "Is there a red circle?", "How many?"]
+    answers = [["no"] * 10, ["no"] * 10, ["yes"] * 10, ["2"] * 10]
+    assert question_only_prior(questions, answers) == [1.0, 1.0, 0.0, 1.0]
+    # a tie goes to the alphabetically first answer, so the baseline is deterministic
+    assert question_only_prior(["q", "q"], [["yes"] * 10, ["no"] * 10]) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="2 questions vs 1"):
+        question_only_prior(["a", "b"], [["x"]])

@@ -284,6 +284,26 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
     return float(sum(per_annotator) / len(per_annotator))
 
 
+def question_only_prior(questions: Sequence[str], answers: Sequence[list[str]]) -> list[float]:
+    """A blind baseline: the VQA accuracy of answering each question with the most common answer
+    to the same question in these examples, without looking at any image. `questions` are the
+    keys that count as "the same question": templates with the named objects masked ("Is there a
+    <color> <shape>?"), or the texts themselves.
+
+    Fitted on the examples it scores, so it is an upper bound on what the question alone gives
+    (a key seen once scores 1: mask what is specific to the image); a model near it answers from
+    the question, not the picture. → one accuracy per example.
+    """
+    if len(questions) != len(answers):
+        raise ValueError(f"question_only_prior: {len(questions)} questions vs {len(answers)} answer lists")
+    votes: dict[str, dict[str, int]] = {}
+    for q, gts in zip(questions, answers):
+        for a in gts:
+            votes.setdefault(q, {})[a] = votes.setdefault(q, {}).get(a, 0) + 1
+    majority = {q: max(sorted(c), key=c.get) for q, c in votes.items()}  # ties: alphabetical
+    return [vqa_accuracy(majority[q], gts) for q, gts in zip(questions, answers)]
+
+
 # --- captions --------------------------------------------------------------------------------
 
 

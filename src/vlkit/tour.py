@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from vlkit.config import load_config
+from vlkit.data.scenes import ZERO_SHOT_CLASSES
 from vlkit.eval.cards import write_model_card
 from vlkit.eval.contrastive import evaluate_scenes
 from vlkit.eval.embedded import scene_benchmarks
@@ -130,10 +131,13 @@ def run_generative_step(
     for qa, answer in zip(scene.qa, answers):
         print(f"  Q: {qa.question}  A: {answer}  (truth: {qa.answer})")
     kinds = ", ".join(
-        f"{k[4:]} {v:.0%}" for k, v in scores.items() if k.startswith("vqa_") and k != "vqa_accuracy"
+        f"{k[4:]} {v:.0%} (prior {scores.get('prior_' + k[4:], float('nan')):.0%})"
+        for k, v in scores.items()
+        if k.startswith("vqa_") and k != "vqa_accuracy"
     )
     print(
-        f"held-out VQA exact match {scores['vqa_accuracy']:.1%} ({kinds}); captions naming every object: "
+        f"held-out VQA exact match {scores['vqa_accuracy']:.1%}, question-only prior "
+        f"{scores['prior_accuracy']:.1%} ({kinds}); captions naming every object: "
         f"{scores['caption_all_named']:.1%}"
     )
     return scores, minutes
@@ -141,7 +145,10 @@ def run_generative_step(
 
 def _print_contrastive(scores: dict, results: list) -> None:
     print()
-    print(f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%}")
+    print(
+        f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%} "
+        f"(chance {1 / len(ZERO_SHOT_CLASSES):.1%}; colour right, shape guessed: 25%)"
+    )
     print(
         f"retrieval on held-out scenes: text→image R@1 {scores['t2i_R@1']:.1%}, R@5 {scores['t2i_R@5']:.1%}; "
         f"image→text R@1 {scores['i2t_R@1']:.1%}, R@5 {scores['i2t_R@5']:.1%}"

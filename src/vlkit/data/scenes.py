@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -357,6 +358,20 @@ class Scenes:
             shape_negative_caption=negatives[0][1],
             caption_negatives=negatives,
         )
+
+
+_ATTRIBUTE_WORDS = re.compile(rf"\b(?:{'|'.join(COLOR_NAMES)})\b|\b(?:{'|'.join(SHAPES)})s?\b")
+
+
+def question_template(question: str) -> str:
+    """The question with its colour and shape words masked: "Is there a <color> <shape>?".
+
+    What a question-only baseline may know: the wording, not which objects it names (nor the
+    article, which would tell "an orange" from "a red")."""
+    masked = _ATTRIBUTE_WORDS.sub(
+        lambda m: "<shape>" if m.group(0).rstrip("s") in SHAPES else "<color>", question
+    )
+    return re.sub(r"\ban <color>", "a <color>", masked)
 
 
 class SingleObjectScenes:

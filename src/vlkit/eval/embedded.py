@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from vlkit.data.images import ImageError
-from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes
+from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes, question_template
 from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
 from vlkit.metrics import vqa_normalize
@@ -77,6 +77,7 @@ def scene_benchmarks(
                     "id": f"{s.key}/q{q}",
                     "image": s.image,
                     "question": qa.question,
+                    "question_template": question_template(qa.question),
                     "answers": [vqa_normalize(qa.answer)] * 10,
                     "question_type": qa.type,
                     "answer_type": "yes/no" if qa.answer in ("yes", "no") else "other",

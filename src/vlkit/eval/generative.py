@@ -10,6 +10,7 @@ image-text-to-text models), optionally `segment(images, phrases) -> list[bool[H,
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -52,16 +53,23 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
     ex = bench.examples
     answers = _batched(model.answer, ex, lambda e: (e["image"], e["question"]), batch_size, "vqa", progress)
     acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(answers, ex)]
+    types = [e.get("question_type", "") for e in ex]
+    # the blind baseline, per question template where the data gives one (scenes), else per question
+    keys = [e.get("question_template") or e["question"] for e in ex]
+    prior = metrics.question_only_prior(keys, [e["answers"] for e in ex])
     breakdowns = {
         f"vqa_accuracy by {field}": _mean_by([e.get(field, "") for e in ex], acc)
         for field in ("question_type", "answer_type")
     }
+    breakdowns["question-only prior by question_type"] = _mean_by(types, prior)
+    breakdowns["answer share by question_type"] = _answer_shares(types, answers)
     preds = [
         {
             "id": e["id"],
             "question": e["question"],
             "answer": a,
             "normalized": metrics.vqa_normalize(a),
+            "truth": Counter(e["answers"]).most_common(1)[0][0],
             "accuracy": s,
         }
         for e, a, s in zip(ex, answers, acc)
@@ -166,6 +174,17 @@ def _exact(bench: Benchmark, task: str, key: str, answers: list[str], labels: li
         split=bench.split,
         samples=len(labels),
     )
+
+
+def _answer_shares(groups: Sequence[str], answers: Sequence[str], top: int = 4) -> dict[str, float]:
+    """ "type: answer" → share of that type's predictions, the `top` most common per type: a model
+    that says "no" to every existence question shows as "existence: no" 1.0."""
+    by_group: dict[str, Counter] = {}
+    for g, a in zip(groups, answers):
+        by_group.setdefault(g or "unknown", Counter())[metrics.vqa_normalize(a)] += 1
+    return {
+        f"{g}: {a}": n / sum(c.values()) for g, c in sorted(by_group.items()) for a, n in c.most_common(top)
+    }
 
 
 def _mean_by(groups: Sequence[str], values: Sequence[float]) -> dict[str, float]:
