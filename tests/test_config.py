@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vlkit.config import Config, ConfigError, SourceConfig, load_config, save_config
+from vlkit.config import Config, ConfigError, SourceConfig, load_config, save_config, stage_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -162,4 +162,27 @@ def test_stages_chain_and_command_line_overrides_win_in_every_stage(tmp_path):
     assert not align.stages and not instruct.stages
     recipe.write_text("stages:\n  - {name: 'a/b'}\n")
     with pytest.raises(ConfigError, match=r"stages\[0\]\.name"):
+        stage_configs(load_config(recipe))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.steps=0", r"train.steps=0: out of range; valid values are >= 1"),
+        ("train.steps=-5", r"train.steps=-5: out of range"),
+        ("train.batch_size=0", r"train.batch_size=0: out of range"),
+        ("train.grad_accum=0", r"train.grad_accum=0: out of range"),
+        ("train.min_lr_ratio=1.5", r"train.min_lr_ratio=1.5: out of range; valid values are in \[0, 1\]"),
+        ("eval.num_images=0", r"eval.num_images=0: out of range"),
+    ],
+)
+def test_values_out_of_range_name_the_key_value_and_range(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_a_stage_override_out_of_range_names_the_stage(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - name: a\n    set: ['train.grad_accum=0']\n")
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(a\): train.grad_accum=0: out of range"):
         stage_configs(load_config(recipe))

@@ -422,3 +422,25 @@ def test_open_named_infers_the_kind(tmp_path: Path) -> None:
     assert len(open_named(str(tmp_path / "shards" / "shard-000001.tar"))) == 1
     with pytest.raises(ValueError, match="not an embedded set"):
         open_named(str(tmp_path))
+
+
+def test_eval_reads_saved_hf_datasets_and_scores_the_test_split(tmp_path: Path) -> None:
+    """A save_to_disk folder is not mistaken for Karpathy's dataset_<name>.json (its
+    dataset_info.json / dataset_dict.json match that glob), and a DatasetDict is scored on its
+    test split, never silently on train."""
+    datasets = pytest.importorskip("datasets")
+    from vlkit.eval.run import open_benchmarks
+
+    images = [Image.fromarray(_pattern(seed=i)) for i in range(3)]
+    table = datasets.Dataset.from_dict({"image": images, "text": ["zero", "one", "two"]})
+    table = table.cast_column("image", datasets.Image())
+    table.save_to_disk(str(tmp_path / "flat"))
+    datasets.DatasetDict({"train": table, "test": table.select([2])}).save_to_disk(str(tmp_path / "dict"))
+    datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "train-only"))
+
+    (flat,) = [b for b in open_benchmarks(str(tmp_path / "flat")) if b.task == "retrieval"]
+    assert [e["captions"] for e in flat.examples] == [["zero"], ["one"], ["two"]]
+    (held_out,) = [b for b in open_benchmarks(str(tmp_path / "dict")) if b.task == "retrieval"]
+    assert [e["captions"] for e in held_out.examples] == [["two"]]
+    with pytest.raises(ValueError, match="no split 'test'; available splits: train"):
+        open_benchmarks(str(tmp_path / "train-only"))

@@ -317,3 +317,25 @@ def test_scenes_offer_every_task_with_consistent_targets():
         "relation",
     }
     assert all(len(e["answers"]) == 10 for e in benches["vqa"].examples)
+
+
+class _Payload:
+    """A pickle that would run code when loaded: os.system at unpickling time."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_refcoco_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
+    """A crafted refs(*).p in a data folder never runs: the unpickler admits plain data only."""
+    monkeypatch.chdir(tmp_path)
+    refs_path = tmp_path / "refs(unc).p"
+    refs_path.write_bytes(pickle.dumps([{"ann_id": 1, "payload": _Payload()}]))
+    (tmp_path / "instances.json").write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(
+        ValueError, match=r"refs\(unc\).p: refused: not a plain-data pickle .*posix.system|nt.system"
+    ):
+        load_refcoco(refs_path, tmp_path / "instances.json")
+    assert not (tmp_path / "PWNED").exists()

@@ -168,6 +168,42 @@ class Config:
     stages: list[StageConfig] = field(default_factory=list)  # empty: one stage, the recipe itself
 
 
+# --------------------------------------------------------------------------- ranges
+
+# key → (lowest, highest) valid value, None = unbounded: a value out of range passes the type
+# check but would fail late (steps=0: no log to plot) or silently (grad_accum=0: trains nothing).
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "train.steps": (1, None),
+    "train.batch_size": (1, None),
+    "train.grad_accum": (1, None),
+    "train.lr": (0, None),
+    "train.warmup_steps": (0, None),
+    "train.min_lr_ratio": (0, 1),
+    "train.weight_decay": (0, None),
+    "train.grad_clip": (0, None),
+    "train.log_every": (1, None),
+    "train.eval_every": (0, None),
+    "train.save_every": (0, None),
+    "train.keep_last": (1, None),
+    "train.threads": (0, None),
+    "eval.num_images": (1, None),
+    "model.embed_dim": (1, None),
+    "model.image_size": (1, None),
+    "model.patch_size": (1, None),
+    "data.image_size": (1, None),
+}
+
+
+def check_ranges(cfg: Config) -> None:
+    """Raises ConfigError naming the key, the value and the valid range of the first value out of range."""
+    for key, (lo, hi) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            valid = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ConfigError(f"{key}={value!r}: out of range; valid values are {valid}")
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -271,7 +307,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if isinstance(stage, dict):
             stage["set"] = [*stage.get("set", []), *overrides]
     try:
-        return from_dict(Config, data)
+        cfg = from_dict(Config, data)
+        check_ranges(cfg)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
 
@@ -291,6 +329,7 @@ def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
             data.setdefault("vlm", {})["init_from"] = out[-1][1].train.out_dir
         try:
             out.append((stage.name, from_dict(Config, data)))
+            check_ranges(out[-1][1])
         except ConfigError as e:
             raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None
     return out

@@ -175,10 +175,11 @@ def open_named(name: str, split: str = "train") -> Any:
 
     scenes | photos | fashion-mnist, a folder holding captions.jsonl, a directory written by
     `datasets`' save_to_disk, a directory of .tar shards, or a shard pattern / .tar path.
-    `split` applies to fashion-mnist (train | test).
+    `split` applies to fashion-mnist (train | test) and to a saved DatasetDict (one of its splits;
+    a missing one is an error listing those it has, never a silent fall-back to "train").
     """
     kind, path = _kind_of(name)
-    source = SourceConfig(kind=kind, path=path, split=split if kind == "fashion-mnist" else "train")
+    source = SourceConfig(kind=kind, path=path, split=split if kind in ("fashion-mnist", "hf") else "train")
     return build_source(source, DataConfig(), where=f"data {name!r}")
 
 

@@ -22,7 +22,7 @@ Formats (file names as the benchmarks ship them):
   test_seen.jsonl or train.jsonl (id, img, label, text) + img/. SNLI-VE: snli_ve_<split>.jsonl
   (Flickr30K_ID, sentence2, gold_label) + <Flickr30K_ID>.jpg. NLVR2: <split>.json, one JSON per
   line (identifier, sentence, label, left/right image names or derived from identifier).
-- RefCOCO-style: refs(<who>).p (the refer toolkit's pickle; only open files you trust) or
+- RefCOCO-style: refs(<who>).p (the refer toolkit's pickle, read as plain data only) or
   refs*.json, with instances.json (COCO boxes in x, y, w, h).
 - ImageNet-style: one folder per class; class names from classnames.txt (one per line, in sorted
   folder order) or class_names.json ({folder: name}), else the folder names.
@@ -103,7 +103,7 @@ def _need(record: dict, keys: tuple[str, ...], where: str) -> None:
 
 
 def _one(folder: Path, pattern: str) -> Path | None:
-    matches = sorted(folder.glob(pattern))
+    matches = sorted(p for p in folder.glob(pattern) if p.name not in HF_METADATA)
     return matches[0] if matches else None
 
 
@@ -272,12 +272,31 @@ def load_nlvr2(path: Path) -> Benchmark:
 # --- RefCOCO-style referring expressions ----------------------------------------------------
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: a pickle that names any class or function (which is how a
+    crafted file runs code) is refused. Lists, dicts, tuples, strings, numbers, None and bools
+    need no global, so the refer toolkit's refs(*).p files load."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it names {module}.{name}; only plain data is read")
+
+
+def read_plain_pickle(path: Path):
+    """The refer toolkit's pickle, read without running any code from it (see `_PlainUnpickler`)."""
+    try:
+        with path.open("rb") as f:
+            return _PlainUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise ValueError(
+            f"{path}: refused: not a plain-data pickle ({e}); convert it to JSON (refs.json) to load it"
+        ) from None
+
+
 def load_refcoco(refs_path: Path, instances_path: Path, split: str = "val") -> Benchmark:
     """refs + instances → grounding examples, one per referring sentence. Candidates are every
     annotated box of the image (the ground-truth-proposal setting)."""
     if refs_path.suffix == ".p":
-        with refs_path.open("rb") as f:
-            refs = pickle.load(f)  # noqa: S301 - the refer toolkit's own format
+        refs = read_plain_pickle(refs_path)
     else:
         refs = _read_json(refs_path)
     inst = _read_json(instances_path)
@@ -347,8 +366,15 @@ def load_class_folders(root: Path) -> Benchmark:
 # --- dispatch -------------------------------------------------------------------------------
 
 
+# Written by `datasets`' save_to_disk; they match Karpathy's dataset_<name>.json pattern.
+HF_METADATA = ("dataset_info.json", "dataset_dict.json")
+
+
 def open_files(path: Path, split: str | None = None) -> list[Benchmark]:
-    """Every benchmark recognised at `path` (a folder, or one annotation file)."""
+    """Every benchmark recognised at `path` (a folder, or one annotation file); [] for a saved
+    Hugging Face dataset, which `named_benchmarks` reads as data."""
+    if path.is_dir() and any((path / n).is_file() for n in ("state.json", "dataset_dict.json")):
+        return []
     folder, file = (path, None) if path.is_dir() else (path.parent, path)
     name = file.name if file else ""
 
@@ -360,7 +386,7 @@ def open_files(path: Path, split: str | None = None) -> list[Benchmark]:
         a = _one(folder, "*annotations*.json")
         if q and a:
             return [load_vqav2(q, a)]
-    if k := pick("dataset_*.json"):
+    if (k := pick("dataset_*.json")) and k.name not in HF_METADATA:
         return load_karpathy(k, split or "test")
     if c := pick("captions_*.json"):
         return load_coco_captions(c)

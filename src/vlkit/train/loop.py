@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vlkit.config import Config, save_config, stage_configs
+from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset, iter_captions, iter_texts
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
@@ -105,6 +105,7 @@ class Run:
 
 def prepare(cfg: Config) -> Run:
     """Builds data, model, optimizer and schedule, resuming from the run's latest checkpoint."""
+    check_ranges(cfg)  # configs built in code skip load_config's check
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     accelerator = make_accelerator()
