@@ -64,3 +64,10 @@ def test_time_to_accuracy_smoke():
     out = run_smoke("time_to_accuracy.py")  # vlkit and the bare-loop CLIPModel control, scored alike
     for expected in ("torch.mm peak", "seed 0:", "control:", "train_minutes_at_250_gflops"):
         assert expected in out
+
+
+@pytest.mark.slow
+def test_shape_probe_smoke():
+    out = run_smoke("shape_probe.py")
+    for expected in ("patch stem, step 2", "conv stem, step 2", "shape accuracy"):
+        assert expected in out
