@@ -202,3 +202,23 @@ def test_export_transformers(tiny_run, tmp_path):
 
     hf = CLIPModel.from_pretrained(out_dir)
     assert hf.config.projection_dim == 8
+
+
+def test_classify_on_a_generative_model_says_what_to_do(tiny_vlm_run, scene_pngs):
+    result = vlkit_cli("classify", tiny_vlm_run, scene_pngs[0], "--labels", "red circle,blue star")
+    assert result.returncode != 0
+    assert "is a generative model; classify needs a contrastive one" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_instruct_cache_flag_reaches_the_generator(monkeypatch, tmp_path):
+    """--cache names the teacher-reply cache (it was parsed and silently ignored)."""
+    from vlkit import cli, instruct
+
+    seen = {}
+    monkeypatch.setattr(instruct, "generate_llava", lambda *a, **kw: seen.update(kw) or {})
+    out, cache = tmp_path / "out", tmp_path / "shared.sqlite"
+    cli.main(
+        ["instruct", "llava", "--source", "scenes", "--count", "1", "--out", str(out), "--cache", str(cache)]
+    )
+    assert seen["cache"] == str(cache)

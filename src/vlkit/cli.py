@@ -370,7 +370,13 @@ def _run(args: argparse.Namespace) -> None:
 
         labels = [x.strip() for x in args.labels.split(",") if x.strip()]
         templates = args.template or ["a photo of a {}."]
-        result = vlkit.load(args.model).classify(args.images, labels, templates)
+        model = vlkit.load(args.model)
+        if not hasattr(model, "classify"):
+            raise SystemExit(
+                f"vlkit classify: {args.model} is a generative model; classify needs a contrastive one "
+                "(CLIP, SigLIP, LiT). Ask the generative model instead: vlkit ask MODEL IMAGE QUESTION"
+            )
+        result = model.classify(args.images, labels, templates)
         for path, probs in zip(args.images, result.probs):
             best = probs.argsort()[::-1][: args.top]
             print(path + "\t" + "\t".join(f"{labels[i]}={probs[i]:.3f}" for i in best))
@@ -452,6 +458,7 @@ def _run(args: argparse.Namespace) -> None:
                 settings=settings,
                 api_key_env=args.api_key_env,
                 progress=progress,
+                cache=args.cache,  # was parsed and silently ignored
             )
             if cmd == "llava":
                 stats = instruct.generate_llava(
