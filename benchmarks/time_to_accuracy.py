@@ -166,7 +166,21 @@ def summarise(runs: list[list[dict]], peak: float) -> dict:
     minutes = out["train_minutes"]["mean"]
     out["train_minutes_at_250_gflops"] = minutes * peak / REFERENCE_GFLOPS
     out["images"] = last[0]["images"]
+    out["first_reach_top1_0.98"] = [first_reach(points, "top1", 0.98, peak) for points in runs]
     return out
+
+
+def first_reach(points: list[dict], key: str, goal: float, peak: float) -> dict | None:
+    """The first evaluation at which `key` >= goal: its images and minutes (also scaled), or None."""
+    for p in points:
+        if p.get(key, 0.0) >= goal:
+            minutes = p["train_minutes"]
+            return {
+                "images": p["images"],
+                "minutes": minutes,
+                "minutes_at_250": minutes * peak / REFERENCE_GFLOPS,
+            }
+    return None
 
 
 def environment(peak: float) -> dict:

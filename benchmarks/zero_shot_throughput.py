@@ -66,7 +66,8 @@ def untrained_model(folder: Path, overrides: list[str]) -> Path:
     from vlkit.models.build import build_model, save_model
     from vlkit.train.loop import TOKENIZER_SAMPLES
 
-    cfg = load_config(None, overrides)
+    # CLIP's patch stem: the transformers pipeline on the other side needs a CLIPModel export
+    cfg = load_config(None, ["model.vision_stem=patch", *overrides])
     model = build_model(cfg, texts=iter_captions(build_dataset(cfg.data), TOKENIZER_SAMPLES))
     save_model(model, cfg, folder)
     return folder
