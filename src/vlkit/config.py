@@ -31,9 +31,8 @@ class ModelConfig:
     embed_dim: int = 128  # shared embedding size after the projection heads
     image_size: int = 64  # input resolution of from-scratch image towers
     patch_size: int = 8
-    vision_stem: str = (
-        "conv"  # vit-tiny: conv (3x3 conv stack, models/conv_stem.py) | patch (CLIP's, exportable)
-    )
+    # vit-tiny's first layer: conv (a 3x3 conv stack, models/conv_stem.py) | patch (CLIP's own, exportable)
+    vision_stem: str = "conv"
     vision_width: int = 128
     vision_layers: int = 4
     vision_heads: int = 4

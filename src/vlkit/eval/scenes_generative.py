@@ -3,7 +3,7 @@
 VQA: every QA pair of `eval.num_images` held-out scenes, answered greedily and scored by the
 evaluation harness (`vlkit.eval.generative.vqa`: the official VQA v2 answer processing, so "Two."
 matches "2"), overall and per question type (count, color, shape, existence, relation), beside
-the question-only prior (the majority answer per question, no image) and the same questions in
+the question-only prior (the majority answer per question template, no image) and the same questions in
 held-out wordings (`vlkit.eval.paraphrase`). Captions: does the caption name every object by its
 colour and shape ("a red circle", "the small red circle")? Scored per object and per scene.
 """
