@@ -89,8 +89,8 @@ def make_config(args: argparse.Namespace, seed: int, out_dir: str) -> Config:
 class Curve:
     """An `evaluate` callback that also stamps training time (its own time excluded) and images."""
 
-    def __init__(self, cfg: Config):
-        self.cfg, self.points = cfg, []
+    def __init__(self):
+        self.points: list[dict] = []
         self.started, self.evaluating = time.perf_counter(), 0.0
 
     def __call__(self, model: torch.nn.Module, cfg: Config, step: int | None = None) -> dict[str, float]:
@@ -110,7 +110,7 @@ class Curve:
 
 
 def vlkit_run(cfg: Config) -> list[dict]:
-    curve = Curve(cfg)
+    curve = Curve()
     train(cfg, evaluate=curve, progress=False)
     return curve.points
 
@@ -120,6 +120,7 @@ def control_run(cfg: Config) -> list[dict]:
     from transformers import CLIPConfig, CLIPModel
 
     cfg.model.vision_stem = "patch"
+    cfg.model.hard_negatives = False  # the textbook loss: one caption per image (collate reads it)
     dataset = build_dataset(cfg.data)
     vl = build_model(cfg, texts=tokenizer_texts(cfg, dataset))  # towers' configs and the tokenizer
     image, text = vl.image_tower.model, vl.text_tower.model
@@ -131,9 +132,8 @@ def control_run(cfg: Config) -> list[dict]:
     optimizer = torch.optim.AdamW(hf.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     collate = ContrastiveObjective(vl, seed=t.seed)
-    cfg.model.hard_negatives = False  # the textbook loss: one caption per image
     batcher = Batcher(dataset, t.batch_size, t.seed)
-    curve = Curve(cfg)
+    curve = Curve()
     for step in range(t.steps):
         batch = collate.collate(batcher.samples(step))
         loss = hf(**batch, return_loss=True).loss

@@ -204,10 +204,15 @@ def test_export_transformers(tiny_run, tmp_path):
     assert hf.config.projection_dim == 8
 
 
-def test_classify_on_a_generative_model_says_what_to_do(tiny_vlm_run, scene_pngs):
-    result = vlkit_cli("classify", tiny_vlm_run, scene_pngs[0], "--labels", "red circle,blue star")
+@pytest.mark.parametrize("command", ["classify", "index"])
+def test_embedding_commands_on_a_generative_model_say_what_to_do(command, tiny_vlm_run, scene_pngs, tmp_path):
+    args = {
+        "classify": [scene_pngs[0], "--labels", "red circle,blue star"],
+        "index": [scene_pngs[0].parent, "--out", tmp_path / "index"],
+    }[command]
+    result = vlkit_cli(command, tiny_vlm_run, *args)
     assert result.returncode != 0
-    assert "is a generative model; classify needs a contrastive one" in result.stderr
+    assert f"is a generative model; {command} needs a contrastive one" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -323,6 +323,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+def _contrastive(path: str, command: str):
+    """vlkit.load(path), refused with what to do when it is a generative model (no embeddings)."""
+    import vlkit
+
+    model = vlkit.load(path)
+    if not hasattr(model, "embed_images"):
+        raise SystemExit(
+            f"vlkit {command}: {path} is a generative model; {command} needs a contrastive one "
+            "(CLIP, SigLIP, LiT). Ask the generative model instead: vlkit ask MODEL IMAGE QUESTION"
+        )
+    return model
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "tour":
         from vlkit.tour import run_tour
@@ -370,13 +383,7 @@ def _run(args: argparse.Namespace) -> None:
 
         labels = [x.strip() for x in args.labels.split(",") if x.strip()]
         templates = args.template or ["a photo of a {}."]
-        model = vlkit.load(args.model)
-        if not hasattr(model, "classify"):
-            raise SystemExit(
-                f"vlkit classify: {args.model} is a generative model; classify needs a contrastive one "
-                "(CLIP, SigLIP, LiT). Ask the generative model instead: vlkit ask MODEL IMAGE QUESTION"
-            )
-        result = model.classify(args.images, labels, templates)
+        result = _contrastive(args.model, "classify").classify(args.images, labels, templates)
         for path, probs in zip(args.images, result.probs):
             best = probs.argsort()[::-1][: args.top]
             print(path + "\t" + "\t".join(f"{labels[i]}={probs[i]:.3f}" for i in best))
@@ -384,7 +391,7 @@ def _run(args: argparse.Namespace) -> None:
         import vlkit
 
         files = _image_files(args.folder)
-        model = vlkit.load(args.model)
+        model = _contrastive(args.model, "index")
         index = model.build_index(files, [str(f) for f in files])
         index.metadata["model"] = str(model.path.resolve())
         index.save(args.out)

@@ -111,9 +111,8 @@ def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sourc
             f"{where}.path: kind {source.kind!r} is embedded and takes no path (got {source.path!r}); "
             f"paths are for kinds {', '.join(USER_KINDS)}"
         )
-    scene_only = {"min_objects": source.min_objects, "max_objects": source.max_objects}
-    scene_only["caption_styles"] = source.caption_styles
-    for key, value in scene_only.items():
+    for key in ("min_objects", "max_objects", "caption_styles"):  # scenes-only fields
+        value = getattr(source, key)
         if value and source.kind not in ("scenes", "scenes-instruct"):
             raise ValueError(f"{where}.{key}: {value!r} applies to scenes sources only, not {source.kind!r}")
     try:

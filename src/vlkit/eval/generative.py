@@ -61,7 +61,10 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
         f"vqa_accuracy by {field}": _mean_by([e.get(field, "") for e in ex], acc)
         for field in ("question_type", "answer_type")
     }
-    breakdowns["question-only prior by question_type"] = _mean_by(types, prior)
+    # per type, and over every question ("all")
+    breakdowns["question-only prior by question_type"] = _mean_by(types, prior) | {
+        "all": float(np.mean(prior))
+    }
     breakdowns["answer share by question_type"] = _answer_shares(types, answers)
     preds = [
         {

@@ -20,7 +20,7 @@ from vlkit.data.scenes import Scenes, ScenesConfig, question_template
 from vlkit.eval.generative import vqa
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.paraphrase import paraphrase
-from vlkit.metrics import question_only_prior, vqa_normalize
+from vlkit.metrics import vqa_normalize
 
 
 @lru_cache(maxsize=4)
@@ -67,16 +67,14 @@ def evaluate_generative(model, cfg: Config, n_caption_scenes: int = 64) -> dict[
         captions = gm.caption([s.image for s in scenes[:n_caption_scenes]])
     gm.model.train(was_training)
     by_type = vqa_result.breakdowns["vqa_accuracy by question_type"]
-    prior = vqa_result.breakdowns["question-only prior by question_type"]
+    prior = dict(vqa_result.breakdowns["question-only prior by question_type"])
     scores = vqa_result.metrics | {f"vqa_{kind}": v for kind, v in by_type.items()}
-    scores |= {f"prior_{kind}": v for kind, v in prior.items()}  # the blind baseline, per type
+    scores["prior_accuracy"] = prior.pop("all")  # the blind baseline, overall and per type
+    scores |= {f"prior_{kind}": v for kind, v in prior.items()}
     # the same questions in wordings no training source uses (vlkit.eval.paraphrase)
     scores["paraphrase_accuracy"] = reworded_result.metrics["vqa_accuracy"]
     by_type = reworded_result.breakdowns["vqa_accuracy by question_type"]
     scores |= {f"paraphrase_{kind}": v for kind, v in by_type.items()}
-    examples = bench.examples
-    blind = question_only_prior([e["question_template"] for e in examples], [e["answers"] for e in examples])
-    scores["prior_accuracy"] = sum(blind) / max(1, len(blind))
     named = [[names_object(c, o.color, o.shape) for o in s.objects] for s, c in zip(scenes, captions)]
     scores["caption_objects_named"] = sum(map(sum, named)) / max(1, sum(map(len, named)))
     scores["caption_all_named"] = sum(all(n) for n in named) / max(1, len(named))
