@@ -15,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vlkit.config import Config
-from vlkit.data.images import load_image
+from vlkit.data.images import ImageInput, as_array
 from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.objectives import tokenize
 
-ImageInput = str | Path | Image.Image | np.ndarray
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
@@ -55,7 +53,7 @@ class ContrastiveModel:
         """→ unit vectors float32[N, E]."""
         out = []
         for start in range(0, len(images), batch_size):
-            chunk = [_as_array(im) for im in images[start : start + batch_size]]
+            chunk = [as_array(im) for im in images[start : start + batch_size]]
             out.append(self.model.encode_images(self.model.image_tower.preprocess(chunk)))
         return torch.cat(out).float().numpy() if out else np.zeros((0, self.cfg.model.embed_dim), np.float32)
 
@@ -113,14 +111,6 @@ class ContrastiveModel:
     ) -> list[list[tuple[str, float]]]:
         """Image → whatever the index holds (images, or texts embedded with `embed_texts`)."""
         return index.search(self.embed_images(images), k)
-
-
-def _as_array(image: ImageInput) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image arrays must be uint8[H, W, 3], got {image.dtype}{list(image.shape)}")
-        return image
-    return load_image(image)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from transformers import TextIteratorStreamer
 
-from vlkit.api import ImageInput, _as_array
 from vlkit.config import Config
 from vlkit.data.conversations import IMAGE_PLACEHOLDER
+from vlkit.data.images import ImageInput, as_array
 from vlkit.models.vlm import GenerativeVLM
 from vlkit.train.generative import CAPTION_PROMPT, vqa_prompt
 
@@ -118,7 +118,7 @@ class GenerativeModel:
                 raise ValueError(
                     f"{len(images)} images for {len(conversations)} conversations: give one each"
                 )
-            pixel_values = self.model.vision.preprocess([_as_array(im) for im in images])
+            pixel_values = self.model.vision.preprocess([as_array(im) for im in images])
         kwargs = decoding.generate_kwargs() | ({"tokenizer": self.tokenizer} if decoding.stop else {})
         out = self.model.generate(**batch, pixel_values=pixel_values, streamer=streamer, **kwargs)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)

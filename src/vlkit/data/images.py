@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 MAX_PIXELS = 89_478_485
 
 ImageSource = str | Path | bytes | Image.Image
+ImageInput = str | Path | Image.Image | np.ndarray  # what inference and evaluation take
 
 # Modes that carry alpha; they are composited on white, since a transparent background
 # most often means "paper" (logos, product shots) and black would invent dark images.
@@ -67,6 +68,16 @@ def load_image(
             # PIL's plugins raise a zoo of types on bad data (UnidentifiedImageError, OSError
             # for truncation, SyntaxError, struct.error, IndexError, ...); all mean "bad file".
             raise ImageError(name, f"cannot decode image ({type(e).__name__}: {e})") from e
+
+
+def as_array(image: ImageInput) -> np.ndarray:
+    """A path or PIL image (decoded by `load_image`), or an array that must already be
+    `uint8[H, W, 3]`, → `uint8[H, W, 3]` RGB."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image arrays must be uint8[H, W, 3], got {image.dtype}{list(image.shape)}")
+        return image
+    return load_image(image)
 
 
 def _decode(img: Image.Image, name: str, max_pixels: int | None) -> np.ndarray:

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from vlkit.data.images import ImageError
+from vlkit.data.images import ImageError, as_array
 from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes, question_template
 from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
@@ -145,6 +145,4 @@ def named_benchmarks(name: str, limit: int | None = None) -> list[Benchmark]:
 
 def as_arrays(images: list) -> list[np.ndarray]:
     """Paths / PIL images / arrays → uint8[H, W, 3] arrays (paths are decoded here)."""
-    from vlkit.api import _as_array
-
-    return [_as_array(im) for im in images]
+    return [as_array(im) for im in images]
