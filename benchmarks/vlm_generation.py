@@ -43,10 +43,10 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration
 from vlkit.api import resolve_model_dir
 from vlkit.config import load_config
 from vlkit.data import build_dataset
+from vlkit.data.conversations import CAPTION_PROMPT, vqa_prompt
 from vlkit.export import export_llava
 from vlkit.generation import Decoding, GenerativeModel
 from vlkit.models.build import build_model, load_model, save_model
-from vlkit.train.generative import CAPTION_PROMPT, vqa_prompt
 from vlkit.train.loop import tokenizer_texts
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llava-scenes.yaml"

@@ -24,10 +24,9 @@ import torch
 from transformers import TextIteratorStreamer
 
 from vlkit.config import Config
-from vlkit.data.conversations import IMAGE_PLACEHOLDER
+from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, vqa_prompt
 from vlkit.data.images import ImageInput, as_array
 from vlkit.models.vlm import GenerativeVLM
-from vlkit.train.generative import CAPTION_PROMPT, vqa_prompt
 
 
 @dataclass

@@ -23,6 +23,13 @@ from vlkit.data.images import load_image
 
 IMAGE_PLACEHOLDER = "<image>"
 LLAVA_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+# The fixed prompts generative models are trained on and asked with (training and inference).
+CAPTION_PROMPT = "Describe the image in one sentence."
+SHORT_ANSWER = "Answer with a single word or number."  # LLaVA-1.5's short-answer VQA suffix, shortened
+
+
+def vqa_prompt(question: str) -> str:
+    return f"{question} {SHORT_ANSWER}"
 
 
 def check_messages(messages: list[dict], where: str) -> None:

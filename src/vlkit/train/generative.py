@@ -18,17 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vlkit.data.conversations import IMAGE_PLACEHOLDER, check_messages
+from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, check_messages, vqa_prompt
 from vlkit.models.vlm import GenerativeVLM
 
 IGNORE = -100
-CAPTION_PROMPT = "Describe the image in one sentence."
-SHORT_ANSWER = "Answer with a single word or number."  # LLaVA-1.5's short-answer VQA suffix, shortened
 MAX_QA_TURNS = 6
-
-
-def vqa_prompt(question: str) -> str:
-    return f"{question} {SHORT_ANSWER}"
 
 
 def sample_messages(sample: dict, tasks: list[str], rng: np.random.Generator) -> list[dict]:

@@ -22,10 +22,11 @@ from tqdm.auto import tqdm
 
 from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset, iter_captions, iter_texts
+from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from vlkit.train.generative import CAPTION_PROMPT, SHORT_ANSWER, GenerativeObjective
+from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 
 log = logging.getLogger(__name__)
