@@ -21,8 +21,8 @@ from vlkit.data.images import ImageInput, as_array
 from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
 from vlkit.models.dual_encoder import DualEncoder
+from vlkit.models.towers import tokenize
 from vlkit.train.checkpoint import latest_checkpoint
-from vlkit.train.objectives import tokenize
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 

@@ -121,3 +121,11 @@ class MeanPoolTextTower(nn.Module):
 
     def blocks(self) -> list[nn.Module]:
         return list(self.model.encoder.layer)
+
+
+def tokenize(tower: nn.Module, texts: list[str]) -> dict[str, torch.Tensor]:
+    """A text tower's input for `texts`: padded, cut at its `max_length`."""
+    enc = tower.tokenizer(
+        texts, padding=True, truncation=True, max_length=tower.max_length, return_tensors="pt"
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

@@ -18,13 +18,7 @@ import torch
 
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.losses import clip_loss, siglip_loss
-
-
-def tokenize(tower: torch.nn.Module, texts: list[str]) -> dict[str, torch.Tensor]:
-    enc = tower.tokenizer(
-        texts, padding=True, truncation=True, max_length=tower.max_length, return_tensors="pt"
-    )
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+from vlkit.models.towers import tokenize
 
 
 @dataclass
