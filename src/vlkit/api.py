@@ -21,8 +21,8 @@ from vlkit.data.images import ImageInput, as_array
 from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
 from vlkit.models.dual_encoder import DualEncoder
+from vlkit.models.folders import resolve_model_dir
 from vlkit.models.towers import tokenize
-from vlkit.train.checkpoint import latest_checkpoint
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -111,20 +111,6 @@ class ContrastiveModel:
     ) -> list[list[tuple[str, float]]]:
         """Image → whatever the index holds (images, or texts embedded with `embed_texts`)."""
         return index.search(self.embed_images(images), k)
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """A model folder, or a run folder (→ its latest complete checkpoint)."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return path
-    ckpt = latest_checkpoint(path)
-    if ckpt is None:
-        raise FileNotFoundError(
-            f"{path}: neither a vlkit model folder nor a run folder with a complete checkpoint "
-            "(train one with `vlkit train recipes/clip-scenes.yaml`)"
-        )
-    return ckpt
 
 
 def load(path: str | Path):

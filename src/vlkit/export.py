@@ -27,9 +27,9 @@ from transformers import (
     LlavaProcessor,
 )
 
-from vlkit.api import resolve_model_dir
 from vlkit.config import load_config
 from vlkit.models.build import load_model
+from vlkit.models.folders import resolve_model_dir
 from vlkit.models.language_models import CHATML, IMAGE_TOKEN
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower

@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model as load_safetensors_model
-from safetensors.torch import save_model as save_safetensors_model
 
 from vlkit.config import Config, load_config, save_config
 from vlkit.models.dual_encoder import DualEncoder
+from vlkit.models.folders import WEIGHTS, load_weights, save_weights
 from vlkit.models.registry import build_image_tower, build_text_tower, save_tower_files
 
-WEIGHTS = "model.safetensors"
 KINDS = ("contrastive", "generative")
 
 
@@ -54,17 +52,7 @@ def save_model(model: torch.nn.Module, cfg: Config, folder: Path) -> None:
         save_config(cfg, folder / "config.yaml")
         save_tower_files(model.image_tower, folder / "image_tower")
         save_tower_files(model.text_tower, folder / "text_tower")
-    # safetensors' save_model stores tied weights (a tied LM head) once; load_weights restores them.
-    save_safetensors_model(model, str(folder / WEIGHTS))
-
-
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Loads `model.safetensors` into `model`, strictly: every key must match."""
-    missing, unexpected = load_safetensors_model(model, str(path), strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: missing keys {sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}"
-        )
+    save_weights(model, folder)
 
 
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, Config]:

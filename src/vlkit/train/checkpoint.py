@@ -23,20 +23,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlkit.config import Config
-from vlkit.models.build import WEIGHTS, load_weights, save_model
+from vlkit.models.build import save_model
+from vlkit.models.folders import WEIGHTS, checkpoint_dir, latest_checkpoint, load_weights
 
-
-def checkpoint_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "checkpoints"
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    pointer = checkpoint_dir(out_dir) / "latest"
-    if not pointer.is_file():
-        return None
-    path = checkpoint_dir(out_dir) / pointer.read_text().strip()
-    return path if (path / "trainer_state.json").is_file() else None
+# checkpoint_dir and latest_checkpoint read the layout above; they live in vlkit.models.folders,
+# which resolves run folders for loading too.
+__all__ = ["checkpoint_dir", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
