@@ -22,16 +22,23 @@ KINDS = ("contrastive", "generative")
 
 
 def build_model(
-    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None
+    cfg: Config,
+    texts: Iterable[str] | None = None,
+    saved: Path | None = None,
+    *,
+    vision: torch.nn.Module | None = None,
+    previous: tuple[torch.nn.Module, Config] | None = None,
 ) -> torch.nn.Module:
     """A new model (pretrained parts loaded, from-scratch ones initialised with `cfg.train.seed`),
-    or with `saved`, the structure of a saved model folder (its weights are loaded separately)."""
+    or with `saved`, the structure of a saved model folder (its weights are loaded separately).
+    `vision` / `previous`: the trained parts a generative recipe starts from, loaded by the
+    caller (see `build_vlm`; `vlkit.train.loop.initial_parts` loads them)."""
     if cfg.kind not in KINDS:
         raise ValueError(f"kind: {cfg.kind!r} is not a model kind; valid: {', '.join(KINDS)}")
     if cfg.kind == "generative":
         from vlkit.models.build_vlm import build_vlm
 
-        return build_vlm(cfg, texts, saved)
+        return build_vlm(cfg, texts, saved, vision=vision, previous=previous)
     m = cfg.model
     if m.loss not in ("clip", "siglip"):
         raise ValueError(f"model.loss: {m.loss!r} is not a contrastive loss; valid: clip, siglip")

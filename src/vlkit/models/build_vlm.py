@@ -39,23 +39,43 @@ def check_vlm_config(cfg: Config) -> None:
         raise ValueError(f"vlm.tasks: unknown {sorted(unknown)}; valid: caption, vqa")
 
 
-def build_vlm(cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None) -> GenerativeVLM:
-    """A new model (pretrained parts loaded, `vlm.vision_init` / `vlm.init_from` applied), or the
-    structure of a saved one (`saved`: its folder; weights are loaded by the caller)."""
+def build_vlm(
+    cfg: Config,
+    texts: Iterable[str] | None = None,
+    saved: Path | None = None,
+    *,
+    vision: torch.nn.Module | None = None,
+    previous: tuple[GenerativeVLM, Config] | None = None,
+) -> GenerativeVLM:
+    """A new model (pretrained parts loaded), or the structure of a saved one (`saved`: its
+    folder; weights are loaded by the caller). A recipe that starts from trained parts is given
+    them loaded (`vlkit.train.loop.initial_parts` loads them): `previous`, the model and config that
+    `vlm.init_from` names (LLaVA stage 2 from stage 1), or else `vision`, the image tower of the
+    dual encoder that `vlm.vision_init` names (LLaVA starts from a contrastively trained tower)."""
     check_vlm_config(cfg)
-    torch.manual_seed(cfg.train.seed)
-    if saved is None and cfg.vlm.init_from:
-        model = _parts_from(cfg.vlm.init_from, cfg)
+    v = cfg.vlm
+    # Loading trained parts seeds the RNG with their own run's seed; the new parts' initialisation
+    # goes on from there, as it did when this function loaded them itself.
+    if saved is None and v.init_from:
+        if previous is None:
+            raise ValueError(f"vlm.init_from={v.init_from!r}: pass previous=, the loaded (model, config)")
+        model = _parts_from(*previous, cfg)
+    elif saved is None and v.vision_init:
+        if vision is None:
+            raise ValueError(f"vlm.vision_init={v.vision_init!r}: pass vision=, the loaded image tower")
+        model = _parts(cfg, texts, None, vision)
     else:
+        torch.manual_seed(cfg.train.seed)
         model = _parts(cfg, texts, saved)
     return adapt(model, cfg)
 
 
-def _parts(cfg: Config, texts: Iterable[str] | None, saved: Path | None) -> GenerativeVLM:
+def _parts(
+    cfg: Config, texts: Iterable[str] | None, saved: Path | None, vision: torch.nn.Module | None = None
+) -> GenerativeVLM:
+    """`vision`: a trained tower (`vlm.vision_init`); its width, not model.*'s, sizes the connector."""
     v = cfg.vlm
-    if saved is None and v.vision_init:  # its width, not model.*'s, sizes the connector
-        vision = _contrastive_image_tower(v.vision_init)
-    else:
+    if vision is None:
         vision = build_image_tower(cfg.model.image_encoder, cfg.model, saved / "vision" if saved else None)
     lm, tokenizer = build_language_model(
         v.language_model, v, saved / "language_model" if saved else None, texts
@@ -77,21 +97,9 @@ def _grid_shape(vision: torch.nn.Module) -> tuple[int, int]:
     return grid.shape[1], grid.shape[2]
 
 
-def _contrastive_image_tower(path: str) -> torch.nn.Module:
-    """LLaVA starts from a contrastively trained tower: take a dual encoder's image tower."""
-    from vlkit.api import resolve_model_dir
-    from vlkit.models.build import load_model
-
-    dual, _ = load_model(resolve_model_dir(path))
-    return dual.image_tower
-
-
-def _parts_from(path: str, cfg: Config) -> GenerativeVLM:
+def _parts_from(previous: GenerativeVLM, previous_cfg: Config, cfg: Config) -> GenerativeVLM:
     """The trained parts of another generative model (LLaVA stage 2 starts from stage 1)."""
-    from vlkit.api import resolve_model_dir
-    from vlkit.models.build import load_model
-
-    previous, previous_cfg = load_model(resolve_model_dir(path))
+    path = cfg.vlm.init_from
     if previous_cfg.kind != "generative":
         raise ValueError(f"vlm.init_from: {path} is a {previous_cfg.kind} model, not a generative one")
     if previous.cross_attention or previous_cfg.vlm.connector != cfg.vlm.connector:

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset, iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models.build import build_model
+from vlkit.models.build import build_model, load_model
+from vlkit.models.folders import resolve_model_dir
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.generative import GenerativeObjective
@@ -76,6 +77,21 @@ def tokenizer_texts(cfg: Config, dataset) -> list[str]:
     )
 
 
+def initial_parts(cfg: Config) -> dict:
+    """The trained parts a generative recipe starts from, loaded, as `build_model`'s keyword
+    arguments: `previous`, the model and config `vlm.init_from` names (LLaVA stage 2 from
+    stage 1), or else `vision`, the image tower of the dual encoder `vlm.vision_init` names."""
+    if cfg.kind != "generative":
+        return {}
+    v = cfg.vlm
+    if v.init_from:
+        return {"previous": load_model(resolve_model_dir(v.init_from))}
+    if v.vision_init:
+        dual, _ = load_model(resolve_model_dir(v.vision_init))
+        return {"vision": dual.image_tower}
+    return {}
+
+
 def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective | GenerativeObjective:
     if cfg.kind == "contrastive":
         return ContrastiveObjective(model, seed=cfg.train.seed)
@@ -115,7 +131,10 @@ def prepare(cfg: Config) -> Run:
     if resume_from is not None:  # the checkpoint's tokenizer and tower configs, not new ones
         model = build_model(cfg, saved=resume_from)
     else:
-        model = build_model(cfg, texts=tokenizer_texts(cfg, dataset))
+        texts = tokenizer_texts(cfg, dataset)
+        # The parts are loaded right before building: the new parts' initialisation goes on from
+        # the RNG state loading leaves (see build_vlm), as before the loading moved here.
+        model = build_model(cfg, texts=texts, **initial_parts(cfg))
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start, skipped = 0, 0
