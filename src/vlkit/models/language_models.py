@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -145,19 +145,9 @@ def _convert_smollm2(out: Path) -> None:
         tmp.replace(out)
 
 
-def hf_causal_lm(name: str, cfg: VLMConfig, saved: Path | None) -> LM:
-    """Any transformers causal LM: a hub id in the local cache or a folder."""
-    source = str(saved or name)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except OSError as e:
-        from vlkit.models.registry import ModelNotFoundError, registered
-
-        raise ModelNotFoundError(
-            f"{source!r} is not a vlkit language model, not a local model folder, and not in the local "
-            f"Hugging Face cache (offline, or no network). Offline choices: {registered('lm')}; or a "
-            f"folder saved with save_pretrained; with a network, `hf download {source}` first."
-        ) from e
+def hf_causal_lm(source: str, config: PretrainedConfig, saved: Path | None) -> LM:
+    """Any transformers causal LM: a hub id in the local cache or a folder (`source`), whose
+    config the registry has read (its error names the registered choices)."""
     tokenizer = AutoTokenizer.from_pretrained(source)
     if saved is not None:
         model = AutoModelForCausalLM.from_config(config)

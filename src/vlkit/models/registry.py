@@ -150,13 +150,16 @@ def _hf_text(name: str, cfg: ModelConfig, saved: Path | None, texts: Iterable[st
     return MeanPoolTextTower(model, tokenizer, max_length)
 
 
-def _auto_config(source: str):
+def _auto_config(source: str, kind: str = "encoder"):
+    """The transformers config of a folder or cached hub id; `kind` "lm" names the language
+    models among the offline choices, "encoder" every registered name."""
     try:
         return AutoConfig.from_pretrained(source)
     except OSError as e:
+        what, choices = ("language model", registered("lm")) if kind == "lm" else (kind, ", ".join(ENCODERS))
         raise ModelNotFoundError(
-            f"{source!r} is not a vlkit encoder, not a local model folder, and not in the local "
-            f"Hugging Face cache (offline, or no network). Offline choices: {', '.join(ENCODERS)}; "
+            f"{source!r} is not a vlkit {what}, not a local model folder, and not in the local "
+            f"Hugging Face cache (offline, or no network). Offline choices: {choices}; "
             f"or a folder saved with save_pretrained; with a network, `hf download {source}` first."
         ) from e
 
@@ -200,7 +203,10 @@ def build_language_model(
     kind, builder = ENCODERS.get(name, ("lm", None))
     if kind != "lm":
         raise ValueError(f"{name!r} is an {kind} encoder; language models: {_names('lm')}")
-    return builder(cfg, saved, texts) if builder else hf_causal_lm(name, cfg, saved)
+    if builder:
+        return builder(cfg, saved, texts)
+    source = str(saved or name)
+    return hf_causal_lm(source, _auto_config(source, "lm"), saved)
 
 
 def registered(kind: str) -> str:
