@@ -43,7 +43,7 @@ from train_throughput import matmul_peak
 from vlkit.config import Config, load_config
 from vlkit.data import build_dataset
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
-from vlkit.eval.contrastive import evaluate_scenes
+from vlkit.eval.during_training import evaluate_scenes
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.loop import lr_lambda, tokenizer_texts, train

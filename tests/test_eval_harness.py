@@ -11,7 +11,7 @@ import vlkit
 from vlkit import cli, metrics
 from vlkit.eval import harness
 from vlkit.eval.cards import split_front_matter, write_model_card
-from vlkit.eval.contrastive import evaluate_scenes
+from vlkit.eval.during_training import evaluate_scenes
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.report import compare
 from vlkit.eval.run import open_benchmarks, run_eval

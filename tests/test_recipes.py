@@ -9,7 +9,7 @@ import pytest
 import vlkit
 from vlkit.config import load_config
 from vlkit.data import open_named
-from vlkit.eval.contrastive import evaluate
+from vlkit.eval.during_training import evaluate
 from vlkit.eval.scenes_generative import evaluate_generative
 from vlkit.generation import Decoding
 from vlkit.train.loop import train, train_stages

@@ -348,7 +348,7 @@ def _run(args: argparse.Namespace) -> None:
         if args.print_config:
             save_config(cfg, "/dev/stdout")
             return
-        from vlkit.eval.contrastive import evaluate
+        from vlkit.eval.during_training import evaluate
         from vlkit.eval.scenes_generative import evaluate_generative
         from vlkit.train.loop import train_stages
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from vlkit.config import load_config
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
 from vlkit.eval.cards import write_model_card
-from vlkit.eval.contrastive import evaluate_scenes
+from vlkit.eval.during_training import evaluate_scenes
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
 from vlkit.eval.report import task_plots, write_predictions, write_report

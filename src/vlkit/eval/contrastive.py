@@ -4,7 +4,8 @@ Hateful Memes by two prompts.
 The model is anything with `embed_images(images) -> float[N, E]` and `embed_texts(texts) ->
 float[N, E]` (unit vectors) and `label_embeddings(labels, templates) -> float[C, E]`: a vlkit
 `ContrastiveModel` or a transformers CLIP / SigLIP folder (`vlkit.eval.hf_models`). Every score
-comes from `vlkit.metrics`; training-time evaluation (`evaluate`) runs the same functions.
+comes from `vlkit.metrics`; training-time evaluation (`vlkit.eval.during_training`) runs the same
+functions through the harness.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from vlkit import metrics
-from vlkit.api import ContrastiveModel
-from vlkit.config import Config
-from vlkit.eval.embedded import as_arrays, named_benchmarks, scene_benchmarks
+from vlkit.eval.embedded import as_arrays
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.result import TaskResult
+from vlkit.eval.result import TaskResult, hateful_memes_result
 
 CONTRASTIVE_TASKS = ("zero-shot", "retrieval", "winoground", "grounding", "hateful-memes")
 HATEFUL_PROMPTS = ('a meme that says "{}".', 'a hateful meme that says "{}".')  # (benign, hateful)
@@ -173,60 +171,4 @@ def hateful_memes(model, bench: Benchmark, features: ImageFeatures) -> TaskResul
     )
     sims = np.einsum("ne,npe->np", img, txt)  # (N, 2)
     score = sims[:, 1] - sims[:, 0]
-    return _binary_result(bench, score)
-
-
-def _binary_result(bench: Benchmark, score: np.ndarray) -> TaskResult:
-    labels = np.array([e["label"] for e in bench.examples])
-    scores = {
-        "hm_auroc": metrics.binary_auroc(score, labels),
-        "hm_accuracy": float(np.mean((score > 0) == labels)),
-    }
-    preds = [
-        {"id": e["id"], "label": int(e["label"]), "score": float(s)} for e, s in zip(bench.examples, score)
-    ]
-    return TaskResult("hateful-memes", bench.name, scores, {}, preds, split=bench.split, samples=len(labels))
-
-
-# --- training-time evaluation (same code as `vlkit eval`) -----------------------------------
-
-
-def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
-    """Held-out scenes: 32-way colour×shape zero-shot, retrieval R@k, colour-swap binding."""
-    from vlkit.eval.harness import evaluate_benchmarks
-
-    cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
-    d, e = cfg.data, cfg.eval
-    benches = scene_benchmarks(
-        d.image_size,
-        d.min_objects,
-        d.max_objects,
-        e.seed,
-        e.num_images,
-        ("zero-shot", "retrieval", "winoground"),
-    )
-    return _flat(evaluate_benchmarks(cm, benches, templates=e.templates))
-
-
-def evaluate_named(cm: ContrastiveModel, data: str, limit: int | None, templates: Sequence[str]) -> dict:
-    """A named or user data set: zero-shot over its classes when it has labels, and retrieval."""
-    from vlkit.eval.harness import evaluate_benchmarks
-
-    benches = [b for b in named_benchmarks(data, limit) if b.task in ("zero-shot", "retrieval")]
-    results = evaluate_benchmarks(cm, benches, templates=templates)
-    return _flat(results) | {"samples": len(benches[0].examples), "unreadable": benches[0].info["unreadable"]}
-
-
-def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
-    """What training-time evaluation runs: `cfg.eval.data` decides the set."""
-    cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
-    if cfg.eval.data == "scenes":
-        return evaluate_scenes(cm, cfg)
-    return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
-
-
-def _flat(results: list[TaskResult]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for r in results:
-        out |= r.metrics
-    return out
+    return hateful_memes_result(bench, score)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from vlkit import metrics
 from vlkit.eval.embedded import as_arrays
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.result import TaskResult
+from vlkit.eval.result import TaskResult, hateful_memes_result
 
 SNLI_VE_QUESTION = 'Does the image show that "{}"? Answer entailment, neutral or contradiction.'
 NLVR2_QUESTION = 'Left and right image: is it true that "{}"? Answer true or false.'
@@ -125,12 +125,10 @@ def nlvr2(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) 
 
 def hateful_memes(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) -> TaskResult:
     """yes → score 1, anything else 0: AUROC of a hard decision (models without scores)."""
-    from vlkit.eval.contrastive import _binary_result
-
     q = lambda e: (e["image"], HATEFUL_QUESTION.format(e["text"]))  # noqa: E731
     answers = _batched(model.answer, bench.examples, q, batch_size, "hateful-memes", progress)
     score = np.array([1.0 if a.strip().lower().startswith("yes") else -1.0 for a in answers])
-    return _binary_result(bench, score)
+    return hateful_memes_result(bench, score)
 
 
 def segmentation(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) -> TaskResult:

@@ -1,0 +1,54 @@
+"""Training-time evaluation of dual encoders: the harness's tasks (the same code as `vlkit eval`)
+on held-out scenes or a named data set, as the flat metrics the training log records.
+
+The generative counterpart is `vlkit.eval.scenes_generative.evaluate_generative`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from vlkit.api import ContrastiveModel
+from vlkit.config import Config
+from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
+from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.result import TaskResult
+
+
+def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
+    """Held-out scenes: 32-way colour×shape zero-shot, retrieval R@k, colour-swap binding."""
+    cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
+    d, e = cfg.data, cfg.eval
+    benches = scene_benchmarks(
+        d.image_size,
+        d.min_objects,
+        d.max_objects,
+        e.seed,
+        e.num_images,
+        ("zero-shot", "retrieval", "winoground"),
+    )
+    return _flat(evaluate_benchmarks(cm, benches, templates=e.templates))
+
+
+def evaluate_named(cm: ContrastiveModel, data: str, limit: int | None, templates: Sequence[str]) -> dict:
+    """A named or user data set: zero-shot over its classes when it has labels, and retrieval."""
+    benches = [b for b in named_benchmarks(data, limit) if b.task in ("zero-shot", "retrieval")]
+    results = evaluate_benchmarks(cm, benches, templates=templates)
+    return _flat(results) | {"samples": len(benches[0].examples), "unreadable": benches[0].info["unreadable"]}
+
+
+def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
+    """What training-time evaluation runs: `cfg.eval.data` decides the set."""
+    cm = model if isinstance(model, ContrastiveModel) else ContrastiveModel(model, cfg)
+    if cfg.eval.data == "scenes":
+        return evaluate_scenes(cm, cfg)
+    return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
+
+
+def _flat(results: list[TaskResult]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in results:
+        out |= r.metrics
+    return out
