@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from vlkit.instruct import generate_llava, template
-from vlkit.instruct.context import scene_contexts
+from vlkit.data import instruct_template as template
+from vlkit.data.contexts import scene_contexts
+from vlkit.instruct import generate_llava
 from vlkit.instruct.llava import Finisher, Job
 from vlkit.instruct.prompts import KINDS
 

@@ -21,8 +21,8 @@ import time
 import torch
 
 from vlkit.config import VLMConfig
+from vlkit.data.contexts import scene_contexts
 from vlkit.instruct import Settings, generate_llava
-from vlkit.instruct.context import scene_contexts
 from vlkit.models.registry import build_language_model
 from vlkit.serve.app import BackgroundServer, create_app
 from vlkit.serve.engine import BatchingEngine, prompt_ids

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from vlkit.data.contexts import scene_contexts
 from vlkit.instruct import generate_incontext, generate_llava, generate_minigpt4
-from vlkit.instruct.context import scene_contexts
 from vlkit.instruct.incontext import neighbours
 from vlkit.instruct.minigpt4 import describe, filter_reasons
 from vlkit.instruct.prompts import CONTINUE, DESCRIBE

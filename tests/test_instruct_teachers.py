@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from vlkit.data.contexts import scene_contexts
 from vlkit.instruct import Settings, generate_llava
-from vlkit.instruct.context import scene_contexts
 from vlkit.instruct.teachers import parse_teacher
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -7,11 +7,13 @@ import pytest
 from PIL import Image
 
 from vlkit.cli import main
-from vlkit.instruct import check, generate_llava, generate_multiinstruct, template
-from vlkit.instruct.context import coco_contexts, folder_contexts, llava_contexts, open_source, scene_contexts
+from vlkit.data import instruct_template as template
+from vlkit.data.contexts import coco_contexts, folder_contexts, llava_contexts, open_source, scene_contexts
+from vlkit.data.conversations import DETAIL_QUESTIONS
+from vlkit.instruct import check, generate_llava, generate_multiinstruct
 from vlkit.instruct.llava import Finisher, Job
 from vlkit.instruct.multiinstruct import INSTRUCTIONS, TASKS
-from vlkit.instruct.prompts import DETAIL_QUESTIONS, FEW_SHOT, KINDS, SYSTEM
+from vlkit.instruct.prompts import FEW_SHOT, KINDS, SYSTEM
 
 
 def test_prompts_cover_the_three_kinds():

@@ -14,8 +14,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from vlkit.config import VLMConfig
+from vlkit.data.contexts import scene_contexts
 from vlkit.instruct import generate_llava
-from vlkit.instruct.context import scene_contexts
 from vlkit.instruct.prompts import KINDS, llava_messages
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.models.registry import build_language_model

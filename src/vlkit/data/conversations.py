@@ -28,6 +28,29 @@ CAPTION_PROMPT = "Describe the image in one sentence."
 SHORT_ANSWER = "Answer with a single word or number."  # LLaVA-1.5's short-answer VQA suffix, shortened
 
 
+# At least 16 ways of asking for a detailed description (LLaVA samples one per record).
+DETAIL_QUESTIONS = (
+    "Describe the image in detail.",
+    "Describe the following image in detail.",
+    "Give a detailed description of this picture.",
+    "What do you see in this image? Please describe it thoroughly.",
+    "Explain the contents of the image in detail.",
+    "Write a detailed account of everything shown in the image.",
+    "Can you describe this picture as completely as possible?",
+    "Provide a thorough description of the scene in the image.",
+    "Tell me about this image in as much detail as you can.",
+    "Describe everything you can see in the picture.",
+    "Walk me through the contents of this image in detail.",
+    "Give an elaborate description of the given image.",
+    "Analyze the image and describe it in a detailed way.",
+    "What is shown in this picture? Describe it in full.",
+    "Paint a clear picture in words of what this image shows.",
+    "Describe the scene in this image, mentioning every object.",
+    "Offer a detailed explanation of the image's visual content.",
+    "Please describe the picture carefully and in detail.",
+)
+
+
 def vqa_prompt(question: str) -> str:
     return f"{question} {SHORT_ANSWER}"
 

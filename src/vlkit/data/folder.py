@@ -31,7 +31,7 @@ class ImageFolderCaptions:
         self.captions_file = self.root / captions_file  # an absolute captions_file wins
         if not self.captions_file.is_file():
             raise FileNotFoundError(f"captions file not found: {self.captions_file}")
-        self._records = _read_records(self.captions_file, self.root)
+        self._records = read_records(self.captions_file, self.root)
         if not self._records:
             raise ValueError(f"{self.captions_file}: no captioned images in the file")
 
@@ -59,7 +59,7 @@ class ImageFolderCaptions:
         return i
 
 
-def _read_records(captions_file: Path, root: Path) -> list[dict[str, Any]]:
+def read_records(captions_file: Path, root: Path) -> list[dict[str, Any]]:
     """Parses and validates every line; one record per distinct image, in first-seen order."""
     by_image: dict[str, dict[str, Any]] = {}
     with captions_file.open(encoding="utf-8") as lines:

@@ -1,5 +1,5 @@
 """Endless instruction data: every scene with a LLaVA-style conversation written by the template
-teacher (`vlkit.instruct.template`: conversation, detailed description or complex reasoning,
+teacher (`vlkit.data.instruct_template`: conversation, detailed description or complex reasoning,
 correct by construction), so generative models instruction-tune on scenes without a file.
 
     ds = InstructScenes(ScenesConfig(seed=0), kinds=("conversation", "detail", "reasoning"))
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vlkit.data import instruct_template as template
+from vlkit.data.contexts import scene_context
 from vlkit.data.scenes import Scenes, ScenesConfig
 
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -32,9 +34,6 @@ class InstructScenes:
         return len(self.scenes)
 
     def __getitem__(self, i: int) -> dict:
-        from vlkit.instruct import template
-        from vlkit.instruct.context import scene_context
-
         scene = self.scenes.scene(i)
         seed = self.scenes.config.seed
         ctx = scene_context(scene, f"scenes-{seed}-{i:06d}", f"images/{i:06d}.png")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
+from vlkit.data.contexts import Context
 from vlkit.data.scenes import COLOR_NAMES, SHAPES
 from vlkit.data.scenes_text import NUMBER_WORDS
-from vlkit.instruct.context import Context
 
 IMAGE = "<image>"
 _MARK = re.compile(

@@ -15,10 +15,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlkit.instruct import check, template
-from vlkit.instruct.context import Context, open_source, save_image
+from vlkit.data import instruct_template as template
+from vlkit.data.contexts import Context, open_source, save_image
+from vlkit.data.conversations import DETAIL_QUESTIONS
+from vlkit.instruct import check
 from vlkit.instruct.output import RUN_LOG, write_outputs
-from vlkit.instruct.prompts import DETAIL_QUESTIONS, KINDS, llava_messages
+from vlkit.instruct.prompts import KINDS, llava_messages
 from vlkit.instruct.runner import Run, run_tasks
 from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, parse_teacher
 

@@ -18,10 +18,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlkit.data.contexts import Context, open_source, save_image
+from vlkit.data.conversations import DETAIL_QUESTIONS
 from vlkit.instruct import check
-from vlkit.instruct.context import Context, open_source, save_image
 from vlkit.instruct.llava import Finisher, finish_run
-from vlkit.instruct.prompts import CLEAN, CONTINUE, DESCRIBE, DETAIL_QUESTIONS, MIN_DESCRIPTION_TOKENS
+from vlkit.instruct.prompts import CLEAN, CONTINUE, DESCRIBE, MIN_DESCRIPTION_TOKENS
 from vlkit.instruct.runner import Run, run_tasks
 from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, parse_teacher
 

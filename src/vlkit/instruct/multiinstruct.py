@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlkit.instruct.context import Context, ContextObject, open_source, save_image
+from vlkit.data.contexts import Context, ContextObject, open_source, save_image
 from vlkit.instruct.llava import Finisher, finish_run
 from vlkit.instruct.runner import Run, run_tasks
 

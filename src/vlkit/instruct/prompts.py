@@ -86,28 +86,6 @@ FEW_SHOT = {
     ],
 }
 
-# At least 16 ways of asking for a detailed description (LLaVA samples one per record).
-DETAIL_QUESTIONS = (
-    "Describe the image in detail.",
-    "Describe the following image in detail.",
-    "Give a detailed description of this picture.",
-    "What do you see in this image? Please describe it thoroughly.",
-    "Explain the contents of the image in detail.",
-    "Write a detailed account of everything shown in the image.",
-    "Can you describe this picture as completely as possible?",
-    "Provide a thorough description of the scene in the image.",
-    "Tell me about this image in as much detail as you can.",
-    "Describe everything you can see in the picture.",
-    "Walk me through the contents of this image in detail.",
-    "Give an elaborate description of the given image.",
-    "Analyze the image and describe it in a detailed way.",
-    "What is shown in this picture? Describe it in full.",
-    "Paint a clear picture in words of what this image shows.",
-    "Describe the scene in this image, mentioning every object.",
-    "Offer a detailed explanation of the image's visual content.",
-    "Please describe the picture carefully and in detail.",
-)
-
 # MiniGPT-4 stage 1: the describer sees the image and this request; "Continue" while it is short.
 DESCRIBE = "Describe this image in detail. Give as many details as possible. Say everything you see."
 CONTINUE = "Continue"

@@ -1,6 +1,6 @@
 """Teachers: who writes the instruction data, named by a spec string.
 
-    template:                     the symbolic truth, no LLM (vlkit.instruct.template)
+    template:                     the symbolic truth, no LLM (vlkit.data.instruct_template)
     local:smollm2-135m            a registry language model (or local:/path/to/folder), in-process
     openai:MODEL@BASE_URL         any OpenAI-compatible chat-completions endpoint, official client
 
@@ -50,7 +50,7 @@ class Teacher:
 
 
 class TemplateTeacher(Teacher):
-    """Writes records directly from the symbolic context (see vlkit.instruct.template)."""
+    """Writes records directly from the symbolic context (see vlkit.data.instruct_template)."""
 
     name = "template:"
     llm = False

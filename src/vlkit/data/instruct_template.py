@@ -13,9 +13,9 @@ import random
 import zlib
 from collections.abc import Callable
 
+from vlkit.data.contexts import Context, ContextObject
+from vlkit.data.conversations import DETAIL_QUESTIONS
 from vlkit.data.scenes_text import NUMBER_WORDS, OPPOSITE, join, left_to_right, position, relation
-from vlkit.instruct.context import Context, ContextObject
-from vlkit.instruct.prompts import DETAIL_QUESTIONS
 
 _REL_PHRASE = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
 

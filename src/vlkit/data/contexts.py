@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlkit.data.folder import read_records
+
 
 @dataclass
 class ContextObject:
@@ -162,10 +164,8 @@ def llava_contexts(path: Path) -> list[Context]:
 def folder_contexts(root: Path) -> list[Context]:
     """The foundation's folder + captions.jsonl; "boxes" may be [[x1, y1, x2, y2], ...] or
     [{"label": str, "box": [x1, y1, x2, y2]}, ...] in [0, 1]."""
-    from vlkit.data.folder import _read_records
-
     out = []
-    for n, rec in enumerate(_read_records(root / "captions.jsonl", root)):
+    for n, rec in enumerate(read_records(root / "captions.jsonl", root)):
         objects = []
         for b in rec.get("boxes") or []:
             label, box = (
