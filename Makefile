@@ -11,6 +11,7 @@ tour: setup
 test: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+	.venv/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: setup
