@@ -122,7 +122,7 @@ def generate(
         skipped = inputs_embeds.new_zeros(batch, n_virtual, inputs_embeds.shape[-1])
         inputs_embeds = torch.cat([skipped, inputs_embeds], dim=1)  # (B, V + T, D)
         return base.generate(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, past_key_values=cache, **kwargs
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache, **kwargs
         )
     raise ValueError(f"generate: peft type {kind} is not one vlkit builds ({', '.join(PEFT_KINDS)})")
 

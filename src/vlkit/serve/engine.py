@@ -104,7 +104,7 @@ class PrefixCache:
             if n < len(best[0]):
                 kv.crop(n - len(best[0]))  # a negative count: tokens to drop from the end
             return kv, n
-        kv = model(input_ids=torch.tensor([ids]), use_cache=True).past_key_values
+        kv = model(input_ids=torch.tensor([ids]), use_cache=True).cache
         self.entries = [*self.entries[-(self.size - 1) :], (list(ids), kv)]
         return copy.deepcopy(kv), len(ids)
 
@@ -150,7 +150,7 @@ def generate_batch(
     out = model.generate(
         input_ids=input_ids,
         attention_mask=mask,
-        past_key_values=kv,
+        cache=kv,
         max_new_tokens=max(r.max_tokens for r in requests),
         do_sample=sample,
         temperature=first.temperature if sample else None,
