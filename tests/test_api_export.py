@@ -13,7 +13,7 @@ import vlkit
 from vlkit.data import iter_captions
 from vlkit.data.images import ImageError
 from vlkit.data.scenes import Scenes, ScenesConfig
-from vlkit.export import export_transformers
+from vlkit.export import export, export_transformers
 from vlkit.models.build import build_model, save_model
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.towers import MeanPoolTextTower
@@ -271,3 +271,16 @@ def test_export_rejects_non_clip_towers(tiny_cfg, tmp_path):
     np.testing.assert_allclose(reloaded.embed_texts(captions[:3]), expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match=r"needs CLIP towers .*'vit-tiny' \+ 'local/tiny-bert'"):
         export_transformers(tmp_path / "model", tmp_path / "hf")
+
+
+def test_export_refuses_a_siglip_model_and_says_why(tiny_cfg, tmp_path):
+    """A SigLIP run is CLIP towers + a logit bias: SiglipModel has no place for the towers and
+    CLIPModel none for the bias, so `vlkit export` refuses instead of writing a CLIPModel whose
+    logits silently lack the bias."""
+    tiny_cfg.model.loss = "siglip"
+    captions = iter_captions(Scenes(ScenesConfig(image_size=32)), 100)
+    save_model(build_model(tiny_cfg, texts=captions), tiny_cfg, tmp_path / "model")
+    reason = r"SigLIP model \(model.loss=siglip\).*SiglipModel.*logit_bias \(this model's is -10.0000\)"
+    with pytest.raises(ValueError, match=reason):
+        export(tmp_path / "model", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

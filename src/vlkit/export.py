@@ -2,7 +2,8 @@
 
 - `transformers`: a dual encoder with CLIP towers (vit-tiny / text-tiny or transformers CLIP
   towers) has exactly CLIPModel's layout, so the export is a weight copy plus a CLIPProcessor
-  whose image settings match vlkit's preprocessing (`pipeline(...)` loads it).
+  whose image settings match vlkit's preprocessing (`pipeline(...)` loads it). A SigLIP-loss
+  model is refused: SiglipModel's towers are another architecture, and CLIPModel has no logit bias.
 - `llava`: a generative VLM with a CLIP vision tower, a `linear` or `mlp2x_gelu` connector and a
   transformers causal LM is LLaVA: `LlavaForConditionalGeneration` (vision_feature_layer=-1,
   "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
@@ -27,7 +28,7 @@ from transformers import (
     LlavaProcessor,
 )
 
-from vlkit.config import load_config
+from vlkit.config import Config, load_config
 from vlkit.models.build import load_model
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.language_models import CHATML, IMAGE_TOKEN
@@ -77,9 +78,28 @@ def _require_patch_stem(tower: torch.nn.Module, target: str) -> None:
         )
 
 
+def _refuse_siglip(model: torch.nn.Module, cfg: Config) -> None:
+    """A vlkit SigLIP model is CLIP's architecture trained with the sigmoid loss. Neither target
+    holds it: SiglipModel's towers differ (no CLS token or pre-layernorm, attention-pooling head,
+    bidirectional text attention pooled at the last position through a biased head, no
+    projections), and CLIPModel has no `logit_bias`, so its logits would silently lose it."""
+    if cfg.model.loss == "siglip":
+        raise ValueError(
+            "export to transformers: this is a SigLIP model (model.loss=siglip), whose towers are "
+            "CLIP's (CLS token, causal text attention pooled at the end token, projections); "
+            "transformers' SiglipModel has no place for them (no CLS token, an attention-pooling "
+            "head, bidirectional text attention pooled at the last position), and CLIPModel has no "
+            f"logit_bias (this model's is {model.logit_bias.item():.4f}), so neither reproduces its "
+            "logits. Use the model through vlkit (load, serve, eval), or train with model.loss=clip "
+            "to export"
+        )
+
+
 def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
-    """Writes a CLIPModel + CLIPProcessor folder; returns it."""
+    """Writes a CLIPModel + CLIPProcessor folder; returns it. SigLIP-loss models are refused
+    (see `_refuse_siglip`)."""
     model, cfg = load_model(resolve_model_dir(model_path))
+    _refuse_siglip(model, cfg)
     image, text = model.image_tower, model.text_tower
     _require_patch_stem(image, "transformers (CLIPModel)")
     if not isinstance(image, CLIPVisionTower) or not isinstance(text, CLIPTextTower):
