@@ -6,9 +6,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import io  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from vlkit.config import Config, SourceConfig  # noqa: E402
+
+
+@pytest.fixture
+def make_unreadable():
+    """folder → [a truncated PNG (a download cut short), a text file named .jpg], written there."""
+
+    def write(folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        png = io.BytesIO()
+        noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(png, format="PNG")
+        truncated, text = folder / "truncated.png", folder / "notes.jpg"
+        truncated.write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+        text.write_text("not an image, whatever its name says")
+        return [truncated, text]
+
+    return write
 
 
 def make_tiny_cfg() -> Config:

@@ -77,6 +77,18 @@ def test_corrupt_images_are_skipped_and_counted(tiny_cfg, tmp_path):
     assert [r["skipped"] for r in log if "skipped" in r] == [2, 4, 6]  # each epoch meets both
 
 
+def test_a_batch_without_one_readable_image_is_an_error_naming_the_files(tiny_cfg, tmp_path, make_unreadable):
+    folder = tmp_path / "data"
+    bad = make_unreadable(folder)
+    lines = [json.dumps({"image": p.name, "caption": f"picture {p.stem}"}) for p in bad]
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    tiny_cfg.data.sources = [SourceConfig(kind="folder", path=str(folder))]
+    tiny_cfg.train.steps, tiny_cfg.train.batch_size = 1, 2
+    with pytest.raises(ValueError, match="all 2 samples of this batch are unreadable") as error:
+        train(tiny_cfg, progress=False)
+    assert all(p.name in str(error.value) for p in bad)
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_on_the_same_global_batch(tiny_cfg, tmp_path):
     tiny_cfg.train.batch_size = 8

@@ -55,12 +55,20 @@ class Batcher:
         return range(start, start + self.local_batch)
 
     def samples(self, micro_step: int) -> list[tuple[int, dict]]:
-        """This process's (position, sample) pairs for one micro-step; bad samples are skipped and counted."""
-        out = []
+        """This process's (position, sample) pairs for one micro-step; bad samples are skipped and
+        counted, but a micro-step with no readable sample at all is a ValueError naming them."""
+        out, errors = [], []
         for position in self.positions(micro_step):
             try:
                 out.append((position, self.dataset[self.index(position)]))
             except ImageError as e:
+                errors.append(e)
                 self.skipped += 1
                 log.warning("skipped a sample that cannot be read (%d so far): %s", self.skipped, e)
+        if not out:
+            shown = "; ".join(str(e) for e in errors[:10]) + ("; ..." if len(errors) > 10 else "")
+            raise ValueError(
+                f"micro-step {micro_step}: all {len(errors)} samples of this batch are unreadable, so "
+                f"there is nothing to train on ({shown}); fix or remove those files"
+            )
         return out
