@@ -8,7 +8,14 @@ from PIL import Image
 
 from vlkit.cli import main
 from vlkit.data import instruct_template as template
-from vlkit.data.contexts import coco_contexts, folder_contexts, llava_contexts, open_source, scene_contexts
+from vlkit.data.contexts import (
+    coco_contexts,
+    folder_contexts,
+    llava_contexts,
+    open_source,
+    save_image,
+    scene_contexts,
+)
 from vlkit.data.conversations import DETAIL_QUESTIONS
 from vlkit.instruct import check, generate_llava, generate_multiinstruct
 from vlkit.instruct.llava import Finisher, Job
@@ -215,3 +222,23 @@ def test_cli_llava_template_and_resume_is_a_no_op(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["instruct", "llava", "--source", "scenes", "--out", str(out)])  # scenes without --count
     assert "--count" in capsys.readouterr().err
+
+
+def test_a_failed_image_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    def disk_full(self, fp, format=None, **params):
+        open(fp, "wb").close()  # the file exists, empty, when the write fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_image(next(scene_contexts(1)), tmp_path)
+    assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_a_rerun_removes_the_partial_images_a_killed_run_left(tmp_path):
+    out = tmp_path / "set"
+    (out / "images").mkdir(parents=True)
+    stale = out / "images" / "000001.png.4242.1.tmp"  # what a kill between open and rename leaves
+    stale.write_bytes(b"")
+    main(["-q", "instruct", "llava", "--source", "scenes", "--count", "2", "--out", str(out)])
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png", "000001.png"]

@@ -81,7 +81,8 @@ def scene_context(scene, id: str, image: str) -> Context:
 
 
 def save_image(ctx: Context, out_dir: Path) -> None:
-    """Writes an in-memory image as PNG under out_dir (once), so the data set is self-contained."""
+    """Writes an in-memory image as PNG under out_dir (once), so the data set is self-contained.
+    The PNG appears whole or not at all: it is written to a `.tmp` file, then renamed."""
     if ctx.array is None:
         return
     path = out_dir / ctx.image
@@ -89,8 +90,21 @@ def save_image(ctx: Context, out_dir: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Two kinds of one image may be saved by two threads at once: each writes its own file.
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        Image.fromarray(ctx.array).save(tmp, format="PNG")
-        tmp.replace(path)
+        try:
+            Image.fromarray(ctx.array).save(tmp, format="PNG")
+            tmp.replace(path)
+        except BaseException:  # a full disk, Ctrl-C: leave no partial file behind
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def remove_partial_images(out_dir: Path) -> int:
+    """Deletes the `.tmp` files that a killed run's `save_image` left under out_dir/images (a
+    kill skips every cleanup); returns how many. Call it before writing into out_dir again."""
+    partial = list((Path(out_dir) / "images").rglob("*.tmp"))
+    for tmp in partial:
+        tmp.unlink(missing_ok=True)
+    return len(partial)
 
 
 def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:

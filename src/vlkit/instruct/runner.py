@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vlkit.data.contexts import remove_partial_images
 from vlkit.instruct.check import Rejected
 from vlkit.instruct.teachers import Counters, Transient
 
@@ -53,6 +54,9 @@ class Run:
     def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        removed = remove_partial_images(self.out)  # images a killed run was writing
+        if removed:
+            log.warning("%s: removed %d partial image files left by an interrupted run", self.out, removed)
         self.records = read_jsonl(self.out / RECORDS)
         self.rejected = read_jsonl(self.out / REJECTED)
         self.done = {r["id"] for r in self.records} | {r["id"] for r in self.rejected}
