@@ -1,7 +1,9 @@
 """The Python API (load, classify, index, search) and the transformers export, on one tiny run."""
 
+import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from vlkit.data import iter_captions
 from vlkit.data.images import ImageError
 from vlkit.data.scenes import Scenes, ScenesConfig
 from vlkit.export import export, export_transformers
+from vlkit.index import SearchIndex
 from vlkit.models.build import build_model, save_model
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.towers import MeanPoolTextTower
@@ -131,6 +134,44 @@ def test_classify_input_errors(model, scene_images, tmp_path):
         model.classify([good], LABELS, ["a photo"])
     with pytest.raises(ValueError, match="uint8"):
         model.classify([scene_images[0].astype(np.float32)], LABELS)
+
+
+def test_classify_can_skip_and_report_unreadable_images(model, scene_images, tmp_path, make_unreadable):
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, image in zip(good, scene_images):
+        Image.fromarray(image).save(path)
+    truncated, text = make_unreadable(tmp_path)
+    images = [good[0], truncated, good[1], text]
+    with pytest.raises(ImageError, match="truncated.png"):  # strict by default: stops at the first
+        model.classify(images, LABELS)
+    result = model.classify(images, LABELS, strict=False)
+    assert result.rows == [0, 2]
+    assert [e.path for e in result.failures] == [str(truncated), str(text)]
+    assert "truncated" in result.failures[0].reason and "cannot identify" in result.failures[1].reason
+    np.testing.assert_allclose(result.probs, model.classify(good, LABELS).probs, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="none of the 2 images could be read"):
+        model.classify([truncated, text], LABELS, strict=False)
+
+
+def test_index_files_skips_unreadable_images_and_lists_them(model, scene_images, tmp_path, make_unreadable):
+    good = [tmp_path / f"{i}.png" for i in range(3)]
+    for path, image in zip(good, scene_images):
+        Image.fromarray(image).save(path)
+    bad = make_unreadable(tmp_path)
+    files = [good[0], bad[0], good[1], bad[1], good[2]]
+    out = tmp_path / "index"
+    index, failures = model.index_files(files, out)
+    assert [e.path for e in failures] == [str(p) for p in bad]
+    loaded = SearchIndex.load(out)
+    assert loaded.keys == [str(p) for p in good] and Path(loaded.metadata["model"]) == model.path.resolve()
+    np.testing.assert_allclose(loaded.embeddings, model.embed_images(good), rtol=0, atol=1e-6)
+    listed = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [x["path"] for x in listed] == [str(p) for p in bad] and all(x["reason"] for x in listed)
+    with pytest.raises(ImageError, match="truncated.png"):
+        model.index_files(files, tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict").exists()  # strict: nothing written
+    model.index_files(good, out)  # a clean rerun leaves no stale list behind
+    assert not (out / "failures.jsonl").exists()
 
 
 def test_paths_pil_and_arrays_give_the_same_embedding(model, scene_images, tmp_path):

@@ -156,6 +156,41 @@ def test_index_then_search(tiny_run, scene_pngs, tmp_path):
 
 
 @pytest.mark.slow
+def test_index_and_classify_skip_and_report_unreadable_images(
+    tiny_run, scene_pngs, make_unreadable, tmp_path
+):
+    folder = scene_pngs[0].parent
+    bad = make_unreadable(folder)
+    result = vlkit_cli("index", tiny_run, folder, "--out", tmp_path / "index")
+    assert f"indexed {len(scene_pngs)} images" in ok(result)
+    assert sorted(SearchIndex.load(tmp_path / "index").keys) == sorted(str(p) for p in scene_pngs)
+    listed = [json.loads(x) for x in (tmp_path / "index" / "failures.jsonl").read_text().splitlines()]
+    assert sorted(x["path"] for x in listed) == sorted(str(p) for p in bad)
+    assert "2 of 6 images could not be read and were skipped" in result.stderr
+    assert all(str(p) in result.stderr for p in bad)
+
+    strict = vlkit_cli("index", tiny_run, folder, "--out", tmp_path / "strict", "--strict")
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert not (tmp_path / "strict").exists()
+
+    images = [scene_pngs[0], bad[0], scene_pngs[1], bad[1]]
+    result = vlkit_cli("classify", tiny_run, *images, "--labels", "red circle,blue square")
+    lines = ok(result).strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(scene_pngs[0]), str(scene_pngs[1])]
+    assert "2 of 4 images could not be read" in result.stderr
+
+
+def test_caption_skips_and_reports_unreadable_images(tiny_vlm_run, scene_pngs, make_unreadable):
+    bad = make_unreadable(scene_pngs[0].parent)
+    result = vlkit_cli("caption", tiny_vlm_run, bad[0], scene_pngs[0], bad[1], "--max-new-tokens", "4")
+    lines = ok(result).rstrip("\n").splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(scene_pngs[0])]
+    assert "2 of 3 images could not be read" in result.stderr
+    strict = vlkit_cli("caption", tiny_vlm_run, bad[0], scene_pngs[0], "--strict", "--max-new-tokens", "4")
+    assert strict.returncode == 2 and "truncated.png" in strict.stderr and not strict.stdout
+
+
+@pytest.mark.slow
 def test_eval_writes_result_and_report(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)  # eval writes next to the checkpoint by default

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import vlkit
 from vlkit.data.conversations import ConversationFile
+from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
 from vlkit.models.build import load_model
 from vlkit.models.language_models import train_chat_tokenizer
@@ -210,6 +211,22 @@ def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
     assert len(beams) == 1 and sampled[0] == sampled[1]  # a seed makes sampling reproducible
     with pytest.raises(ValueError, match="at most one image"):
         model.chat([{"role": "user", "content": [{"type": "image", "image": image}] * 2}])
+
+
+def test_caption_can_skip_and_report_unreadable_images(tiny_vlm_run, tmp_path, make_unreadable):
+    model = vlkit.load(tiny_vlm_run)
+    good = tmp_path / "a.png"
+    _write_image(good)
+    truncated, text = make_unreadable(tmp_path)
+    with pytest.raises(ImageError, match="truncated.png"):  # strict by default
+        model.caption([good, truncated])
+    decoding = Decoding(max_new_tokens=4)
+    captions = model.caption([truncated, good, text, good], decoding=decoding, strict=False)
+    assert [type(c) for c in captions] == [ImageError, str, ImageError, str]
+    assert (captions[0].path, captions[2].path) == (str(truncated), str(text))
+    assert captions[1] == captions[3]
+    with pytest.raises(ValueError, match="none of the 2 images could be read"):
+        model.answer([truncated, text], ["What color?"] * 2, strict=False)
 
 
 def test_gated_xattn_vlm_starts_as_the_frozen_lm_and_trains_its_gates(tmp_path):

@@ -1,7 +1,8 @@
 """Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search.
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
-an `ImageError` naming it (inference never skips silently). Label sets are embedded once and
+an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
+reported instead (`Classification.failures`, `index_files`' failures.jsonl), never silently. Label sets are embedded once and
 cached, and images are embedded in batches: the two things that make zero-shot classification
 fast compared with calling a pipeline per image. Batches of 32 measured faster than 128 on the
 2-core CPUs here (benchmarks/zero_shot_throughput.py).
@@ -10,14 +11,14 @@ fast compared with calling a pipeline per image. Batches of 32 measured faster t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vlkit.config import Config
-from vlkit.data.images import ImageInput, as_array
+from vlkit.data.images import ImageError, ImageInput, read_images, require_readable, write_failures
 from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
 from vlkit.models.dual_encoder import DualEncoder
@@ -25,6 +26,7 @@ from vlkit.models.folders import resolve_model_dir
 from vlkit.models.towers import tokenize
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
 
 
 @dataclass
@@ -32,6 +34,12 @@ class Classification:
     labels: list[str]
     probs: np.ndarray  # float[N, C], softmax over labels of the scaled cosine similarities
     logits: np.ndarray  # float[N, C]
+    rows: list[int] | None = None  # the input position of each row (None: every input, in order)
+    failures: list[ImageError] = field(default_factory=list)  # inputs skipped (strict=False)
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            self.rows = list(range(len(self.probs)))
 
     @property
     def top(self) -> list[str]:
@@ -48,14 +56,26 @@ class ContrastiveModel:
         self._label_cache: dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ embeddings
-    @torch.inference_mode()
     def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
-        """→ unit vectors float32[N, E]."""
-        out = []
+        """→ unit vectors float32[N, E]; an unreadable image raises its `ImageError`."""
+        return self.embed_readable(images, batch_size, strict=True)[0]
+
+    @torch.inference_mode()
+    def embed_readable(
+        self, images: Sequence[ImageInput], batch_size: int = 32, strict: bool = False
+    ) -> tuple[np.ndarray, list[int], list[ImageError]]:
+        """→ (unit vectors float32[M, E] of the readable images, their M input positions, the
+        errors of the others). strict: the first unreadable image raises instead. Images are
+        decoded one batch at a time, so a folder of any size fits in memory."""
+        out, rows, failures = [], [], []
         for start in range(0, len(images), batch_size):
-            chunk = [as_array(im) for im in images[start : start + batch_size]]
-            out.append(self.model.encode_images(self.model.image_tower.preprocess(chunk)))
-        return torch.cat(out).float().numpy() if out else np.zeros((0, self.cfg.model.embed_dim), np.float32)
+            chunk, positions, errors = read_images(images[start : start + batch_size], strict)
+            failures += errors
+            rows += [start + p for p in positions]
+            if chunk:
+                out.append(self.model.encode_images(self.model.image_tower.preprocess(chunk)))
+        empty = np.zeros((0, self.cfg.model.embed_dim), np.float32)
+        return (torch.cat(out).float().numpy() if out else empty), rows, failures
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 512) -> np.ndarray:
@@ -87,13 +107,17 @@ class ContrastiveModel:
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         batch_size: int = 32,
+        strict: bool = True,
     ) -> Classification:
+        """strict=False: unreadable images are skipped; `rows` says which input each row is and
+        `failures` lists the rest (a ValueError when none can be read)."""
         if not labels:
             raise ValueError("classify needs at least one label")
         label_emb = self.label_embeddings(labels, templates)  # (C, E)
-        image_emb = self.embed_images(images, batch_size)  # (N, E)
+        image_emb, rows, failures = self.embed_readable(images, batch_size, strict)  # (N, E)
+        require_readable(len(images), failures)
         logits = torch.from_numpy(image_emb @ label_emb.T) * self.model.scale().item()
-        return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy())
+        return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy(), rows, failures)
 
     def build_index(
         self, images: Sequence[ImageInput], keys: Sequence[str], batch_size: int = 32
@@ -101,6 +125,22 @@ class ContrastiveModel:
         index = SearchIndex(dim=self.cfg.model.embed_dim, metadata={"model": str(self.path or "")})
         index.add(self.embed_images(images, batch_size), list(keys))
         return index
+
+    def index_files(
+        self, files: Sequence[str | Path], out: str | Path, batch_size: int = 32, strict: bool = False
+    ) -> tuple[SearchIndex, list[ImageError]]:
+        """Embeds image files into a search index saved in folder `out` (keys: the paths as given),
+        and returns it with the files that could not be read. Those are skipped and listed in
+        `out/failures.jsonl` (one {"path", "reason"} per line; removed when there are none);
+        strict: the first one raises and nothing is written. A ValueError when none can be read."""
+        embeddings, rows, failures = self.embed_readable(files, batch_size, strict)
+        require_readable(len(files), failures)
+        model = str(self.path.resolve()) if self.path else ""
+        index = SearchIndex(dim=self.cfg.model.embed_dim, metadata={"model": model})
+        index.add(embeddings, [str(files[i]) for i in rows])
+        index.save(out)
+        write_failures(failures, Path(out) / FAILURES_FILE)
+        return index, failures
 
     def search(self, index: SearchIndex, queries: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
         """Text → image: the k best keys of `index` per query text, with cosine scores."""

@@ -98,11 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         "--template", action="append", default=None, help="prompt template with {} (repeat to ensemble)"
     )
     s.add_argument("--top", type=int, default=3, help="labels to print per image")
+    _strict_arg(s)
 
     s = sub.add_parser("index", help="embed a folder of images into a search index")
     s.add_argument("model", help="model or run folder")
     s.add_argument("folder", help="folder of images (searched recursively)")
     s.add_argument("--out", required=True, help="index folder to write")
+    _strict_arg(s)
 
     s = sub.add_parser("search", help="text → top-k images of an index")
     s.add_argument("index", help="index folder written by `vlkit index`")
@@ -120,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="generative model or run folder")
     s.add_argument("images", nargs="+", help="image files")
     s.add_argument("--prompt", default=None, help="condition the caption on this instruction")
+    _strict_arg(s)
     _decoding_args(s)
 
     s = sub.add_parser("ask", help="answer a question about an image (short-answer VQA)")
@@ -233,6 +236,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _strict_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable image (default: skip it, go on, and list the skipped ones)",
+    )
+
+
 def _decoding_args(s: argparse.ArgumentParser, max_new_tokens: int = 48) -> None:
     s.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="(default: %(default)s)")
     s.add_argument("--beams", type=int, default=1, help="beam search with N beams (default: greedy)")
@@ -336,6 +347,13 @@ def _contrastive(path: str, command: str):
     return model
 
 
+def _report_failures(failures: list, total: int, listed_in: Path | None = None) -> None:
+    from vlkit.data.images import describe_failures
+
+    if failures:
+        print(f"warning: {describe_failures(failures, total, listed_in)}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "tour":
         from vlkit.tour import run_tour
@@ -383,19 +401,20 @@ def _run(args: argparse.Namespace) -> None:
 
         labels = [x.strip() for x in args.labels.split(",") if x.strip()]
         templates = args.template or ["a photo of a {}."]
-        result = _contrastive(args.model, "classify").classify(args.images, labels, templates)
-        for path, probs in zip(args.images, result.probs):
+        model = _contrastive(args.model, "classify")
+        result = model.classify(args.images, labels, templates, strict=args.strict)
+        for row, probs in zip(result.rows, result.probs):
             best = probs.argsort()[::-1][: args.top]
-            print(path + "\t" + "\t".join(f"{labels[i]}={probs[i]:.3f}" for i in best))
+            print(args.images[row] + "\t" + "\t".join(f"{labels[i]}={probs[i]:.3f}" for i in best))
+        _report_failures(result.failures, len(args.images))
     elif args.command == "index":
-        import vlkit
+        from vlkit.api import FAILURES_FILE
 
         files = _image_files(args.folder)
         model = _contrastive(args.model, "index")
-        index = model.build_index(files, [str(f) for f in files])
-        index.metadata["model"] = str(model.path.resolve())
-        index.save(args.out)
+        index, failures = model.index_files(files, args.out, strict=args.strict)
         print(f"indexed {len(index)} images into {args.out}")
+        _report_failures(failures, len(files), Path(args.out) / FAILURES_FILE)
     elif args.command == "search":
         import vlkit
         from vlkit.index import SearchIndex
@@ -410,9 +429,14 @@ def _run(args: argparse.Namespace) -> None:
             for key, score in results:
                 print(f"{score:.4f}\t{key}")
     elif args.command == "caption":
+        from vlkit.data.images import ImageError
+
         model = _load_generative(args.model)
-        for path, caption in zip(args.images, model.caption(args.images, args.prompt, _decoding(args))):
-            print(f"{path}\t{caption}")
+        captions = model.caption(args.images, args.prompt, _decoding(args), strict=args.strict)
+        for path, caption in zip(args.images, captions):
+            if not isinstance(caption, ImageError):
+                print(f"{path}\t{caption}")
+        _report_failures([c for c in captions if isinstance(c, ImageError)], len(args.images))
     elif args.command == "ask":
         model = _load_generative(args.model)
         answers = model.answer([args.image] * len(args.question), args.question, _decoding(args))

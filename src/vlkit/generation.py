@@ -25,7 +25,7 @@ from transformers import TextIteratorStreamer
 
 from vlkit.config import Config
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, vqa_prompt
-from vlkit.data.images import ImageInput, as_array
+from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable
 from vlkit.models.vlm import GenerativeVLM
 
 
@@ -125,22 +125,31 @@ class GenerativeModel:
 
     # ------------------------------------------------------------------ tasks
     def caption(
-        self, images: Sequence[ImageInput], prompt: str | None = None, decoding: Decoding | None = None
-    ) -> list[str]:
-        """A caption per image; `prompt` conditions it (prompted captioning)."""
+        self,
+        images: Sequence[ImageInput],
+        prompt: str | None = None,
+        decoding: Decoding | None = None,
+        strict: bool = True,
+    ) -> list[str] | list[str | ImageError]:
+        """A caption per image; `prompt` conditions it (prompted captioning). strict=False: an
+        unreadable image gets its `ImageError` in its place instead of stopping the batch."""
         text = f"{IMAGE_PLACEHOLDER}\n{prompt or CAPTION_PROMPT}"
-        return self._batched(images, [text] * len(images), decoding)
+        return self._batched(images, [text] * len(images), decoding, strict)
 
     def answer(
-        self, images: Sequence[ImageInput], questions: Sequence[str], decoding: Decoding | None = None
-    ) -> list[str]:
-        """Short answers (a word or a number), one per (image, question) pair."""
+        self,
+        images: Sequence[ImageInput],
+        questions: Sequence[str],
+        decoding: Decoding | None = None,
+        strict: bool = True,
+    ) -> list[str] | list[str | ImageError]:
+        """Short answers (a word or a number), one per (image, question) pair; strict as in `caption`."""
         if len(images) != len(questions):
             raise ValueError(
                 f"{len(images)} images for {len(questions)} questions: give one image per question"
             )
         texts = [f"{IMAGE_PLACEHOLDER}\n{vqa_prompt(q)}" for q in questions]
-        return self._batched(images, texts, decoding or Decoding(max_new_tokens=8))
+        return self._batched(images, texts, decoding or Decoding(max_new_tokens=8), strict)
 
     def chat(
         self, messages: Sequence[dict], decoding: Decoding | None = None, max_new_tokens: int | None = None
@@ -172,13 +181,22 @@ class GenerativeModel:
         return text_messages, images
 
     def _batched(
-        self, images: Sequence[ImageInput], texts: list[str], decoding: Decoding | None, batch_size: int = 64
-    ) -> list[str]:
-        out = []
+        self,
+        images: Sequence[ImageInput],
+        texts: list[str],
+        decoding: Decoding | None,
+        strict: bool = True,
+        batch_size: int = 64,
+    ) -> list[str | ImageError]:
+        out: list[str | ImageError] = []
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            conversations = [[{"role": "user", "content": t}] for t in chunk]
-            out += self.generate(conversations, images[start : start + batch_size], decoding)
+            arrays, kept, failures = read_images(images[start : start + batch_size], strict)
+            conversations = [[{"role": "user", "content": texts[start + i]}] for i in kept]
+            replies = iter(self.generate(conversations, arrays, decoding) if arrays else [])
+            errors, readable = iter(failures), set(kept)
+            size = min(batch_size, len(texts) - start)
+            out += [next(replies) if i in readable else next(errors) for i in range(size)]
+        require_readable(len(images), [x for x in out if isinstance(x, ImageError)])
         return out
 
 

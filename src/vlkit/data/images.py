@@ -9,7 +9,10 @@ instead of deep inside a collate function.
 from __future__ import annotations
 
 import io
+import json
+import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,62 @@ def as_array(image: ImageInput) -> np.ndarray:
             raise ValueError(f"image arrays must be uint8[H, W, 3], got {image.dtype}{list(image.shape)}")
         return image
     return load_image(image)
+
+
+def read_images(
+    images: Sequence[ImageInput], strict: bool = True
+) -> tuple[list[np.ndarray], list[int], list[ImageError]]:
+    """Decodes a batch → (arrays `uint8[H, W, 3]`, their positions in `images`, the errors of the rest).
+
+    strict: the first unreadable image raises its `ImageError`; otherwise it is skipped and its
+    error returned (skip-and-report). An array of the wrong type is a caller's bug: it always raises.
+    """
+    arrays, positions, failures = [], [], []
+    for position, image in enumerate(images):
+        try:
+            arrays.append(as_array(image))
+        except ImageError as e:
+            if strict:
+                raise
+            failures.append(e)
+        else:
+            positions.append(position)
+    return arrays, positions, failures
+
+
+def require_readable(total: int, failures: Sequence[ImageError]) -> None:
+    """Skip-and-report still needs something to report on: a ValueError when all `total` failed."""
+    if total and len(failures) == total:
+        raise ValueError(f"none of the {total} images could be read: " + _listed(failures, 5))
+
+
+def describe_failures(failures: Sequence[ImageError], total: int, listed_in: Path | None = None) -> str:
+    """'2 of 5 images could not be read and were skipped: a.png: reason; ...' ('' when none)."""
+    if not failures:
+        return ""
+    where = f" (listed in {listed_in})" if listed_in else ""
+    return f"{len(failures)} of {total} images could not be read and were skipped{where}: " + _listed(
+        failures, 20
+    )
+
+
+def write_failures(failures: Sequence[ImageError], path: str | Path) -> Path:
+    """Writes one JSON line {"path", "reason"} per image, whole or not at all (temporary file +
+    rename); no failures removes a stale file instead, so the file always describes the last run."""
+    path = Path(path)
+    if not failures:
+        path.unlink(missing_ok=True)
+        return path
+    partial = path.with_name(path.name + ".partial")
+    lines = "".join(json.dumps({"path": e.path, "reason": e.reason}) + "\n" for e in failures)
+    partial.write_text(lines, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _listed(failures: Sequence[ImageError], most: int) -> str:
+    shown = "; ".join(str(e) for e in failures[:most])
+    return shown + (f"; ... ({len(failures) - most} more)" if len(failures) > most else "")
 
 
 def _decode(img: Image.Image, name: str, max_pixels: int | None) -> np.ndarray:
