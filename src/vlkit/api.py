@@ -2,7 +2,8 @@
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
-reported instead (`Classification.failures`, `index_files`' failures.jsonl), never silently. Label sets are embedded once and
+reported instead (`Classification.failures`, `index_files`' failures.jsonl), never silently.
+Label sets are embedded once and
 cached, and images are embedded in batches: the two things that make zero-shot classification
 fast compared with calling a pipeline per image. Batches of 32 measured faster than 128 on the
 2-core CPUs here (benchmarks/zero_shot_throughput.py).
