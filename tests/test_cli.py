@@ -3,8 +3,12 @@
 Every command but --help imports transformers (~3-5 s per process), so those tests are slow.
 """
 
+import argparse
+import dataclasses
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +19,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from vlkit import cli
+from vlkit.commands import deploy, evaluation
 from vlkit.data.scenes import Scenes, ScenesConfig
 from vlkit.data.shards import WebDatasetShards
 from vlkit.index import SearchIndex
@@ -262,3 +268,108 @@ def test_instruct_cache_flag_reaches_the_generator(monkeypatch, tmp_path):
         ["instruct", "llava", "--source", "scenes", "--count", "1", "--out", str(out), "--cache", str(cache)]
     )
     assert seen["cache"] == str(cache)
+
+
+# ---------------------------------------------------------------- the generated parser (fast)
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command words, its parser) for every command that runs a function, sub-commands included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+    if parser.get_default("_fn"):
+        yield path, parser
+
+
+def _some_value(action: argparse.Action, i: int) -> tuple[list[str], object]:
+    """Words that set `action` to a value other than its default, and that value."""
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        return [action.option_strings[0]], not action.default
+    if action.choices:
+        value = next(c for c in action.choices if c != action.default)
+    else:
+        value = {int: 1000 + i, float: i + 0.5}.get(action.type, f"value-{i}")
+    if isinstance(action, argparse._AppendAction):
+        return [action.option_strings[0], str(value), action.option_strings[0], "more"], [value, "more"]
+    words, parsed = [str(value)], value
+    if action.nargs in ("+", "*"):
+        words, parsed = [str(value), "more"], [value, "more"]
+    return ([action.option_strings[0]] if action.option_strings else []) + words, parsed
+
+
+def _received(arguments: dict, name: str):
+    """The value the function received for option `name` (a parameter, or a dataclass's field)."""
+    if name in arguments:
+        return arguments[name]
+    holders = [v for v in arguments.values() if dataclasses.is_dataclass(v) and hasattr(v, name)]
+    assert len(holders) == 1, f"{name}: no parameter or dataclass field of that name"
+    return getattr(holders[0], name)
+
+
+COMMANDS = list(_commands(cli.build_parser()))
+
+
+def test_the_table_reaches_every_command():
+    assert sorted(" ".join(path) for path, _ in COMMANDS) == sorted(
+        [c for c in SUBCOMMANDS if c not in ("data", "instruct")]
+        + [
+            "data shards",
+            "instruct llava",
+            "instruct minigpt4",
+            "instruct multiinstruct",
+            "instruct incontext",
+        ]
+    )
+
+
+@pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_option_reaches_its_function(path, parser):
+    """Each option and positional the command's --help lists arrives, with its parsed value, as an
+    argument of the command's function (the `--cache` bug: parsed, then never passed)."""
+    fn = parser.get_default("_fn")
+    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    listed = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", parser.format_help())) - {"-h", "--help"}
+    assert listed <= {s for a in actions for s in a.option_strings}, "help lists an unknown flag"
+    argv, expected = ["-q", *path], {}
+    for i, action in enumerate(actions):
+        words, expected[action.dest] = _some_value(action, i)
+        argv += words
+    options = vars(cli.build_parser().parse_args(argv))
+    arguments = cli.call_arguments(fn, options)  # fails when a parsed value is left over
+    assert set(arguments) == set(inspect.signature(fn).parameters)
+    for dest, value in expected.items():
+        got = _received(arguments, dest)
+        assert (list(got) if isinstance(got, tuple | list) else got) == value, dest
+    if "progress" in arguments:
+        assert arguments["progress"] is False  # -q
+
+
+def test_an_option_without_a_parameter_cannot_pass_silently():
+    options = vars(cli.build_parser().parse_args(["serve", "--lm", "x"]))
+    cli.call_arguments(deploy.serve, options)
+    with pytest.raises(AssertionError, match="parsed but not passed: cache"):
+        cli.call_arguments(deploy.serve, options | {"cache": "x.sqlite"})
+
+
+def test_defaults_come_from_the_signatures():
+    parse = cli.build_parser().parse_args
+    assert parse(["ask", "m", "a.png", "q?"]).max_new_tokens == 8  # ask's own default
+    assert parse(["caption", "m", "a.png"]).max_new_tokens == 48
+    assert parse(["chat", "m"]).max_new_tokens == 128
+    options = vars(parse(["eval", "m", "--no-card"]))
+    assert cli.call_arguments(evaluation.evaluate, options)["card"] is False
+    assert (
+        parse(["instruct", "incontext", "--input", "a.json", "--k", "2", "--out", "o"]).input_json == "a.json"
+    )
+    assert parse(["train", "--set", "a=1", "--set", "b=2"]).overrides == ["a=1", "b=2"]
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    code = (
+        "import sys; from vlkit.cli import build_parser; build_parser().format_help(); "
+        "print(sorted({'torch', 'transformers', 'numpy', 'PIL'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

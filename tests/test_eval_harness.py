@@ -9,6 +9,7 @@ from test_eval_loaders import _image, _jsonl, vqav2  # noqa: F401 - fixture file
 
 import vlkit
 from vlkit import cli, metrics
+from vlkit.commands import evaluation
 from vlkit.eval import harness
 from vlkit.eval.cards import split_front_matter, write_model_card
 from vlkit.eval.during_training import evaluate_scenes
@@ -164,7 +165,7 @@ def test_capability_errors_name_task_kind_and_alternatives(tiny_run):
     with pytest.raises(ValueError, match="unknown task; valid tasks: zero-shot"):
         harness.check_task(model, "ocr")
     assert harness.supported_tasks(FakeSegmenter([]))[-1] == "segmentation"
-    assert cli.TASKS == harness.TASKS
+    assert evaluation.TASKS == harness.TASKS  # `vlkit eval --task` choices
 
 
 def test_training_time_eval_equals_vlkit_eval(tiny_run, tmp_path):

@@ -9,8 +9,7 @@ import pytest
 import vlkit
 from vlkit.config import load_config
 from vlkit.data import open_named
-from vlkit.eval.during_training import evaluate
-from vlkit.eval.scenes_generative import evaluate_generative
+from vlkit.eval.during_training import training_evaluator
 from vlkit.generation import Decoding
 from vlkit.train.loop import train, train_stages
 
@@ -60,7 +59,7 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     )
     # A real 135M LM generates slowly on a CPU: its recipes are scored by one short answer instead.
     small = not generative or cfg.vlm.language_model == "gpt-tiny"
-    scorer = (evaluate_generative if generative else evaluate) if small else None
+    scorer = training_evaluator(cfg.kind) if small else None  # what `vlkit train` evaluates with
     run = train_stages(cfg, evaluate=scorer, progress=False)
     assert run.name == (cfg.stages[-1].name if cfg.stages else "run")
     log = _log(run)

@@ -1,12 +1,13 @@
 """Training-time evaluation of dual encoders: the harness's tasks (the same code as `vlkit eval`)
 on held-out scenes or a named data set, as the flat metrics the training log records.
 
-The generative counterpart is `vlkit.eval.scenes_generative.evaluate_generative`.
+The generative counterpart is `vlkit.eval.scenes_generative.evaluate_generative`;
+`training_evaluator(kind)` is the one place that picks between them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -15,6 +16,7 @@ from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
 from vlkit.eval.result import TaskResult
+from vlkit.eval.scenes_generative import evaluate_generative
 
 
 def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
@@ -45,6 +47,14 @@ def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str
     if cfg.eval.data == "scenes":
         return evaluate_scenes(cm, cfg)
     return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
+
+
+def training_evaluator(kind: str) -> Callable[[torch.nn.Module, Config], dict[str, float]]:
+    """What `vlkit train` evaluates a model of this kind (`cfg.kind`) with, during training."""
+    evaluators = {"contrastive": evaluate, "generative": evaluate_generative}
+    if kind not in evaluators:
+        raise ValueError(f"kind {kind!r}: valid kinds are {', '.join(evaluators)}")
+    return evaluators[kind]
 
 
 def _flat(results: list[TaskResult]) -> dict[str, float]:

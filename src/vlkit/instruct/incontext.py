@@ -71,23 +71,44 @@ def generate_incontext(
         raise ValueError(f"{path}: expected a non-empty LLaVA JSON list")
     root = path.parent.resolve()
     images = [str(Path(r["image"]) if Path(r["image"]).is_absolute() else root / r["image"]) for r in records]
+    idx, sims = neighbours(embed_records(records, images, by, encoder, model), images, k)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = write_sets(out, records, images, idx, sims)
+    stats = {
+        "sets": len(sets),
+        "k": k,
+        "by": by,
+        "mean_similarity": round(float(sims.mean()), 4),
+        "min_similarity": round(float(sims.min()), 4),
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=1), encoding="utf-8")
+    return stats
+
+
+def embed_records(
+    records: Sequence[dict], images: Sequence[str], by: str, encoder: str, model: str | None
+) -> np.ndarray:
+    """One vector per record: its first question and answer (`encoder`), or its image (`model`)."""
     if by == "text":
         texts = [
             " ".join(t["value"].replace("<image>", "").strip() for t in r["conversations"][:2])
             for r in records
         ]
-        emb = embed_texts(texts, encoder)
-    elif by == "image":
+        return embed_texts(texts, encoder)
+    if by == "image":
         if not model:
             raise ValueError("--by image needs --model: a vlkit contrastive model or run folder")
         import vlkit
 
-        emb = vlkit.load(model).embed_images(images)
-    else:
-        raise ValueError(f"by={by!r}: 'text' or 'image'")
-    idx, sims = neighbours(emb, images, k)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        return vlkit.load(model).embed_images(images)
+    raise ValueError(f"by={by!r}: 'text' or 'image'")
+
+
+def write_sets(
+    out: Path, records: Sequence[dict], images: Sequence[str], idx: np.ndarray, sims: np.ndarray
+) -> list[dict]:
+    """incontext.json and chat.jsonl: record q's set is its neighbours idx[q] (similarities sims[q])."""
     sets = []
     with (out / "chat.jsonl").open("w", encoding="utf-8") as f:
         for q, (row, sim) in enumerate(zip(idx, sims)):
@@ -112,12 +133,4 @@ def generate_incontext(
                 + "\n"
             )
     (out / "incontext.json").write_text(json.dumps(sets, indent=1), encoding="utf-8")
-    stats = {
-        "sets": len(sets),
-        "k": k,
-        "by": by,
-        "mean_similarity": round(float(sims.mean()), 4),
-        "min_similarity": round(float(sims.min()), 4),
-    }
-    (out / "stats.json").write_text(json.dumps(stats, indent=1), encoding="utf-8")
-    return stats
+    return sets

@@ -120,23 +120,8 @@ def generate_minigpt4(
     def work(job: Job) -> dict:
         save_image(job.ctx, out)
         image = str(out / job.ctx.image) if job.ctx.array is not None else job.ctx.image
-        key = Cache.key(f"describer:{name}", [{"image": _file_hash(image)}], {"prompt": DESCRIBE})
-        raw = cache.get(key)
-        if raw is None:
-            with describer_lock:
-                raw = describe(describer, image)
-            if raw:
-                cache.put(key, f"describer:{name}", raw)
-        else:
-            run.counters.add("cache_hits")
-        if not raw:
-            raise check.Rejected("stage 1: the describer returned nothing")
-        cleaned = _CHATTER.sub("", caller([{"role": "user", "content": CLEAN.format(text=raw)}])).strip()
-        if not cleaned:
-            raise check.Rejected("stage 2: empty reply from the teacher")
-        reasons = filter_reasons(cleaned, min_words)
-        if reasons:
-            raise check.Rejected("filter: " + "; ".join(reasons))
+        raw = _cached_description(describer, describer_lock, name, image, cache, run.counters)
+        cleaned = _clean(raw, caller, min_words)
         question = random.Random(zlib.crc32(job.ctx.id.encode())).choice(DETAIL_QUESTIONS)
         turns = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": cleaned}]
         return {
@@ -153,6 +138,36 @@ def generate_minigpt4(
 
     run_tasks(run, tasks(), work, Finisher(run.records), concurrency, progress, count)
     return finish_run(run, "MiniGPT-4-style detailed descriptions (described, then cleaned)")
+
+
+def _cached_description(
+    describer, lock: threading.Lock, name: str, image: str, cache: Cache, counters
+) -> str:
+    """Stage 1, from the cache when this describer (`name`) has already seen these image bytes;
+    `lock` lets one thread at a time use the describer (one in-process model)."""
+    key = Cache.key(f"describer:{name}", [{"image": _file_hash(image)}], {"prompt": DESCRIBE})
+    raw = cache.get(key)
+    if raw is None:
+        with lock:
+            raw = describe(describer, image)
+        if raw:
+            cache.put(key, f"describer:{name}", raw)
+    else:
+        counters.add("cache_hits")
+    if not raw:
+        raise check.Rejected("stage 1: the describer returned nothing")
+    return raw
+
+
+def _clean(raw: str, caller: Caller, min_words: int) -> str:
+    """Stage 2: the teacher's cleaned text, rejected when the filters still find it unusable."""
+    cleaned = _CHATTER.sub("", caller([{"role": "user", "content": CLEAN.format(text=raw)}])).strip()
+    if not cleaned:
+        raise check.Rejected("stage 2: empty reply from the teacher")
+    reasons = filter_reasons(cleaned, min_words)
+    if reasons:
+        raise check.Rejected("filter: " + "; ".join(reasons))
+    return cleaned
 
 
 def _file_hash(path: str) -> str:

@@ -1,0 +1,110 @@
+"""`vlkit classify`, `vlkit index` and `vlkit search`: what a dual encoder's embeddings do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from vlkit.commands import Arg, report_failures
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def classify(
+    model: str,
+    images: Sequence[str],
+    *,
+    labels: str,
+    template: Sequence[str] = (),
+    top: int = 3,
+    strict: bool = False,
+) -> None:
+    """Zero-shot classify images against labels.
+
+    Args:
+        model: model or run folder
+        images: image files
+        labels: comma-separated labels
+        template: prompt template with {} (repeat to ensemble; default: "a photo of a {}.")
+        top: labels to print per image
+        strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
+    """
+    names = [x.strip() for x in labels.split(",") if x.strip()]
+    templates = list(template) or ["a photo of a {}."]
+    result = _contrastive(model, "classify").classify(list(images), names, templates, strict=strict)
+    for row, probs in zip(result.rows, result.probs):
+        best = probs.argsort()[::-1][:top]
+        print(images[row] + "\t" + "\t".join(f"{names[i]}={probs[i]:.3f}" for i in best))
+    report_failures(result.failures, len(images))
+
+
+def index(model: str, folder: str, *, out: str, strict: bool = False) -> None:
+    """Embed a folder of images into a search index.
+
+    Args:
+        model: model or run folder
+        folder: folder of images (searched recursively)
+        out: index folder to write (with failures.jsonl listing the images skipped)
+        strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
+    """
+    from vlkit.api import FAILURES_FILE
+
+    files = image_files(folder)
+    built, failures = _contrastive(model, "index").index_files(files, out, strict=strict)
+    print(f"indexed {len(built)} images into {out}")
+    report_failures(failures, len(files), Path(out) / FAILURES_FILE)
+
+
+def search(
+    index: str,
+    query: Sequence[str],
+    *,
+    k: Annotated[int, Arg(("-k",))] = 5,
+    model: str | None = None,
+    backend: Literal["auto", "numpy", "faiss"] = "auto",
+) -> None:
+    """Text → top-k images of an index.
+
+    Args:
+        index: index folder written by `vlkit index`
+        query: query text(s)
+        k: results per query
+        model: model folder (default: the one the index was built with)
+        backend: exact numpy search, or faiss (auto: faiss from 50k images up)
+    """
+    from vlkit.index import SearchIndex
+
+    loaded = SearchIndex.load(index, backend=backend)
+    model_path = model or loaded.metadata.get("model")
+    if not model_path:
+        raise ValueError(f"{index}: the index names no model; pass --model")
+    hits = _contrastive(model_path, "search").search(loaded, list(query), k)
+    for text, results in zip(query, hits):
+        print(f"# {text}")
+        for key, score in results:
+            print(f"{score:.4f}\t{key}")
+
+
+def image_files(folder: str) -> list[Path]:
+    """The images under `folder` (recursively, by suffix), sorted; an error when there are none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
+def _contrastive(path: str, command: str):
+    """vlkit.load(path), refused with what to do when it is a generative model (no embeddings)."""
+    import vlkit
+
+    model = vlkit.load(path)
+    if not hasattr(model, "embed_images"):
+        raise ValueError(
+            f"vlkit {command}: {path} is a generative model; {command} needs a contrastive one "
+            "(CLIP, SigLIP, LiT). Ask the generative model instead: vlkit ask MODEL IMAGE QUESTION"
+        )
+    return model

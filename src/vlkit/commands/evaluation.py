@@ -1,0 +1,69 @@
+"""`vlkit eval`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Literal, get_args
+
+from vlkit.commands import Arg
+
+# `vlkit eval --task` choices: vlkit.eval.harness.TASKS, spelled out here so that building the
+# parser imports nothing (a test checks that the two agree).
+Task = Literal[
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
+]  # fmt: skip
+TASKS = get_args(Task)
+
+
+def evaluate(
+    model: str | None = None,
+    *,
+    data: str = "scenes",
+    task: Task | None = None,
+    limit: int | None = None,
+    out: str | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 16,
+    card: bool = True,
+    compare: Annotated[Sequence[str] | None, Arg(nargs="+", metavar="RESULT")] = None,
+    progress: bool = True,
+) -> None:
+    """Evaluate a model on benchmarks: JSON, predictions, markdown report, plots, model card.
+
+    Args:
+        model: vlkit model or run folder, transformers folder or cached hub id
+        data: scenes | photos | fashion-mnist | a benchmark's files (VQAv2, COCO / Karpathy
+            captions, Winoground, Hateful Memes, SNLI-VE, NLVR2, RefCOCO, class folders) | a vlkit
+            data folder
+        task: one task (default: every task the model and the data support)
+        limit: at most N samples (scenes: N scenes)
+        out: report folder (default: <model>/eval-<data>)
+        batch_size: images per model call
+        max_new_tokens: generation length for generative models
+        card: write the model card next to the model
+        compare: print result.json files / eval folders side by side (MODEL, if given, first)
+    """
+    if compare:
+        from vlkit.eval.report import compare as compare_results
+
+        print(compare_results(([model] if model else []) + list(compare)))
+        return
+    if not model:
+        raise ValueError("vlkit eval: give a MODEL (or --compare RESULT ...)")
+    from vlkit.eval.run import run_eval
+
+    result = run_eval(
+        model,
+        data,
+        limit=limit,
+        out_dir=out,
+        task=task,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=progress,
+        model_card=card,
+    )
+    print(json.dumps(result["metrics"], indent=1))
+    print(f"report: {result['report']}")

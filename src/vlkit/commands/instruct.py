@@ -1,0 +1,200 @@
+"""Generate visual instruction data: LLaVA, MiniGPT-4, MultiInstruct, in-context sets.
+
+Turn images with symbolic annotations into instruction data (LLaVA JSON + chat JSONL, stats.json,
+CARD.md). Runs resume where they stopped; teacher replies are cached in <out>/cache.sqlite.
+Sources: scenes (with --count) | a COCO instances/captions file or folder | a LLaVA JSON | a folder
+with captions.jsonl.
+Teachers: template: (exact, no LLM) | local:NAME (registry LM or folder) | openai:MODEL@BASE_URL
+(key from --api-key-env).
+
+Examples:
+    vlkit instruct llava --source scenes --count 1000 --out data/scenes-instruct
+    vlkit serve --lm smollm2-135m --port 8000 &
+    vlkit instruct llava --source coco/ --teacher openai:smollm2-135m@http://127.0.0.1:8000/v1 --concurrency 8 --out out/
+    vlkit instruct minigpt4 --source photos/ --describer runs/vlm --teacher local:smollm2-135m --out out/
+    vlkit instruct multiinstruct --source scenes --count 500 --out data/multi
+    vlkit instruct incontext --input data/scenes-instruct/llava.json --k 3 --out data/icl
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from vlkit.commands import Arg
+
+
+@dataclass(frozen=True)
+class TeacherCalls:
+    """How a teacher LLM is called.
+
+    Args:
+        api_key_env: environment variable holding the API key
+        concurrency: teacher calls in flight
+        max_tokens: longest teacher reply, in tokens
+        temperature: teacher sampling temperature
+        rate: max teacher calls per minute (0: no limit)
+        retries: retries on timeouts, 429 and 5xx (backoff doubles)
+        timeout: seconds per teacher call
+        cache: SQLite file of teacher replies (default: <out>/cache.sqlite)
+    """
+
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 1
+    max_tokens: int = 512
+    temperature: float = 0.0
+    rate: float = 0.0
+    retries: int = 4
+    timeout: float = 120.0
+    cache: str | None = None
+
+    def generator_kwargs(self) -> dict:
+        """The keyword arguments the LLM-teacher generators (llava, minigpt4) take."""
+        from vlkit.instruct import Settings
+
+        settings = Settings(
+            self.max_tokens,
+            self.temperature,
+            timeout=self.timeout,
+            retries=self.retries,
+            rate_per_minute=self.rate,
+        )
+        return dict(
+            concurrency=self.concurrency, settings=settings, api_key_env=self.api_key_env, cache=self.cache
+        )
+
+
+CALLS = TeacherCalls()
+
+
+def llava(
+    *,
+    source: str,
+    out: str,
+    count: int | None = None,
+    seed: int = 0,
+    teacher: str = "template:",
+    kinds: str = "conversation,detail,reasoning",
+    calls: TeacherCalls = CALLS,
+    progress: bool = True,
+) -> None:
+    """Conversation, detailed description, complex reasoning.
+
+    Args:
+        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
+        out: output folder (rerun to resume)
+        count: images to use (needed for scenes)
+        seed: scenes world seed
+        teacher: template: | local:NAME | openai:MODEL@BASE_URL
+        kinds: comma-separated kinds
+        calls: how the teacher is called
+    """
+    from vlkit import instruct
+
+    stats = instruct.generate_llava(
+        source,
+        out,
+        teacher,
+        kinds.split(","),
+        count=count,
+        seed=seed,
+        progress=progress,
+        **calls.generator_kwargs(),
+    )
+    _report(stats, out)
+
+
+def minigpt4(
+    *,
+    source: str,
+    out: str,
+    count: int | None = None,
+    seed: int = 0,
+    teacher: str,
+    describer: str,
+    calls: TeacherCalls = CALLS,
+    progress: bool = True,
+) -> None:
+    """A VLM describes each image, a teacher cleans the text.
+
+    Args:
+        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
+        out: output folder (rerun to resume)
+        count: images to use (needed for scenes)
+        seed: scenes world seed
+        teacher: local:NAME | openai:MODEL@BASE_URL
+        describer: generative VLM folder (vlkit.load)
+        calls: how the teacher is called
+    """
+    import vlkit
+    from vlkit import instruct
+
+    stats = instruct.generate_minigpt4(
+        source,
+        out,
+        vlkit.load(describer),
+        teacher,
+        count=count,
+        seed=seed,
+        describer_name=str(Path(describer).resolve()),
+        progress=progress,
+        **calls.generator_kwargs(),
+    )
+    _report(stats, out)
+
+
+def multiinstruct(
+    *,
+    source: str,
+    out: str,
+    count: int | None = None,
+    seed: int = 0,
+    tasks: str | None = None,
+    progress: bool = True,
+) -> None:
+    """Task templates: VQA, captioning, grounding, ...
+
+    Args:
+        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
+        out: output folder (rerun to resume)
+        count: images to use (needed for scenes)
+        seed: scenes world seed
+        tasks: comma-separated tasks (default: all)
+    """
+    from vlkit import instruct
+
+    chosen = tasks.split(",") if tasks else instruct.TASKS
+    _report(instruct.generate_multiinstruct(source, out, chosen, count, seed, progress), out)
+
+
+def incontext(
+    *,
+    input_json: Annotated[str, Arg(("--input",))],
+    out: str,
+    k: int = 3,
+    by: Literal["text", "image"] = "text",
+    encoder: str = "minilm-l6",
+    model: str | None = None,
+    limit: int | None = None,
+) -> None:
+    """Group similar records into sets of k examples + a query.
+
+    Args:
+        input_json: a LLaVA JSON (e.g. <out>/llava.json)
+        out: output folder
+        k: in-context examples per set
+        by: embed texts (--encoder) or images (--model)
+        encoder: registry text encoder
+        model: vlkit contrastive model for --by image
+        limit: at most N records
+    """
+    from vlkit import instruct
+
+    _report(instruct.generate_incontext(input_json, out, k, by, encoder, model, limit), out)
+
+
+def _report(stats: dict, out: str) -> None:
+    print(json.dumps({k: v for k, v in stats.items() if k not in ("per_kind", "runs")}, indent=1))
+    print(f"output: {out}")
