@@ -5,12 +5,14 @@ scenes of another world seed; the thresholds sit far above chance and far below 
 reach, so they catch a broken loss, tower, tokenizer, data path or optimizer, not noise.
 """
 
+import re
+
 import numpy as np
 import pytest
 
 import vlkit
 from vlkit.config import SourceConfig
-from vlkit.data.scenes import ZERO_SHOT_CLASSES, ScenesConfig, SingleObjectScenes
+from vlkit.data.scenes import COLOR_NAMES, ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes
 from vlkit.data.scenes_text import with_article
 from vlkit.train.loop import train
 
@@ -42,3 +44,34 @@ def test_tiny_clip_learns_colour(tiny_cfg, stem):
     ).probs.argmax(-1)
     colour_acc = float((pred // 4 == labels // 4).mean())
     assert colour_acc >= 0.9, f"{stem} stem: colour zero-shot {colour_acc:.2f} (chance 0.125)"
+
+
+def _train_tiny_vlm(tiny_vlm_cfg, steps: int):
+    """A from-scratch ViT → MLP connector → 2-layer Llama, trained on single-object captions."""
+    cfg = tiny_vlm_cfg
+    m, v, t = cfg.model, cfg.vlm, cfg.train
+    m.vision_width, m.vision_layers, m.vision_heads = 32, 2, 2
+    # a 1024-token BPE keeps colour words whole; at 300 they are spelled in pieces
+    v.lm_width, v.lm_layers, v.lm_heads, v.lm_vocab_size, v.max_length = 64, 2, 2, 1024, 100
+    v.tasks = ["caption"]
+    cfg.data.sources = [SourceConfig(kind="scenes", max_objects=1, caption_styles=1)]
+    t.steps, t.batch_size, t.lr, t.warmup_steps, t.save_every, t.log_every = steps, 32, 3e-3, 10, 0, 100
+    return vlkit.load(train(cfg, progress=False))
+
+
+def test_tiny_vlm_learns_to_name_the_colour(tiny_vlm_cfg):
+    """~30 s: the caption of a held-out single-object scene names its colour, far above chance (1/8).
+
+    Captions, not short answers: on the same budget, VQA stays at the question-only prior (a
+    from-scratch LM plateaus for ~500 steps before it reads the image tokens to answer; the
+    caption task, whose colour word always sits at one place, leaves that plateau in ~300).
+    """
+    model = _train_tiny_vlm(tiny_vlm_cfg, steps=600)
+    world = Scenes(ScenesConfig(tiny_vlm_cfg.data.image_size, 1, 1, seed=1_000_003))
+    scenes = [world.scene(i) for i in range(64)]
+    captions = model.caption([s.image for s in scenes])
+    named = [re.search(rf"\b{s.objects[0].color}\b", c) is not None for s, c in zip(scenes, captions)]
+    colour_acc = sum(named) / len(named)
+    other = [sum(re.search(rf"\b{c}\b", cap) is not None for c in COLOR_NAMES) for cap in captions]
+    assert all(n == 1 for n in other), f"captions should name exactly one colour: {captions[:8]}"
+    assert colour_acc >= 0.5, f"colour named in {colour_acc:.2f} of captions (chance 0.125): {captions[:8]}"
