@@ -426,3 +426,46 @@ def test_question_only_prior_answers_each_question_with_its_majority():
     assert question_only_prior(["q", "q"], [["yes"] * 10, ["no"] * 10]) == [0.0, 1.0]
     with pytest.raises(ValueError, match="2 questions vs 1"):
         question_only_prior(["a", "b"], [["x"]])
+
+
+def test_retrieval_chance_by_hand_and_by_random_rankings():
+    from vlkit.metrics import retrieval_chance
+
+    # 3 images with 2, 1, 1 texts (T = 4): i2t R@1 = mean(1 - C(2,1)/C(4,1), 1 - 3/4, 1 - 3/4) = 1/3
+    chance = retrieval_chance([2, 1, 1], ks=(1, 2))
+    assert chance["t2i_R@1"] == pytest.approx(1 / 3)
+    assert chance["t2i_R@2"] == pytest.approx(2 / 3)
+    assert chance["i2t_R@1"] == pytest.approx(1 / 3)
+    assert chance["i2t_R@2"] == pytest.approx(np.mean([1 - 1 / 6, 1 - 3 / 6, 1 - 3 / 6]))
+    # the mean recall of random similarity matrices converges to it
+    rng = np.random.default_rng(0)
+    runs = [retrieval_recall(rng.random((3, 4)), [0, 0, 1, 2], ks=(1, 2)) for _ in range(4000)]
+    for key, value in chance.items():
+        assert np.mean([r[key] for r in runs]) == pytest.approx(value, abs=0.02)
+    with pytest.raises(ValueError, match="texts_per_image"):
+        retrieval_chance([0, 0])
+
+
+def test_shared_queries_and_recall_counting_any_image_with_the_query_text():
+    from vlkit.metrics import shared_queries, t2i_recall_any
+
+    captions = [["a red circle", "a circle"], ["A red circle "], ["a blue star"]]
+    assert shared_queries(captions) == [True, False, True, False]
+    # query 0 ("a red circle", image 0) scores image 1 highest: a miss for the strict R@1, a hit
+    # when any image captioned "a red circle" counts; query 1 ("a circle") has only image 0.
+    sim = np.array(
+        [
+            [0.5, 0.2, 0.6, 0.1],
+            [0.9, 0.8, 0.7, 0.2],
+            [0.1, 0.1, 0.1, 0.9],
+        ]
+    )
+    strict = retrieval_recall(sim, [0, 0, 1, 2], ks=(1,))
+    assert strict["t2i_R@1"] == pytest.approx(2 / 4)  # queries 2 and 3 right, 0 and 1 wrong
+    assert t2i_recall_any(sim, captions, ks=(1,)) == {"t2i_R@1_any": pytest.approx(3 / 4)}
+
+
+def test_retrieval_chance_when_k_exceeds_the_candidates():
+    from vlkit.metrics import retrieval_chance
+
+    assert retrieval_chance([1, 1], ks=(5,)) == {"t2i_R@5": 1.0, "i2t_R@5": 1.0}

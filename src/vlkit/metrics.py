@@ -164,6 +164,62 @@ def retrieval_recall(similarity: Any, image_of_text: Any, ks: Sequence[int] = (1
     return _recall_at(t2i_ranks, ks, prefix="t2i_R@") | _recall_at(i2t_ranks[has_text], ks, prefix="i2t_R@")
 
 
+def retrieval_chance(texts_per_image: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """The expected recall@k of a random ranking, in `retrieval_recall`'s keys.
+
+    t2i: one true image among n: min(k, n) / n. i2t: an image with c of the T texts is a hit when
+    any of them is among k random texts: 1 - C(T - c, k) / C(T, k), averaged over images with texts.
+    """
+    from math import comb
+
+    counts = [int(c) for c in texts_per_image]
+    if not counts or min(counts) < 0 or sum(counts) == 0:
+        raise ValueError(
+            f"texts_per_image: need non-negative counts with at least one text, got {counts[:10]}"
+        )
+    n, total, with_text = len(counts), sum(counts), [c for c in counts if c > 0]
+    out = {}
+    for k in _check_ks(ks):
+        out[f"t2i_R@{k}"] = min(k, n) / n
+        # k >= T: every text is in the top k
+        miss = [comb(total - c, k) / comb(total, k) if k < total else 0.0 for c in with_text]
+        out[f"i2t_R@{k}"] = 1 - float(np.mean(miss))
+    return out
+
+
+def shared_queries(captions: Sequence[Sequence[str]]) -> list[bool]:
+    """Per text query (every caption of every image, in order): is the same text (case and
+    surrounding space ignored) also a caption of another image? Such a query has more than one
+    right answer, so a model can miss it at R@1 while being right."""
+    owners: dict[str, set[int]] = {}
+    for i, texts in enumerate(captions):
+        for t in texts:
+            owners.setdefault(t.strip().lower(), set()).add(i)
+    return [len(owners[t.strip().lower()]) > 1 for texts in captions for t in texts]
+
+
+def t2i_recall_any(
+    similarity: Any, captions: Sequence[Sequence[str]], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """Text-to-image recall@k where a hit is any image whose caption set contains the query text
+    (case and surrounding space ignored), not only the image the query came from.
+
+    similarity: float[n_images, n_texts], texts in the order of `captions` flattened.
+    → {"t2i_R@k_any": ...}. Ties count against the hit, as in `retrieval_recall`.
+    """
+    sim = _scores(similarity, "similarity", ndim=2)
+    texts = [t.strip().lower() for c in captions for t in c]
+    if sim.shape != (len(captions), len(texts)):
+        raise ValueError(
+            f"similarity: shape {sim.shape}, expected ({len(captions)}, {len(texts)}) from captions"
+        )
+    sets = [{t.strip().lower() for t in c} for c in captions]
+    match = np.array([[t in s for t in texts] for s in sets])  # (n_images, n_texts)
+    best = np.where(match, sim, -np.inf).max(axis=0)  # each query's best-scoring matching image
+    ranks = ((sim >= best[None]) & ~match).sum(axis=0)  # non-matching images at or above it
+    return {f"{key}_any": v for key, v in _recall_at(ranks, _check_ks(ks), prefix="t2i_R@").items()}
+
+
 def winoground_scores(s_c0_i0: Any, s_c0_i1: Any, s_c1_i0: Any, s_c1_i1: Any) -> dict[str, float]:
     """Winoground text, image and group scores (Thrush et al. 2022), as fractions of examples.
 

@@ -149,13 +149,20 @@ def _print_contrastive(scores: dict, results: list) -> None:
         f"held-out 32-way colour×shape zero-shot: top-1 {scores['top1']:.1%}, top-5 {scores['top5']:.1%} "
         f"(chance {1 / len(ZERO_SHOT_CLASSES):.1%}; colour right, shape guessed: 25%)"
     )
+    (retrieval,) = [r for r in results if r.task == "retrieval"]
+    chance = retrieval.breakdowns["chance (random ranking)"]
     print(
-        f"retrieval on held-out scenes: text→image R@1 {scores['t2i_R@1']:.1%}, R@5 {scores['t2i_R@5']:.1%}; "
-        f"image→text R@1 {scores['i2t_R@1']:.1%}, R@5 {scores['i2t_R@5']:.1%}"
+        f"retrieval on held-out scenes: text→image R@1 {scores['t2i_R@1']:.1%} (chance {chance['t2i_R@1']:.1%}), "
+        f"R@5 {scores['t2i_R@5']:.1%}; image→text R@1 {scores['i2t_R@1']:.1%} (chance {chance['i2t_R@1']:.1%}), "
+        f"R@5 {scores['i2t_R@5']:.1%}"
+    )
+    print(
+        f"  {scores['t2i_shared_queries']:.1%} of the text queries are also another image's caption; counting "
+        f"any image with the query text as a hit, text→image R@1 is {scores['t2i_R@1_any']:.1%}"
     )
     print(
         f"Winoground-style colour swap: text {scores['wino_text']:.1%}, image {scores['wino_image']:.1%}, "
-        f"group {scores['wino_group']:.1%}"
+        f"group {scores['wino_group']:.1%} (chance: text 25%, image 25%, group 16.7%)"
     )
     (grounding,) = [r for r in results if r.task == "grounding"]
     chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]

@@ -91,13 +91,20 @@ def retrieval(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
     image_of_text = np.array([i for i, e in enumerate(ex) for _ in e["captions"]])
     images = features([e["image"] for e in ex], [image_key(bench, e, e["image"]) for e in ex], "retrieval")
     similarity = images @ model.embed_texts(texts).T  # (N_images, N_texts)
+    captions = [e["captions"] for e in ex]
     scores = metrics.retrieval_recall(similarity, image_of_text, ks=(1, 5, 10))
+    # baselines: what a random ranking scores, and queries with several right images (a caption
+    # that is also another image's), with recall counting any such image as a hit
+    scores |= metrics.t2i_recall_any(similarity, captions, ks=(1, 5, 10))
+    scores["t2i_shared_queries"] = float(np.mean(metrics.shared_queries(captions)))
+    chance = metrics.retrieval_chance([len(c) for c in captions], ks=(1, 5, 10))
     best = similarity.argmax(0)
     preds = [
         {"id": ex[i]["id"], "text": t, "top_image": ex[b]["id"], "correct": bool(b == i)}
         for t, i, b in zip(texts, image_of_text, best)
     ]
-    return TaskResult("retrieval", bench.name, scores, {}, preds, split=bench.split, samples=len(ex))
+    breakdowns = {"chance (random ranking)": chance}
+    return TaskResult("retrieval", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))
 
 
 def winoground(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
