@@ -22,10 +22,11 @@ import torch
 
 from vlkit.config import VLMConfig
 from vlkit.data.contexts import scene_contexts
+from vlkit.decoding import Decoding
+from vlkit.generation import BatchingEngine, Engine
 from vlkit.instruct import Settings, generate_llava
 from vlkit.models.registry import build_language_model
 from vlkit.serve.app import BackgroundServer, create_app
-from vlkit.serve.engine import BatchingEngine, prompt_ids
 
 
 def tiny_lm(folder: str) -> str:
@@ -57,9 +58,9 @@ def main() -> None:
     if args.smoke:
         args.lm, args.records, args.max_tokens, args.rounds = tiny_lm(tmp.name + "/lm"), 16, 32, 1
     model, tokenizer = build_language_model(args.lm, VLMConfig())
-    engine = BatchingEngine(model, tokenizer, max_batch=args.concurrency, wait_ms=args.wait_ms)
+    engine = BatchingEngine(Engine(model, tokenizer), max_batch=args.concurrency, wait_ms=args.wait_ms)
     contexts = list(scene_contexts(args.records, seed=3))
-    settings = Settings(max_tokens=args.max_tokens, temperature=0.0, timeout=3600)
+    settings = Settings(Decoding(max_new_tokens=args.max_tokens), timeout=3600)  # greedy
     load_before = os.getloadavg()[0]
     results: dict[int, list[tuple[float, float]]] = {1: [], args.concurrency: []}
     with BackgroundServer(create_app(engine, "bench")) as url:
@@ -84,7 +85,7 @@ def main() -> None:
                 print(
                     f"round {r + 1}, concurrency {concurrency}: {seconds:.1f} s, mean batch {mean_batch:.1f}, kept {stats['records']}"
                 )
-    prompt_tokens = sum(len(prompt_ids(tokenizer, _msgs(c))) for c in contexts[:4]) / 4
+    prompt_tokens = sum(len(engine.engine.prompt(_msgs(c))[0]) for c in contexts[:4]) / 4
     print(
         f"\nLM {args.lm}, {args.records} records (LLaVA conversation prompts, ~{prompt_tokens:.0f} tokens), max_tokens {args.max_tokens}, {args.threads} threads"
     )

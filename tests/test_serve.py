@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from vlkit.config import VLMConfig
+from vlkit.decoding import Decoding
+from vlkit.generation import BatchingEngine, Engine
 from vlkit.models.language_models import gpt_tiny
 from vlkit.models.registry import build_language_model
 from vlkit.serve.app import BackgroundServer, create_app
-from vlkit.serve.engine import BatchingEngine, generate_one
 
 TEXTS = [
     "a red circle and a blue square",
@@ -42,9 +43,15 @@ def lm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(lm):
     path, model, tokenizer = lm
-    engine = BatchingEngine(model, tokenizer, max_batch=8, wait_ms=50)
+    engine = BatchingEngine(Engine(model, tokenizer), max_batch=8, wait_ms=50)
     with BackgroundServer(create_app(engine, "tiny")) as url:
         yield url, engine
+
+
+def generate_one(model, tokenizer, messages, max_tokens: int) -> str:
+    """The request alone, greedy, no prefix cache."""
+    engine = Engine(model, tokenizer, prefix_cache=False)
+    return engine.complete(messages, Decoding(max_new_tokens=max_tokens)).text
 
 
 def ask(i: int) -> list[dict]:
@@ -136,18 +143,16 @@ def test_health(server):
 
 def test_prefix_cache_gives_the_same_greedy_tokens(lm):
     """Long shared system prompt: cached prefix + middle padding == plain left padding == alone."""
-    from vlkit.serve.engine import PrefixCache, _Request, generate_batch, prompt_ids
-
     _, model, tokenizer = lm
     system = {"role": "system", "content": " ".join(TEXTS[:6])}
-    prompts = [prompt_ids(tokenizer, [system, *ask(i)]) for i in range(5)]
-    requests = [_Request(ids, 8, 0.0, 1.0, []) for ids in prompts]
-    alone = [generate_batch(model, tokenizer, [r])[0].text for r in requests]
-    cache = PrefixCache()
-    batched = [c.text for c in generate_batch(model, tokenizer, requests[:3], cache)]
-    batched += [c.text for c in generate_batch(model, tokenizer, requests[3:], cache)]
-    single = generate_batch(model, tokenizer, requests[:1], cache)[0].text
+    plain, cached = Engine(model, tokenizer, prefix_cache=False), Engine(model, tokenizer)
+    requests = [plain.request([system, *ask(i)], Decoding(max_new_tokens=8)) for i in range(5)]
+    alone = [plain.generate([r])[0].text for r in requests]
+    batched = [c.text for c in cached.generate(requests[:3])]
+    batched += [c.text for c in cached.generate(requests[3:])]
+    single = cached.generate(requests[:1])[0].text
     assert batched == alone and single == alone[0]
+    cache = cached.prefix_cache
     assert cache.hits == 2 and len(cache.entries) == 1
 
 

@@ -15,12 +15,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from vlkit.config import VLMConfig
 from vlkit.data.contexts import scene_contexts
+from vlkit.generation import BatchingEngine, Engine
 from vlkit.instruct import generate_llava
 from vlkit.instruct.prompts import KINDS, llava_messages
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.models.registry import build_language_model
 from vlkit.serve.app import BackgroundServer, create_app
-from vlkit.serve.engine import BatchingEngine
 
 QUESTION = "Question: How many shapes are there?\n"
 ANSWER = "Answer: There are two shapes in the picture, each with a flat and solid color."
@@ -67,7 +67,7 @@ def scripted_lm(folder) -> str:
 def served(tmp_path_factory):
     path = scripted_lm(tmp_path_factory.mktemp("scripted"))
     model, tokenizer = build_language_model(path, VLMConfig())
-    engine = BatchingEngine(model, tokenizer, max_batch=8, wait_ms=20)
+    engine = BatchingEngine(Engine(model, tokenizer), max_batch=8, wait_ms=20)
     with BackgroundServer(create_app(engine, "scripted")) as url:
         yield path, url, engine
 

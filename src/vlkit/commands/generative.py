@@ -32,8 +32,8 @@ class Decode:
     seed: int | None = None
 
     def decoding(self):
-        """As `vlkit.generation.Decoding`."""
-        from vlkit.generation import Decoding
+        """As `vlkit.decoding.Decoding`."""
+        from vlkit.decoding import Decoding
 
         return Decoding(
             max_new_tokens=self.max_new_tokens,
@@ -41,7 +41,7 @@ class Decode:
             do_sample=self.sample,
             temperature=self.temperature,
             top_p=self.top_p,
-            stop=list(self.stop),
+            stop=tuple(self.stop),
             seed=self.seed,
         )
 

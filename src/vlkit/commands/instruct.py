@@ -52,11 +52,11 @@ class TeacherCalls:
 
     def generator_kwargs(self) -> dict:
         """The keyword arguments the LLM-teacher generators (llava, minigpt4) take."""
+        from vlkit.decoding import Decoding
         from vlkit.instruct import Settings
 
         settings = Settings(
-            self.max_tokens,
-            self.temperature,
+            Decoding.from_openai(self.max_tokens, self.temperature),
             timeout=self.timeout,
             retries=self.retries,
             rate_per_minute=self.rate,

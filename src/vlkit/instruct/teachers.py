@@ -21,12 +21,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlkit.decoding import Decoding
+
 
 @dataclass
 class Settings:
-    max_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
+    """How a teacher is called: the `Decoding` (greedy, 512 new tokens by default), and the
+    timeouts, retries and rate limit around each call."""
+
+    decoding: Decoding = Decoding(max_new_tokens=512)
     timeout: float = 120.0  # seconds per request
     retries: int = 4  # extra attempts after a transient failure
     backoff: float = 0.5  # first wait in seconds; doubles per retry
@@ -34,7 +37,7 @@ class Settings:
 
     def cache_fields(self) -> dict:
         """What changes the reply (not timeouts or retries)."""
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+        return self.decoding.openai_fields()
 
 
 class Transient(RuntimeError):
@@ -72,10 +75,8 @@ class OpenAITeacher(Teacher):
             reply = self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,
-                max_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
                 timeout=settings.timeout,
+                **settings.decoding.openai_fields(),
             )
         except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError) as e:
             raise Transient(f"{type(e).__name__}: {e}") from None
@@ -89,33 +90,21 @@ class OpenAITeacher(Teacher):
 
 
 class LocalTeacher(Teacher):
-    """A registry causal LM run in-process; one generate at a time (a lock), greedy at temperature 0."""
+    """A registry causal LM run in-process by the generation `Engine`; one generate at a time (a
+    lock). The engine's prefix cache reads the system prompt and few-shot turns once."""
 
     def __init__(self, name: str):
         from vlkit.config import VLMConfig
+        from vlkit.generation import Engine
         from vlkit.models.registry import build_language_model
 
         self.name = f"local:{name}"
-        self.model, self.tokenizer = build_language_model(name, VLMConfig())
-        self.model.eval()
+        self.engine = Engine(*build_language_model(name, VLMConfig()))
         self.lock = threading.Lock()
-        from vlkit.serve.engine import PrefixCache
-
-        self.prefix_cache = PrefixCache()  # the system prompt and few-shot turns are read once
 
     def complete(self, messages: list[dict], settings: Settings) -> str:
-        from vlkit.serve.engine import generate_one
-
         with self.lock:
-            return generate_one(
-                self.model,
-                self.tokenizer,
-                messages,
-                settings.max_tokens,
-                settings.temperature,
-                settings.top_p,
-                self.prefix_cache,
-            )
+            return self.engine.complete(messages, settings.decoding).text
 
 
 def parse_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY") -> Teacher:

@@ -5,7 +5,8 @@
     GET  /health
 
 Text only for now. Bad input gets OpenAI's error JSON with status 400 and the field in
-`param`. Requests are micro-batched by `BatchingEngine`. The official `openai` client works
+`param`. The request's fields become a `Decoding`; requests are micro-batched by
+`vlkit.generation.BatchingEngine` around the one generation `Engine`. The official `openai` client works
 against it (tests/test_serve.py).
 """
 
@@ -20,7 +21,8 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from vlkit.serve.engine import BatchingEngine, Completion, RequestError
+from vlkit.decoding import Decoding
+from vlkit.generation import BatchingEngine, Completion, Engine, RequestError
 
 ROLES = ("system", "user", "assistant")
 
@@ -49,7 +51,8 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float, integer
 
 
 def parse_request(body) -> dict:
-    """Validates a chat-completions body -> keyword arguments for `BatchingEngine.submit`."""
+    """Validates a chat-completions body -> keyword arguments for `BatchingEngine.submit`
+    (the messages, and the OpenAI fields as a `Decoding`)."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", None)
     messages = body.get("messages")
@@ -65,13 +68,13 @@ def parse_request(body) -> dict:
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
         raise RequestError("'stop' must be a string or a list of at most 4 strings", "stop")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    return {
-        "messages": messages,
-        "max_tokens": int(_number({"max_tokens": max_tokens}, "max_tokens", 256, 1, 8192, integer=True)),
-        "temperature": float(_number(body, "temperature", 0.0, 0.0, 2.0)),
-        "top_p": float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
-        "stop": stop,
-    }
+    decoding = Decoding.from_openai(
+        max_tokens=int(_number({"max_tokens": max_tokens}, "max_tokens", 256, 1, 8192, integer=True)),
+        temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
+        top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
+        stop=stop,
+    )
+    return {"messages": messages, "decoding": decoding}
 
 
 def create_app(engine: BatchingEngine, model_name: str) -> FastAPI:
@@ -147,7 +150,7 @@ def load_app(lm: str, max_batch: int = 8, wait_ms: float = 10.0) -> tuple[FastAP
     from vlkit.models.registry import build_language_model
 
     model, tokenizer = build_language_model(lm, VLMConfig())
-    engine = BatchingEngine(model, tokenizer, max_batch=max_batch, wait_ms=wait_ms)
+    engine = BatchingEngine(Engine(model, tokenizer), max_batch=max_batch, wait_ms=wait_ms)
     return create_app(engine, lm), engine
 
 

@@ -7,9 +7,10 @@
                                              {"type": "text", "text": "What is left of the star?"}]}])
     for piece in model.stream(messages): print(piece, end="")
 
-Decoding is transformers' `generate` on the language model with the image tokens already in
-its input embeddings: greedy, beam search or sampling, with a KV cache, stop strings and
-`max_new_tokens` (see `Decoding`). Prompts are left-padded so a batch decodes together.
+The task helpers build chat prompts; `vlkit.generation.Engine` (the one engine, shared with the
+server and the `local:` teacher) left-pads them into a batch and runs transformers' `generate` on
+the language model with the image tokens already in its input embeddings: greedy, beam search or
+sampling, with a KV cache, stop strings and `max_new_tokens` (see `vlkit.decoding.Decoding`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,56 +25,10 @@ from transformers import TextIteratorStreamer
 
 from vlkit.config import Config
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, vqa_prompt
-from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable
+from vlkit.data.images import ImageError, ImageInput, read_images, require_readable
+from vlkit.decoding import Decoding
+from vlkit.generation.engine import Engine, Request, RequestError, split_messages
 from vlkit.models.vlm import GenerativeVLM
-
-
-@dataclass
-class Decoding:
-    """How to decode. num_beams > 1: beam search; do_sample: sampling with temperature / top_p."""
-
-    max_new_tokens: int = 64
-    min_new_tokens: int = 0  # the end of turn is suppressed until then (fixed-length benchmarks)
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)  # stop strings (the answer ends before them)
-    seed: int | None = None  # sampling seed, for reproducible samples
-
-    def generate_kwargs(self) -> dict:
-        kwargs = asdict(self)
-        stop, seed = kwargs.pop("stop"), kwargs.pop("seed")
-        if not self.do_sample:
-            kwargs.pop("temperature"), kwargs.pop("top_p")
-        if seed is not None:
-            torch.manual_seed(seed)
-        return kwargs | ({"stop_strings": stop} if stop else {})
-
-
-def split_messages(messages: Sequence[dict]) -> tuple[list[dict], list[ImageInput]]:
-    """HF chat messages, whose content may be a list of {"type": "image" | "text"} parts, → text
-    messages with `<image>` where each image stood, and the images in order."""
-    out, images = [], []
-    for m in messages:
-        content = m["content"]
-        if isinstance(content, str):
-            out.append({"role": m["role"], "content": content})
-            continue
-        texts = []
-        for part in content:
-            if part.get("type") == "image":
-                image = next((part[k] for k in ("image", "path", "url") if part.get(k) is not None), None)
-                if image is None:
-                    raise ValueError(f"message part {part!r}: an image part needs 'image' (or 'path')")
-                images.append(image)
-                texts.append(IMAGE_PLACEHOLDER)
-            elif part.get("type") == "text":
-                texts.append(part["text"])
-            else:
-                raise ValueError(f"message part {part!r}: type must be 'image' or 'text'")
-        out.append({"role": m["role"], "content": "\n".join(texts)})
-    return out, images
 
 
 class GenerativeModel:
@@ -85,21 +39,12 @@ class GenerativeModel:
         self.cfg = cfg
         self.path = path
         self.tokenizer = model.tokenizer
+        self.engine = Engine(model)
 
     # ------------------------------------------------------------------ batched core
     def encode_prompts(self, conversations: Sequence[list[dict]]) -> dict[str, torch.Tensor]:
         """Text conversations (each ending with a user turn) → left-padded input_ids, attention_mask."""
-        rows = []
-        for messages in conversations:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            n = self.model.image_tokens
-            rows.append([t for i in ids for t in ([i] * n if i == self.model.image_token_id else [i])])
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        return {"input_ids": input_ids, "attention_mask": mask}
+        return self.engine.batch([self.engine.request(c, Decoding()) for c in conversations])[0]
 
     def generate(
         self,
@@ -110,18 +55,13 @@ class GenerativeModel:
     ) -> list[str]:
         """One image per conversation (or none for all): → the assistant's replies."""
         decoding = decoding or Decoding()
-        batch = self.encode_prompts(conversations)
-        pixel_values = None
-        if images:
-            if len(images) != len(conversations):
-                raise ValueError(
-                    f"{len(images)} images for {len(conversations)} conversations: give one each"
-                )
-            pixel_values = self.model.vision.preprocess([as_array(im) for im in images])
-        kwargs = decoding.generate_kwargs() | ({"tokenizer": self.tokenizer} if decoding.stop else {})
-        out = self.model.generate(**batch, pixel_values=pixel_values, streamer=streamer, **kwargs)
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        return [_cut_at_stop(t, decoding.stop).strip() for t in texts]
+        if images and len(images) != len(conversations):
+            raise ValueError(f"{len(images)} images for {len(conversations)} conversations: give one each")
+        requests = [
+            Request(self.engine.prompt(c)[0], decoding, images[i] if images else None)
+            for i, c in enumerate(conversations)
+        ]
+        return [c.text.strip() for c in self.engine.generate(requests, streamer)]
 
     # ------------------------------------------------------------------ tasks
     def caption(
@@ -175,9 +115,9 @@ class GenerativeModel:
     def _chat_inputs(self, messages: Sequence[dict]) -> tuple[list[dict], list]:
         text_messages, images = split_messages(messages)
         if len(images) > 1:
-            raise ValueError(f"this model takes at most one image per conversation, got {len(images)}")
+            raise RequestError(f"this model takes at most one image per conversation, got {len(images)}")
         if not text_messages or text_messages[-1]["role"] != "user":
-            raise ValueError("chat: the conversation must end with a user message")
+            raise RequestError("chat: the conversation must end with a user message", "messages")
         return text_messages, images
 
     def _batched(
@@ -198,8 +138,3 @@ class GenerativeModel:
             out += [next(replies) if i in readable else next(errors) for i in range(size)]
         require_readable(len(images), [x for x in out if isinstance(x, ImageError)])
         return out
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop if s in text]
-    return text[: min(cuts)] if cuts else text

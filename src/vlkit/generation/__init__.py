@@ -1,0 +1,26 @@
+"""Generation: the one engine (`Engine`) and what wraps it.
+
+    engine.py    chat prompts (with or without images) → left-padded batch → `generate` → text;
+                 the shared-prefix KV cache of text LMs
+    batching.py  micro-batching for concurrent callers (`vlkit serve`)
+    model.py     `GenerativeModel`: caption / answer / chat / stream for trained VLMs
+
+One settings type, `Decoding` (from `vlkit.decoding`), says how to decode everywhere.
+"""
+
+from vlkit.decoding import Decoding
+from vlkit.generation.batching import BatchingEngine
+from vlkit.generation.engine import Completion, Engine, PrefixCache, Request, RequestError, split_messages
+from vlkit.generation.model import GenerativeModel
+
+__all__ = [
+    "BatchingEngine",
+    "Completion",
+    "Decoding",
+    "Engine",
+    "GenerativeModel",
+    "PrefixCache",
+    "Request",
+    "RequestError",
+    "split_messages",
+]
