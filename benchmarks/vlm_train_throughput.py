@@ -326,6 +326,7 @@ def report(args, cfg: Config, per_step, curves, flops: int, peak: float, cache, 
         f"{cpu['trl'] / cpu['vlkit']:.2f}x (CPU time)  goal >= {SPEEDUP_GOAL}x: "
         f"{'PASS' if speedup >= SPEEDUP_GOAL else 'MISS'}"
     )
+    print("precision: fp32 on both sides (SFTConfig bf16=False; every Linear output was float32)")
     a, b = curves["vlkit"], curves["trl"]
     diff = max(abs(x - y) for x, y in zip(a, b))
     print(f"loss curves over {len(a)} steps, max |vlkit - trl|: {diff:.2e}")

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         export_dir = export_transformers(model_dir, Path(tmp) / "exported")
         vl = load(model_dir)
         pipe = load_pipeline(export_dir)
-        model_size = vl.cfg.model.image_size
+        model_size = args.model_size = vl.cfg.model.image_size
         args.render_size = args.render_size or model_size * 3 // 2
         if args.render_size == model_size:
             raise SystemExit(
@@ -228,7 +228,7 @@ def report(args, rate: dict, outputs: dict, labels: list[str], load_before: floa
     untrained = (
         f"untrained {'tiny smoke' if args.smoke else 'default'} config (speed does not depend on weights)"
     )
-    print(f"model: {args.model or untrained}")
+    print(f"model: {args.model or untrained}; input {args.model_size} px, images {args.render_size} px")
     print(
         f"torch threads: {torch.get_num_threads()}; median of {args.repeats} interleaved round(s); ", end=""
     )
