@@ -9,13 +9,17 @@ world's own speed is benchmarks/scenes_speed.py); then, on one thread:
       consistency check against the truth (`llava.Finisher`);
   (c) for information, a whole `generate_llava` run into a fresh folder: rendering, PNG files,
       the ordered runner, records.jsonl, llava.json, chat.jsonl, stats.
+The goal is judged on (b) alone: (a) is what the teacher could do without the checks every record
+gets. Writes benchmarks/results/instruct_template_speed.json (not with --smoke).
 """
 
 import argparse
+import os
 import tempfile
 import time
 
 import torch
+from common import run_info, write_results
 
 from vlkit.data import instruct_template as template
 from vlkit.data.contexts import scene_contexts
@@ -36,6 +40,7 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     n = 300 if args.smoke else args.scenes
     contexts = list(scene_contexts(n, seed=1))
     records = n * len(KINDS)
@@ -78,6 +83,10 @@ def main() -> None:
     print(f"consistency errors in (c): {errors} of {stats['records']}")
     if errors:
         raise SystemExit(1)
+    if not args.smoke:
+        figures = {"scenes": n, "records": records, "records_per_s": dict(rows), "goal": GOAL}
+        figures["verdict (b)"] = verdict
+        write_results("instruct_template_speed", run_info(load_before, args.threads) | figures)
 
 
 def _timed(fn) -> float:

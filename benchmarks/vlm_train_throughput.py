@@ -13,9 +13,12 @@ samples from the scenes world (`Batcher` positions) and collate them with vlkit'
 `GenerativeObjective.collate` (TRL gets it as `data_collator`, positions in order), so token
 sequences, labels and pixel values are identical, data work sits inside both timings. Same
 optimizer: vlkit's `make_optimizer` (AdamW, decay groups) and warmup + cosine `LambdaLR` are passed
-to SFTTrainer as `optimizers=`, `max_grad_norm` = `train.grad_clip`. SFTTrainer runs with its
-defaults except `gradient_checkpointing=False` (TRL turns it on; it recomputes activations, a
-memory trade vlkit does not make) and what makes the data the same (`skip_prepare_dataset`,
+to SFTTrainer as `optimizers=`, `max_grad_norm` = `train.grad_clip`. Same precision: fp32 on both
+sides. TRL's `SFTConfig` turns bf16 autocast on by default (when fp16 is unset, CPU included), so
+`bf16=False` is set explicitly, and every Linear layer's output dtype is recorded on both sides
+during the timed runs: anything but float32 stops the benchmark. SFTTrainer runs with its
+defaults except those, `gradient_checkpointing=False` (TRL turns it on; it recomputes activations,
+a memory trade vlkit does not make) and what makes the data the same (`skip_prepare_dataset`,
 sequential sampling). It keeps its fused LM head and its entropy / token-accuracy metrics.
 
 Timing is `train_throughput.py`'s: a global optimizer step post-hook stamps wall and CPU time after
@@ -29,7 +32,8 @@ medians: (t_pixels - t_cached) / t_pixels. MFU: FLOPs of vlkit's step (FlopCount
 CPU attention kernels counted by hand) / its median step time / the fp32 `torch.mm` peak measured
 in this run.
 
-Goals: vlkit >= 1.25x SFTTrainer's samples/s, MFU >= 40%. PASS/MISS never changes the exit code.
+Goals: vlkit >= 1.25x SFTTrainer's samples/s (median), MFU >= 40%. PASS/MISS never changes the
+exit code. Writes benchmarks/results/vlm_train_throughput-stage<N>.json (not with --smoke).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import SMOKE_VLM
+from common import SMOKE_VLM, run_info, write_results
 from torch.utils.flop_counter import FlopCounterMode
 from train_throughput import CPU_ATTENTION, StepClock, matmul_peak, quiet_transformers
 
@@ -102,12 +106,38 @@ def make_config(args: argparse.Namespace, out_dir: Path) -> Config:
 # --------------------------------------------------------------------------- the two loops
 
 
+def require_fp32(name: str, model: torch.nn.Module):
+    """Records the dtype of every Linear output while the context is open; anything but float32
+    (an autocast left on) stops the benchmark, since the comparison is fp32 against fp32."""
+
+    class Check:
+        def __enter__(self):
+            self.dtypes: set[torch.dtype] = set()
+            self.hooks = [
+                m.register_forward_hook(lambda mod, args, out: self.dtypes.add(out.dtype))
+                for m in model.modules()
+                if isinstance(m, torch.nn.Linear)
+            ]
+            return self
+
+        def __exit__(self, *exc):
+            for hook in self.hooks:
+                hook.remove()
+            if exc[0] is None and self.dtypes != {torch.float32}:
+                raise SystemExit(
+                    f"{name}: Linear layers ran in {sorted(map(str, self.dtypes))}, not fp32 alone"
+                )
+
+    return Check()
+
+
 def vlkit_loop(cfg: Config, out_dir: Path) -> list[float]:
     """vlkit's `prepare` + `train_step` into a fresh folder (no resume); → the loss of every step."""
     cfg = copy.deepcopy(cfg)
     cfg.train.out_dir = str(out_dir)
     run = prepare(cfg)
-    return [train_step(run, step)[0] for step in range(cfg.train.steps)]
+    with require_fp32("vlkit", run.model):
+        return [train_step(run, step)[0] for step in range(cfg.train.steps)]
 
 
 def trl_loop(
@@ -148,6 +178,8 @@ def trl_loop(
         max_steps=t.steps,
         max_grad_norm=t.grad_clip or None,
         gradient_checkpointing=False,
+        bf16=False,  # TRL's SFTConfig defaults to bf16 autocast (CPU included); vlkit trains in fp32
+        fp16=False,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
         train_sampling_strategy="sequential",
@@ -171,7 +203,10 @@ def trl_loop(
         optimizers=(optimizer, scheduler),
     )
     trainer.remove_callback(PrinterCallback)  # no log dicts in the benchmark's output
-    trainer.train()
+    if trainer.accelerator.mixed_precision != "no":
+        raise SystemExit(f"SFTTrainer: mixed precision {trainer.accelerator.mixed_precision!r}, not fp32")
+    with require_fp32("SFTTrainer", model):
+        trainer.train()
     return losses
 
 
@@ -240,13 +275,27 @@ def main(argv: list[str] | None = None) -> int:
             peaks.append(matmul_peak())
             one_step.append(step_seconds(cfg, setup.model, batch, reps=2 if args.smoke else 4))
     cache = {k: statistics.median(s[k] for s in one_step) for k in ("pixels", "cached")}
-    report(
+    figures = report(
         args, cfg, per_step, curves, flops, max(p[0] for p in peaks), cache, (load_before, os.getloadavg()[0])
     )
+    if not args.smoke:
+        import transformers
+        import trl
+
+        versions = {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+        }
+        info = run_info(load_before, torch.get_num_threads()) | versions
+        write_results(
+            f"vlm_train_throughput-stage{args.stage}", info | {"batch_size": cfg.train.batch_size} | figures
+        )
     return 0
 
 
-def report(args, cfg: Config, per_step, curves, flops: int, peak: float, cache, loads) -> None:
+def report(args, cfg: Config, per_step, curves, flops: int, peak: float, cache, loads) -> dict:
+    """Prints the tables; → the figures for the results file."""
     B, m, v = cfg.train.batch_size, cfg.model, cfg.vlm
     trains = "connector" + ("" if v.freeze_lm else " + LM") + ("" if v.freeze_vision else " + vision")
     print(f"\nGenerative training throughput, stage {args.stage} ({trains} train): batch {B}, ", end="")
@@ -277,6 +326,7 @@ def report(args, cfg: Config, per_step, curves, flops: int, peak: float, cache, 
         f"{cpu['trl'] / cpu['vlkit']:.2f}x (CPU time)  goal >= {SPEEDUP_GOAL}x: "
         f"{'PASS' if speedup >= SPEEDUP_GOAL else 'MISS'}"
     )
+    print("precision: fp32 on both sides (SFTConfig bf16=False; every Linear output was float32)")
     a, b = curves["vlkit"], curves["trl"]
     diff = max(abs(x - y) for x, y in zip(a, b))
     print(f"loss curves over {len(a)} steps, max |vlkit - trl|: {diff:.2e}")
@@ -292,6 +342,20 @@ def report(args, cfg: Config, per_step, curves, flops: int, peak: float, cache, 
     print(f"FLOPs per step (forward + backward, FlopCounterMode): {flops / 1e9:.2f} GFLOP")
     print(f"fp32 torch.mm (2048x2048, best of 5 per round, best round): {peak:.1f} GFLOP/s")
     print(f"MFU of vlkit's step: {mfu:.1%}  goal >= {MFU_GOAL:.0%}: {'PASS' if mfu >= MFU_GOAL else 'MISS'}")
+    return {
+        "precision": "fp32 both sides (Linear outputs checked)",
+        "samples_per_s": {n: {"median": B / wall[n], "best": B / best[n]} for n in wall},
+        "ratio": {"median": speedup, "best": best["trl"] / best["vlkit"], "cpu": cpu["trl"] / cpu["vlkit"]},
+        "speedup_goal": SPEEDUP_GOAL,
+        "speedup_verdict (median)": "PASS" if speedup >= SPEEDUP_GOAL else "MISS",
+        "losses": curves,
+        "max_loss_diff": diff,
+        "cache_share": share,
+        "gflop_per_step": flops / 1e9,
+        "fp32_mm_peak_gflops": peak,
+        "mfu": mfu,
+        "mfu_verdict": "PASS" if mfu >= MFU_GOAL else "MISS",
+    }
 
 
 if __name__ == "__main__":

@@ -6,16 +6,20 @@
 
 The vlkit model is exported with `vlkit.export.export_transformers` and the exported folder is
 loaded by `transformers.pipeline("zero-shot-image-classification")`. Both classify the same PIL
-images (scenes, seed 12345) into the 32 scenes classes with the same template. Measured in one
-process, interleaved, median over `--repeats` rounds:
+images (scenes, seed 12345) into the 32 scenes classes with the same template. The images are
+rendered at `--render-size` (default 1.5x the model's input size), never at the model's size:
+vlkit skips resizing an image that already has it while the transformers processor resizes
+anyway, so both sides must be given the same resize work. Measured in one process, interleaved,
+median over `--repeats` rounds:
   (a) the pipeline called once per image,
   (b) the pipeline called with the whole list and `batch_size` (best of `--pipeline-batch`),
   (c) vlkit `classify(images, labels, templates)`, first call, so embedding the labels is
-      included (best of `--vlkit-batch`; 128 is classify's default),
+      included (best of `--vlkit-batch`; 32 is classify's default),
   (c') the same call again with the label embeddings cached, and
   (d) the image tower alone on preprocessed tensors: a floor on the time of any implementation.
 Goals: (c) >= 10x (a) and >= 4x (b), with identical top-1 labels. A top-1 mismatch is a
 correctness failure (exit 1); a missed speed goal prints MISS only, because timings here are noisy.
+Writes benchmarks/results/zero_shot_throughput.json (not with --smoke).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SMOKE_MODEL
+from common import SMOKE_MODEL, run_info, write_results
 from PIL import Image
 
 SPEEDUP_GOALS = {"a": 10.0, "b": 4.0}  # vlkit (c) over pipeline (a) per image, (b) batched
@@ -42,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="a vlkit model or run folder (default: an untrained default model)")
     p.add_argument("--images", type=int, default=512, help="scenes images to classify")
+    p.add_argument(
+        "--render-size",
+        type=int,
+        default=0,
+        help="scenes render size (default: 1.5x the model's; never equal)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds; medians are reported")
     p.add_argument("--pipeline-batch", default="32,64", help="pipeline batch sizes for (b); best reported")
@@ -187,22 +197,38 @@ def main(argv: list[str] | None = None) -> int:
         export_dir = export_transformers(model_dir, Path(tmp) / "exported")
         vl = load(model_dir)
         pipe = load_pipeline(export_dir)
-        images = scenes_images(args.images, vl.cfg.model.image_size)
+        model_size = args.model_size = vl.cfg.model.image_size
+        args.render_size = args.render_size or model_size * 3 // 2
+        if args.render_size == model_size:
+            raise SystemExit(
+                f"--render-size {model_size} is the model's: vlkit would skip the resize the pipeline does"
+            )
+        images = scenes_images(args.images, args.render_size)
         rate, outputs = measure(args, vl, pipe, images, labels)
-    return report(args, rate, outputs, labels, load_before)
+    ok, figures = report(args, rate, outputs, labels, load_before)
+    if not args.smoke:
+        import transformers
+
+        info = run_info(load_before, torch.get_num_threads())
+        info |= {"torch": torch.__version__, "transformers": transformers.__version__}
+        sizes = {"model_image_size": model_size, "render_size": args.render_size, "images": args.images}
+        write_results("zero_shot_throughput", info | sizes | figures)
+    return 0 if ok else 1
 
 
 # --------------------------------------------------------------------------- reporting
 
 
-def report(args, rate: dict, outputs: dict, labels: list[str], load_before: float) -> int:
+def report(args, rate: dict, outputs: dict, labels: list[str], load_before: float) -> tuple[bool, dict]:
+    """Prints the tables; → (top-1 labels identical, the figures for the results file)."""
     print(
-        f"\nZero-shot classification: {args.images} scenes images x {len(labels)} labels, template {args.template!r}"
+        f"\nZero-shot classification: {args.images} scenes images ({args.render_size} px, both sides resize) "
+        f"x {len(labels)} labels, template {args.template!r}"
     )
     untrained = (
         f"untrained {'tiny smoke' if args.smoke else 'default'} config (speed does not depend on weights)"
     )
-    print(f"model: {args.model or untrained}")
+    print(f"model: {args.model or untrained}; input {args.model_size} px, images {args.render_size} px")
     print(
         f"torch threads: {torch.get_num_threads()}; median of {args.repeats} interleaved round(s); ", end=""
     )
@@ -224,17 +250,23 @@ def report(args, rate: dict, outputs: dict, labels: list[str], load_before: floa
 
     _, vl_result = outputs[f"c{rate['c-best']}"]
     batched = outputs[f"b{rate['b-best']}"]
-    ok = True
+    ok, agreement = True, {}
     print(f"\n{'agreement with vlkit (c)':<40}{'top-1 identical':>18}{'max |dprob|':>14}")
     for name, out in (("(a) pipeline per image", outputs["a"]), ("(b) pipeline batched", batched)):
         same = float(np.mean([o[0]["label"] == top for o, top in zip(out, vl_result.top)]))
-        diff = np.abs(pipeline_probs(out, labels) - vl_result.probs).max()
+        diff = float(np.abs(pipeline_probs(out, labels) - vl_result.probs).max())
         ok &= same == 1.0
+        agreement[name] = {"top1_identical": same, "max_abs_dprob": diff}
         print(f"{name:<40}{same:>17.2%}{diff:>14.2e}")
 
     print("\ngoals")
+    verdicts = {}
     for key, goal in SPEEDUP_GOALS.items():
         ratio = rate["c"] / rate[key]
+        verdicts[f"(c) >= {goal:g}x ({key})"] = {
+            "ratio": ratio,
+            "verdict": "PASS" if ratio >= goal else "MISS",
+        }
         print(
             f"  vlkit (c) >= {goal:g}x pipeline ({key}): {ratio:6.2f}x  {'PASS' if ratio >= goal else 'MISS'}"
         )
@@ -245,7 +277,9 @@ def report(args, rate: dict, outputs: dict, labels: list[str], load_before: floa
         print(
             "FAIL: vlkit and the pipeline disagree on top-1 labels for the same checkpoint", file=sys.stderr
         )
-    return 0 if ok else 1
+    images_per_s = {name: r for name, r in rows}
+    figures = {"images_per_s": images_per_s, "best_batch": {"b": rate["b-best"], "c": rate["c-best"]}}
+    return ok, figures | {"agreement": agreement, "goals": verdicts, "ceiling_d_over_b": ceiling}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmarks run end to end at tiny sizes and print their side-by-side tables."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ def test_zero_shot_throughput_smoke():
         assert expected in out
     assert "identical top-1 labels: PASS" in out
     assert "100.00%" in out
+    # images of another size than the model's: vlkit resizes them as the pipeline does
+    model_px, image_px = re.search(r"input (\d+) px, images (\d+) px", out).groups()
+    assert model_px != image_px
 
 
 @pytest.mark.slow
@@ -48,8 +52,11 @@ def test_vlm_train_throughput_smoke():
         "loss curves",
         "frozen-feature cache",
         "MFU",
+        "precision: fp32 on both sides",
     ):
         assert expected in out
+    # fp32 against fp32: the losses agree to float rounding (~5e-7; TRL's bf16 default gave 2e-5)
+    assert float(re.search(r"max \|vlkit - trl\|: (\S+)", out).group(1)) < 1e-5
 
 
 @pytest.mark.slow

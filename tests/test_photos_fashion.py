@@ -1,16 +1,25 @@
 """The two real-image sets: skimage photographs and Debian's Fashion-MNIST."""
 
 import gzip
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vlkit.commands.evaluation import evaluate
+from vlkit.config import DataConfig, SourceConfig, load_config, stage_configs
+from vlkit.data import build_source
 from vlkit.data.fashion_mnist import CLASSES, FashionMNIST, read_idx
-from vlkit.data.photos import CAPTIONS, Photos, to_rgb
+from vlkit.data.photos import CAPTIONS, Photos, split_of, to_rgb
+from vlkit.eval.embedded import named_benchmarks
+from vlkit.eval.run import open_benchmarks
+
+RECIPES = Path(__file__).parent.parent / "recipes"
 
 
 def test_every_photo_loads_as_rgb_uint8_with_captions():
-    photos = Photos()
+    photos = Photos(split="all")
     assert len(photos) == len(photos.names) >= 12
     for i in range(len(photos)):
         sample = photos[i]
@@ -24,7 +33,7 @@ def test_every_photo_loads_as_rgb_uint8_with_captions():
 
 
 def test_photo_subset_and_unknown_name():
-    photos = Photos(["horse", "chelsea"])
+    photos = Photos(["horse", "chelsea"], split="all")
     assert photos[0]["key"] == "photos/horse" and photos[1]["captions"] == list(CAPTIONS["chelsea"])
     with pytest.raises(ValueError, match="lena"):
         Photos(["lena"])
@@ -79,3 +88,44 @@ def test_read_idx_rejects_a_wrong_header(tmp_path):
         f.write(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"\x01\x02")  # claims 3 labels, has 2
     with pytest.raises(ValueError, match="bad.gz"):
         read_idx(path, 0x00000801)
+
+
+def _photo_fingerprints(samples) -> set[str]:
+    return {hashlib.sha256(np.ascontiguousarray(s["image"]).tobytes()).hexdigest() for s in samples}
+
+
+def test_training_photos_and_eval_photos_share_no_image():
+    """Every stage of the recipe that trains on photos reads images that `vlkit eval --data photos`
+    and training-time evaluation (both `named_benchmarks`) never score, by name and by pixels."""
+    train_keys, train_pixels = set(), set()
+    for _, cfg in stage_configs(load_config(RECIPES / "llava-smollm2.yaml")):
+        for s, source in enumerate(cfg.data.sources):
+            if source.kind == "photos":
+                dataset = build_source(source, cfg.data, f"data.sources[{s}]")
+                samples = [dataset[i] for i in range(len(dataset))]
+                train_keys |= {sample["key"] for sample in samples}
+                train_pixels |= _photo_fingerprints(samples)
+    (bench, *_) = open_benchmarks("photos")
+    assert bench.examples and train_keys  # both sides have photos
+    eval_keys = {e["id"] for e in bench.examples}
+    assert not train_keys & eval_keys
+    assert not train_pixels & _photo_fingerprints(bench.examples)
+    assert eval_keys == {e["id"] for e in named_benchmarks("photos")[0].examples}
+    assert len(train_keys | eval_keys) == len(CAPTIONS)  # the split loses no photo
+    assert {split_of(k.removeprefix("photos/")) for k in eval_keys} == {"test"}
+
+
+def test_photo_split_is_fixed_by_name_and_checked():
+    assert [n for n in CAPTIONS if split_of(n) == "test"] == Photos(split="test").names
+    assert len(Photos(split="all")) == len(CAPTIONS)
+    assert Photos(["horse", "chelsea"], split="all").names == ["horse", "chelsea"]
+    with pytest.raises(ValueError, match="data.sources\\[0\\].*'val'.*train, test, all"):
+        build_source(SourceConfig(kind="photos", split="val"), DataConfig())
+
+
+def test_photo_eval_says_the_held_out_set_is_small(tiny_run, tmp_path, capsys):
+    evaluate(str(tiny_run), data="photos", task="retrieval", out=str(tmp_path / "eval"), progress=False)
+    printed = capsys.readouterr().out
+    n = len(Photos(split="test"))
+    assert f"note: photos (test split): only {n} images" in printed
+    assert f"only {n} images" in (tmp_path / "eval" / "report.md").read_text()

@@ -104,7 +104,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    data: str = "scenes"  # scenes (held-out world) | photos | fashion-mnist (test split) | a data path
+    data: str = "scenes"  # scenes (held-out world) | photos | fashion-mnist (held-out splits) | a data path
     num_images: int = 512  # held-out samples per evaluation
     seed: int = 1_000_003  # a scenes seed never used for training
     # Prompt templates for zero-shot labels (averaged). Scenes labels come with their article

@@ -34,9 +34,9 @@ def evaluate(
 
     Args:
         model: vlkit model or run folder, transformers folder or cached hub id
-        data: scenes | photos | fashion-mnist | a benchmark's files (VQAv2, COCO / Karpathy
-            captions, Winoground, Hateful Memes, SNLI-VE, NLVR2, RefCOCO, class folders) | a vlkit
-            data folder
+        data: scenes | photos (held-out split) | fashion-mnist (test split) | a benchmark's files
+            (VQAv2, COCO / Karpathy captions, Winoground, Hateful Memes, SNLI-VE, NLVR2, RefCOCO,
+            class folders) | a vlkit data folder
         task: one task (default: every task the model and the data support)
         limit: at most N samples (scenes: N scenes)
         out: report folder (default: <model>/eval-<data>)
@@ -66,4 +66,6 @@ def evaluate(
         model_card=card,
     )
     print(json.dumps(result["metrics"], indent=1))
+    if result["note"]:
+        print(f"note: {result['note']}")
     print(f"report: {result['report']}")

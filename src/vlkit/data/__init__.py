@@ -63,7 +63,7 @@ def _scenes_instruct(source: SourceConfig, cfg: DataConfig) -> Any:
 def _photos(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.photos import Photos
 
-    return Photos()
+    return Photos(split=source.split)
 
 
 def _fashion_mnist(source: SourceConfig, cfg: DataConfig) -> Any:
@@ -174,11 +174,12 @@ def open_named(name: str, split: str = "train") -> Any:
 
     scenes | photos | fashion-mnist, a folder holding captions.jsonl, a directory written by
     `datasets`' save_to_disk, a directory of .tar shards, or a shard pattern / .tar path.
-    `split` applies to fashion-mnist (train | test) and to a saved DatasetDict (one of its splits;
-    a missing one is an error listing those it has, never a silent fall-back to "train").
+    `split` applies to photos and fashion-mnist (train | test) and to a saved DatasetDict (one of
+    its splits; a missing one is an error listing those it has, never a silent fall-back to "train").
     """
     kind, path = _kind_of(name)
-    source = SourceConfig(kind=kind, path=path, split=split if kind in ("fashion-mnist", "hf") else "train")
+    has_splits = kind in ("photos", "fashion-mnist", "hf")
+    source = SourceConfig(kind=kind, path=path, split=split if has_splits else "train")
     return build_source(source, DataConfig(), where=f"data {name!r}")
 
 

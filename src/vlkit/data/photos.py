@@ -1,15 +1,20 @@
 """Photos: real photographs that ship inside scikit-image, with hand-written captions.
 
-Twenty images, no download: a tiny real-world retrieval and zero-shot sanity set next to the
+Twenty images, no download: a tiny real-world retrieval and captioning sanity set next to the
 synthetic scenes. Each caption was written by looking at the picture and says only what it
 shows. Images are decoded on first access and kept.
 
-    photos = Photos()
+The split is fixed by name (`split_of`): 7 photos are held out (`split="test"`, what `vlkit eval
+--data photos` and training-time evaluation read), the other 13 are for training (`split="train"`,
+what a `kind: photos` source reads). Seven images make a sanity check, not a measurement.
+
+    photos = Photos()  # the training split
     sample = photos[0]  # {"image": uint8[512, 512, 3], "captions": [...], "key": "photos/astronaut"}
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,6 +106,15 @@ CAPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+SPLITS = ("train", "test", "all")
+
+
+def split_of(name: str) -> str:
+    """ "test" for a quarter of the names (by a hash of the name, so the split never moves when a
+    photo is added), "train" for the rest."""
+    return "test" if int(hashlib.sha256(name.encode()).hexdigest(), 16) % 4 == 0 else "train"
+
+
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """Any skimage.data picture -> uint8[H, W, 3].
 
@@ -118,17 +132,22 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 class Photos:
-    """Real photographs from skimage.data.
+    """Real photographs from skimage.data: the `split` part (train | test | all) of `names`
+    (default: every photo).
 
     __getitem__(i) -> {"image": uint8[H, W, 3], "captions": list[str], "key": "photos/<name>"}
     Sizes differ per photo (102 to 1411 pixels a side); resize in the loader.
     """
 
-    def __init__(self, names: Sequence[str] | None = None) -> None:
-        self.names = list(names) if names is not None else list(CAPTIONS)
-        unknown = [name for name in self.names if name not in CAPTIONS]
+    def __init__(self, names: Sequence[str] | None = None, split: str = "train") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"Photos split {split!r} unknown; valid: {', '.join(SPLITS)}")
+        names = list(names) if names is not None else list(CAPTIONS)
+        unknown = [name for name in names if name not in CAPTIONS]
         if unknown:
             raise ValueError(f"Photos names {unknown} unknown; valid: {list(CAPTIONS)}")
+        self.split = split
+        self.names = [name for name in names if split == "all" or split_of(name) == split]
         self._images: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -26,6 +26,7 @@ from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
 from vlkit.metrics import vqa_normalize
 
+SMALL_SET = 50  # fewer held-out images than this: scores are a sanity check (the note says so)
 SCENE_TASKS = ("zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding", "segmentation")
 
 
@@ -112,9 +113,10 @@ def _referring(scenes, task: str) -> list[dict]:
 
 
 def named_benchmarks(name: str, limit: int | None = None) -> list[Benchmark]:
-    """photos, fashion-mnist (test split) or a vlkit data folder: zero-shot over its classes when
-    it has labels, retrieval and captioning over its captions. Unreadable images are skipped and
-    counted in Benchmark.info["unreadable"]."""
+    """photos (held-out split), fashion-mnist (test split) or a vlkit data folder: zero-shot over
+    its classes when it has labels, retrieval and captioning over its captions. Unreadable images
+    are skipped and counted in Benchmark.info["unreadable"]; a set under SMALL_SET images says so
+    in Benchmark.info["note"]."""
     from vlkit.data import open_named
 
     dataset = open_named(name, split="test")
@@ -136,6 +138,13 @@ def named_benchmarks(name: str, limit: int | None = None) -> list[Benchmark]:
     if not examples:
         raise ValueError(f"eval data {name!r}: no readable samples")
     info = {"unreadable": unreadable}
+    if len(examples) < SMALL_SET:
+        split = getattr(dataset, "split", None)
+        info["note"] = (
+            f"{name}{f' ({split} split)' if split else ''}: only {len(examples)} images; retrieval "
+            f"among {len(examples)} candidates (R@1 chance {1 / len(examples):.0%}) is a sanity check, "
+            "not a measurement"
+        )
     out = [Benchmark(name, t, examples, source=name, info=info) for t in ("retrieval", "caption")]
     classes = getattr(dataset, "classes", None)
     if classes and all(e["label"] is not None for e in examples):

@@ -64,9 +64,8 @@ def run_eval(
     data support), writes the outputs; returns metrics, paths and the per-task results."""
     from vlkit.eval.hf_models import load_for_eval
 
-    model = (
-        load_for_eval(str(model_path), max_new_tokens) if isinstance(model_path, str | Path) else model_path
-    )
+    loaded = isinstance(model_path, str | Path)
+    model = load_for_eval(str(model_path), max_new_tokens) if loaded else model_path
     cfg = getattr(model, "cfg", None)
     benches = open_benchmarks(data, limit, cfg.data if cfg else None, cfg.eval if cfg else None)
     chosen = select(model, benches, task)
@@ -91,6 +90,7 @@ def run_eval(
         "samples": {f"{r.benchmark}/{r.task}": r.samples for r in results},
         "limit": limit,
         "templates": list(templates),
+        "note": "; ".join(sorted({b.info["note"] for b in chosen if "note" in b.info})),
         "settings": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "task": task},
         **(extra_details or {}),
     }
