@@ -78,3 +78,14 @@ def test_shape_probe_smoke():
     out = run_smoke("shape_probe.py")
     for expected in ("patch stem, step 2", "conv stem, step 2", "shape accuracy"):
         assert expected in out
+
+
+@pytest.mark.slow
+def test_vlm_plateau_smoke():
+    out = run_smoke("vlm_plateau.py")  # the three arms run and are scored, the oracle arm included
+    for expected in (
+        "caption, step 4: colour_accuracy",
+        "vqa, step 4: colour_accuracy",
+        "vqa-oracle, step 4",
+    ):
+        assert expected in out
