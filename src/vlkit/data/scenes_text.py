@@ -181,29 +181,30 @@ def questions(
     objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
 ) -> list[QA]:
     """Five to ten questions covering count, colour, shape, existence (yes and no) and relation."""
-    n = len(objects)
-    qa = [
-        QA(
-            rng.choice(
-                (
-                    "How many shapes are there?",
-                    "How many objects are in the image?",
-                    "How many shapes can you see?",
-                )
-            ),
-            str(n),
-            "count",
-        )
-    ]
-    probe_shape = rng.choice(shapes)
-    qa.append(
-        QA(f"How many {probe_shape}s are there?", str(sum(o.shape == probe_shape for o in objects)), "count")
-    )
+    qa = _count_questions(objects, rng, shapes)
+    qa += _attribute_questions(objects, rng)
+    qa += _existence_questions(objects, rng, colors, shapes)
+    if len(objects) >= 2:
+        qa += _relation_questions(objects, rng)
+    return qa
 
-    # Colour and shape questions name an object by the one attribute that is unique in the scene;
-    # at most two of each, so crowded scenes do not drown the other question types.
+
+def _count_questions(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> list[QA]:
+    """How many objects, and how many of one shape (which may be zero)."""
+    total = rng.choice(
+        ("How many shapes are there?", "How many objects are in the image?", "How many shapes can you see?")
+    )
+    probe_shape = rng.choice(shapes)
+    count = str(sum(o.shape == probe_shape for o in objects))
+    return [QA(total, str(len(objects)), "count"), QA(f"How many {probe_shape}s are there?", count, "count")]
+
+
+def _attribute_questions(objects: Sequence[Described], rng: random.Random) -> list[QA]:
+    """Colour and shape questions name an object by the one attribute that is unique in the scene;
+    at most two of each, so crowded scenes do not drown the other question types."""
     unique_shape = [o for o in objects if sum(p.shape == o.shape for p in objects) == 1]
     unique_color = [o for o in objects if sum(p.color == o.color for p in objects) == 1]
+    qa = []
     for obj in rng.sample(unique_shape, min(2, len(unique_shape))):
         template = rng.choice(
             ("What color is the {}?", "What is the color of the {}?", "Which color does the {} have?")
@@ -212,7 +213,13 @@ def questions(
     for obj in rng.sample(unique_color, min(2, len(unique_color))):
         template = rng.choice(("What shape is the {} object?", "Which shape is {}?", "What is the {} shape?"))
         qa.append(QA(template.format(obj.color), obj.shape, "shape"))
+    return qa
 
+
+def _existence_questions(
+    objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
+) -> list[QA]:
+    """One "yes" (an object that is there) and one "no" question."""
     present = {(o.color, o.shape) for o in objects}
     asked = rng.choice(objects)
     # The "no" question prefers a recombination of attributes that are present (a red square when
@@ -232,19 +239,22 @@ def questions(
         "Does the picture show {}?",
     )
     asked_noun = with_article(f"{asked.color} {asked.shape}")
-    qa.append(QA(rng.choice(templates).format(asked_noun), "yes", "existence"))
-    qa.append(QA(rng.choice(templates).format(with_article(f"{color} {shape}")), "no", "existence"))
+    return [
+        QA(rng.choice(templates).format(asked_noun), "yes", "existence"),
+        QA(rng.choice(templates).format(with_article(f"{color} {shape}")), "no", "existence"),
+    ]
 
-    if n >= 2:
-        a, b = rng.sample(list(objects), 2)
-        rel = relation(a, b)
-        axis = "left or right of" if rel in ("left", "right") else "above or below"
-        qa.append(QA(f"Is the {a.color} {a.shape} {axis} the {b.color} {b.shape}?", rel, "relation"))
-        qa.append(
-            QA(
-                f"Where is the {b.color} {b.shape} relative to the {a.color} {a.shape}?",
-                OPPOSITE[rel],
-                "relation",
-            )
-        )
-    return qa
+
+def _relation_questions(objects: Sequence[Described], rng: random.Random) -> list[QA]:
+    """Where one object lies relative to another, asked both ways."""
+    a, b = rng.sample(list(objects), 2)
+    rel = relation(a, b)
+    axis = "left or right of" if rel in ("left", "right") else "above or below"
+    return [
+        QA(f"Is the {a.color} {a.shape} {axis} the {b.color} {b.shape}?", rel, "relation"),
+        QA(
+            f"Where is the {b.color} {b.shape} relative to the {a.color} {a.shape}?",
+            OPPOSITE[rel],
+            "relation",
+        ),
+    ]
