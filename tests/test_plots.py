@@ -81,3 +81,16 @@ def test_helpers_reject_bad_inputs(tmp_path):
         plot_confusion(np.ones((2, 3)), ["a", "b"], tmp_path / "c.png")
     with pytest.raises(ValueError, match="no keys of the form"):
         plot_recall_at_k({"top1": 0.5}, tmp_path / "r.png")
+
+
+def test_recall_plot_draws_the_chance_of_a_random_ranking(tmp_path, monkeypatch):
+    import vlkit.plots as plots
+    from vlkit.metrics import retrieval_chance
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    results = {"t2i_R@1": 0.5, "t2i_R@5": 0.9, "i2t_R@1": 0.4, "i2t_R@5": 0.8}
+    plot_recall_at_k(results, tmp_path / "recall.png", chance=retrieval_chance([1] * 20, ks=(1, 5)))
+    lines = drawn["fig"].axes[0].get_lines()
+    dashed = {line.get_label(): list(line.get_ydata()) for line in lines if line.get_linestyle() == "--"}
+    assert dashed == {"i2t chance": pytest.approx([0.05, 0.25]), "t2i chance": pytest.approx([0.05, 0.25])}

@@ -140,23 +140,36 @@ def plot_confusion(matrix: Any, class_names: list[str], path: str | os.PathLike[
     return _save(fig, Path(path))
 
 
-def plot_recall_at_k(results: dict[str, float], path: str | os.PathLike[str]) -> Path:
-    """Draw recall against k, one line per direction, from keys like "t2i_R@5" (as returned by
-    `vlkit.metrics.retrieval_recall`, optionally prefixed, e.g. "eval/i2t_R@10"). Other keys are ignored.
-    """
+def _recall_curves(results: dict[str, float]) -> dict[str, dict[int, float]]:
     curves: dict[str, dict[int, float]] = {}
     for key, value in results.items():
         match = _RECALL_KEY.match(key)
         if match and _is_number(value):
             curves.setdefault(match["name"] or "recall", {})[int(match["k"])] = float(value)
+    return curves
+
+
+def plot_recall_at_k(
+    results: dict[str, float], path: str | os.PathLike[str], chance: dict[str, float] | None = None
+) -> Path:
+    """Draw recall against k, one line per direction, from keys like "t2i_R@5" (as returned by
+    `vlkit.metrics.retrieval_recall`, optionally prefixed, e.g. "eval/i2t_R@10"). Other keys are ignored.
+    chance: the same keys for a random ranking (`vlkit.metrics.retrieval_chance`), drawn dashed.
+    """
+    curves = _recall_curves(results)
     if not curves:
         raise ValueError(f"results: no keys of the form '<name>_R@<k>' to plot, got {sorted(results)}")
 
     fig = Figure(figsize=(5, 4))
     ax = fig.add_subplot()
-    for name, by_k in sorted(curves.items()):
+    for n, (name, by_k) in enumerate(sorted(curves.items())):
         ks = sorted(by_k)
-        ax.plot(ks, [by_k[k] for k in ks], marker="o", label=name)
+        ax.plot(ks, [by_k[k] for k in ks], marker="o", label=name, color=f"C{n}")
+        base = _recall_curves(chance or {}).get(name, {})
+        if base:
+            ax.plot(
+                sorted(base), [base[k] for k in sorted(base)], ls="--", color=f"C{n}", label=f"{name} chance"
+            )
     all_ks = sorted({k for by_k in curves.values() for k in by_k})
     ax.set_xscale("log")  # k is usually 1, 5, 10: a log axis spaces them evenly
     ax.set_xticks(all_ks, labels=[str(k) for k in all_ks])

@@ -19,6 +19,7 @@ from vlkit.eval.during_training import evaluate_scenes
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
 from vlkit.eval.report import task_plots, write_predictions, write_report
+from vlkit.eval.result import RETRIEVAL_CHANCE
 from vlkit.eval.scenes_generative import evaluate_generative, held_out_scenes
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
@@ -150,7 +151,7 @@ def _print_contrastive(scores: dict, results: list) -> None:
         f"(chance {1 / len(ZERO_SHOT_CLASSES):.1%}; colour right, shape guessed: 25%)"
     )
     (retrieval,) = [r for r in results if r.task == "retrieval"]
-    chance = retrieval.breakdowns["chance (random ranking)"]
+    chance = retrieval.breakdowns[RETRIEVAL_CHANCE]
     print(
         f"retrieval on held-out scenes: text→image R@1 {scores['t2i_R@1']:.1%} (chance {chance['t2i_R@1']:.1%}), "
         f"R@5 {scores['t2i_R@5']:.1%}; image→text R@1 {scores['i2t_R@1']:.1%} (chance {chance['i2t_R@1']:.1%}), "

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from vlkit import metrics
 from vlkit.eval.embedded import as_arrays
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.result import TaskResult, hateful_memes_result
+from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult, hateful_memes_result
 
 CONTRASTIVE_TASKS = ("zero-shot", "retrieval", "winoground", "grounding", "hateful-memes")
 HATEFUL_PROMPTS = ('a meme that says "{}".', 'a hateful meme that says "{}".')  # (benign, hateful)
@@ -103,7 +103,7 @@ def retrieval(model, bench: Benchmark, features: ImageFeatures) -> TaskResult:
         {"id": ex[i]["id"], "text": t, "top_image": ex[b]["id"], "correct": bool(b == i)}
         for t, i, b in zip(texts, image_of_text, best)
     ]
-    breakdowns = {"chance (random ranking)": chance}
+    breakdowns = {RETRIEVAL_CHANCE: chance}
     return TaskResult("retrieval", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))
 
 

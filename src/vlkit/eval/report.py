@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import vlkit
-from vlkit.eval.result import TaskResult
+from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult
 
 
 def write_report(
@@ -84,9 +84,10 @@ def task_plots(folder: str | Path, results: list[TaskResult]) -> list[Path]:
         if r.confusion is not None and r.classes:
             written.append(plot_confusion(r.confusion, r.classes, folder / f"{stem}-confusion.png"))
         if r.task == "retrieval":
-            written.append(plot_recall_at_k(r.metrics, folder / f"{stem}-recall.png"))
+            chance = r.breakdowns.get(RETRIEVAL_CHANCE)
+            written.append(plot_recall_at_k(r.metrics, folder / f"{stem}-recall.png", chance))
         for name, table in r.breakdowns.items():
-            if len(table) > 1:
+            if len(table) > 1 and name != RETRIEVAL_CHANCE:  # chance is drawn on the recall plot
                 written.append(plot_bars(table, name, folder / f"{stem}-{name.split()[-1]}.png"))
     return written
 

@@ -10,6 +10,8 @@ import numpy as np
 from vlkit import metrics
 from vlkit.eval.loaders import Benchmark
 
+RETRIEVAL_CHANCE = "chance (random ranking)"  # the retrieval breakdown with a random ranking's R@k
+
 
 @dataclass
 class TaskResult:
