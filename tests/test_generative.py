@@ -2,6 +2,7 @@
 and training strategy through the one loop, resume, save/load and generation."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import vlkit
-from vlkit.data.conversations import ConversationFile
+from vlkit.data.conversations import SHORT_ANSWER, ConversationFile
 from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
 from vlkit.models.build import load_model
@@ -211,6 +212,45 @@ def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
     assert len(beams) == 1 and sampled[0] == sampled[1]  # a seed makes sampling reproducible
     with pytest.raises(ValueError, match="at most one image"):
         model.chat([{"role": "user", "content": [{"type": "image", "image": image}] * 2}])
+
+
+def test_answer_appends_the_short_answer_instruction_unless_short_is_false(tiny_vlm_run):
+    model = vlkit.load(tiny_vlm_run)
+    image = vlkit.data.open_named("scenes")[0]["image"]
+    decoding = Decoding(max_new_tokens=6)
+
+    def chat(text: str) -> str:
+        content = [{"type": "image", "image": image}, {"type": "text", "text": text}]
+        return model.chat([{"role": "user", "content": content}], decoding)
+
+    question = "What color is the circle?"
+    assert model.answer([image], [question], decoding) == [chat(f"{question} {SHORT_ANSWER}")]
+    assert model.answer([image], [question], decoding, short=False) == [chat(question)]
+
+
+def test_stream_raises_an_unreadable_image_instead_of_waiting_forever(tiny_vlm_run, tmp_path):
+    model = vlkit.load(tiny_vlm_run)
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": str(tmp_path / "missing.png")},
+                {"type": "text", "text": "Hi"},
+            ],
+        }
+    ]
+    outcome: list = []
+
+    def consume() -> None:
+        try:
+            outcome.append("".join(model.stream(messages, Decoding(max_new_tokens=2))))
+        except ImageError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert outcome and isinstance(outcome[0], ImageError) and "missing.png: file not found" in str(outcome[0])
 
 
 def test_caption_can_skip_and_report_unreadable_images(tiny_vlm_run, tmp_path, make_unreadable):

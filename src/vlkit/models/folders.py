@@ -57,6 +57,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if ckpt is None:
         raise FileNotFoundError(
             f"{path}: neither a vlkit model folder nor a run folder with a complete checkpoint "
-            "(train one with `vlkit train recipes/clip-scenes.yaml`)"
+            "(`make tour` writes the runs runs/tour and runs/tour/llava; `vlkit train RECIPE` writes "
+            "the recipe's train.out_dir)"
         )
     return ckpt
