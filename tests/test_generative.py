@@ -169,6 +169,35 @@ def test_frozen_prefix_lm_and_connector_only_leave_frozen_parts_unchanged(tiny_v
     assert changed == {"connector"}
 
 
+def test_a_frozen_pretrained_lm_is_referenced_not_copied_into_checkpoints(tiny_vlm_cfg, tmp_path):
+    # a small "pretrained" LM in a transformers folder, as a hub download would be
+    from vlkit.models.registry import build_language_model
+
+    lm, lm_tokenizer = build_language_model("gpt-tiny", tiny_vlm_cfg.vlm, None, TEXTS)
+    lm.save_pretrained(tmp_path / "base-lm")
+    lm_tokenizer.save_pretrained(tmp_path / "base-lm")
+    base = lm.state_dict()
+    tiny_vlm_cfg.vlm.language_model, tiny_vlm_cfg.vlm.freeze_lm = str(tmp_path / "base-lm"), True
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every = 4, 2
+    run = train(tiny_vlm_cfg, progress=False)
+
+    stored = _weights(run)
+    stored_lm = {k for k in stored if k.startswith("language_model.")}
+    assert stored_lm == {"language_model.model.embed_tokens.weight"}  # tied with the head: stored once
+    listed = json.loads((latest_checkpoint(run) / "external_weights.json").read_text())
+    assert listed["base"] == str(tmp_path / "base-lm") and len(listed["keys"]) == len(base) - 2
+    model = vlkit.load(run)  # the frozen layers come back from the base folder
+    reloaded = model.model.state_dict()
+    assert reloaded.keys() == {f"language_model.{k}" for k in base} | stored.keys()  # nothing else
+    for key, tensor in base.items():
+        if f"language_model.{key}" not in stored:
+            assert torch.equal(reloaded[f"language_model.{key}"], tensor), key
+    assert all(torch.equal(reloaded[k], stored[k]) for k in stored)
+    # a resumed run rebuilds the base from the folder and loads the rest from the checkpoint
+    tiny_vlm_cfg.train.steps = 6
+    assert _weights(train(tiny_vlm_cfg, progress=False)).keys() == stored.keys()
+
+
 def test_generative_resume_is_exact(tiny_vlm_cfg, tmp_path):
     tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every = 4, 2
     tiny_vlm_cfg.train.out_dir = str(tmp_path / "straight")

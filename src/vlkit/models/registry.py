@@ -233,6 +233,15 @@ def build_language_model(
     return hf_causal_lm(source, _auto_config(source, "lm"), saved)
 
 
+# Registered names whose builders initialise weights rather than load pretrained ones.
+FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny")
+
+
+def from_scratch(name: str) -> bool:
+    """Whether `name`'s builder starts from random weights (anything unregistered loads pretrained)."""
+    return name in FROM_SCRATCH
+
+
 def registered(kind: str) -> str:
     """The registered names of one kind, comma-separated (for error messages)."""
     return ", ".join(n for n, (k, _) in ENCODERS.items() if k == kind)
