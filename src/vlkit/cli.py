@@ -40,8 +40,9 @@ from typing import Any
 from vlkit.commands import Arg, contrastive, data, deploy, evaluation, generative, instruct, training
 
 DESCRIPTION = "Build, train, evaluate and serve vision-language models, offline-first."
-EPILOG = """examples (`make tour` writes runs/tour, a CLIP, and runs/tour/llava, a LLaVA-style VLM):
-  vlkit tour                                        train, evaluate and report on the embedded scenes
+EPILOG = """examples:
+  vlkit tour                                        train, evaluate and report on the embedded scenes:
+                                                    runs/tour (a CLIP) and runs/tour/llava (a LLaVA-style VLM)
   vlkit train recipes/clip-scenes.yaml --set train.lr=3e-4
   vlkit eval runs/tour --data scenes                writes runs/tour/eval-scenes
   vlkit eval llava-hf-folder --task vqa --data vqav2/ --limit 100
