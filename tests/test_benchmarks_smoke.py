@@ -89,3 +89,14 @@ def test_vlm_plateau_smoke():
         "vqa-oracle, step 4",
     ):
         assert expected in out
+
+
+@pytest.mark.slow
+def test_cold_start_smoke():
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    script = str(BENCHMARKS / "cold_start.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--smoke"], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "vlkit help" in proc.stdout and "vlkit classify" in proc.stdout and "load average" in proc.stdout

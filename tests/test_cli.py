@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 import yaml
 from PIL import Image
 
+import vlkit
 from vlkit import cli
 from vlkit.commands import deploy, evaluation
 from vlkit.data.scenes import Scenes, ScenesConfig
 from vlkit.data.shards import WebDatasetShards
+from vlkit.generation import Decoding
 from vlkit.index import SearchIndex
 from vlkit.train.checkpoint import latest_checkpoint
 
@@ -197,11 +200,61 @@ def test_caption_skips_and_reports_unreadable_images(tiny_vlm_run, scene_pngs, m
 
 
 @pytest.mark.slow
+def test_chat_reports_a_missing_image_at_once_and_goes_on(tiny_vlm_run, scene_pngs):
+    turns = "/image missing.png\nHi\n/image " + str(scene_pngs[0]) + "\nWhat color?\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "vlkit", "chat", str(tiny_vlm_run), "--max-new-tokens", "3"],
+        input=turns,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"},
+        timeout=120,  # before the fix the reply thread died and the chat waited forever
+    )
+    assert result.returncode == 0, result.stderr
+    assert "error: missing.png: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    # both messages answered, the second about the image it switched to
+    model, decoding = vlkit.load(tiny_vlm_run), Decoding(max_new_tokens=3)
+    first = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    second = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": str(scene_pngs[0])},
+                {"type": "text", "text": "What color?"},
+            ],
+        }
+    ]
+    expected = "".join(model.stream(first, decoding)) + "\n" + "".join(model.stream(second, decoding)) + "\n"
+    assert result.stdout == expected
+
+
+@pytest.mark.slow
+def test_chat_ctrl_c_and_a_missing_image_option_exit_without_a_traceback(tiny_vlm_run):
+    missing = vlkit_cli("chat", tiny_vlm_run, "--image", "missing.png")
+    assert missing.returncode == 2 and "error: missing.png: file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "vlkit", "chat", str(tiny_vlm_run)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"},
+    )
+    while not chat.stderr.readline().startswith("chat: type a message"):  # then it waits for a turn
+        assert chat.poll() is None
+    chat.send_signal(signal.SIGINT)
+    assert chat.wait(timeout=60) == 0
+    assert "Traceback" not in chat.stderr.read()
+
+
+@pytest.mark.slow
 def test_eval_writes_result_and_report(tiny_run, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)  # eval writes next to the checkpoint by default
+    shutil.copytree(tiny_run, run)
     out = ok(vlkit_cli("eval", run, "--data", "scenes", "--limit", "32"))
-    folder = latest_checkpoint(run) / "eval-scenes"
+    folder = run / "eval-scenes"  # in the run folder the user named (not its checkpoint's)
+    assert not (latest_checkpoint(run) / "README.md").exists()  # no model card unless --card
     result = json.loads((folder / "result.json").read_text())
     assert result["data"] == "scenes" and result["limit"] == 32
     metrics = result["metrics"]
@@ -358,8 +411,12 @@ def test_defaults_come_from_the_signatures():
     assert parse(["ask", "m", "a.png", "q?"]).max_new_tokens == 8  # ask's own default
     assert parse(["caption", "m", "a.png"]).max_new_tokens == 48
     assert parse(["chat", "m"]).max_new_tokens == 128
-    options = vars(parse(["eval", "m", "--no-card"]))
-    assert cli.call_arguments(evaluation.evaluate, options)["card"] is False
+    assert cli.call_arguments(evaluation.evaluate, vars(parse(["eval", "m"])))["card"] is False
+    assert cli.call_arguments(evaluation.evaluate, vars(parse(["eval", "m", "--card"])))["card"] is True
+    assert (
+        parse(["ask", "m", "a.png", "q"]).short is True
+        and parse(["ask", "m", "a.png", "q", "--no-short"]).short is False
+    )
     assert (
         parse(["instruct", "incontext", "--input", "a.json", "--k", "2", "--out", "o"]).input_json == "a.json"
     )

@@ -215,8 +215,12 @@ def test_eval_cli_writes_card_next_to_checkpoint_and_compares(tiny_run, tmp_path
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    cli.main(["-q", "eval", str(run), "--task", "zero-shot", "--limit", "32", "--out", str(tmp_path / "a")])
-    cli.main(["-q", "eval", str(run), "--task", "retrieval", "--limit", "32", "--out", str(tmp_path / "b")])
+    cli.main(["-q", "eval", str(run), "--task", "zero-shot", "--limit", "32", "--out", str(tmp_path / "x")])
+    assert not (vlkit.load(run).path / "README.md").exists()  # the model folder is left alone by default
+    for task, out in (("zero-shot", "a"), ("retrieval", "b")):
+        cli.main(
+            ["-q", "eval", str(run), "--task", task, "--limit", "32", "--out", str(tmp_path / out), "--card"]
+        )
     card = (vlkit.load(run).path / "README.md").read_text()
     front, _ = split_front_matter(card, "README.md")
     assert [r["task"]["type"] for r in front["model-index"][0]["results"]] == [

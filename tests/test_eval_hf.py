@@ -119,7 +119,9 @@ def test_llava_answers_in_batches_and_decodes_only_new_tokens(tiny_llava):
 
 
 def test_llava_through_vlkit_eval(tiny_llava, tmp_path):
-    result = run_eval(str(tiny_llava), "scenes", task="vqa", limit=3, batch_size=4, max_new_tokens=2)
+    result = run_eval(
+        str(tiny_llava), "scenes", task="vqa", limit=3, batch_size=4, max_new_tokens=2, model_card=True
+    )
     assert result["model_kind"] == "generative" and set(result["metrics"]) == {"vqa_accuracy"}
     (task,) = result["results"]
     assert task.samples == len(task.predictions) > 0

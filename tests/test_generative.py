@@ -2,6 +2,7 @@
 and training strategy through the one loop, resume, save/load and generation."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import vlkit
-from vlkit.data.conversations import ConversationFile
+from vlkit.data.conversations import SHORT_ANSWER, ConversationFile
 from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
 from vlkit.models.build import load_model
@@ -168,6 +169,35 @@ def test_frozen_prefix_lm_and_connector_only_leave_frozen_parts_unchanged(tiny_v
     assert changed == {"connector"}
 
 
+def test_a_frozen_pretrained_lm_is_referenced_not_copied_into_checkpoints(tiny_vlm_cfg, tmp_path):
+    # a small "pretrained" LM in a transformers folder, as a hub download would be
+    from vlkit.models.registry import build_language_model
+
+    lm, lm_tokenizer = build_language_model("gpt-tiny", tiny_vlm_cfg.vlm, None, TEXTS)
+    lm.save_pretrained(tmp_path / "base-lm")
+    lm_tokenizer.save_pretrained(tmp_path / "base-lm")
+    base = lm.state_dict()
+    tiny_vlm_cfg.vlm.language_model, tiny_vlm_cfg.vlm.freeze_lm = str(tmp_path / "base-lm"), True
+    tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every = 4, 2
+    run = train(tiny_vlm_cfg, progress=False)
+
+    stored = _weights(run)
+    stored_lm = {k for k in stored if k.startswith("language_model.")}
+    assert stored_lm == {"language_model.model.embed_tokens.weight"}  # tied with the head: stored once
+    listed = json.loads((latest_checkpoint(run) / "external_weights.json").read_text())
+    assert listed["base"] == str(tmp_path / "base-lm") and len(listed["keys"]) == len(base) - 2
+    model = vlkit.load(run)  # the frozen layers come back from the base folder
+    reloaded = model.model.state_dict()
+    assert reloaded.keys() == {f"language_model.{k}" for k in base} | stored.keys()  # nothing else
+    for key, tensor in base.items():
+        if f"language_model.{key}" not in stored:
+            assert torch.equal(reloaded[f"language_model.{key}"], tensor), key
+    assert all(torch.equal(reloaded[k], stored[k]) for k in stored)
+    # a resumed run rebuilds the base from the folder and loads the rest from the checkpoint
+    tiny_vlm_cfg.train.steps = 6
+    assert _weights(train(tiny_vlm_cfg, progress=False)).keys() == stored.keys()
+
+
 def test_generative_resume_is_exact(tiny_vlm_cfg, tmp_path):
     tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every = 4, 2
     tiny_vlm_cfg.train.out_dir = str(tmp_path / "straight")
@@ -211,6 +241,45 @@ def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
     assert len(beams) == 1 and sampled[0] == sampled[1]  # a seed makes sampling reproducible
     with pytest.raises(ValueError, match="at most one image"):
         model.chat([{"role": "user", "content": [{"type": "image", "image": image}] * 2}])
+
+
+def test_answer_appends_the_short_answer_instruction_unless_short_is_false(tiny_vlm_run):
+    model = vlkit.load(tiny_vlm_run)
+    image = vlkit.data.open_named("scenes")[0]["image"]
+    decoding = Decoding(max_new_tokens=6)
+
+    def chat(text: str) -> str:
+        content = [{"type": "image", "image": image}, {"type": "text", "text": text}]
+        return model.chat([{"role": "user", "content": content}], decoding)
+
+    question = "What color is the circle?"
+    assert model.answer([image], [question], decoding) == [chat(f"{question} {SHORT_ANSWER}")]
+    assert model.answer([image], [question], decoding, short=False) == [chat(question)]
+
+
+def test_stream_raises_an_unreadable_image_instead_of_waiting_forever(tiny_vlm_run, tmp_path):
+    model = vlkit.load(tiny_vlm_run)
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": str(tmp_path / "missing.png")},
+                {"type": "text", "text": "Hi"},
+            ],
+        }
+    ]
+    outcome: list = []
+
+    def consume() -> None:
+        try:
+            outcome.append("".join(model.stream(messages, Decoding(max_new_tokens=2))))
+        except ImageError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert outcome and isinstance(outcome[0], ImageError) and "missing.png: file not found" in str(outcome[0])
 
 
 def test_caption_can_skip_and_report_unreadable_images(tiny_vlm_run, tmp_path, make_unreadable):

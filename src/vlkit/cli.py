@@ -16,7 +16,7 @@ cannot be parsed and then ignored (as `vlkit instruct --cache` once was).
 
 Why a small generator over `inspect.signature` rather than jsonargparse (litgpt's choice): every
 flag users type today keeps its exact spelling and shape (space-separated positional lists, `-k`
-beside `--k`, repeated `--set`, `--no-card`), whereas jsonargparse has its own conventions for
+beside `--k`, repeated `--set`, `--no-short`), whereas jsonargparse has its own conventions for
 lists, booleans and option names that would each need per-argument configuration to match; and
 it would be a new dependency imported by `vlkit --help`, which stays instant (the command modules
 import torch and transformers only inside the functions).
@@ -41,19 +41,20 @@ from vlkit.commands import Arg, contrastive, data, deploy, evaluation, generativ
 
 DESCRIPTION = "Build, train, evaluate and serve vision-language models, offline-first."
 EPILOG = """examples:
-  vlkit tour                                        train, evaluate and report on the embedded scenes
+  vlkit tour                                        train, evaluate and report on the embedded scenes:
+                                                    runs/tour (a CLIP) and runs/tour/llava (a LLaVA-style VLM)
   vlkit train recipes/clip-scenes.yaml --set train.lr=3e-4
-  vlkit eval runs/clip-scenes --data scenes
+  vlkit eval runs/tour --data scenes                writes runs/tour/eval-scenes
   vlkit eval llava-hf-folder --task vqa --data vqav2/ --limit 100
-  vlkit eval --compare runs/a/eval-scenes runs/b/eval-scenes
-  vlkit classify runs/clip-scenes photo.png --labels "red circle,blue star"
-  vlkit index runs/clip-scenes images/ --out images.index
+  vlkit eval --compare runs/tour/eval-scenes runs/clip-scenes/eval-scenes
+  vlkit classify runs/tour photo.png --labels "red circle,blue star"
+  vlkit index runs/tour images/ --out images.index
   vlkit search images.index "a small red circle"
   vlkit export runs/clip-scenes --format transformers --out clip-hf
   vlkit train recipes/llava-scenes.yaml                 a generative VLM (vision → connector → LM)
-  vlkit caption runs/llava-scenes photo.png
-  vlkit ask runs/llava-scenes photo.png "What color is the circle?"
-  vlkit chat runs/llava-scenes --image photo.png      interactive; /image PATH switches images
+  vlkit caption runs/tour/llava photo.png
+  vlkit ask runs/tour/llava photo.png "What color is the circle?"
+  vlkit chat runs/tour/llava --image photo.png      interactive; /image PATH switches images
   vlkit data shards scenes --count 1000 --out shards/
 """
 

@@ -26,11 +26,11 @@ def evaluate(
     out: str | None = None,
     batch_size: int = 32,
     max_new_tokens: int = 16,
-    card: bool = True,
+    card: bool = False,
     compare: Annotated[Sequence[str] | None, Arg(nargs="+", metavar="RESULT")] = None,
     progress: bool = True,
 ) -> None:
-    """Evaluate a model on benchmarks: JSON, predictions, markdown report, plots, model card.
+    """Evaluate a model on benchmarks: JSON, predictions, markdown report, plots (and a model card).
 
     Args:
         model: vlkit model or run folder, transformers folder or cached hub id
@@ -39,10 +39,11 @@ def evaluate(
             class folders) | a vlkit data folder
         task: one task (default: every task the model and the data support)
         limit: at most N samples (scenes: N scenes)
-        out: report folder (default: <model>/eval-<data>)
+        out: report folder (default: <run>/eval-<data> for a run folder, <model>/eval-<data> for a
+            model folder)
         batch_size: images per model call
         max_new_tokens: generation length for generative models
-        card: write the model card next to the model
+        card: also write a model card (README.md with a model-index block) into the model folder
         compare: print result.json files / eval folders side by side (MODEL, if given, first)
     """
     if compare:

@@ -76,16 +76,24 @@ def caption(
     report_failures([x for x in captions if isinstance(x, ImageError)], len(images))
 
 
-def ask(model: str, image: str, question: Sequence[str], *, decode: Decode = ANSWER) -> None:
+def ask(
+    model: str, image: str, question: Sequence[str], *, short: bool = True, decode: Decode = ANSWER
+) -> None:
     """Answer a question about an image (short-answer VQA).
+
+    Each question gets "Answer with a single word or number." appended, the short-answer
+    instruction the models were trained with (VQA benchmarks ask the same way); `--no-short`
+    sends the question as typed, which is what `vlkit chat` and an exported model get.
 
     Args:
         model: generative model or run folder
         image: image file
         question: question(s) about the image
+        short: append the short-answer instruction to each question
         decode: decoding options
     """
-    answers = _generative(model).answer([image] * len(question), list(question), decode.decoding())
+    loaded = _generative(model)
+    answers = loaded.answer([image] * len(question), list(question), decode.decoding(), short=short)
     for text, answer in zip(question, answers):
         print(f"{text}\t{answer}")
 
@@ -94,38 +102,66 @@ def chat(model: str, *, image: str | None = None, decode: Decode = REPLY) -> Non
     """Talk about an image with a generative model (interactive, streamed).
 
     Reads user turns from stdin and streams the replies; `/image PATH` starts over on another
-    image, `/reset` clears the conversation, Ctrl-D quits.
+    image, `/reset` clears the conversation, Ctrl-D or Ctrl-C quits. Your messages go to the model
+    as typed (`vlkit ask` appends a short-answer instruction). An unreadable image is an error
+    line, and the chat goes on.
 
     Args:
         model: generative model or run folder
         image: image file the conversation is about
         decode: decoding options
     """
+    from vlkit.data.images import load_image
+
+    if image:
+        load_image(image)  # a missing or unreadable --image stops here, before the model loads
     loaded, decoding = _generative(model), decode.decoding()
-    history: list[dict] = []
     print(
         "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit", file=sys.stderr
     )
+    try:
+        _chat_loop(loaded, image, decoding)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+
+
+def _chat_loop(loaded, image: str | None, decoding) -> None:
+    from vlkit.data.images import load_image
+
+    history: list[dict] = []
     for line in sys.stdin:
         line = line.strip()
-        if not line:
-            continue
         if line.startswith("/image "):
-            image, history = line.split(" ", 1)[1].strip(), []
-            continue
-        if line == "/reset":
+            path = line.split(" ", 1)[1].strip()
+            try:
+                load_image(path)
+            except ValueError as e:  # ImageError: missing, truncated, not an image
+                print(f"error: {e} (still talking about {image or 'no image'})", file=sys.stderr)
+                continue
+            image, history = path, []
+        elif line == "/reset":
             history = []
-            continue
-        content: list[dict] = [{"type": "text", "text": line}]
-        if image and not history:
-            content.insert(0, {"type": "image", "image": image})
-        history.append({"role": "user", "content": content})
-        reply = ""
-        for piece in loaded.stream(history, decoding):
+        elif line:
+            content: list[dict] = [{"type": "text", "text": line}]
+            if image and not history:
+                content.insert(0, {"type": "image", "image": image})
+            reply = _stream_reply(loaded, [*history, {"role": "user", "content": content}], decoding)
+            if reply is not None:
+                history += [{"role": "user", "content": content}, {"role": "assistant", "content": reply}]
+
+
+def _stream_reply(loaded, messages: list[dict], decoding) -> str | None:
+    """Prints the reply as it is generated; an error is one line on stderr (None: no reply)."""
+    reply = ""
+    try:
+        for piece in loaded.stream(messages, decoding):
             print(piece, end="", flush=True)
             reply += piece
-        print()
-        history.append({"role": "assistant", "content": reply.strip()})
+    except ValueError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return None
+    print()
+    return reply.strip()
 
 
 def _generative(path: str):

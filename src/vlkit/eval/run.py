@@ -1,5 +1,6 @@
-"""`vlkit eval`: score a model on a benchmark, write result.json, predictions.jsonl, report.md,
-plots, and the model card's model-index block next to the checkpoint.
+"""`vlkit eval`: score a model on a benchmark, write result.json, predictions.jsonl, report.md
+and plots into `<run or model folder>/eval-<data>`; on request (`model_card`), the model card's
+model-index block next to the checkpoint.
 
 MODEL is a vlkit model or run folder, a transformers folder or a cached hub id (CLIP / SigLIP:
 contrastive tasks; image-text-to-text models: VQA, captioning, SNLI-VE, NLVR2), or any object
@@ -18,6 +19,7 @@ from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks, model_kind, select
 from vlkit.eval.loaders import Benchmark, open_files
 from vlkit.eval.report import task_plots, write_predictions, write_report
+from vlkit.models.folders import checkpoint_dir
 
 GENERIC_TEMPLATES = ("a photo of a {}.",)
 
@@ -55,7 +57,7 @@ def run_eval(
     batch_size: int = 32,
     max_new_tokens: int = 16,
     progress: bool = False,
-    model_card: bool = True,
+    model_card: bool = False,
     title: str | None = None,
     extra_details: dict | None = None,
     extra_plots: Sequence[Path] = (),
@@ -81,7 +83,7 @@ def run_eval(
         breakdowns |= {f"{r.benchmark} {r.task}: {k}": v for k, v in r.breakdowns.items()}
     model_dir = _model_dir(model, model_path)
     name = data if data in EMBEDDED_KINDS else Path(data.rstrip("/")).name
-    out = Path(out_dir) if out_dir else (model_dir or Path.cwd()) / f"eval-{name}"
+    out = Path(out_dir) if out_dir else _home(model_path, model_dir) / f"eval-{name}"
     details = {
         "model": str(model_dir or model_path),
         "model_kind": model_kind(model),
@@ -112,3 +114,11 @@ def _model_dir(model, model_path) -> Path | None:
     """The local folder the model was loaded from (a run folder resolves to its checkpoint)."""
     path = getattr(model, "path", None) or (model_path if isinstance(model_path, str | Path) else None)
     return Path(path) if path is not None and Path(path).is_dir() else None
+
+
+def _home(model_path, model_dir: Path | None) -> Path:
+    """Where results go by default: the run folder the user named (not its checkpoint, so that
+    `<run>/eval-<data>` is where they look), else the model folder, else the working directory."""
+    if isinstance(model_path, str | Path) and checkpoint_dir(model_path).is_dir():
+        return Path(model_path)
+    return model_dir or Path.cwd()

@@ -82,13 +82,17 @@ class GenerativeModel:
         questions: Sequence[str],
         decoding: Decoding | None = None,
         strict: bool = True,
+        short: bool = True,
     ) -> list[str] | list[str | ImageError]:
-        """Short answers (a word or a number), one per (image, question) pair; strict as in `caption`."""
+        """One answer per (image, question) pair; strict as in `caption`. short: each question gets
+        the training data's short-answer instruction appended (`SHORT_ANSWER`: "Answer with a
+        single word or number."), as VQA benchmarks ask; short=False sends it as written, as
+        `chat` and an exported model do."""
         if len(images) != len(questions):
             raise ValueError(
                 f"{len(images)} images for {len(questions)} questions: give one image per question"
             )
-        texts = [f"{IMAGE_PLACEHOLDER}\n{vqa_prompt(q)}" for q in questions]
+        texts = [f"{IMAGE_PLACEHOLDER}\n{vqa_prompt(q) if short else q}" for q in questions]
         return self._batched(images, texts, decoding or Decoding(max_new_tokens=8), strict)
 
     def chat(
@@ -102,15 +106,27 @@ class GenerativeModel:
         return self.generate([text_messages], images or None, decoding)[0]
 
     def stream(self, messages: Sequence[dict], decoding: Decoding | None = None) -> Iterator[str]:
-        """Like `chat`, as an iterator of text pieces while they are generated."""
+        """Like `chat`, as an iterator of text pieces while they are generated. The images are
+        read before generation starts (an unreadable one is its `ImageError`, raised here), and an
+        error inside generation is raised here too, after the pieces streamed so far."""
         text_messages, images = self._chat_inputs(messages)
+        arrays = [as_array(im) for im in images]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        worker = threading.Thread(
-            target=self.generate, args=([text_messages], images or None, decoding, streamer), daemon=True
-        )
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self.generate([text_messages], arrays or None, decoding, streamer)
+            except BaseException as e:  # handed to the caller's thread below
+                errors.append(e)
+                streamer.end()  # the reader would otherwise wait for pieces forever
+
+        worker = threading.Thread(target=work, daemon=True)
         worker.start()
         yield from streamer
         worker.join()
+        if errors:
+            raise errors[0]
 
     def _chat_inputs(self, messages: Sequence[dict]) -> tuple[list[dict], list]:
         text_messages, images = split_messages(messages)

@@ -51,15 +51,17 @@ def build_model(
 def save_model(model: torch.nn.Module, cfg: Config, folder: Path) -> None:
     """Writes the model folder (not atomic by itself: checkpoints wrap it in a rename)."""
     folder.mkdir(parents=True, exist_ok=True)
+    external = None
     if cfg.kind == "generative":
-        from vlkit.models.build_vlm import save_vlm_files
+        from vlkit.models.build_vlm import frozen_base, save_vlm_files
 
         save_vlm_files(model, cfg, folder)
+        external = frozen_base(model, cfg)  # a frozen pretrained LM is referenced, not copied
     else:
         save_config(cfg, folder / "config.yaml")
         save_tower_files(model.image_tower, folder / "image_tower")
         save_tower_files(model.text_tower, folder / "text_tower")
-    save_weights(model, folder)
+    save_weights(model, folder, external)
 
 
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, Config]:
@@ -69,5 +71,9 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, Config]:
         raise FileNotFoundError(f"{folder}: not a vlkit model folder (needs config.yaml and {WEIGHTS})")
     cfg = load_config(folder / "config.yaml")
     model = build_model(cfg, saved=folder)
-    load_weights(model, folder / WEIGHTS)
+    external = load_weights(model, folder / WEIGHTS)
+    if external:
+        from vlkit.models.build_vlm import fill_frozen_base
+
+        fill_frozen_base(model, cfg, external)
     return model.eval(), cfg

@@ -2,7 +2,10 @@
 
 A generative model folder holds `config.yaml`, `model.safetensors` (every weight, PEFT adapters
 and cross-attention blocks included), `vision/` (tower config, image processor) and
-`language_model/` (LM config, tokenizer with `<image>` and chat template).
+`language_model/` (LM config, tokenizer with `<image>` and chat template). A frozen pretrained LM
+(`vlm.freeze_lm` with SmolLM2, a hub id or a folder) is not copied into every checkpoint: its
+unchanged weights are referenced by name (`external_weights.json`, see `frozen_base`) and loading
+rebuilds them from the registry; its embeddings (which gain the `<image>` row) are stored.
 
 Building is two steps: the parts (from the registry, or from a saved folder without weights),
 then `adapt` (freezing, PEFT, gated cross-attention), which is a pure function of the config,
@@ -20,7 +23,7 @@ import torch
 from vlkit.config import Config, save_config
 from vlkit.models.connectors import CONNECTORS, build_connector
 from vlkit.models.language_models import IMAGE_TOKEN
-from vlkit.models.registry import build_image_tower, build_language_model, save_tower_files
+from vlkit.models.registry import build_image_tower, build_language_model, from_scratch, save_tower_files
 from vlkit.models.vlm import GenerativeVLM
 
 PEFT_KINDS = ("none", "lora", "prompt", "prefix")
@@ -148,3 +151,35 @@ def save_vlm_files(model: GenerativeVLM, cfg: Config, folder: Path) -> None:
     (folder / "language_model").mkdir(exist_ok=True)
     model.base_language_model().config.save_pretrained(folder / "language_model")
     model.tokenizer.save_pretrained(folder / "language_model")
+
+
+def frozen_base(model: GenerativeVLM, cfg: Config) -> dict | None:
+    """{"base": the LM's name, "keys": the model's keys of the frozen pretrained LM weights} when
+    a checkpoint can leave them out and `fill_frozen_base` rebuild them exactly, else None.
+
+    That is a frozen (`vlm.freeze_lm`), pretrained (not `from_scratch`) LM loaded by name, not
+    continued from another run (`vlm.init_from`) nor wrapped (PEFT, gated cross-attention). The
+    embeddings are kept: a pretrained tokenizer gains the `<image>` row when the model is built."""
+    v = cfg.vlm
+    if not v.freeze_lm or from_scratch(v.language_model) or v.init_from:
+        return None
+    if v.peft != "none" or v.connector == "gated_xattn":
+        return None
+    lm = model.base_language_model()
+    embeddings = {id(lm.get_input_embeddings().weight), id(lm.get_output_embeddings().weight)}
+    names = {id(t): name for name, t in model.named_parameters(remove_duplicate=False)}
+    keys = [names[id(t)] for t in lm.parameters() if not t.requires_grad and id(t) not in embeddings]
+    return {"base": v.language_model, "keys": sorted(keys)} if keys else None
+
+
+def fill_frozen_base(model: GenerativeVLM, cfg: Config, keys: list[str]) -> None:
+    """Copies the frozen base LM's weights (rebuilt from the registry by name) into `keys`."""
+    if not keys:
+        return
+    base, _ = build_language_model(cfg.vlm.language_model, cfg.vlm)
+    lm = model.base_language_model()
+    prefix = next(n for n, m in model.named_modules() if m is lm)
+    weights = base.state_dict()
+    with torch.no_grad():
+        for key in keys:
+            model.get_parameter(key).copy_(weights[key[len(prefix) + 1 :]])

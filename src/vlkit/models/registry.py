@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+# Only what the from-scratch towers need is imported here; the Auto* classes, the processors and
+# the language models load inside their builders, so that loading a scenes CLIP (`vlkit
+# classify`) does not pay for transformers' image processors or Llama (benchmarks/cold_start.py).
 from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoTokenizer,
     CLIPTextConfig,
     CLIPTextModel,
     CLIPVisionConfig,
@@ -28,7 +29,6 @@ from transformers import (
 from vlkit.config import ModelConfig, VLMConfig
 from vlkit.models import tokenizer as tok
 from vlkit.models.conv_stem import ConvStem
-from vlkit.models.language_models import LM, gpt_tiny, hf_causal_lm, smollm2_135m
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import (
     CLIP_MEAN,
@@ -39,6 +39,9 @@ from vlkit.models.towers import (
     HFVisionTower,
     MeanPoolTextTower,
 )
+
+if TYPE_CHECKING:
+    from vlkit.models.language_models import LM
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -116,6 +119,8 @@ def _minilm_l6(cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None
 
 
 def _hf_vision(name: str, cfg: ModelConfig, saved: Path | None) -> HFVisionTower | CLIPVisionTower:
+    from transformers import AutoImageProcessor, AutoModel
+
     source = str(saved or name)
     config = _auto_config(source)
     if config.model_type == "clip":  # a full CLIP model: keep its vision tower
@@ -137,6 +142,8 @@ def _hf_vision(name: str, cfg: ModelConfig, saved: Path | None) -> HFVisionTower
 
 
 def _hf_text(name: str, cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None = None):
+    from transformers import AutoModel, AutoTokenizer
+
     source = str(saved or name)
     config = _auto_config(source)
     if config.model_type in ("clip", "siglip"):
@@ -153,6 +160,8 @@ def _hf_text(name: str, cfg: ModelConfig, saved: Path | None, texts: Iterable[st
 def _auto_config(source: str, kind: str = "encoder"):
     """The transformers config of a folder or cached hub id; `kind` "lm" names the language
     models among the offline choices, "encoder" every registered name."""
+    from transformers import AutoConfig
+
     try:
         return AutoConfig.from_pretrained(source)
     except OSError as e:
@@ -166,7 +175,20 @@ def _auto_config(source: str, kind: str = "encoder"):
 
 ImageBuilder = Callable[[ModelConfig, Path | None], torch.nn.Module]
 TextBuilder = Callable[[ModelConfig, Path | None, Iterable[str] | None], torch.nn.Module]
-LMBuilder = Callable[[VLMConfig, Path | None, Iterable[str] | None], LM]
+LMBuilder = Callable[[VLMConfig, Path | None, Iterable[str] | None], "LM"]
+
+
+def _gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
+    from vlkit.models.language_models import gpt_tiny
+
+    return gpt_tiny(cfg, saved, texts)
+
+
+def _smollm2_135m(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
+    from vlkit.models.language_models import smollm2_135m
+
+    return smollm2_135m(cfg, saved, texts)
+
 
 # name → (kind, builder). The only registry in vlkit: grep here to find where a name comes from.
 # Kinds: "image" and "text" towers, "lm" causal language models (generative VLMs).
@@ -175,8 +197,8 @@ ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder | LMBuilder]] = {
     "efficientnet-lite0": ("image", _efficientnet_lite0),
     "text-tiny": ("text", _text_tiny),
     "minilm-l6": ("text", _minilm_l6),
-    "gpt-tiny": ("lm", gpt_tiny),
-    "smollm2-135m": ("lm", smollm2_135m),
+    "gpt-tiny": ("lm", _gpt_tiny),
+    "smollm2-135m": ("lm", _smollm2_135m),
 }
 
 
@@ -205,8 +227,19 @@ def build_language_model(
         raise ValueError(f"{name!r} is an {kind} encoder; language models: {_names('lm')}")
     if builder:
         return builder(cfg, saved, texts)
+    from vlkit.models.language_models import hf_causal_lm
+
     source = str(saved or name)
     return hf_causal_lm(source, _auto_config(source, "lm"), saved)
+
+
+# Registered names whose builders initialise weights rather than load pretrained ones.
+FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny")
+
+
+def from_scratch(name: str) -> bool:
+    """Whether `name`'s builder starts from random weights (anything unregistered loads pretrained)."""
+    return name in FROM_SCRATCH
 
 
 def registered(kind: str) -> str:

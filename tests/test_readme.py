@@ -1,0 +1,129 @@
+"""The README's "Using it" commands, run as written after a tiny tour, so the docs cannot drift.
+
+Every fenced block right after a `<!-- tested: tests/test_readme.py ... -->` line is run in a
+folder where a tiny tour wrote `runs/tour` and `runs/tour/llava` (what `make tour` leaves),
+with `recipes/` beside them and `a.png`, `b.png`, `my-images/` standing for the user's images.
+bash lines run as `vlkit` commands (`&&` chains them); python blocks run as scripts. The only
+changes, all listed here:
+- `vlkit train` gets `TINY_TRAIN` appended (`--set` overrides: tiny towers, 2 steps);
+- `--count N` becomes `--count 4`;
+- the commands in `NOT_RUN` are not run, for the reason given (each is tested elsewhere).
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.tour import run_tour
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "<!-- tested: tests/test_readme.py"
+TINY_TOWERS = [
+    "model.vision_width=16",
+    "model.vision_layers=1",
+    "model.vision_heads=2",
+    "model.image_size=32",
+    "model.text_width=16",
+    "model.text_layers=1",
+    "model.text_heads=2",
+    "model.embed_dim=8",
+    "model.vocab_size=64",
+    "data.image_size=32",
+]
+TINY_LM = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab_size=300"]
+TINY_RUN = ["train.batch_size=8", "train.warmup_steps=1", "train.eval_every=0", "eval.num_images=32"]
+TINY_TRAIN = [*TINY_TOWERS, *TINY_LM, *TINY_RUN, "train.steps=2", "train.save_every=2"]
+NOT_RUN = {
+    "vlkit serve": "a server runs until stopped (tests/test_serve.py serves a tiny LM)",
+    "vlkit train recipes/llava-smollm2.yaml": "loads the 135M SmolLM2 in both stages (tests/test_recipes.py)",
+}
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of each fenced block that follows a `tested` mark."""
+    pattern = re.escape(MARK) + r".*?-->\n```(\w+)\n(.*?)\n```"
+    return re.findall(pattern, text, flags=re.S)
+
+
+def commands(block: str) -> list[list[str]]:
+    """A bash block's commands as argument lists (comments dropped, `&&` split)."""
+    out = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        while words:
+            n = words.index("&&") if "&&" in words else len(words)
+            out.append(words[:n])
+            words = words[n + 1 :]
+    return out
+
+
+def as_tested(words: list[str]) -> list[str]:
+    """The tiny overrides this module's docstring lists."""
+    words = list(words)
+    if "--count" in words:
+        words[words.index("--count") + 1] = "4"
+    if words[:2] == ["vlkit", "train"]:
+        words += [a for o in TINY_TRAIN for a in ("--set", o)]
+    return words
+
+
+@pytest.fixture(scope="module")
+def newcomer(tmp_path_factory) -> Path:
+    """A folder as a newcomer's after `make tour` (tiny), with their own images."""
+    home = tmp_path_factory.mktemp("newcomer")
+    (home / "recipes").symlink_to(ROOT / "recipes")
+    generative = [*TINY_LM, "train.steps=2", "train.batch_size=8", "train.eval_every=0", "eval.num_images=4"]
+    tour = [*TINY_TOWERS, *TINY_RUN, "train.steps=3"]
+    run_tour(str(home / "runs" / "tour"), tour, progress=False, generative_overrides=generative)
+    scenes = Scenes(ScenesConfig(image_size=32, seed=5))
+    (home / "my-images").mkdir()
+    for i, path in enumerate(["a.png", "b.png", "my-images/one.png", "my-images/two.png"]):
+        Image.fromarray(scenes[i]["image"]).save(home / path)
+    return home
+
+
+def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
+    blocks = readme_blocks((ROOT / "README.md").read_text())
+    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python"]
+    lines = [" ".join(c) for lang, code in blocks if lang == "bash" for c in commands(code)]
+    assert any("runs/tour" in line for line in lines)
+    for skipped in NOT_RUN:
+        assert any(line.startswith(skipped) for line in lines), f"{skipped!r} is no longer in the README"
+
+
+@pytest.mark.slow
+def test_readme_commands_run_as_written_after_a_tour(newcomer):
+    for lang, code in readme_blocks((ROOT / "README.md").read_text()):
+        if lang == "python":
+            _ok(subprocess.run([sys.executable, "-c", code], **_in(newcomer)), code)
+            continue
+        for words in commands(code):
+            if any(" ".join(words).startswith(s) for s in NOT_RUN):
+                continue
+            args = as_tested(words)
+            assert args[0] == "vlkit", f"README command {words}: not a vlkit command"
+            result = subprocess.run([sys.executable, "-m", "vlkit", *args[1:]], **_in(newcomer))
+            _ok(result, shlex.join(args))
+            if "--compare" in args:
+                assert "| top1 |" in result.stdout
+    assert (newcomer / "clip-hf" / "config.json").is_file() and (
+        newcomer / "llava-hf" / "config.json"
+    ).is_file()
+
+
+def _in(folder: Path) -> dict:
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return dict(cwd=folder, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+
+
+def _ok(result: subprocess.CompletedProcess, what: str) -> None:
+    assert result.returncode == 0, (
+        f"{what}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
