@@ -25,7 +25,7 @@ from transformers import TextIteratorStreamer
 
 from vlkit.config import Config
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, vqa_prompt
-from vlkit.data.images import ImageError, ImageInput, read_images, require_readable
+from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable
 from vlkit.decoding import Decoding
 from vlkit.generation.engine import Engine, Request, RequestError, split_messages
 from vlkit.models.vlm import GenerativeVLM
