@@ -1,5 +1,6 @@
 """The harness end to end with fake models of known behaviour, and with the tiny trained CLIP."""
 
+import inspect
 import json
 
 import numpy as np
@@ -324,3 +325,20 @@ def test_vlkit_generative_model_through_vlkit_eval(tiny_vlm_run, tmp_path):
     )
     with pytest.raises(ValueError, match=r"task 'retrieval': a generative model \(GenerativeModel\)"):
         run_eval(str(tiny_vlm_run), "scenes", task="retrieval", limit=2, out_dir=str(tmp_path / "f"))
+
+
+def test_every_zero_shot_entry_point_defaults_to_the_one_template():
+    """`vlkit.load(...).classify`, the harness and the transformers wrappers share config's default."""
+    from vlkit.api import ContrastiveModel
+    from vlkit.config import DEFAULT_TEMPLATES
+    from vlkit.eval.hf_models import HFContrastiveModel
+
+    functions = [
+        harness.evaluate_benchmarks,
+        ContrastiveModel.label_embeddings,
+        ContrastiveModel.classify,
+        HFContrastiveModel.label_embeddings,
+        HFContrastiveModel.classify,
+    ]
+    for fn in functions:
+        assert inspect.signature(fn).parameters["templates"].default == DEFAULT_TEMPLATES, fn.__qualname__

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlkit.config import Config
+from vlkit.config import DEFAULT_TEMPLATES, Config
 from vlkit.data.images import ImageError, ImageInput, read_images, require_readable, write_failures
 from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
@@ -26,7 +26,6 @@ from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.towers import tokenize
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
 FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
 
 

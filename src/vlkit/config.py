@@ -102,6 +102,12 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
+# The one default prompt template for zero-shot labels that are bare nouns ("cat" → "a photo of
+# a cat."): `vlkit.load(...).classify`, `vlkit classify`, `vlkit eval` on non-scenes data, the
+# harness and the transformers wrappers all default to it.
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
 @dataclass
 class EvalConfig:
     data: str = "scenes"  # scenes (held-out world) | photos | fashion-mnist (held-out splits) | a data path

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from vlkit.commands import Arg, report_failures
+from vlkit.config import DEFAULT_TEMPLATES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -31,7 +32,7 @@ def classify(
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
     """
     names = [x.strip() for x in labels.split(",") if x.strip()]
-    templates = list(template) or ["a photo of a {}."]
+    templates = list(template) or list(DEFAULT_TEMPLATES)
     result = _contrastive(model, "classify").classify(list(images), names, templates, strict=strict)
     for row, probs in zip(result.rows, result.probs):
         best = probs.argsort()[::-1][:top]

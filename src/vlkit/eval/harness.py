@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vlkit.config import DEFAULT_TEMPLATES
 from vlkit.eval import contrastive, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
@@ -103,7 +104,7 @@ def select(model, benchmarks: Sequence[Benchmark], task: str | Sequence[str] | N
 def evaluate_benchmarks(
     model,
     benchmarks: Sequence[Benchmark],
-    templates: Sequence[str] = ("a photo of {}.",),
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
     batch_size: int = 32,
     progress: bool = False,
     prompt: str | None = None,

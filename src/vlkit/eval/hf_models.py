@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlkit.config import DEFAULT_TEMPLATES
+
 CONTRASTIVE_TYPES = ("clip", "siglip", "siglip2")
 # LLaVA-1.5's own VQA instruction; captioning asks for one sentence.
 SHORT_ANSWER = "Answer the question using a single word or phrase."
@@ -73,7 +75,7 @@ class HFContrastiveModel:
         return torch.nn.functional.normalize(torch.cat(out), dim=-1).float().numpy()
 
     def label_embeddings(
-        self, labels: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)
+        self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> np.ndarray:
         """Per label, the renormalised mean of its template embeddings (CLIP's ensembling)."""
         key = (tuple(labels), tuple(templates))
@@ -83,9 +85,7 @@ class HFContrastiveModel:
             self._label_cache[key] = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
         return self._label_cache[key]
 
-    def classify(
-        self, images: Sequence, labels: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)
-    ):
+    def classify(self, images: Sequence, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES):
         from vlkit.api import Classification
 
         logits = torch.from_numpy(self.embed_images(images) @ self.label_embeddings(labels, templates).T)

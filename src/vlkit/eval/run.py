@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from vlkit.config import DataConfig, EvalConfig
+from vlkit.config import DEFAULT_TEMPLATES, DataConfig, EvalConfig
 from vlkit.data import EMBEDDED_KINDS
 from vlkit.eval.cards import write_model_card
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
@@ -20,8 +20,6 @@ from vlkit.eval.harness import evaluate_benchmarks, model_kind, select
 from vlkit.eval.loaders import Benchmark, open_files
 from vlkit.eval.report import task_plots, write_predictions, write_report
 from vlkit.models.folders import checkpoint_dir
-
-GENERIC_TEMPLATES = ("a photo of a {}.",)
 
 
 def open_benchmarks(
@@ -72,7 +70,7 @@ def run_eval(
     benches = open_benchmarks(data, limit, cfg.data if cfg else None, cfg.eval if cfg else None)
     chosen = select(model, benches, task)
     templates = (
-        cfg.eval.templates if cfg else (EvalConfig().templates if data == "scenes" else GENERIC_TEMPLATES)
+        cfg.eval.templates if cfg else (EvalConfig().templates if data == "scenes" else DEFAULT_TEMPLATES)
     )
     results = evaluate_benchmarks(model, chosen, templates, batch_size, progress)
 
