@@ -10,7 +10,6 @@ from test_eval_loaders import _image, _jsonl, vqav2  # noqa: F401 - fixture file
 
 import vlkit
 from vlkit import cli, metrics
-from vlkit.commands import evaluation
 from vlkit.eval import harness
 from vlkit.eval.cards import split_front_matter, write_model_card
 from vlkit.eval.during_training import evaluate_scenes
@@ -166,7 +165,6 @@ def test_capability_errors_name_task_kind_and_alternatives(tiny_run):
     with pytest.raises(ValueError, match="unknown task; valid tasks: zero-shot"):
         harness.check_task(model, "ocr")
     assert harness.supported_tasks(FakeSegmenter([]))[-1] == "segmentation"
-    assert evaluation.TASKS == harness.TASKS  # `vlkit eval --task` choices
 
 
 def test_training_time_eval_equals_vlkit_eval(tiny_run, tmp_path):
@@ -342,3 +340,14 @@ def test_every_zero_shot_entry_point_defaults_to_the_one_template():
     ]
     for fn in functions:
         assert inspect.signature(fn).parameters["templates"].default == DEFAULT_TEMPLATES, fn.__qualname__
+
+
+def test_every_task_is_a_cli_choice_and_has_a_runner():
+    """One list of task names (vlkit.eval.tasks): `vlkit eval --task` takes each, the harness runs each."""
+    from vlkit.eval.tasks import TASKS
+
+    for task in TASKS:
+        assert cli.build_parser().parse_args(["eval", "--task", task]).task == task
+        assert any(task in runners for runners in harness.RUNNERS.values()), task
+    assert harness.TASKS is TASKS
+    assert {task for runners in harness.RUNNERS.values() for task in runners} == set(TASKS)

@@ -118,6 +118,9 @@ class EvalConfig:
     templates: list[str] = field(default_factory=lambda: ["{}.", "a picture of {}."])
 
 
+PEFT_KINDS = ("none", "lora", "prompt", "prefix")  # vlm.peft: checked by build_vlm, built by peft_adapters
+
+
 @dataclass
 class VLMConfig:
     """A generative VLM: vision encoder (`model.image_encoder` and its `model.*` sizes) →

@@ -14,11 +14,8 @@ from vlkit.config import DEFAULT_TEMPLATES
 from vlkit.eval import contrastive, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
+from vlkit.eval.tasks import TASKS
 
-TASKS = (
-    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
-    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
-)  # fmt: skip
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
 # something the model was trained for, so it stays out of the default "every task" set.
 OPT_IN = {"contrastive": ("grounding",), "generative": ()}

@@ -43,7 +43,7 @@ HATEFUL_MEMES_FILES = ("dev_seen.jsonl", "dev.jsonl", "dev_unseen.jsonl", "test_
 @dataclass
 class Benchmark:
     name: str  # e.g. "vqav2", "coco-karpathy", "scenes"
-    task: str  # one of vlkit.eval.harness.TASKS
+    task: str  # one of vlkit.eval.tasks.TASKS
     examples: list[dict]
     classes: list[str] | None = None  # zero-shot class names
     split: str = "test"

@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlkit.config import Config, save_config
+from vlkit.config import PEFT_KINDS, Config, save_config
 from vlkit.models.connectors import CONNECTORS, build_connector
 from vlkit.models.language_models import IMAGE_TOKEN
 from vlkit.models.registry import build_image_tower, build_language_model, from_scratch, save_tower_files
 from vlkit.models.vlm import GenerativeVLM
-
-PEFT_KINDS = ("none", "lora", "prompt", "prefix")
 
 
 def check_vlm_config(cfg: Config) -> None:

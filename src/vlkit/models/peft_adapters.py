@@ -37,9 +37,7 @@ from peft.utils import PeftType
 from torch import nn
 from transformers import PreTrainedModel
 
-from vlkit.config import VLMConfig
-
-PEFT_KINDS = ("none", "lora", "prompt", "prefix")
+from vlkit.config import PEFT_KINDS, VLMConfig
 
 
 def apply_peft(lm: PreTrainedModel, cfg: VLMConfig) -> nn.Module:
