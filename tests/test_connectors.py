@@ -37,9 +37,14 @@ def test_query_connectors_give_a_fixed_token_count_whatever_the_image_size(kind)
         assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("kind", ["qformer", "resampler"])
-def test_query_connectors_read_the_features_and_train(kind):
-    conn = connector(kind)
+@pytest.mark.parametrize("kind", CONNECTORS)
+def test_every_connector_reads_the_features_and_trains(kind):
+    """The registry sweep: every connector gives (B, num_tokens(N), D_lm), one token per feature
+    or a fixed count, distinct per image, with a gradient for every parameter."""
+    conn = connector(kind, tokens=5)
+    for n in (4, 9):
+        assert conn(torch.randn(3, n, DV)).shape == (3, conn.num_tokens(n), DLM)
+        assert conn.num_tokens(n) in (n, 5)
     feats = torch.randn(2, 6, DV)
     out = conn(feats)
     assert not torch.allclose(out[0], out[1])  # each image gets its own tokens

@@ -11,10 +11,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import vlkit
+from vlkit.config import PEFT_KINDS
 from vlkit.data.conversations import SHORT_ANSWER, ConversationFile
 from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
 from vlkit.models.build import load_model
+from vlkit.models.connectors import CONNECTORS
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.generative import IGNORE, GenerativeObjective, encode_conversation, sample_messages
@@ -142,7 +144,7 @@ def _weights(run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("connector", ["linear", "mlp2x_gelu", "qformer", "resampler"])
+@pytest.mark.parametrize("connector", [c for c in CONNECTORS if c != "gated_xattn"])  # gated_xattn: below
 def test_every_soft_token_connector_trains_saves_and_generates(connector, tmp_path):
     from tests.conftest import make_tiny_vlm_cfg
 
@@ -323,7 +325,7 @@ def test_gated_xattn_vlm_starts_as_the_frozen_lm_and_trains_its_gates(tmp_path):
     assert len(generated) == 1
 
 
-@pytest.mark.parametrize("peft", ["lora", "prompt", "prefix"])
+@pytest.mark.parametrize("peft", [k for k in PEFT_KINDS if k != "none"])
 def test_peft_strategies_train_only_adapters_and_connector(peft, tiny_vlm_cfg):
     tiny_vlm_cfg.vlm.peft, tiny_vlm_cfg.vlm.freeze_lm, tiny_vlm_cfg.vlm.freeze_vision = peft, True, True
     tiny_vlm_cfg.train.steps, tiny_vlm_cfg.train.save_every, tiny_vlm_cfg.train.keep_last = 2, 1, 5
