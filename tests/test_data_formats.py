@@ -169,7 +169,7 @@ def test_folder_merges_captions_and_passes_fields(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("bad_line", "message"),
     [
-        ('{"image": "b.png", "caption": ', r"captions.jsonl:2: invalid JSON"),
+        ('{"image": "b.png", "caption": ', r"captions.jsonl:2: not valid JSON"),
         ('{"caption": "no image"}', r"captions.jsonl:2: missing field 'image'"),
         ('{"image": "b.png"}', r"captions.jsonl:2: missing field 'caption'"),
         ('{"image": "b.png", "captions": "not a list"}', r"captions.jsonl:2: field 'captions'"),

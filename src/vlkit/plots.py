@@ -7,7 +7,6 @@ pyplot: nothing needs a display, and importing this module leaves the caller's m
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,25 +16,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from vlkit.jsonl import read_jsonl
+
 _RECALL_KEY = re.compile(r"^(?:(?P<name>.*?)_)?R@(?P<k>\d+)$")  # "t2i_R@5", "eval/i2t_R@10", "R@1"
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects in a JSONL file; a truncated last line (a crash mid-write) is ignored."""
-    lines = path.read_text().splitlines()
-    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-    records = []
-    for position, (number, line) in enumerate(numbered):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if position == len(numbered) - 1:
-                break  # only the last line can be half-written by a crash; anything earlier is corrupt
-            raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
-    return records
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -68,7 +51,7 @@ def plot_metrics_log(jsonl_path: str | os.PathLike[str], out_dir: str | os.PathL
     - eval.png: one panel per "eval/..." key against step.
     A figure with nothing to draw is not written.
     """
-    records = _read_jsonl(Path(jsonl_path))
+    records = read_jsonl(jsonl_path, torn_tail=True)  # a crash may cut the last line
     out_dir = Path(out_dir)
     written = []
 

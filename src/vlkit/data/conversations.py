@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.data.images import load_image
+from vlkit.jsonl import iter_jsonl
 
 IMAGE_PLACEHOLDER = "<image>"
 LLAVA_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
@@ -136,14 +137,8 @@ def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
 
 def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, record in iter_jsonl(path):
         where = f"{path}:{n}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e})") from None
         images = record.get("images") or ([record["image"]] if "image" in record else [])
         if len(images) != 1:
             raise ValueError(f"{where}: exactly one image per conversation is supported, got {len(images)}")

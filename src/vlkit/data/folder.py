@@ -11,12 +11,12 @@ The whole file is validated at construction; images are decoded lazily in `__get
 
 from __future__ import annotations
 
-import json
 import operator
 from pathlib import Path
 from typing import Any
 
 from vlkit.data.images import load_image
+from vlkit.jsonl import iter_jsonl
 
 PASSTHROUGH_FIELDS = ("label", "boxes")
 
@@ -62,40 +62,31 @@ class ImageFolderCaptions:
 def read_records(captions_file: Path, root: Path) -> list[dict[str, Any]]:
     """Parses and validates every line; one record per distinct image, in first-seen order."""
     by_image: dict[str, dict[str, Any]] = {}
-    with captions_file.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
-            if not line.strip():
+    for line_no, obj in iter_jsonl(captions_file):
+        where = f"{captions_file}:{line_no}"
+        entry = _parse_line(obj, where)
+        rel = entry["image"]
+        record = by_image.get(rel)
+        if record is None:
+            path = root / rel
+            if not path.is_file():
+                raise FileNotFoundError(f"{where}: image {rel!r} not found (looked for {path})")
+            record = by_image[rel] = {"path": path, "captions": [], "line": line_no}
+        record["captions"].extend(entry["captions"])
+        for field in PASSTHROUGH_FIELDS:
+            if field not in entry:
                 continue
-            where = f"{captions_file}:{line_no}"
-            entry = _parse_line(line, where)
-            rel = entry["image"]
-            record = by_image.get(rel)
-            if record is None:
-                path = root / rel
-                if not path.is_file():
-                    raise FileNotFoundError(f"{where}: image {rel!r} not found (looked for {path})")
-                record = by_image[rel] = {"path": path, "captions": [], "line": line_no}
-            record["captions"].extend(entry["captions"])
-            for field in PASSTHROUGH_FIELDS:
-                if field not in entry:
-                    continue
-                if field in record and record[field] != entry[field]:
-                    raise ValueError(
-                        f"{where}: field {field!r} = {entry[field]!r} contradicts {record[field]!r} "
-                        f"given for {rel!r} on line {record['line']}"
-                    )
-                record[field] = entry[field]
+            if field in record and record[field] != entry[field]:
+                raise ValueError(
+                    f"{where}: field {field!r} = {entry[field]!r} contradicts {record[field]!r} "
+                    f"given for {rel!r} on line {record['line']}"
+                )
+            record[field] = entry[field]
     return list(by_image.values())
 
 
-def _parse_line(line: str, where: str) -> dict[str, Any]:
-    """One JSONL line → {"image": str, "captions": list[str], "label"?: int, "boxes"?: ...}."""
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+def _parse_line(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """One JSONL object → {"image": str, "captions": list[str], "label"?: int, "boxes"?: ...}."""
     if "image" not in entry:
         raise ValueError(f"{where}: missing field 'image' (the image path relative to the folder)")
     image = entry["image"]

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlkit.jsonl import read_jsonl
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 HATEFUL_MEMES_FILES = ("dev_seen.jsonl", "dev.jsonl", "dev_unseen.jsonl", "test_seen.jsonl", "train.jsonl")
 
@@ -83,17 +85,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err})") from err
-    return rows
 
 
 def _need(record: dict, keys: tuple[str, ...], where: str) -> None:
@@ -191,7 +182,7 @@ def load_karpathy(path: Path, split: str = "test", image_root: Path | None = Non
 def load_winoground(path: Path) -> Benchmark:
     find = ImageFinder(path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
     examples = []
-    for i, row in enumerate(_read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path)):
         where = f"{path}:{i + 1}"
         _need(row, ("id", "image_0", "image_1", "caption_0", "caption_1"), where)
         images = [find(f"{row[k]}.png", where) for k in ("image_0", "image_1")]
@@ -209,7 +200,7 @@ def load_winoground(path: Path) -> Benchmark:
 def load_hateful_memes(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(_read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path)):
         where = f"{path}:{i + 1}"
         _need(row, ("id", "img", "label", "text"), where)
         if row["label"] not in (0, 1):
@@ -231,7 +222,7 @@ SNLI_VE_LABELS = ("entailment", "neutral", "contradiction")
 def load_snli_ve(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(_read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path)):
         where = f"{path}:{i + 1}"
         _need(row, ("Flickr30K_ID", "sentence2", "gold_label"), where)
         if row["gold_label"] not in SNLI_VE_LABELS:
@@ -251,7 +242,7 @@ def load_snli_ve(path: Path) -> Benchmark:
 def load_nlvr2(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(_read_jsonl(path)):
+    for i, row in enumerate(read_jsonl(path)):
         where = f"{path}:{i + 1}"
         _need(row, ("identifier", "sentence", "label"), where)
         # "dev-850-0-1" → dev-850-0-img0.png / dev-850-0-img1.png unless the names are given
