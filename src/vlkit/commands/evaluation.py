@@ -11,7 +11,7 @@ from vlkit.commands import Arg
 # `vlkit eval --task` choices: vlkit.eval.harness.TASKS, spelled out here so that building the
 # parser imports nothing (a test checks that the two agree).
 Task = Literal[
-    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "caption-coverage", "grounding",
     "segmentation", "hateful-memes", "snli-ve", "nlvr2",
 ]  # fmt: skip
 TASKS = get_args(Task)

@@ -15,7 +15,7 @@ from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 
 TASKS = (
-    "zero-shot", "retrieval", "winoground", "vqa", "caption", "grounding",
+    "zero-shot", "retrieval", "winoground", "vqa", "caption", "caption-coverage", "grounding",
     "segmentation", "hateful-memes", "snli-ve", "nlvr2",
 )  # fmt: skip
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
@@ -34,6 +34,9 @@ RUNNERS = {
     "generative": {
         "vqa": lambda m, b, f, s: generative.vqa(m, b, s["batch_size"], s["progress"]),
         "caption": lambda m, b, f, s: generative.caption(
+            m, b, s["batch_size"], s["progress"], s.get("prompt")
+        ),
+        "caption-coverage": lambda m, b, f, s: generative.caption_coverage(
             m, b, s["batch_size"], s["progress"], s.get("prompt")
         ),
         "snli-ve": lambda m, b, f, s: generative.snli_ve(m, b, s["batch_size"], s["progress"]),
