@@ -113,7 +113,7 @@ def run_generative_step(
     import vlkit
 
     model = vlkit.load(latest_checkpoint(cfg.train.out_dir))
-    # `vlkit eval runs/tour/llava --task vqa --task caption-coverage`, which training-time eval runs too
+    # `vlkit eval runs/tour/llava --task vqa` and `--task caption-coverage`: what training-time eval runs
     result = run_eval(
         model, "scenes", task=GENERATIVE_TASKS, out_dir=str(run / "llava" / "eval-scenes"), progress=progress
     )
