@@ -260,6 +260,7 @@ def test_eval_writes_result_and_report(tiny_run, tmp_path):
     metrics = result["metrics"]
     expected = {"top1", "top5", "mean_per_class_recall", "wino_text", "wino_image", "wino_group"}
     expected |= {f"{d}_R@{k}" for d in ("t2i", "i2t") for k in (1, 5, 10)}
+    expected |= {f"t2i_R@{k}_any" for k in (1, 5, 10)} | {"t2i_shared_queries"}  # retrieval baselines
     assert set(metrics) == expected
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     report = (folder / "report.md").read_text()

@@ -12,8 +12,9 @@ import vlkit
 from vlkit import cli, metrics
 from vlkit.eval import harness
 from vlkit.eval.cards import split_front_matter, write_model_card
-from vlkit.eval.during_training import evaluate_scenes
+from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes, training_evaluator
 from vlkit.eval.loaders import Benchmark
+from vlkit.eval.paraphrase import paraphrase
 from vlkit.eval.report import compare
 from vlkit.eval.run import open_benchmarks, run_eval
 
@@ -100,11 +101,17 @@ def test_scenes_vqa_with_a_perfect_and_a_wrong_model():
     # a model answering in words ("Two.") is normalised to the stored form
     words = {"0": "zero", "1": "One.", "2": "Two", "3": "three", "4": "four", "5": "five", "6": "six"}
     truth = [words.get(e["answers"][0], e["answers"][0].upper()) for e in bench.examples]
-    (perfect,) = harness.evaluate_benchmarks(FakeVLM(truth), [bench], batch_size=4)
-    assert perfect.metrics == {"vqa_accuracy": 1.0}
+    # every question is asked as written, then in its held-out wording (vlkit.eval.paraphrase)
+    assert [e["reworded"] for e in bench.examples] == [paraphrase(e["question"]) for e in bench.examples]
+    (perfect,) = harness.evaluate_benchmarks(FakeVLM(truth + truth), [bench], batch_size=4)
+    assert perfect.metrics == {"vqa_accuracy": 1.0, "paraphrase_accuracy": 1.0}
     assert set(perfect.breakdowns["vqa_accuracy by question_type"].values()) == {1.0}
-    (wrong,) = harness.evaluate_benchmarks(FakeVLM(["purple elephant"] * len(truth)), [bench])
-    assert wrong.metrics == {"vqa_accuracy": 0.0}
+    (reworded_wrong,) = harness.evaluate_benchmarks(FakeVLM(truth + ["no"] * len(truth)), [bench])
+    assert reworded_wrong.metrics["vqa_accuracy"] == 1.0
+    expected = np.mean([e["answers"][0] == "no" for e in bench.examples])
+    assert expected < 1 and reworded_wrong.metrics["paraphrase_accuracy"] == pytest.approx(expected)
+    (wrong,) = harness.evaluate_benchmarks(FakeVLM(["purple elephant"] * 2 * len(truth)), [bench])
+    assert wrong.metrics == {"vqa_accuracy": 0.0, "paraphrase_accuracy": 0.0}
 
 
 def test_segmentation_plumbing_with_known_masks():
@@ -186,6 +193,32 @@ def test_training_time_eval_equals_vlkit_eval(tiny_run, tmp_path):
         set(grounded["metrics"]) == {"grounding_acc@0.5"}
         and 0 <= grounded["metrics"]["grounding_acc@0.5"] <= 1
     )
+
+
+def test_generative_training_time_eval_equals_vlkit_eval(tiny_vlm_run, tmp_path):
+    """What `vlkit train` logs for a generative model is what `vlkit eval RUN --task T --data
+    scenes` writes, task by task: VQA (per type, its prior, held-out wordings), caption coverage."""
+    model = vlkit.load(tiny_vlm_run)
+    during_training = training_evaluator("generative")(model.model, model.cfg)
+    assert {"vqa_accuracy", "prior_accuracy", "paraphrase_accuracy", "caption_all_named"} <= set(
+        during_training
+    )
+    from_cli = {}
+    for task in GENERATIVE_TASKS:
+        out = tmp_path / task
+        cli.main(["-q", "eval", str(tiny_vlm_run), "--task", task, "--data", "scenes", "--out", str(out)])
+        written = json.loads((out / "result.json").read_text())
+        from_cli |= written["metrics"]
+        tables = written["breakdowns"]
+        if task == "vqa":
+            prior = dict(tables["scenes vqa: question-only prior by question_type"])
+            from_cli["prior_accuracy"] = prior.pop("all")
+            from_cli |= {f"prior_{t}": v for t, v in prior.items()}
+            for name, prefix in (("vqa_accuracy", "vqa"), ("paraphrase_accuracy", "paraphrase")):
+                from_cli |= {
+                    f"{prefix}_{t}": v for t, v in tables[f"scenes vqa: {name} by question_type"].items()
+                }
+    assert from_cli == during_training
 
 
 def test_model_card_merges_into_an_existing_readme(tiny_run, tmp_path):
@@ -316,7 +349,8 @@ def test_vlkit_generative_model_through_vlkit_eval(tiny_vlm_run, tmp_path):
     result = run_eval(
         str(tiny_vlm_run), "scenes", task="vqa", limit=2, out_dir=str(tmp_path / "e"), model_card=False
     )
-    assert result["model_kind"] == "generative" and set(result["metrics"]) == {"vqa_accuracy"}
+    assert result["model_kind"] == "generative"
+    assert set(result["metrics"]) == {"vqa_accuracy", "paraphrase_accuracy"}
     (task,) = result["results"]
     assert result["metrics"]["vqa_accuracy"] == pytest.approx(
         np.mean([p["accuracy"] for p in task.predictions])

@@ -301,9 +301,13 @@ def test_scenes_offer_every_task_with_consistent_targets():
         "winoground",
         "vqa",
         "caption",
+        "caption-coverage",
         "grounding",
         "segmentation",
     }
+    # caption coverage reads the VQA scenes, each object as (colour, shape)
+    vqa_scenes = {e["id"].rsplit("/", 1)[0] for e in benches["vqa"].examples}
+    assert {e["id"] for e in benches["caption-coverage"].examples} == vqa_scenes
     for e in benches["grounding"].examples:
         assert e["box"] in e["candidates"]
     for g, s in zip(benches["grounding"].examples, benches["segmentation"].examples):

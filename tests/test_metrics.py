@@ -469,3 +469,22 @@ def test_retrieval_chance_when_k_exceeds_the_candidates():
     from vlkit.metrics import retrieval_chance
 
     assert retrieval_chance([1, 1], ks=(5,)) == {"t2i_R@5": 1.0, "i2t_R@5": 1.0}
+
+
+def test_caption_coverage_counts_objects_named_by_colour_and_shape():
+    from vlkit.metrics import caption_coverage
+
+    captions = [
+        "A small red circle left of a blue square.",  # both named (a size word may stand between)
+        "a red shape and a circle",  # colour and shape apart: not named
+        "the green large star",
+    ]
+    objects = [
+        [("red", "circle"), ("blue", "square")],
+        [("red", "circle")],
+        [("green", "star"), ("red", "circle")],
+    ]
+    # objects named: 2 + 0 + 1 of 5; every object named: the first caption of 3
+    assert caption_coverage(captions, objects) == {"caption_objects_named": 3 / 5, "caption_all_named": 1 / 3}
+    with pytest.raises(ValueError, match="2 captions vs 3 object lists"):
+        caption_coverage(captions[:2], objects)

@@ -33,6 +33,10 @@ def test_tour_trains_evaluates_and_reports(tmp_path, capsys):
     assert result["metrics"] == pytest.approx(scores)
     assert {"top1", "t2i_R@1", "i2t_R@1", "wino_text", "wino_group"} <= scores.keys()
     assert {"llava_vqa_accuracy", "llava_vqa_color", "llava_caption_all_named"} <= scores.keys()
+    # the VLM's figures are `vlkit eval`'s (run_eval's report for it sits in llava/eval-scenes)
+    llava = json.loads((tmp_path / "tour" / "llava" / "eval-scenes" / "result.json").read_text())["metrics"]
+    assert {"vqa_accuracy", "paraphrase_accuracy", "caption_all_named"} <= llava.keys()
+    assert {f"llava_{k}": v for k, v in llava.items()}.items() <= scores.items()
     markdown = (report / "report.md").read_text()
     assert "](../plots/loss.png)" in markdown and (tmp_path / "tour" / "plots" / "loss.png").is_file()
     printed = capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 - contrastive: `zero_shot_accuracy`, `retrieval_recall`, `winoground_scores` (dicts of floats)
 - VQA v2: `vqa_normalize`, `vqa_accuracy` (the official answer processing and formula)
-- captions: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr, computed by pycocoevalcap)
+- captions: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr, computed by pycocoevalcap),
+  `caption_coverage` (does a caption name each object of the scene by colour and shape)
 - boxes and masks: `box_iou`, `grounding_accuracy`, `mean_iou`
 - binary and exact: `binary_auroc` (Hateful Memes), `exact_match` (SNLI-VE, NLVR2)
 
@@ -402,6 +403,27 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
     scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     return scores
+
+
+def names_object(caption: str, color: str, shape: str) -> bool:
+    """The caption mentions a `color` `shape` ("a red circle"; a size word may stand between:
+    "the small red circle")."""
+    return re.search(rf"\b{color} (?:small |large )?{shape}", caption.lower()) is not None
+
+
+def caption_coverage(
+    captions: Sequence[str], objects: Sequence[Sequence[tuple[str, str]]]
+) -> dict[str, float]:
+    """How many of each image's objects, given as (colour, shape), its caption names
+    (`names_object`): the share over all objects (`caption_objects_named`) and the share of
+    captions that name every object of their image (`caption_all_named`)."""
+    if len(captions) != len(objects):
+        raise ValueError(f"caption_coverage: {len(captions)} captions vs {len(objects)} object lists")
+    named = [[names_object(c, color, shape) for color, shape in objs] for c, objs in zip(captions, objects)]
+    return {
+        "caption_objects_named": sum(map(sum, named)) / max(1, sum(map(len, named))),
+        "caption_all_named": sum(all(n) for n in named) / max(1, len(named)),
+    }
 
 
 # --- boxes, masks, binary scores, exact match ------------------------------------------------

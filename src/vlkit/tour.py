@@ -1,8 +1,9 @@
 """The main job: train the default contrastive recipe on scenes, evaluate it; then a short
 LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
-about held-out scenes; one report for both, written by the evaluation harness (`vlkit eval`):
-every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by
-crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out VQA.
+about held-out scenes; one report for both, written by `vlkit eval`'s `run_eval`: every task a
+dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by crops) with
+breakdowns, plots and per-sample predictions, plus the VLM's held-out VQA and caption coverage
+(its own `vlkit eval` report is in `<run>/llava/eval-scenes`).
 
 `vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
 """
@@ -14,13 +15,10 @@ from pathlib import Path
 
 from vlkit.config import load_config
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
-from vlkit.eval.cards import write_model_card
-from vlkit.eval.during_training import evaluate_scenes
-from vlkit.eval.embedded import scene_benchmarks
-from vlkit.eval.harness import evaluate_benchmarks
-from vlkit.eval.report import task_plots, write_predictions, write_report
-from vlkit.eval.result import RETRIEVAL_CHANCE
-from vlkit.eval.scenes_generative import evaluate_generative, held_out_scenes
+from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes
+from vlkit.eval.embedded import held_out_scenes
+from vlkit.eval.result import RETRIEVAL_CHANCE, flat_scores
+from vlkit.eval.run import run_eval
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
 
@@ -59,36 +57,28 @@ def run_tour(
     started = time.perf_counter()
     train(cfg, evaluate=evaluate_scenes, progress=progress)
     minutes = (time.perf_counter() - started) / 60
-    import vlkit
-
-    model = vlkit.load(latest_checkpoint(run))
-    d, e = cfg.data, cfg.eval
-    benches = scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, TOUR_TASKS)
-    results = evaluate_benchmarks(model, benches, templates=e.templates, progress=progress)
-    scores = {k: v for r in results for k, v in r.metrics.items()}
-    _print_contrastive(scores, results)
     generative, generative_minutes = run_generative_step(run, overrides, generative_overrides, progress)
-    scores |= {f"llava_{k}": v for k, v in generative.items()}
-    folder = run / "report"
-    report = write_report(
-        folder,
+    # one report for both, written by `vlkit eval`'s run_eval: the CLIP's tasks, the VLM's scores
+    result = run_eval(
+        str(run),
+        "scenes",
+        task=TOUR_TASKS,
+        out_dir=str(run / "report"),
+        progress=progress,
+        model_card=True,
         title="vlkit tour: CLIP and a LLaVA-style VLM on scenes",
-        metrics=scores,
-        details={
-            "model": str(model.path),
+        extra_details={
             "generative model": str(latest_checkpoint(run / "llava")),
-            "tasks": [f"{r.benchmark}/{r.task}" for r in results] + ["scenes/vqa (generative)"],
+            "generative tasks": [f"scenes/{t}" for t in GENERATIVE_TASKS],
             "training minutes (this session)": round(minutes, 2),
             "generative training minutes (this session)": round(generative_minutes, 2),
         },
-        plots=sorted((run / "plots").glob("*.png"))
-        + sorted((run / "llava" / "plots").glob("*.png"))
-        + task_plots(folder / "plots", results),
-        breakdowns={f"{r.benchmark} {r.task}: {k}": v for r in results for k, v in r.breakdowns.items()},
+        extra_plots=sorted((run / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
+        extra_metrics={f"llava_{k}": v for k, v in generative.items()},
     )
-    write_predictions(folder, results)
-    write_model_card(model.path, model.path.name, results)
-    print(f"report: {report}   plots: {run / 'plots'}   model: {model.path}")
+    scores = result["metrics"]
+    _print_contrastive(scores, result["results"])
+    print(f"report: {result['report']}   plots: {run / 'plots'}   model: {result['model']}")
     return scores
 
 
@@ -123,9 +113,20 @@ def run_generative_step(
     import vlkit
 
     model = vlkit.load(latest_checkpoint(cfg.train.out_dir))
-    scores = evaluate_generative(model, cfg)
+    # `vlkit eval runs/tour/llava --task vqa` and `--task caption-coverage`: what training-time eval runs
+    result = run_eval(
+        model, "scenes", task=GENERATIVE_TASKS, out_dir=str(run / "llava" / "eval-scenes"), progress=progress
+    )
+    scores = flat_scores(result["results"])
+    _print_generative(model, cfg, scores)
+    return scores, minutes
+
+
+def _print_generative(model, cfg, scores: dict) -> None:
     d = cfg.data
-    scene = held_out_scenes(d.image_size, d.min_objects, d.max_objects, cfg.eval.seed, cfg.eval.num_images)[0]
+    scene = held_out_scenes(
+        d.image_size, d.min_objects, d.max_objects, cfg.eval.seed, cfg.eval.num_images
+    ).asked[0]
     print(f"a held-out scene: {scene.captions[0]}")
     print(f"  caption: {model.caption([scene.image])[0]}")
     answers = model.answer([scene.image] * len(scene.qa), [qa.question for qa in scene.qa])
@@ -141,7 +142,6 @@ def run_generative_step(
         f"{scores['prior_accuracy']:.1%} ({kinds}); captions naming every object: "
         f"{scores['caption_all_named']:.1%}"
     )
-    return scores, minutes
 
 
 def _print_contrastive(scores: dict, results: list) -> None:

@@ -29,6 +29,7 @@ HUB_TASKS = {
     "winoground": ("image-text-matching", "Winoground"),
     "vqa": ("visual-question-answering", "Visual question answering"),
     "caption": ("image-to-text", "Image captioning"),
+    "caption-coverage": ("image-to-text", "Caption coverage (objects named by colour and shape)"),
     "grounding": ("zero-shot-object-detection", "Referring expression grounding"),
     "segmentation": ("image-segmentation", "Referring segmentation"),
     "hateful-memes": ("image-classification", "Hateful Memes"),

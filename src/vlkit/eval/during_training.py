@@ -1,7 +1,6 @@
-"""Training-time evaluation of dual encoders: the harness's tasks (the same code as `vlkit eval`)
-on held-out scenes or a named data set, as the flat metrics the training log records.
-
-The generative counterpart is `vlkit.eval.scenes_generative.evaluate_generative`;
+"""Training-time evaluation: the harness's tasks (the same code as `vlkit eval`) as the flat
+metrics the training log records. Dual encoders: held-out scenes (zero-shot, retrieval,
+Winoground) or a named data set; generative models: the scenes' VQA and caption coverage.
 `training_evaluator(kind)` is the one place that picks between them.
 """
 
@@ -15,8 +14,7 @@ from vlkit.api import ContrastiveModel
 from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
-from vlkit.eval.result import TaskResult
-from vlkit.eval.scenes_generative import evaluate_generative
+from vlkit.eval.result import flat_scores
 
 
 def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
@@ -31,14 +29,17 @@ def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> d
         e.num_images,
         ("zero-shot", "retrieval", "winoground"),
     )
-    return _flat(evaluate_benchmarks(cm, benches, templates=e.templates))
+    return flat_scores(evaluate_benchmarks(cm, benches, templates=e.templates))
 
 
 def evaluate_named(cm: ContrastiveModel, data: str, limit: int | None, templates: Sequence[str]) -> dict:
     """A named or user data set: zero-shot over its classes when it has labels, and retrieval."""
     benches = [b for b in named_benchmarks(data, limit) if b.task in ("zero-shot", "retrieval")]
     results = evaluate_benchmarks(cm, benches, templates=templates)
-    return _flat(results) | {"samples": len(benches[0].examples), "unreadable": benches[0].info["unreadable"]}
+    return flat_scores(results) | {
+        "samples": len(benches[0].examples),
+        "unreadable": benches[0].info["unreadable"],
+    }
 
 
 def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
@@ -49,16 +50,30 @@ def evaluate(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str
     return evaluate_named(cm, cfg.eval.data, cfg.eval.num_images, cfg.eval.templates)
 
 
+GENERATIVE_TASKS = ("vqa", "caption-coverage")  # what a generative model is scored on in training
+
+
+def evaluate_generative(model, cfg: Config) -> dict[str, float]:
+    """Held-out scenes VQA (overall, per type, beside its question-only prior and in held-out
+    wordings) and caption coverage: `vlkit eval RUN --task vqa --task caption-coverage`'s numbers."""
+    from vlkit.generation import GenerativeModel
+
+    gm = model if isinstance(model, GenerativeModel) else GenerativeModel(model, cfg)
+    d, e = cfg.data, cfg.eval
+    benches = scene_benchmarks(
+        d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, GENERATIVE_TASKS
+    )
+    was_training = gm.model.training
+    gm.model.eval()
+    with torch.inference_mode():
+        scores = flat_scores(evaluate_benchmarks(gm, benches))
+    gm.model.train(was_training)
+    return scores
+
+
 def training_evaluator(kind: str) -> Callable[[torch.nn.Module, Config], dict[str, float]]:
     """What `vlkit train` evaluates a model of this kind (`cfg.kind`) with, during training."""
     evaluators = {"contrastive": evaluate, "generative": evaluate_generative}
     if kind not in evaluators:
         raise ValueError(f"kind {kind!r}: valid kinds are {', '.join(evaluators)}")
     return evaluators[kind]
-
-
-def _flat(results: list[TaskResult]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for r in results:
-        out |= r.metrics
-    return out

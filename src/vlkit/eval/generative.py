@@ -1,4 +1,5 @@
-"""Generative tasks: VQA, captioning, SNLI-VE and NLVR2 as short answers, and segmentation.
+"""Generative tasks: VQA, captioning (and scenes' caption coverage), SNLI-VE and NLVR2 as short
+answers, grounding and segmentation.
 
 A generative model is anything with
     answer(images: list, questions: list[str]) -> list[str]      short answers, one per image
@@ -49,7 +50,9 @@ def _batched(
 
 
 def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) -> TaskResult:
-    """Official VQA v2 accuracy, overall and per question type and answer type."""
+    """Official VQA v2 accuracy, overall and per question type and answer type, beside the
+    question-only prior and the answer shares; where the examples carry a held-out wording of
+    each question (`reworded`: scenes), the accuracy on those too (`paraphrase_accuracy`)."""
     ex = bench.examples
     answers = _batched(model.answer, ex, lambda e: (e["image"], e["question"]), batch_size, "vqa", progress)
     acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(answers, ex)]
@@ -66,6 +69,13 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
         "all": float(np.mean(prior))
     }
     breakdowns["answer share by question_type"] = _answer_shares(types, answers)
+    scores = {"vqa_accuracy": float(np.mean(acc))}
+    if ex and all("reworded" in e for e in ex):
+        ask = lambda e: (e["image"], e["reworded"])  # noqa: E731
+        reworded = _batched(model.answer, ex, ask, batch_size, "vqa reworded", progress)
+        reworded_acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(reworded, ex)]
+        scores["paraphrase_accuracy"] = float(np.mean(reworded_acc))
+        breakdowns["paraphrase_accuracy by question_type"] = _mean_by(types, reworded_acc)
     preds = [
         {
             "id": e["id"],
@@ -77,15 +87,7 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
         }
         for e, a, s in zip(ex, answers, acc)
     ]
-    return TaskResult(
-        "vqa",
-        bench.name,
-        {"vqa_accuracy": float(np.mean(acc))},
-        breakdowns,
-        preds,
-        split=bench.split,
-        samples=len(ex),
-    )
+    return TaskResult("vqa", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))
 
 
 def caption(
@@ -105,6 +107,28 @@ def caption(
     scores = metrics.caption_scores(preds, {e["id"]: list(e["captions"]) for e in ex})
     records = [{"id": e["id"], "caption": c, "references": e["captions"]} for e, c in zip(ex, captions)]
     return TaskResult("caption", bench.name, scores, {}, records, split=bench.split, samples=len(ex))
+
+
+def caption_coverage(
+    model, bench: Benchmark, batch_size: int = 8, progress: bool = False, prompt: str | None = None
+) -> TaskResult:
+    """Does each caption name every object of its image by colour and shape? (examples carry
+    `objects`: [(colour, shape)]; scored by `metrics.caption_coverage`)."""
+    ex = bench.examples
+    captions = _batched(
+        lambda ims, _: model.caption(ims, prompt),
+        ex,
+        lambda e: (e["image"], None),
+        batch_size,
+        "caption",
+        progress,
+    )
+    scores = metrics.caption_coverage(captions, [e["objects"] for e in ex])
+    records = [
+        {"id": e["id"], "caption": c, "objects": [" ".join(o) for o in e["objects"]]}
+        for e, c in zip(ex, captions)
+    ]
+    return TaskResult("caption-coverage", bench.name, scores, {}, records, split=bench.split, samples=len(ex))
 
 
 def snli_ve(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) -> TaskResult:

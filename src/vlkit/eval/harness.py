@@ -34,6 +34,9 @@ RUNNERS = {
         "caption": lambda m, b, f, s: generative.caption(
             m, b, s["batch_size"], s["progress"], s.get("prompt")
         ),
+        "caption-coverage": lambda m, b, f, s: generative.caption_coverage(
+            m, b, s["batch_size"], s["progress"], s.get("prompt")
+        ),
         "snli-ve": lambda m, b, f, s: generative.snli_ve(m, b, s["batch_size"], s["progress"]),
         "nlvr2": lambda m, b, f, s: generative.nlvr2(m, b, s["batch_size"], s["progress"]),
         "hateful-memes": lambda m, b, f, s: generative.hateful_memes(m, b, s["batch_size"], s["progress"]),

@@ -40,3 +40,21 @@ def hateful_memes_result(bench: Benchmark, score: np.ndarray) -> TaskResult:
         {"id": e["id"], "label": int(e["label"]), "score": float(s)} for e, s in zip(bench.examples, score)
     ]
     return TaskResult("hateful-memes", bench.name, scores, {}, preds, split=bench.split, samples=len(labels))
+
+
+def flat_scores(results: list[TaskResult]) -> dict[str, float]:
+    """The results as one flat dict, what the training log and the tour record: every metric,
+    and VQA's per-type accuracies beside their question-only prior and held-out wordings
+    (`vqa_color`, `prior_accuracy`, `prior_color`, `paraphrase_color`, ...)."""
+    out: dict[str, float] = {}
+    for r in results:
+        out |= r.metrics
+        if r.task != "vqa":
+            continue
+        out |= {f"vqa_{t}": v for t, v in r.breakdowns["vqa_accuracy by question_type"].items()}
+        prior = dict(r.breakdowns["question-only prior by question_type"])
+        out["prior_accuracy"] = prior.pop("all")
+        out |= {f"prior_{t}": v for t, v in prior.items()}
+        reworded = r.breakdowns.get("paraphrase_accuracy by question_type", {})
+        out |= {f"paraphrase_{t}": v for t, v in reworded.items()}
+    return out

@@ -59,9 +59,11 @@ def run_eval(
     title: str | None = None,
     extra_details: dict | None = None,
     extra_plots: Sequence[Path] = (),
+    extra_metrics: dict[str, float] | None = None,
 ) -> dict:
     """Loads the model (unless given one), runs the task(s) (None: every task the model and the
-    data support), writes the outputs; returns metrics, paths and the per-task results."""
+    data support), writes the outputs; returns metrics, paths and the per-task results.
+    `extra_*`: what joins the report from elsewhere (the tour: its generative model's scores)."""
     from vlkit.eval.hf_models import load_for_eval
 
     loaded = isinstance(model_path, str | Path)
@@ -73,12 +75,8 @@ def run_eval(
         cfg.eval.templates if cfg else (EvalConfig().templates if data == "scenes" else DEFAULT_TEMPLATES)
     )
     results = evaluate_benchmarks(model, chosen, templates, batch_size, progress)
-
-    metrics: dict[str, float] = {}
-    breakdowns: dict[str, dict[str, float]] = {}
-    for r in results:
-        metrics |= r.metrics
-        breakdowns |= {f"{r.benchmark} {r.task}: {k}": v for k, v in r.breakdowns.items()}
+    metrics = {k: v for r in results for k, v in r.metrics.items()} | (extra_metrics or {})
+    breakdowns = {f"{r.benchmark} {r.task}: {k}": v for r in results for k, v in r.breakdowns.items()}
     model_dir = _model_dir(model, model_path)
     name = data if data in EMBEDDED_KINDS else Path(data.rstrip("/")).name
     out = Path(out_dir) if out_dir else _home(model_path, model_dir) / f"eval-{name}"
