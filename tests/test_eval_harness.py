@@ -90,8 +90,11 @@ def test_vqa_scores_follow_the_official_formula_per_type(vqav2, tmp_path):  # no
     ]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| vqa_accuracy | 0.8000 |" in report and "| how many | 0.6000 |" in report
-    assert "](plots/vqav2-vqa-question_type.png)" in report
-    assert (tmp_path / "out" / "plots" / "vqav2-vqa-question_type.png").is_file()
+    assert "](plots/vqav2-vqa-vqa_accuracy_by_question_type.png)" in report
+    # every breakdown by question type has its own plot (they once shared one file name)
+    plots = {p.name for p in (tmp_path / "out" / "plots").iterdir()}
+    expected = {"vqa_accuracy_by_question_type", "question_only_prior_by_question_type"}
+    assert {f"vqav2-vqa-{name}.png" for name in expected} <= plots
 
 
 def test_scenes_vqa_with_a_perfect_and_a_wrong_model():

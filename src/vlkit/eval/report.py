@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ def task_plots(folder: str | Path, results: list[TaskResult]) -> list[Path]:
             written.append(plot_recall_at_k(r.metrics, folder / f"{stem}-recall.png", chance))
         for name, table in r.breakdowns.items():
             if len(table) > 1 and name != RETRIEVAL_CHANCE:  # chance is drawn on the recall plot
-                written.append(plot_bars(table, name, folder / f"{stem}-{name.split()[-1]}.png"))
+                slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # one file per breakdown
+                written.append(plot_bars(table, name, folder / f"{stem}-{slug}.png"))
     return written
 
 
