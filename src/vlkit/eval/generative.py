@@ -90,12 +90,9 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
     return TaskResult("vqa", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))
 
 
-def caption(
-    model, bench: Benchmark, batch_size: int = 8, progress: bool = False, prompt: str | None = None
-) -> TaskResult:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr against every reference caption (pycocoevalcap)."""
-    ex = bench.examples
-    captions = _batched(
+def _captions(model, ex: list[dict], batch_size: int, progress: bool, prompt: str | None) -> list[str]:
+    """The model's caption of every example's image, in batches."""
+    return _batched(
         lambda ims, _: model.caption(ims, prompt),
         ex,
         lambda e: (e["image"], None),
@@ -103,6 +100,14 @@ def caption(
         "caption",
         progress,
     )
+
+
+def caption(
+    model, bench: Benchmark, batch_size: int = 8, progress: bool = False, prompt: str | None = None
+) -> TaskResult:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr against every reference caption (pycocoevalcap)."""
+    ex = bench.examples
+    captions = _captions(model, ex, batch_size, progress, prompt)
     preds = {e["id"]: c for e, c in zip(ex, captions)}
     scores = metrics.caption_scores(preds, {e["id"]: list(e["captions"]) for e in ex})
     records = [{"id": e["id"], "caption": c, "references": e["captions"]} for e, c in zip(ex, captions)]
@@ -115,14 +120,7 @@ def caption_coverage(
     """Does each caption name every object of its image by colour and shape? (examples carry
     `objects`: [(colour, shape)]; scored by `metrics.caption_coverage`)."""
     ex = bench.examples
-    captions = _batched(
-        lambda ims, _: model.caption(ims, prompt),
-        ex,
-        lambda e: (e["image"], None),
-        batch_size,
-        "caption",
-        progress,
-    )
+    captions = _captions(model, ex, batch_size, progress, prompt)
     scores = metrics.caption_coverage(captions, [e["objects"] for e in ex])
     records = [
         {"id": e["id"], "caption": c, "objects": [" ".join(o) for o in e["objects"]]}
