@@ -488,3 +488,20 @@ def test_caption_coverage_counts_objects_named_by_colour_and_shape():
     assert caption_coverage(captions, objects) == {"caption_objects_named": 3 / 5, "caption_all_named": 1 / 3}
     with pytest.raises(ValueError, match="2 captions vs 3 object lists"):
         caption_coverage(captions[:2], objects)
+
+
+def test_t2i_recall_any_equals_a_brute_force_count_on_random_scores():
+    from vlkit.metrics import t2i_recall_any
+
+    rng = np.random.default_rng(1)
+    pool = ["a red circle", "a blue star", "two shapes", "a green square"]
+    captions = [list(rng.choice(pool, size=2, replace=False)) for _ in range(12)]
+    texts = [t for c in captions for t in c]
+    sim = rng.integers(0, 5, size=(12, len(texts))).astype(float)  # many ties
+    ranks = []
+    for j, t in enumerate(texts):
+        hits = [i for i, c in enumerate(captions) if t in c]
+        best = max(sim[i, j] for i in hits)
+        ranks.append(sum(sim[i, j] >= best for i in range(12) if i not in hits))
+    expected = {f"t2i_R@{k}_any": float(np.mean(np.array(ranks) < k)) for k in (1, 2, 5)}
+    assert t2i_recall_any(sim, captions, ks=(1, 2, 5)) == pytest.approx(expected)

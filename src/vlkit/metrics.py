@@ -188,15 +188,22 @@ def retrieval_chance(texts_per_image: Sequence[int], ks: Sequence[int] = (1, 5, 
     return out
 
 
+def _caption_owners(captions: Sequence[Sequence[str]]) -> tuple[list[str], dict[str, list[int]]]:
+    """Every caption (case and surrounding space ignored), flattened in order, and the images
+    whose caption set holds each distinct text."""
+    owners: dict[str, list[int]] = {}
+    for i, texts in enumerate(captions):
+        for t in dict.fromkeys(t.strip().lower() for t in texts):
+            owners.setdefault(t, []).append(i)
+    return [t.strip().lower() for texts in captions for t in texts], owners
+
+
 def shared_queries(captions: Sequence[Sequence[str]]) -> list[bool]:
     """Per text query (every caption of every image, in order): is the same text (case and
     surrounding space ignored) also a caption of another image? Such a query has more than one
     right answer, so a model can miss it at R@1 while being right."""
-    owners: dict[str, set[int]] = {}
-    for i, texts in enumerate(captions):
-        for t in texts:
-            owners.setdefault(t.strip().lower(), set()).add(i)
-    return [len(owners[t.strip().lower()]) > 1 for texts in captions for t in texts]
+    texts, owners = _caption_owners(captions)
+    return [len(owners[t]) > 1 for t in texts]
 
 
 def t2i_recall_any(
@@ -209,15 +216,16 @@ def t2i_recall_any(
     → {"t2i_R@k_any": ...}. Ties count against the hit, as in `retrieval_recall`.
     """
     sim = _scores(similarity, "similarity", ndim=2)
-    texts = [t.strip().lower() for c in captions for t in c]
+    texts, owners = _caption_owners(captions)
     if sim.shape != (len(captions), len(texts)):
         raise ValueError(
             f"similarity: shape {sim.shape}, expected ({len(captions)}, {len(texts)}) from captions"
         )
-    sets = [{t.strip().lower() for t in c} for c in captions]
-    match = np.array([[t in s for t in texts] for s in sets])  # (n_images, n_texts)
-    best = np.where(match, sim, -np.inf).max(axis=0)  # each query's best-scoring matching image
-    ranks = ((sim >= best[None]) & ~match).sum(axis=0)  # non-matching images at or above it
+    ranks = np.empty(len(texts), dtype=np.int64)
+    for j, t in enumerate(texts):  # one column at a time: no (n_images, n_texts) match matrix
+        column, hits = sim[:, j], owners[t]
+        best = column[hits].max()  # the query's best-scoring matching image
+        ranks[j] = (column >= best).sum() - (column[hits] >= best).sum()  # non-matching at or above it
     return {f"{key}_any": v for key, v in _recall_at(ranks, _check_ks(ks), prefix="t2i_R@").items()}
 
 
