@@ -5,6 +5,11 @@ control and the chance baselines. The figures in README.md and the recipes come 
     python benchmarks/time_to_accuracy.py --seeds 0 --steps 300 --name patch --set model.vision_stem=patch
     python benchmarks/time_to_accuracy.py --control                         # + the bare-loop control
     python benchmarks/time_to_accuracy.py --smoke                           # tiny, seconds (CI)
+    python benchmarks/time_to_accuracy.py --recipe recipes/llava-scenes.yaml --name llava-scenes
+
+A generative recipe is scored by its training-time evaluation (held-out scenes VQA by question
+type beside the question-only prior, paraphrased questions, caption coverage); its baseline row
+is that prior, computed by the evaluation from the held-out questions. The control is CLIP's.
 
 Each seed trains the recipe with vlkit's loop (`train.seed` = the seed: initialisation and batch
 order) and scores the held-out scenes (`evaluate_scenes`: 32-way zero-shot, retrieval, colour-swap
@@ -37,13 +42,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from common import SMOKE_MODEL
+from common import SMOKE_MODEL, SMOKE_VLM
 from train_throughput import matmul_peak
 
 from vlkit.config import Config, load_config
 from vlkit.data import build_dataset
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
-from vlkit.eval.during_training import evaluate_scenes
+from vlkit.eval.during_training import training_evaluator
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.loop import lr_lambda, tokenizer_texts, train
@@ -54,7 +59,20 @@ REFERENCE_GFLOPS = 250.0  # the issue's reference machine: minutes are scaled to
 # Chance for each score: 32-way top-1; Winoground text and image scores (2 captions x 2 images,
 # both right: 1/4 by a coin per image); group (all four comparisons consistent): 1/6.
 CHANCE = {"top1": 1 / len(ZERO_SHOT_CLASSES), "wino_text": 0.25, "wino_image": 0.25, "wino_group": 1 / 6}
-KEYS = ("top1", "top5", "t2i_R@1", "wino_text", "wino_image", "wino_group")
+# What each kind records per evaluation, and its headline score (curves, goal, plot).
+VQA_TYPES = ("color", "shape", "count", "existence", "relation")
+KEYS = {
+    "contrastive": ("top1", "top5", "t2i_R@1", "wino_text", "wino_image", "wino_group"),
+    "generative": (
+        "vqa_accuracy",
+        *(f"vqa_{t}" for t in VQA_TYPES),
+        "prior_accuracy",
+        *(f"prior_{t}" for t in VQA_TYPES),
+        "paraphrase_accuracy",
+        "caption_all_named",
+    ),
+}
+HEADLINE = {"contrastive": ("top1", 0.98), "generative": ("vqa_accuracy", 0.90)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,8 +99,9 @@ def make_config(args: argparse.Namespace, seed: int, out_dir: str) -> Config:
     if args.threads:
         overrides.append(f"train.threads={args.threads}")
     if args.smoke:
-        overrides += SMOKE_MODEL + ["train.steps=4", "train.batch_size=16", "train.warmup_steps=1"]
-        overrides += ["eval.num_images=64", "train.eval_every=2"]
+        generative = load_config(args.recipe).kind == "generative"
+        overrides += (SMOKE_VLM if generative else SMOKE_MODEL) + ["train.steps=4", "train.batch_size=16"]
+        overrides += ["train.warmup_steps=1", "eval.num_images=64", "train.eval_every=2"]
     return load_config(args.recipe, overrides)
 
 
@@ -95,12 +114,12 @@ class Curve:
 
     def __call__(self, model: torch.nn.Module, cfg: Config, step: int | None = None) -> dict[str, float]:
         clock = time.perf_counter()
-        scores = evaluate_scenes(model, cfg)
+        scores = training_evaluator(cfg.kind)(model, cfg)
         train_s = clock - self.started - self.evaluating
         self.evaluating += time.perf_counter() - clock
         step = step if step is not None else self._step(cfg)
         point = {"step": step, "images": step * cfg.train.batch_size, "train_minutes": train_s / 60}
-        self.points.append(point | {k: scores[k] for k in KEYS if k in scores})
+        self.points.append(point | {k: scores[k] for k in KEYS[cfg.kind] if k in scores})
         return scores
 
     def _step(self, cfg: Config) -> int:
@@ -154,11 +173,11 @@ def control_run(cfg: Config) -> list[dict]:
     return curve.points
 
 
-def summarise(runs: list[list[dict]], peak: float) -> dict:
+def summarise(runs: list[list[dict]], peak: float, kind: str) -> dict:
     """Mean ± sd over seeds of the last evaluation, and of the training minutes (also scaled)."""
     last = [points[-1] for points in runs]
     out = {}
-    for key in (*KEYS, "train_minutes"):
+    for key in (*KEYS[kind], "train_minutes"):
         values = [p[key] for p in last if key in p]
         if values:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -166,7 +185,8 @@ def summarise(runs: list[list[dict]], peak: float) -> dict:
     minutes = out["train_minutes"]["mean"]
     out["train_minutes_at_250_gflops"] = minutes * peak / REFERENCE_GFLOPS
     out["images"] = last[0]["images"]
-    out["first_reach_top1_0.98"] = [first_reach(points, "top1", 0.98, peak) for points in runs]
+    key, goal = HEADLINE[kind]
+    out[f"first_reach_{key}_{goal}"] = [first_reach(points, key, goal, peak) for points in runs]
     return out
 
 
@@ -199,12 +219,16 @@ def environment(peak: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.control = args.control or args.smoke
+    kind = load_config(args.recipe, args.set).kind
+    if args.control and kind != "contrastive":
+        raise SystemExit(f"--control is the bare-loop CLIPModel: {args.recipe} is a {kind} recipe")
+    args.control = args.control or (args.smoke and kind == "contrastive")
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = matmul_peak()[0]
     print(f"fp32 torch.mm peak: {peak:.0f} GFLOP/s (minutes are also scaled to {REFERENCE_GFLOPS:.0f})")
-    result = {"recipe": Path(args.recipe).name, "overrides": args.set, "chance": CHANCE}
+    result = {"recipe": Path(args.recipe).name, "kind": kind, "overrides": args.set}
+    result["chance"] = CHANCE if kind == "contrastive" else "prior_* keys: the question-only prior"
     result["environment"] = environment(peak)
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
@@ -212,14 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             folder = args.keep if args.keep and k == 0 else f"{tmp}/vlkit-{seed}"
             runs.append(vlkit_run(make_config(args, seed, folder)))
             print(f"seed {seed}: " + json.dumps(runs[-1][-1]))
-        result["vlkit"] = {"seeds": args.seeds, "curves": runs, "final": summarise(runs, peak)}
+        result["vlkit"] = {"seeds": args.seeds, "curves": runs, "final": summarise(runs, peak, kind)}
         if args.control:
             control = [control_run(make_config(args, args.seeds[0], f"{tmp}/control"))]
             print("control: " + json.dumps(control[-1][-1]))
             result["control"] = {
                 "seeds": args.seeds[:1],
                 "curves": control,
-                "final": summarise(control, peak),
+                "final": summarise(control, peak, kind),
             }
     result["environment"]["fp32_mm_peak_gflops_after"] = matmul_peak()[0]
     print(json.dumps({k: result[k]["final"] for k in ("vlkit", "control") if k in result}, indent=1))
@@ -240,15 +264,21 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    kind = result.get("kind", "contrastive")
+    key = HEADLINE[kind][0]
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, style in (("vlkit", "-"), ("control", "--")):
         for k, points in enumerate(result.get(name, {}).get("curves", [])):
             label = f"{name} seed {result[name]['seeds'][k]}"
-            ax.plot([p["images"] for p in points], [p["top1"] for p in points], style, label=label)
-    ax.axhline(result["chance"]["top1"], color="grey", lw=0.8, label="chance (1/32)")
-    ax.axhline(0.25, color="grey", lw=0.8, ls=":", label="colour only (1/4)")
+            ax.plot([p["images"] for p in points], [p[key] for p in points], style, label=label)
+    if kind == "contrastive":
+        ax.axhline(result["chance"]["top1"], color="grey", lw=0.8, label="chance (1/32)")
+        ax.axhline(0.25, color="grey", lw=0.8, ls=":", label="colour only (1/4)")
+    else:
+        prior = result["vlkit"]["curves"][0][-1]["prior_accuracy"]
+        ax.axhline(prior, color="grey", lw=0.8, label=f"question-only prior ({prior:.1%})")
     ax.set_xlabel("training images")
-    ax.set_ylabel("held-out 32-way zero-shot top-1")
+    ax.set_ylabel("held-out 32-way zero-shot top-1" if kind == "contrastive" else "held-out scenes VQA")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

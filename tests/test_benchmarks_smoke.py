@@ -11,10 +11,10 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def run_smoke(script: str) -> str:
+def run_smoke(script: str, *args: str) -> str:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--smoke", "--threads", "1"],
+        [sys.executable, str(BENCHMARKS / script), "--smoke", "--threads", "1", *args],
         capture_output=True,
         text=True,
         timeout=240,
@@ -71,6 +71,15 @@ def test_time_to_accuracy_smoke():
     out = run_smoke("time_to_accuracy.py")  # vlkit and the bare-loop CLIPModel control, scored alike
     for expected in ("torch.mm peak", "seed 0:", "control:", "train_minutes_at_250_gflops"):
         assert expected in out
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_generative_smoke():
+    recipe = str(BENCHMARKS.parent / "recipes" / "llava-scenes.yaml")
+    out = run_smoke("time_to_accuracy.py", "--recipe", recipe, "--seeds", "0")
+    for expected in ("seed 0:", '"vqa_accuracy"', '"prior_accuracy"', "first_reach_vqa_accuracy_0.9"):
+        assert expected in out
+    assert "control:" not in out  # the bare-loop control is CLIP's
 
 
 @pytest.mark.slow

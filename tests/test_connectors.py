@@ -42,15 +42,29 @@ def test_every_connector_reads_the_features_and_trains(kind):
     """The registry sweep: every connector gives (B, num_tokens(N), D_lm), one token per feature
     or a fixed count, distinct per image, with a gradient for every parameter."""
     conn = connector(kind, tokens=5)
-    for n in (4, 9):
+    for n in (4, 16):  # square grids of even side, as a ViT's patches (merge2x2_mlp needs them)
         assert conn(torch.randn(3, n, DV)).shape == (3, conn.num_tokens(n), DLM)
-        assert conn.num_tokens(n) in (n, 5)
-    feats = torch.randn(2, 6, DV)
+        assert conn.num_tokens(n) in (n, 5, n // 4)
+    feats = torch.randn(2, 16, DV)
     out = conn(feats)
     assert not torch.allclose(out[0], out[1])  # each image gets its own tokens
     out.square().mean().backward()
     no_grad = [n for n, p in conn.named_parameters() if p.grad is None]
     assert no_grad == []
+
+
+def test_merge_connector_makes_one_token_per_2x2_block_of_neighbours():
+    conn = connector("merge2x2_mlp").eval()
+    grid = torch.randn(1, 4, 4, DV)  # a 4x4 grid of features, row-major as a ViT's patches
+    out = conn(grid.reshape(1, 16, DV))
+    assert out.shape == (1, 4, DLM) and conn.num_tokens(16) == 4
+    changed = grid.clone()
+    changed[0, 2:, 2:] += 1.0  # only the bottom-right 2x2 block
+    moved = (conn(changed.reshape(1, 16, DV)) - out).abs().sum(-1)[0]
+    assert (moved[:3] == 0).all() and moved[3] > 0  # that block's token alone changes
+    for n in (9, 12):  # a 3x3 grid (odd side), not a square
+        with pytest.raises(ValueError, match="square grid of even side"):
+            conn(torch.randn(1, n, DV))
 
 
 def test_qformer_uses_cross_attention_in_every_layer():
@@ -81,6 +95,8 @@ def test_llava_projector_reproduces_the_per_feature_connectors(kind):
 
 
 def test_unknown_connector_names_the_valid_ones():
-    with pytest.raises(ValueError, match="'perceiverx'.*linear, mlp2x_gelu, qformer, resampler"):
+    with pytest.raises(
+        ValueError, match="'perceiverx'.*linear, mlp2x_gelu, merge2x2_mlp, qformer, resampler"
+    ):
         build_connector(VLMConfig(connector="perceiverx"), DV, DLM)
     assert "gated_xattn" in CONNECTORS

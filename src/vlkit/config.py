@@ -135,7 +135,7 @@ class VLMConfig:
     lm_heads: int = 4
     lm_vocab_size: int = 1024  # byte-level BPE trained on the data's texts
     max_length: int = 128  # tokens per training sequence, image tokens included
-    connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | qformer | resampler | gated_xattn
+    connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
     connector_tokens: int = 16  # qformer / resampler (and gated_xattn's resampler) output tokens
     connector_layers: int = 2  # qformer / resampler depth
     xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer

@@ -8,6 +8,10 @@ caller reserves that many image placeholders in the prompt).
   weights are named like transformers' `LlavaMultiModalProjector` (`linear_1`, `act`, `linear_2`),
   so an export copies them as is; the linear connector is that projector with
   `projector_hidden_act="linear"` and an identity `linear_2`.
+- `merge2x2_mlp` (Qwen2-VL's patch merger; InternVL's pixel shuffle is the same regrouping): each
+  2×2 block of neighbouring features is concatenated (LayerNorm first) and mapped by an MLP to one
+  token (M = N / 4 on a square grid of even side), so the prompt carries a quarter of the image
+  tokens and each token sees a whole small neighbourhood.
 - `qformer` (BLIP-2): `connector_tokens` learned queries cross-attend to the features through
   transformers' `Blip2QFormerModel`, then a linear map to the LM width (M = connector_tokens).
 - `resampler` (Flamingo's Perceiver resampler): transformers' `IdeficsPerceiverResampler` (learned
@@ -27,7 +31,7 @@ from transformers.models.idefics.perceiver import IdeficsPerceiverResampler
 
 from vlkit.config import VLMConfig
 
-CONNECTORS = ("linear", "mlp2x_gelu", "qformer", "resampler", "gated_xattn")
+CONNECTORS = ("linear", "mlp2x_gelu", "merge2x2_mlp", "qformer", "resampler", "gated_xattn")
 
 
 def attention_heads(width: int) -> int:
@@ -63,6 +67,38 @@ class MLPConnector(nn.Module):
 
     def num_tokens(self, n_features: int) -> int:
         return n_features
+
+
+class MergeConnector(nn.Module):
+    """Qwen2-VL's PatchMerger: LayerNorm each feature, concatenate 2×2 neighbours, Linear → GELU →
+    Linear. The features must be a square grid (a ViT's patch tokens, CLS removed) of even side."""
+
+    def __init__(self, vision_dim: int, lm_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(vision_dim)
+        self.linear_1 = nn.Linear(4 * vision_dim, 4 * vision_dim)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(4 * vision_dim, lm_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, n, d = features.shape
+        side = _even_side(n)
+        x = self.norm(features).reshape(b, side // 2, 2, side // 2, 2, d)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, n // 4, 4 * d)  # row-major 2×2 blocks
+        return self.linear_2(self.act(self.linear_1(x)))  # (B, N / 4, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return _even_side(n_features) ** 2 // 4
+
+
+def _even_side(n: int) -> int:
+    side = round(n**0.5)
+    if side * side != n or side % 2:
+        raise ValueError(
+            f"vlm.connector=merge2x2_mlp needs a square grid of even side; the vision tower gives {n} "
+            "features (use image_size / patch_size even, or another connector)"
+        )
+    return side
 
 
 class QFormerConnector(nn.Module):
@@ -123,6 +159,8 @@ def build_connector(cfg: VLMConfig, vision_dim: int, lm_dim: int) -> nn.Module:
         return LinearConnector(vision_dim, lm_dim)
     if kind == "mlp2x_gelu":
         return MLPConnector(vision_dim, lm_dim)
+    if kind == "merge2x2_mlp":
+        return MergeConnector(vision_dim, lm_dim)
     if kind in ("qformer", "resampler", "gated_xattn"):
         if cfg.connector_tokens < 1 or cfg.connector_layers < 1:
             raise ValueError(
