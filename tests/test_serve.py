@@ -13,7 +13,8 @@ from vlkit.decoding import Decoding
 from vlkit.generation import BatchingEngine, Engine
 from vlkit.models.language_models import gpt_tiny
 from vlkit.models.registry import build_language_model
-from vlkit.serve.app import BackgroundServer, create_app
+from vlkit.serve.app import create_app
+from vlkit.serve.server import BackgroundServer
 
 TEXTS = [
     "a red circle and a blue square",
