@@ -38,6 +38,8 @@ def load_served(
         _require_causal_lm_folder(path)
     elif path.exists():
         raise ValueError(f"{model}: a file, not a model; vlkit serve takes {ACCEPTED}")
+    elif path.is_absolute() or model.startswith("."):  # a hub id never starts so
+        raise ValueError(f"{model}: no such file or folder; vlkit serve takes {ACCEPTED}")
     lm, tokenizer = _language_model(model)
     return BatchingEngine(Engine(lm, tokenizer), max_batch, wait_ms, max_pending)
 
