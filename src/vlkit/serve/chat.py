@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from vlkit.generation import Completion
+from vlkit.serve.errors import ApiError
 from vlkit.serve.requests import Served, parse_json, read_body, require, served
 from vlkit.serve.schemas import chat_request
 
@@ -54,7 +55,10 @@ async def chat_completions(request: Request):
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, DONE))
         events = _events(request, base, pieces, future, chat["include_usage"])
         return StreamingResponse(events, media_type="text/event-stream")
-    result: Completion = await asyncio.wrap_future(future)
+    try:
+        result: Completion = await asyncio.wrap_future(future)
+    except Exception as e:  # a failed generate fails its requests, not the server
+        raise ApiError(f"generation failed: {type(e).__name__}: {e}", status=500, kind="server_error") from e
     request.state.tokens = result.prompt_tokens + result.completion_tokens
     message = {"role": "assistant", "content": result.text}
     return {

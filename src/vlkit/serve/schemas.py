@@ -137,16 +137,20 @@ def _images(urls: list[str], name: str, limits: Limits) -> list:
 
 
 def embeddings_request(body, limits: Limits = Limits()) -> dict:
-    """An embeddings body: `input` texts (OpenAI's field) and data-URL images, one kind per request:
-    strings that are data URLs are images → {"texts"} or {"images"}."""
+    """An embeddings body: `input` texts (OpenAI's field) or data-URL images, one kind per request
+    → {"texts"} or {"images"}, and "base64" (float32 little-endian, as the openai client asks)."""
     body = require_object(body)
-    if body.get("encoding_format", "float") != "float":
-        raise RequestError("only encoding_format 'float' is supported", "encoding_format")
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise RequestError(
+            f"'encoding_format' must be 'float' or 'base64', got {encoding!r}", "encoding_format"
+        )
     inputs = _strings(body, "input", limits)
     images = [s.startswith(("data:", "http://", "https://")) for s in inputs]
     if any(images) and not all(images):
         raise RequestError("'input' mixes texts and images: send one kind per request", "input")
-    return {"images": _images(inputs, "input", limits)} if all(images) else {"texts": inputs}
+    kind = {"images": _images(inputs, "input", limits)} if all(images) else {"texts": inputs}
+    return kind | {"base64": encoding == "base64"}
 
 
 def classify_request(body, limits: Limits = Limits()) -> dict:

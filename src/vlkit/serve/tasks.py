@@ -1,6 +1,7 @@
 """Contrastive models' endpoints: POST /v1/embeddings (OpenAI's shape) and POST /v1/classify.
 
     /v1/embeddings  {"input": ["a red circle", ...]} or {"input": ["data:image/png;base64,..."]}
+                    (encoding_format "float", or "base64" as the openai client asks by default)
                     → {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [...]}], ...}
     /v1/classify    {"images": ["data:..."], "labels": ["red circle", "blue star"], "templates": ["a {}."]}
                     → {"object": "classification", "labels": [...], "data": [{"index": 0, "label": ...,
@@ -11,6 +12,7 @@ Decoding and the forward pass run in a worker thread, one request at a time (the
 
 from __future__ import annotations
 
+import base64
 import threading
 
 from fastapi import Request
@@ -24,15 +26,21 @@ _lock = threading.Lock()
 
 
 def _embed(model: Served, raw: bytes) -> tuple[list, int]:
+    """(In a worker thread.) → (each embedding as floats or base64, text tokens read)."""
     body = parse_json(raw, model)
     require(model, "contrastive", "/v1/embeddings")
     inputs = embeddings_request(body, model.limits)
-    encoder = model.contrastive
+    encoder, tokens = model.contrastive, 0
     with _lock:
         if "texts" in inputs:
             tokens = int(tokenize(encoder.model.text_tower, inputs["texts"])["attention_mask"].sum())
-            return encoder.embed_texts(inputs["texts"]).tolist(), tokens
-        return encoder.embed_images(inputs["images"]).tolist(), 0
+            vectors = encoder.embed_texts(inputs["texts"])  # (N, E)
+        else:
+            vectors = encoder.embed_images(inputs["images"])  # (N, E)
+    if inputs["base64"]:
+        little = vectors.astype("<f4")
+        return [base64.b64encode(v.tobytes()).decode() for v in little], tokens
+    return vectors.tolist(), tokens
 
 
 async def embeddings(request: Request) -> dict:
