@@ -53,7 +53,8 @@ def serve(
             VLKIT_API_KEY environment variable; neither: no key)
         max_batch: concurrent requests generated together
         wait_ms: how long a batch waits to fill
-        max_queue: requests waiting or generating at once; more get 429 with Retry-After
+        max_queue: requests in progress at once (read, waiting or generating); more get 429
+            with Retry-After
         max_tokens: the most max_tokens a request may ask for
         max_body_mb: the largest request body (413 past it)
         max_pixels: the largest image, width x height (400 past it)
@@ -70,7 +71,13 @@ def serve(
     if (model is None) == (lm is None):
         raise ValueError("vlkit serve: give the model once, as MODEL or as --lm")
     model = model or lm
-    limits = Limits(int(max_body_mb * 2**20), max_pixels, max_tokens, min(256, max_tokens))
+    limits = Limits(
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_pixels=max_pixels,
+        max_tokens=max_tokens,
+        default_max_tokens=min(256, max_tokens),
+        max_active=max_queue,
+    )
     key = api_key or os.environ.get("VLKIT_API_KEY") or None
     app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue)
     kind = app.state.served.kind

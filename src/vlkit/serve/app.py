@@ -24,7 +24,7 @@ from vlkit.api import ContrastiveModel
 from vlkit.generation import BatchingEngine, Busy, RequestError
 from vlkit.serve.chat import chat_completions
 from vlkit.serve.errors import ApiError, error_response, unknown_model
-from vlkit.serve.middleware import AccessLog, ApiKey
+from vlkit.serve.middleware import AccessLog, Admission, ApiKey
 from vlkit.serve.requests import Served, served
 from vlkit.serve.schemas import Limits
 from vlkit.serve.tasks import classify, embeddings
@@ -52,8 +52,9 @@ def create_app(
     app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     app.add_api_route("/v1/classify", classify, methods=["POST"])
     _error_handlers(app)
+    app.add_middleware(Admission, max_active=app.state.served.limits.max_active, retry_after_s=RETRY_AFTER_S)
     if api_key:
-        app.add_middleware(ApiKey, key=api_key)
+        app.add_middleware(ApiKey, key=api_key)  # before admission: a request without the key takes no place
     app.add_middleware(AccessLog)  # the outermost: refusals are logged too
     return app
 
@@ -84,7 +85,7 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, server_error)
 
 
-def health(request: Request) -> dict:
+async def health(request: Request) -> dict:  # async: answered on the event loop, never queued
     return {"status": "ok", "model": served(request).name}
 
 
@@ -99,11 +100,11 @@ def _card(request: Request) -> dict:
     }
 
 
-def models(request: Request) -> dict:
+async def models(request: Request) -> dict:
     return {"object": "list", "data": [_card(request)]}
 
 
-def model_card(model_id: str, request: Request) -> dict:
+async def model_card(model_id: str, request: Request) -> dict:
     if model_id != served(request).name:
         raise unknown_model(model_id, served(request).name)
     return _card(request)

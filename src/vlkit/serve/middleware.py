@@ -1,4 +1,6 @@
-"""ASGI middleware: the access log (one line per request) and the optional API key.
+"""ASGI middleware: the access log (one line per request), the optional API key, and admission
+(at most `max_active` /v1/ requests read, prepared, queued or generated at once: past it a 429
+with Retry-After, so memory stays bounded by max_active × the body limit).
 
     INFO vlkit.serve: POST /v1/chat/completions 200 41.7 ms tokens=37
 
@@ -67,3 +69,28 @@ class ApiKey:
                 )
                 return await error_response(error)(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class Admission:
+    """At most `max_active` /v1/ requests at once (streamed ones until their last chunk); more → 429."""
+
+    def __init__(self, app, max_active: int, retry_after_s: int = 1):
+        self.app, self.max_active, self.retry_after = app, max_active, retry_after_s
+        self.active = 0  # changed on the event loop only: no lock needed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        if self.active >= self.max_active:
+            error = ApiError(
+                f"the server is busy ({self.active} requests in progress): retry after {self.retry_after} s",
+                status=429,
+                kind="rate_limit_error",
+                headers={"Retry-After": str(self.retry_after)},
+            )
+            return await error_response(error)(scope, receive, send)
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1

@@ -30,6 +30,7 @@ class Limits:
     max_tokens: int = 1024  # the most `max_tokens` a request may ask for
     default_max_tokens: int = 256
     max_inputs: int = 256  # texts or images per embeddings / classify request
+    max_active: int = 64  # /v1/ requests in progress at once (read, prepared, queued, generating)
 
 
 def number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
