@@ -71,13 +71,7 @@ def serve(
     if (model is None) == (lm is None):
         raise ValueError("vlkit serve: give the model once, as MODEL or as --lm")
     model = model or lm
-    limits = Limits(
-        max_body_bytes=int(max_body_mb * 2**20),
-        max_pixels=max_pixels,
-        max_tokens=max_tokens,
-        default_max_tokens=min(256, max_tokens),
-        max_active=max_queue,
-    )
+    limits = Limits.from_options(max_tokens, max_body_mb, max_pixels, max_queue)
     key = api_key or os.environ.get("VLKIT_API_KEY") or None
     app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue)
     kind = app.state.served.kind

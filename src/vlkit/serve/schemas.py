@@ -32,6 +32,13 @@ class Limits:
     max_inputs: int = 256  # texts or images per embeddings / classify request
     max_active: int = 64  # /v1/ requests in progress at once (read, prepared, queued, generating)
 
+    @classmethod
+    def from_options(cls, max_tokens: int, max_body_mb: float, max_pixels: int, max_queue: int) -> Limits:
+        """`vlkit serve`'s options → limits."""
+        return cls(
+            int(max_body_mb * 2**20), max_pixels, max_tokens, min(256, max_tokens), max_active=max_queue
+        )
+
 
 def number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
     value = body.get(name)
