@@ -224,6 +224,9 @@ def test_max_tokens_cap_and_the_models_context(make_app, vlm):
     body = chat() | {"max_tokens": None, "max_completion_tokens": 17}
     assert client.post("/v1/chat/completions", json=body).json()["error"]["param"] == "max_completion_tokens"
     context = vlm.engine.max_positions
+    unset = client.post("/v1/chat/completions", json=chat() | {"max_tokens": None})  # default 256 > context
+    assert unset.status_code == 200, unset.text
+    assert unset.json()["usage"]["total_tokens"] <= context
     long = client.post("/v1/chat/completions", json=chat(text="red circle " * context))
     assert long.status_code == 400
     assert f"exceeds the model's {context} positions" in long.json()["error"]["message"]

@@ -13,6 +13,7 @@ under concurrency comes from; a greedy request gives the same tokens batched as 
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -42,12 +43,20 @@ class BatchingEngine:
         threading.Thread(target=self._loop, daemon=True, name="vlkit-generate").start()
 
     def submit(
-        self, messages: Sequence[dict], decoding: Decoding, on_text: Callable[[str], None] | None = None
+        self,
+        messages: Sequence[dict],
+        decoding: Decoding,
+        on_text: Callable[[str], None] | None = None,
+        fit: bool = False,
     ) -> Future:
         """Chat messages → a Future of their `Completion`; bad input raises `RequestError` here,
-        a full engine `Busy`. `on_text` receives the reply's pieces as they are generated."""
+        a full engine `Busy`. `on_text` receives the reply's pieces as they are generated.
+        fit: `max_new_tokens` is an upper bound, lowered to what the model's context leaves."""
         request = self.engine.request(messages, decoding, on_text)
         limit = self.engine.max_positions
+        if fit and limit and len(request.ids) < limit < len(request.ids) + decoding.max_new_tokens:
+            request.decoding = dataclasses.replace(decoding, max_new_tokens=limit - len(request.ids))
+            decoding = request.decoding
         if limit and len(request.ids) + decoding.max_new_tokens > limit:
             raise RequestError(
                 f"prompt of {len(request.ids)} tokens + max_tokens {decoding.max_new_tokens} exceeds "

@@ -36,7 +36,8 @@ def start(model: Served, raw: bytes, on_text) -> tuple[dict, Future]:
     body = parse_json(raw, model)
     require(model, "generative", "/v1/chat/completions")
     chat = chat_request(body, model.limits)
-    future = model.engine.submit(chat["messages"], chat["decoding"], on_text if chat["stream"] else None)
+    on_text = on_text if chat["stream"] else None
+    future = model.engine.submit(chat["messages"], chat["decoding"], on_text, fit=not chat["max_tokens_set"])
     return chat, future
 
 

@@ -62,7 +62,7 @@ def require_object(body) -> dict:
 
 
 def chat_request(body, limits: Limits = Limits()) -> dict:
-    """A chat-completions body → {"messages", "decoding", "stream", "include_usage"}."""
+    """A chat-completions body → {"messages", "decoding", "stream", "include_usage", "max_tokens_set"}."""
     body = require_object(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -78,6 +78,8 @@ def chat_request(body, limits: Limits = Limits()) -> dict:
         "decoding": _decoding(body, limits),
         "stream": stream,
         "include_usage": isinstance(options, dict) and options.get("include_usage") is True,
+        # unset: the default is an upper bound, lowered to what the model's context leaves
+        "max_tokens_set": any(body.get(f) is not None for f in ("max_tokens", "max_completion_tokens")),
     }
 
 
