@@ -26,7 +26,8 @@ from vlkit.decoding import Decoding
 from vlkit.generation import BatchingEngine, Engine
 from vlkit.instruct import Settings, generate_llava
 from vlkit.models.registry import build_language_model
-from vlkit.serve.app import BackgroundServer, create_app
+from vlkit.serve.app import create_app
+from vlkit.serve.server import BackgroundServer
 
 
 def tiny_lm(folder: str) -> str:

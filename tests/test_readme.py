@@ -8,6 +8,10 @@ changes, all listed here:
 - `vlkit train` gets `TINY_TRAIN` appended (`--set` overrides: tiny towers, 2 steps);
 - `--count N` becomes `--count 4`;
 - the commands in `NOT_RUN` are not run, for the reason given (each is tested elsewhere).
+
+A block marked `<!-- tested: tests/test_readme.py, served by: vlkit serve MODEL --port N -->`
+(curl or the openai client) runs while that server runs, started first on a free port that
+replaces N in the block; a bash block runs in bash with `set -euo pipefail`.
 """
 
 import os
@@ -15,16 +19,20 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.serve.server import free_port
 from vlkit.tour import run_tour
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- tested: tests/test_readme.py"
+SERVED = ", served by:"
 TINY_TOWERS = [
     "model.vision_width=16",
     "model.vision_layers=1",
@@ -41,15 +49,29 @@ TINY_LM = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab
 TINY_RUN = ["train.batch_size=8", "train.warmup_steps=1", "train.eval_every=0", "eval.num_images=32"]
 TINY_TRAIN = [*TINY_TOWERS, *TINY_LM, *TINY_RUN, "train.steps=2", "train.save_every=2"]
 NOT_RUN = {
-    "vlkit serve": "a server runs until stopped (tests/test_serve.py serves a tiny LM)",
+    "vlkit serve": "a server runs until stopped (the blocks marked `served by:` run against one)",
     "vlkit train recipes/llava-smollm2.yaml": "loads the 135M SmolLM2 in both stages (tests/test_recipes.py)",
 }
 
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:
-    """(language, code) of each fenced block that follows a `tested` mark."""
-    pattern = re.escape(MARK) + r".*?-->\n```(\w+)\n(.*?)\n```"
-    return re.findall(pattern, text, flags=re.S)
+    """(language, code) of each fenced block that follows a plain `tested` mark."""
+    return [(lang, code) for note, lang, code in _marked(text) if not note.startswith(SERVED)]
+
+
+def served_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(server command, language, code) of each block marked `served by: COMMAND`."""
+    marked = _marked(text)
+    return [
+        (note.removeprefix(SERVED).strip(), lang, code)
+        for note, lang, code in marked
+        if note.startswith(SERVED)
+    ]
+
+
+def _marked(text: str) -> list[tuple[str, str, str]]:
+    """(the mark's note, language, code) of each fenced block right after a mark."""
+    return re.findall(re.escape(MARK) + r"([^>]*?)-->\n```(\w+)\n(.*?)\n```", text, flags=re.S)
 
 
 def commands(block: str) -> list[list[str]]:
@@ -96,6 +118,52 @@ def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
     assert any("runs/tour" in line for line in lines)
     for skipped in NOT_RUN:
         assert any(line.startswith(skipped) for line in lines), f"{skipped!r} is no longer in the README"
+    served = served_blocks((ROOT / "README.md").read_text())
+    assert [lang for _, lang, _ in served] == ["bash", "python", "bash"]
+    for command, _, code in served:
+        words = shlex.split(command)
+        assert words[:2] == ["vlkit", "serve"] and f":{words[words.index('--port') + 1]}/" in code
+
+
+@pytest.mark.slow
+def test_served_blocks_run_against_their_server(newcomer):
+    for command, lang, code in served_blocks((ROOT / "README.md").read_text()):
+        words = shlex.split(command)
+        port = str(free_port())
+        code = code.replace(f":{words[words.index('--port') + 1]}/", f":{port}/")
+        words[words.index("--port") + 1] = port
+        server = subprocess.Popen([sys.executable, "-m", "vlkit", *words[1:]], **_started(newcomer))
+        try:
+            _wait_until_ready(server, port)
+            run = (
+                [sys.executable, "-c", code]
+                if lang == "python"
+                else ["bash", "-c", "set -euo pipefail\n" + code]
+            )
+            result = subprocess.run(run, **_in(newcomer))
+            _ok(result, code)
+            assert result.stdout.strip(), code
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _started(folder: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return dict(cwd=folder, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_until_ready(server: subprocess.Popen, port: str) -> None:
+    line = server.stdout.readline()  # printed once the model is loaded
+    assert line.startswith("ready: serving"), f"vlkit serve said {line!r} (exit {server.poll()})"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "vlkit serve did not start"
+            time.sleep(0.2)
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ from vlkit.instruct import generate_llava
 from vlkit.instruct.prompts import KINDS, llava_messages
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.models.registry import build_language_model
-from vlkit.serve.app import BackgroundServer, create_app
+from vlkit.serve.app import create_app
+from vlkit.serve.server import BackgroundServer
 
 QUESTION = "Question: How many shapes are there?\n"
 ANSWER = "Answer: There are two shapes in the picture, each with a flat and solid color."

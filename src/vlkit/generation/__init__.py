@@ -2,19 +2,21 @@
 
     engine.py    chat prompts (with or without images) → left-padded batch → `generate` → text;
                  the shared-prefix KV cache of text LMs
-    batching.py  micro-batching for concurrent callers (`vlkit serve`)
+    batching.py  micro-batching for concurrent callers (`vlkit serve`), bounded
+    streaming.py each row's text handed on as it is generated (streamed requests, batched)
     model.py     `GenerativeModel`: caption / answer / chat / stream for trained VLMs
 
 One settings type, `Decoding` (from `vlkit.decoding`), says how to decode everywhere.
 """
 
 from vlkit.decoding import Decoding
-from vlkit.generation.batching import BatchingEngine
+from vlkit.generation.batching import BatchingEngine, Busy
 from vlkit.generation.engine import Completion, Engine, PrefixCache, Request, RequestError, split_messages
 from vlkit.generation.model import GenerativeModel
 
 __all__ = [
     "BatchingEngine",
+    "Busy",
     "Completion",
     "Decoding",
     "Engine",

@@ -17,7 +17,7 @@ of the unpadded prompt and a greedy request gives the same tokens batched as alo
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -26,6 +26,7 @@ import torch
 from vlkit.data.conversations import IMAGE_PLACEHOLDER
 from vlkit.data.images import ImageInput, as_array
 from vlkit.decoding import Decoding
+from vlkit.generation.streaming import RowStreamer
 from vlkit.models.vlm import GenerativeVLM
 
 
@@ -53,6 +54,7 @@ class Request:
     decoding: Decoding
     image: ImageInput | None = None
     future: Future = field(default_factory=Future)  # for `BatchingEngine`
+    on_text: Callable[[str], None] | None = None  # streaming: called with each new piece of text
 
 
 def split_messages(messages: Sequence[dict]) -> tuple[list[dict], list[ImageInput]]:
@@ -160,14 +162,19 @@ class Engine:
             ids = [t for i in ids for t in ([i] * n if i == image_id else [i])]
         return ids, images
 
-    def request(self, messages: Sequence[dict], decoding: Decoding) -> Request:
-        """One conversation with at most one image → a `Request`."""
+    def request(
+        self, messages: Sequence[dict], decoding: Decoding, on_text: Callable[[str], None] | None = None
+    ) -> Request:
+        """One conversation with at most one image → a `Request`; `on_text` streams its reply
+        (greedy or sampling, not beam search)."""
         ids, images = self.prompt(messages)
         if len(images) > 1:
             raise RequestError(
                 f"this model takes at most one image per conversation, got {len(images)}", "messages"
             )
-        return Request(ids, decoding, images[0] if images else None)
+        if on_text is not None and decoding.num_beams > 1:
+            raise RequestError("beam search cannot stream: use num_beams=1 or stream=false", "stream")
+        return Request(ids, decoding, images[0] if images else None, on_text=on_text)
 
     def complete(self, messages: Sequence[dict], decoding: Decoding) -> Completion:
         """One conversation, alone: → its completion."""
@@ -214,13 +221,19 @@ class Engine:
         if decoding.seed is not None:
             torch.manual_seed(decoding.seed)
         inputs, kv, width = self.batch(requests)
+        rows = None
+        if streamer is None and any(r.on_text is not None for r in requests):
+            streamer = rows = RowStreamer(self.tokenizer, requests, self.eos)
         kwargs |= {"streamer": streamer, "pad_token_id": self.pad, "eos_token_id": self.eos}
         if self.vlm:
             pixel_values = self.model.vision.preprocess([as_array(im) for im in images]) if images else None
             new = self.model.generate(**inputs, pixel_values=pixel_values, **kwargs)  # (B, new)
         else:
             new = self.model.generate(**inputs, cache=kv, **kwargs)[:, width:]  # (B, new)
-        return [self._completion(r, row.tolist()) for r, row in zip(requests, new)]
+        completions = [self._completion(r, row.tolist()) for r, row in zip(requests, new)]
+        if rows is not None:
+            rows.finish(completions)
+        return completions
 
     def _completion(self, request: Request, new: list[int]) -> Completion:
         new, finish = new[: request.decoding.max_new_tokens], "length"

@@ -1,1 +1,13 @@
-"""vlkit serve: an OpenAI-compatible server for vlkit language models (app: HTTP API, engine: batched generation)."""
+"""vlkit serve: an OpenAI-compatible server for any vlkit model (FastAPI + uvicorn).
+
+loading.py     MODEL → a generative model's BatchingEngine, or a ContrastiveModel
+app.py         the app: routes, error handlers, middleware
+chat.py        /v1/chat/completions (images, streaming)
+tasks.py       /v1/embeddings, /v1/classify (contrastive models)
+schemas.py     request bodies → validated inputs; `Limits`
+images.py      data-URL images within the limits (remote URLs refused)
+requests.py    the body within its limit, parsed off the event loop; the served model
+errors.py      OpenAI's error JSON
+middleware.py  access log, API key, admission (429)
+server.py      `vlkit serve`'s runner and `BackgroundServer` (tests, benchmarks)
+"""

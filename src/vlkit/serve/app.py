@@ -1,195 +1,110 @@
-"""An OpenAI-compatible server for vlkit language models: `vlkit serve --lm NAME`.
+"""An OpenAI-compatible server for any vlkit model: `vlkit serve MODEL`.
 
-    POST /v1/chat/completions   messages, max_tokens, temperature, top_p, stop, n=1, stream
+    POST /v1/chat/completions   generative models: messages with text and image_url parts,
+                                max_tokens, temperature, top_p, stop, seed, n=1, stream (chat.py)
+    POST /v1/embeddings         contrastive models: texts, or images as data URLs (tasks.py)
+    POST /v1/classify           contrastive models: images + labels (+ templates) → probabilities
     GET  /v1/models             the one model served
-    GET  /health
+    GET  /health, /docs
 
-Text only for now. Bad input gets OpenAI's error JSON with status 400 and the field in
-`param`. The request's fields become a `Decoding`; requests are micro-batched by
-`vlkit.generation.BatchingEngine` around the one generation `Engine`. The official `openai` client works
-against it (tests/test_serve.py).
+Every error is OpenAI's JSON (errors.py): 400 naming the field, 401 without the API key, 404 for
+an unknown model, 413 for a body over the limit, 429 (with Retry-After) when the engine's queue
+is full. Requests are micro-batched by `vlkit.generation.BatchingEngine` around the one
+generation `Engine`; the official `openai` client works against it (tests/test_serve*.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
-import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
 
-from vlkit.decoding import Decoding
-from vlkit.generation import BatchingEngine, Completion, Engine, RequestError
+from vlkit.api import ContrastiveModel
+from vlkit.generation import BatchingEngine, Busy, RequestError
+from vlkit.serve.chat import chat_completions
+from vlkit.serve.errors import ApiError, error_response, unknown_model
+from vlkit.serve.middleware import AccessLog, Admission, ApiKey
+from vlkit.serve.requests import Served, served
+from vlkit.serve.schemas import Limits
+from vlkit.serve.tasks import classify, embeddings
 
-ROLES = ("system", "user", "assistant")
-
-
-def _error(
-    message: str, param: str | None, status: int = 400, kind: str = "invalid_request_error"
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status
-    )
+RETRY_AFTER_S = 1
 
 
-def _number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (integer and not isinstance(value, int))
-    ):
-        raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, got {value!r}", name)
-    if not lo <= value <= hi:
-        raise RequestError(f"'{name}' must be in [{lo}, {hi}], got {value}", name)
-    return value
-
-
-def parse_request(body) -> dict:
-    """Validates a chat-completions body -> keyword arguments for `BatchingEngine.submit`
-    (the messages, and the OpenAI fields as a `Decoding`)."""
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object", None)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("'messages' must be a non-empty list", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or "content" not in m:
-            raise RequestError(f"messages[{i}] needs 'role' in {ROLES} and 'content'", f"messages[{i}]")
-    if body.get("n", 1) != 1:
-        raise RequestError("only n=1 is supported", "n")
-    stop = body.get("stop")
-    stop = [stop] if isinstance(stop, str) else stop or []
-    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
-        raise RequestError("'stop' must be a string or a list of at most 4 strings", "stop")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    decoding = Decoding.from_openai(
-        max_tokens=int(_number({"max_tokens": max_tokens}, "max_tokens", 256, 1, 8192, integer=True)),
-        temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
-        top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
-        stop=stop,
-    )
-    return {"messages": messages, "decoding": decoding}
-
-
-def create_app(engine: BatchingEngine, model_name: str) -> FastAPI:
-    app = FastAPI(title="vlkit", description="OpenAI-compatible chat completions for vlkit language models")
-    created = int(time.time())
-
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "model": model_name}
-
-    @app.get("/v1/models")
-    def models() -> dict:
-        return {
-            "object": "list",
-            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "vlkit"}],
-        }
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return _error(f"the request body is not valid JSON: {e}", None)
-        try:
-            args = parse_request(body)
-            stream = body.get("stream", False)
-            if not isinstance(stream, bool):
-                raise RequestError("'stream' must be true or false", "stream")
-            future = engine.submit(**args)
-        except RequestError as e:
-            return _error(str(e), e.param)
-        result: Completion = await asyncio.wrap_future(future)
-        rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if stream:
-            return StreamingResponse(_sse(rid, model_name, result), media_type="text/event-stream")
-        return {
-            "id": rid,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
-                    "finish_reason": result.finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            },
-        }
-
+def create_app(
+    model: BatchingEngine | ContrastiveModel,
+    name: str,
+    limits: Limits | None = None,
+    api_key: str | None = None,
+) -> FastAPI:
+    """The app serving `model` (a generative model's `BatchingEngine`, or a `ContrastiveModel`)
+    as `name`; `api_key`: every /v1/ request must carry it."""
+    app = FastAPI(title="vlkit", description=f"OpenAI-compatible API for the vlkit model '{name}'")
+    engine = model if isinstance(model, BatchingEngine) else None
+    contrastive = model if isinstance(model, ContrastiveModel) else None
+    app.state.served = Served(name, engine, contrastive, limits or Limits())
+    app.state.created = int(time.time())
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/v1/models", models, methods=["GET"])
+    app.add_api_route("/v1/models/{model_id:path}", model_card, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_api_route("/v1/classify", classify, methods=["POST"])
+    _error_handlers(app)
+    app.add_middleware(Admission, max_active=app.state.served.limits.max_active, retry_after_s=RETRY_AFTER_S)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)  # before admission: a request without the key takes no place
+    app.add_middleware(AccessLog)  # the outermost: refusals are logged too
     return app
 
 
-def _sse(rid: str, model: str, result: Completion):
-    """The finished completion as OpenAI stream chunks (role, content, finish) + [DONE]."""
-    base = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    for delta, finish in (
-        ({"role": "assistant"}, None),
-        ({"content": result.text}, None),
-        ({}, result.finish_reason),
-    ):
-        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
-    yield "data: [DONE]\n\n"
+def _error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, e: ApiError):
+        return error_response(e)
+
+    async def request_error(request: Request, e: RequestError):
+        return error_response(ApiError(str(e), e.param))
+
+    async def busy(request: Request, e: Busy):
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        message = f"the server is busy ({e}): retry after {RETRY_AFTER_S} s"
+        return error_response(ApiError(message, status=429, kind="rate_limit_error", headers=headers))
+
+    async def http_error(request: Request, e: HTTPException):
+        kind = "invalid_request_error" if e.status_code < 500 else "server_error"
+        return error_response(ApiError(str(e.detail), status=e.status_code, kind=kind))
+
+    async def server_error(request: Request, e: Exception):
+        return error_response(ApiError(f"{type(e).__name__}: {e}", status=500, kind="server_error"))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(Busy, busy)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
 
 
-def load_app(lm: str, max_batch: int = 8, wait_ms: float = 10.0) -> tuple[FastAPI, BatchingEngine]:
-    """A registry language model name (or folder) -> the app and its engine."""
-    from vlkit.config import VLMConfig
-    from vlkit.models.registry import build_language_model
-
-    model, tokenizer = build_language_model(lm, VLMConfig())
-    engine = BatchingEngine(Engine(model, tokenizer), max_batch=max_batch, wait_ms=wait_ms)
-    return create_app(engine, lm), engine
+async def health(request: Request) -> dict:  # async: answered on the event loop, never queued
+    return {"status": "ok", "model": served(request).name}
 
 
-def serve(
-    lm: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8, wait_ms: float = 10.0
-) -> None:
-    import uvicorn
+def _card(request: Request) -> dict:
+    model = served(request)
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": request.app.state.created,
+        "owned_by": "vlkit",
+        "kind": model.kind,
+    }
 
-    app, _ = load_app(lm, max_batch, wait_ms)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+async def models(request: Request) -> dict:
+    return {"object": "list", "data": [_card(request)]}
 
 
-class BackgroundServer:
-    """uvicorn in a thread (tests, benchmarks): `with BackgroundServer(app) as url: ...`."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        import socket
-
-        import uvicorn
-
-        if port == 0:
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
-        self.url = f"http://{host}:{port}/v1"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError(f"server at {self.url} did not start")
-            time.sleep(0.02)
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+async def model_card(model_id: str, request: Request) -> dict:
+    if model_id != served(request).name:
+        raise unknown_model(model_id, served(request).name)
+    return _card(request)

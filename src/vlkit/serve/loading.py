@@ -1,0 +1,83 @@
+"""What `vlkit serve MODEL` serves, and the error when MODEL is none of them.
+
+    a vlkit run or model folder      generative → chat; contrastive → embeddings and classify
+    a transformers causal-LM folder  chat (text only)
+    a registry LM name               chat (text only): smollm2-135m, or a hub id in the local cache
+
+A generative model is wrapped in a `BatchingEngine` around its one `Engine`; a contrastive one
+is served as the `ContrastiveModel` that `vlkit.load` returns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vlkit.api import ContrastiveModel, load
+from vlkit.generation import BatchingEngine, Engine
+from vlkit.models.folders import resolve_model_dir
+
+ACCEPTED = (
+    "a vlkit run or model folder (vlkit train writes one), a transformers causal-LM folder "
+    "(config.json + weights), or a registry language model"
+)
+
+
+def load_served(
+    model: str, max_batch: int = 8, wait_ms: float = 10.0, max_pending: int | None = 64
+) -> BatchingEngine | ContrastiveModel:
+    """MODEL → a `BatchingEngine` (generative models, language models) or a `ContrastiveModel`.
+    Anything else is a ValueError / FileNotFoundError that says what was found and what is taken."""
+    path = Path(model)
+    if path.is_dir() and _vlkit_folder(path):
+        loaded = load(path)
+        if isinstance(loaded, ContrastiveModel):
+            return loaded
+        return BatchingEngine(loaded.engine, max_batch, wait_ms, max_pending)
+    if path.is_dir():
+        _require_causal_lm_folder(path)
+    elif path.exists():
+        raise ValueError(f"{model}: a file, not a model; vlkit serve takes {ACCEPTED}")
+    elif path.is_absolute() or model.startswith("."):  # a hub id never starts so
+        raise ValueError(f"{model}: no such file or folder; vlkit serve takes {ACCEPTED}")
+    lm, tokenizer = _language_model(model)
+    return BatchingEngine(Engine(lm, tokenizer), max_batch, wait_ms, max_pending)
+
+
+def _vlkit_folder(path: Path) -> bool:
+    try:
+        folder = resolve_model_dir(path)
+    except FileNotFoundError:
+        return False
+    return (folder / "config.yaml").is_file()  # a transformers folder has model.safetensors too
+
+
+def _require_causal_lm_folder(path: Path) -> None:
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(
+            f"{path}: neither a vlkit run/model folder (no config.yaml and weights, no complete "
+            f"checkpoint) nor a transformers folder (no config.json); vlkit serve takes {ACCEPTED}"
+        )
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"{config}: not a valid transformers config ({e})") from e
+    if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+        raise ValueError(
+            f"{path}: a transformers {', '.join(architectures)} folder; vlkit serve takes {ACCEPTED}. "
+            "For a model vlkit exported, serve the vlkit run it was exported from"
+        )
+
+
+def _language_model(name: str):
+    from vlkit.config import VLMConfig
+    from vlkit.models.registry import ModelNotFoundError, build_language_model
+
+    try:
+        return build_language_model(name, VLMConfig())
+    except (ModelNotFoundError, ValueError):
+        raise
+    except Exception as e:  # transformers' many load errors (OSError, KeyError, ...): one clear line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"{name}: cannot be loaded as a language model ({type(e).__name__}: {first})") from e

@@ -1,0 +1,75 @@
+"""Contrastive models' endpoints: POST /v1/embeddings (OpenAI's shape) and POST /v1/classify.
+
+    /v1/embeddings  {"input": ["a red circle", ...]} or {"input": ["data:image/png;base64,..."]}
+                    (encoding_format "float", or "base64" as the openai client asks by default)
+                    → {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [...]}], ...}
+    /v1/classify    {"images": ["data:..."], "labels": ["red circle", "blue star"], "templates": ["a {}."]}
+                    → {"object": "classification", "labels": [...], "data": [{"index": 0, "label": ...,
+                       "probs": [...]}]}
+
+Decoding and the forward pass run in a worker thread, one request at a time (the model is shared).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from vlkit.models.towers import tokenize
+from vlkit.serve.requests import Served, parse_json, read_body, require, served
+from vlkit.serve.schemas import classify_request, embeddings_request
+
+_lock = threading.Lock()
+
+
+def _embed(model: Served, raw: bytes) -> tuple[list, int]:
+    """(In a worker thread.) → (each embedding as floats or base64, text tokens read)."""
+    body = parse_json(raw, model)
+    require(model, "contrastive", "/v1/embeddings")
+    inputs = embeddings_request(body, model.limits)
+    encoder, tokens = model.contrastive, 0
+    with _lock:
+        if "texts" in inputs:
+            tokens = int(tokenize(encoder.model.text_tower, inputs["texts"])["attention_mask"].sum())
+            vectors = encoder.embed_texts(inputs["texts"])  # (N, E)
+        else:
+            vectors = encoder.embed_images(inputs["images"])  # (N, E)
+    if inputs["base64"]:
+        little = vectors.astype("<f4")
+        return [base64.b64encode(v.tobytes()).decode() for v in little], tokens
+    return vectors.tolist(), tokens
+
+
+async def embeddings(request: Request) -> dict:
+    model = served(request)
+    raw = await read_body(request, model.limits.max_body_bytes)
+    vectors, tokens = await run_in_threadpool(_embed, model, raw)
+    request.state.tokens = tokens
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": model.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _classify(model: Served, raw: bytes):
+    body = parse_json(raw, model)
+    require(model, "contrastive", "/v1/classify")
+    inputs = classify_request(body, model.limits)
+    with _lock:
+        return model.contrastive.classify(inputs["images"], inputs["labels"], inputs["templates"])
+
+
+async def classify(request: Request) -> dict:
+    model = served(request)
+    raw = await read_body(request, model.limits.max_body_bytes)
+    result = await run_in_threadpool(_classify, model, raw)
+    rows = [
+        {"index": i, "label": label, "probs": [float(p) for p in probs]}
+        for i, (label, probs) in enumerate(zip(result.top, result.probs))
+    ]
+    return {"object": "classification", "model": model.name, "labels": result.labels, "data": rows}

@@ -1,0 +1,107 @@
+"""`vlkit serve MODEL`: what it loads (vlkit run folders of both kinds, a transformers causal-LM
+folder, `--lm` as an alias), "ready" only once loaded, and one clear line for anything else."""
+
+import pytest
+import torch
+
+from vlkit import cli
+from vlkit.api import ContrastiveModel
+from vlkit.config import VLMConfig
+from vlkit.generation import BatchingEngine
+from vlkit.models.language_models import gpt_tiny
+from vlkit.models.vlm import GenerativeVLM
+from vlkit.serve import server
+from vlkit.serve.loading import load_served
+
+
+@pytest.fixture
+def served(monkeypatch, capsys):
+    """Runs `vlkit serve ARGS` without listening: → (stdout, the app it would serve); checks
+    that nothing was printed before the model had loaded."""
+    loaded = {}
+    load_app = server.load_app
+
+    def checked_load(*args, **kwargs):
+        assert capsys.readouterr().out == ""  # nothing printed while loading
+        loaded["app"] = load_app(*args, **kwargs)
+        return loaded["app"]
+
+    monkeypatch.setattr(server, "load_app", checked_load)
+    monkeypatch.setattr(server, "run", lambda app, host, port: loaded.setdefault("ran", (host, port)))
+
+    def serve(*args: str) -> tuple[str, object]:
+        cli.main(["serve", *args])
+        return capsys.readouterr().out, loaded["app"]
+
+    return serve
+
+
+def tiny_causal_lm(folder) -> str:
+    torch.manual_seed(0)
+    lm, tokenizer = gpt_tiny(
+        VLMConfig(lm_width=16, lm_layers=1, lm_heads=2, lm_vocab_size=300), None, ["a red circle"] * 20
+    )
+    lm.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_generative_run_folder(served, tiny_vlm_run):
+    out, app = served(str(tiny_vlm_run), "--port", "8123")
+    assert out.startswith(f"ready: serving {tiny_vlm_run} (generative) on http://127.0.0.1:8123/v1")
+    assert isinstance(app.state.served.engine.engine.model, GenerativeVLM)
+
+
+def test_a_contrastive_run_folder_with_a_name(served, tiny_run):
+    out, app = served(str(tiny_run), "--name", "clip")
+    assert out.startswith("ready: serving clip (contrastive)")
+    assert isinstance(app.state.served.contrastive, ContrastiveModel)
+
+
+def test_a_transformers_causal_lm_folder_and_the_lm_alias(served, tmp_path):
+    path = tiny_causal_lm(tmp_path / "lm")
+    out, app = served("--lm", path)
+    assert out.startswith(f"ready: serving {path} (generative)")
+    assert isinstance(app.state.served.engine, BatchingEngine)
+    assert load_served(path).engine.vlm is False  # text only
+
+
+def _llava_folder(tmp_path, tiny_vlm_run):
+    from vlkit.export import export_llava
+
+    return export_llava(tiny_vlm_run, tmp_path / "llava-hf")
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp, run: str(tmp / "missing-folder"), "no such file or folder"),
+        (lambda tmp, run: "no-such-model", "not a vlkit language model"),
+        (lambda tmp, run: str((tmp / "empty").mkdir() or tmp / "empty"), "neither a vlkit run/model folder"),
+        (lambda tmp, run: str((tmp / "a.png").write_bytes(b"x") and tmp / "a.png"), "a file, not a model"),
+        (_llava_folder, "a transformers LlavaForConditionalGeneration folder"),
+    ],
+    ids=["missing-folder", "unknown-name", "empty-folder", "a-file", "exported-llava"],
+)
+def test_a_bad_model_is_one_clear_line(served, capsys, tmp_path, tiny_vlm_run, make, expected):
+    model = str(make(tmp_path, tiny_vlm_run))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["serve", model])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and expected in captured.err
+    assert "Traceback" not in captured.err and "ready" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_model_and_lm_together_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "a", "--lm", "b"])
+    assert "give the model once" in capsys.readouterr().err
+
+
+def test_a_config_json_that_is_not_json(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        cli.main(["serve", str(tmp_path)])
+    assert "not a valid transformers config" in capsys.readouterr().err
