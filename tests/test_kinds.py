@@ -7,6 +7,7 @@ import torch
 
 from tests.conftest import TINY_CONFIGS
 from vlkit import api, export
+from vlkit.config import KIND_SECTIONS
 from vlkit.data import build_dataset
 from vlkit.eval import during_training, harness
 from vlkit.models.build import build_model, load_model, save_model
@@ -19,6 +20,7 @@ KIND_NAMES = sorted(KINDS)
 def test_every_floor_names_every_kind_and_every_kind_has_a_tiny_config():
     tables = {
         "tiny configs": TINY_CONFIGS,
+        "config sections": KIND_SECTIONS,
         "objectives": loop.OBJECTIVES,
         "training evaluators": during_training.EVALUATORS,
         "task runners": harness.RUNNERS,
