@@ -51,8 +51,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from vlkit.config import Config, load_config
 from vlkit.data import build_dataset, iter_captions
 from vlkit.models.build import build_model
+from vlkit.models.kinds import TOKENIZER_SAMPLES
 from vlkit.train.batches import Batcher
-from vlkit.train.loop import TOKENIZER_SAMPLES, lr_lambda, make_optimizer, train
+from vlkit.train.loop import lr_lambda, make_optimizer, train
 from vlkit.train.objectives import ContrastiveObjective
 
 OVERHEAD_GOAL = 0.05

@@ -74,7 +74,7 @@ def untrained_model(folder: Path, overrides: list[str]) -> Path:
     from vlkit.config import load_config
     from vlkit.data import build_dataset, iter_captions
     from vlkit.models.build import build_model, save_model
-    from vlkit.train.loop import TOKENIZER_SAMPLES
+    from vlkit.models.kinds import TOKENIZER_SAMPLES
 
     # CLIP's patch stem: the transformers pipeline on the other side needs a CLIPModel export
     cfg = load_config(None, ["model.vision_stem=patch", *overrides])

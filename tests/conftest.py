@@ -81,6 +81,11 @@ def make_tiny_vlm_cfg(connector: str = "mlp2x_gelu") -> Config:
     return cfg
 
 
+# model kind → its tiny config: tests that sweep `vlkit.models.kinds.KINDS` take each kind's from
+# here (test_kinds.py fails for a kind that has none).
+TINY_CONFIGS = {"contrastive": make_tiny_cfg, "generative": make_tiny_vlm_cfg}
+
+
 @pytest.fixture
 def tiny_vlm_cfg(tmp_path) -> Config:
     cfg = make_tiny_vlm_cfg()

@@ -1,11 +1,27 @@
 """Config loading: every recipe parses, errors name the field, overrides get the right types."""
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vlkit.config import Config, ConfigError, SourceConfig, load_config, save_config, stage_configs
+from vlkit.config import (
+    KIND_SECTIONS,
+    SECTIONS,
+    Config,
+    ConfigError,
+    ModelConfig,
+    SourceConfig,
+    VisionConfig,
+    VLMConfig,
+    load_config,
+    save_config,
+    stage_configs,
+    to_dict,
+)
+from vlkit.models.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -186,3 +202,68 @@ def test_a_stage_override_out_of_range_names_the_stage(tmp_path):
     recipe.write_text("stages:\n  - name: a\n    set: ['train.grad_accum=0']\n")
     with pytest.raises(ConfigError, match=r"stages\[0\] \(a\): train.grad_accum=0: out of range"):
         stage_configs(load_config(recipe))
+
+
+# ------------------------------------------------------------------ each kind carries its own fields
+
+DUAL_ONLY = {f.name for f in dataclasses.fields(ModelConfig)} - {
+    f.name for f in dataclasses.fields(VisionConfig)
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_each_kind_carries_only_its_own_sections_and_fields(recipe, tmp_path):
+    cfg = load_config(recipe)
+    assert set(KIND_SECTIONS) == set(KINDS)  # the config floor names the same kinds as the models floor
+    for name in SECTIONS:
+        want = KIND_SECTIONS[cfg.kind].get(name)
+        assert (type(getattr(cfg, name)) is want) if want else getattr(cfg, name) is None, name
+    save_config(cfg, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert {s for s in SECTIONS if s in saved} == set(KIND_SECTIONS[cfg.kind])
+    if cfg.kind == "generative":  # the dual encoder's text tower, loss and locking are not carried
+        assert not DUAL_ONLY & set(saved["model"]) and not any(hasattr(cfg.model, k) for k in DUAL_ONLY)
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def _old_saved(cfg: Config, tmp_path: Path, **model: object) -> Path:
+    """A config.yaml as vlkit wrote it before the split: every kind's sections, every field."""
+    data = to_dict(cfg)
+    data["model"] = {**to_dict(ModelConfig()), **data["model"], **model}
+    data["vlm"] = data.get("vlm") or to_dict(VLMConfig())
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return tmp_path / "old.yaml"
+
+
+def test_configs_saved_before_the_split_load(tmp_path, caplog):
+    generative = load_config(ROOT / "recipes" / "llava-scenes.yaml")
+    with caplog.at_level(logging.WARNING, logger="vlkit.config"):
+        assert load_config(_old_saved(generative, tmp_path)) == generative  # defaults: nothing to say
+        assert load_config(_old_saved(Config(), tmp_path)) == Config()  # a dual encoder's dead vlm section
+    assert not caplog.records
+    # the tour passed its dual encoder's sizes to its generative step: they had no effect, and are named
+    with caplog.at_level(logging.WARNING, logger="vlkit.config"):
+        assert load_config(_old_saved(generative, tmp_path, text_width=16, loss="siglip")) == generative
+    assert "ignoring model.text_width=16, model.loss='siglip': a contrastive model's" in caplog.text
+    assert "(a generative config has no such fields)" in caplog.text
+
+
+def test_a_key_no_kind_has_is_still_an_error_naming_the_kinds_keys():
+    with pytest.raises(ConfigError, match=r"unknown key 'model.text_widht'; valid keys here: image_encoder"):
+        load_config(ROOT / "recipes" / "llava-scenes.yaml", ["model.text_widht=3"])
+    with pytest.raises(ConfigError, match=r"vlm: a contrastive config has no vlm section; got \{'conector'"):
+        load_config(None, ["vlm.conector=linear"])
+    with pytest.raises(
+        ConfigError, match="kind: 'dense' is not a model kind; valid: contrastive, generative"
+    ):
+        load_config(None, ["kind=dense"])
+
+
+def test_switching_a_config_in_code_fits_its_sections():
+    cfg = Config()
+    cfg.model.vision_width, cfg.model.text_width = 16, 16
+    cfg.kind = "generative"  # the image tower is kept; the text tower, loss and locking are not the VLM's
+    assert type(cfg.model) is VisionConfig and cfg.model.vision_width == 16 and cfg.vlm == VLMConfig()
+    cfg.kind = "contrastive"
+    assert type(cfg.model) is ModelConfig and cfg.model.vision_width == 16 and cfg.vlm is None
+    assert dataclasses.replace(cfg, kind="generative").model == VisionConfig(vision_width=16)

@@ -24,6 +24,7 @@ from vlkit.index import SearchIndex
 from vlkit.models.build import load_model
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
+from vlkit.models.kinds import per_kind
 from vlkit.models.towers import tokenize
 
 FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
@@ -153,14 +154,35 @@ class ContrastiveModel:
         return index.search(self.embed_images(images), k)
 
 
-def load(path: str | Path):
+def _generative(model: torch.nn.Module, cfg: Config, path: Path):
+    from vlkit.generation import GenerativeModel  # imported when needed: `vlkit classify` starts faster
+
+    return GenerativeModel(model, cfg, path)
+
+
+# model kind → its user-facing wrapper (`vlkit.models.kinds` has the models floor's table)
+WRAPPERS = per_kind("user-facing models", {"contrastive": ContrastiveModel, "generative": _generative})
+# model kind → what it is for, in a user's words (errors that refuse the wrong kind say it)
+USES = per_kind(
+    "uses",
+    {
+        "contrastive": "a dual encoder (CLIP, SigLIP, LiT): vlkit classify, index, search",
+        "generative": "a VLM that writes text: vlkit caption, ask, chat",
+    },
+)
+
+
+def load(path: str | Path, kind: str | None = None, command: str = ""):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
     `ContrastiveModel` (embed, classify, search) or a `vlkit.generation.GenerativeModel`
-    (caption, answer, chat), by the model's kind."""
+    (caption, answer, chat), by the model's kind. `kind`: the kind the caller (`command`, a
+    `vlkit` command's name) needs; another is a ValueError saying what each kind is for."""
     folder = resolve_model_dir(path)
     model, cfg = load_model(folder)
-    if cfg.kind == "generative":
-        from vlkit.generation import GenerativeModel
-
-        return GenerativeModel(model, cfg, folder)
-    return ContrastiveModel(model, cfg, folder)
+    if kind is not None and cfg.kind != kind:
+        what = command or "the caller"
+        raise ValueError(
+            f"vlkit {command or 'load'}: {path} is a {cfg.kind} model; {what} needs a {kind} one, "
+            f"{USES[kind]}. This model is {USES[cfg.kind]}"
+        )
+    return WRAPPERS[cfg.kind](model, cfg, folder)

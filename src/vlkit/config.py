@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,18 +18,18 @@ from typing import Any
 
 import yaml
 
+log = logging.getLogger(__name__)
+
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the config dataclasses."""
 
 
 @dataclass
-class ModelConfig:
-    """A dual encoder: image tower + text tower + projections into a shared space."""
+class VisionConfig:
+    """The image tower, which both kinds have: a generative model's `model` section is this."""
 
     image_encoder: str = "vit-tiny"  # registry name, transformers hub id or local path
-    text_encoder: str = "text-tiny"
-    embed_dim: int = 128  # shared embedding size after the projection heads
     image_size: int = 64  # input resolution of from-scratch image towers
     patch_size: int = 8
     # vit-tiny's first layer: conv (a 3x3 conv stack, models/conv_stem.py) | patch (CLIP's own, exportable)
@@ -36,6 +37,15 @@ class ModelConfig:
     vision_width: int = 128
     vision_layers: int = 4
     vision_heads: int = 4
+
+
+@dataclass
+class ModelConfig(VisionConfig):
+    """A dual encoder (a contrastive model's `model` section): the image tower + a text tower +
+    projections into a shared space, and the contrastive loss."""
+
+    text_encoder: str = "text-tiny"
+    embed_dim: int = 128  # shared embedding size after the projection heads
     text_width: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -165,15 +175,49 @@ class StageConfig:
     set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"
 
 
+# model kind → the sections that describe its model, and their types: all a kind's config carries
+# besides data / train / eval / stages. The config floor's per-kind table (`vlkit.models.kinds`
+# holds the models floor's, and checks that both name the same kinds).
+KIND_SECTIONS: dict[str, dict[str, type]] = {
+    "contrastive": {"model": ModelConfig},
+    "generative": {"model": VisionConfig, "vlm": VLMConfig},
+}
+SECTIONS = ("model", "vlm")  # every section some kind has; one a kind lacks is None
+
+
 @dataclass
 class Config:
     kind: str = "contrastive"  # contrastive (dual encoder: `model`) | generative (`model` + `vlm`)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    vlm: VLMConfig = field(default_factory=VLMConfig)
+    # The kind's sections (`KIND_SECTIONS`): a dual encoder's `ModelConfig`, or a generative
+    # model's `VisionConfig` (the image tower) and `VLMConfig`.
+    model: VisionConfig = field(default_factory=ModelConfig)
+    vlm: VLMConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: one stage, the recipe itself
+
+    def __post_init__(self) -> None:
+        self._fit_sections()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "kind" and "stages" in self.__dict__:  # set after __init__: sections follow
+            self._fit_sections()
+
+    def _fit_sections(self) -> None:
+        """Gives each section the kind's type (None where the kind has none), keeping the fields
+        the old and new types share: `Config()` switched to generative keeps `model`'s image
+        tower and loses its text tower and loss."""
+        sections = KIND_SECTIONS.get(self.kind)
+        if sections is None:
+            return  # refused where it is read (`load_config`, `vlkit.models.kinds.model_kind`)
+        for name in SECTIONS:
+            cls, current = sections.get(name), getattr(self, name)
+            if cls is None or type(current) is not cls:
+                shared = {f.name for f in dataclasses.fields(cls)} if cls else set()
+                kept = {k: v for k, v in (vars(current) if current else {}).items() if k in shared}
+                object.__setattr__(self, name, cls(**kept) if cls else None)
 
 
 # --------------------------------------------------------------------------- ranges
@@ -206,7 +250,9 @@ def check_ranges(cfg: Config) -> None:
     """Raises ConfigError naming the key, the value and the valid range of the first value out of range."""
     for key, (lo, hi) in RANGES.items():
         section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = getattr(getattr(cfg, section), name, None)
+        if value is None:  # a field this kind's config does not have (model.embed_dim: dual encoders')
+            continue
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             valid = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
             raise ConfigError(f"{key}={value!r}: out of range; valid values are {valid}")
@@ -267,7 +313,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def to_dict(cfg: Any) -> dict:
-    """Plain dict (tuples become lists) for YAML."""
+    """Plain dict (tuples become lists) for YAML; a section the kind lacks (None) is left out."""
 
     def plain(v: Any) -> Any:
         if isinstance(v, tuple | list):
@@ -276,7 +322,58 @@ def to_dict(cfg: Any) -> dict:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(dataclasses.asdict(cfg))
+    return {k: v for k, v in plain(dataclasses.asdict(cfg)).items() if v is not None}  # no absent sections
+
+
+def config_from_dict(data: Any) -> Config:
+    """A `Config` from nested dicts, its sections typed by its kind (`KIND_SECTIONS`), every key
+    and type checked. Keys of another kind's sections are dropped (`_drop_foreign`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config: expected a mapping, got {data!r}")
+    kind = data.get("kind", Config.kind)
+    if not isinstance(kind, str) or kind not in KIND_SECTIONS:
+        raise ConfigError(f"kind: {kind!r} is not a model kind; valid: {', '.join(KIND_SECTIONS)}")
+    data = _drop_foreign(data, kind)
+    sections = {name: from_dict(cls, data.get(name) or {}, name) for name, cls in KIND_SECTIONS[kind].items()}
+    absent = [name for name in SECTIONS if name not in sections and data.get(name)]
+    if absent:
+        raise ConfigError(f"{absent[0]}: a {kind} config has no {absent[0]} section; got {data[absent[0]]!r}")
+    rest = {k: v for k, v in data.items() if k not in SECTIONS}
+    return dataclasses.replace(from_dict(Config, rest), **sections)
+
+
+def _drop_foreign(data: dict, kind: str) -> dict:
+    """`data` without the keys that only other kinds' sections have. Configs saved before the
+    split carry every kind's fields, and the tour passes the dual encoder's sizes to its
+    generative step: those keys never had an effect on this kind. The ones not at their default
+    are logged, so a setting that does nothing is never silent."""
+    out, ignored = dict(data), {}
+    for name in SECTIONS:
+        section = data.get(name)
+        if not isinstance(section, dict):
+            continue
+        own = KIND_SECTIONS[kind].get(name)
+        mine = {f.name for f in dataclasses.fields(own)} if own else set()
+        owners = {
+            f.name: (other, _default(f))
+            for other, sections in KIND_SECTIONS.items()
+            if name in sections and other != kind
+            for f in dataclasses.fields(sections[name])
+            if f.name not in mine
+        }
+        foreign = [k for k in section if k in owners]
+        for k in foreign:
+            if section[k] != owners[k][1]:
+                ignored.setdefault(owners[k][0], []).append(f"{name}.{k}={section[k]!r}")
+        out[name] = {k: v for k, v in section.items() if k not in owners}
+    if ignored:
+        owned = "; ".join(f"{', '.join(keys)}: a {owner} model's" for owner, keys in ignored.items())
+        log.warning("ignoring %s (a %s config has no such fields)", owned, kind)
+    return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -315,7 +412,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if isinstance(stage, dict):
             stage["set"] = [*stage.get("set", []), *overrides]
     try:
-        cfg = from_dict(Config, data)
+        cfg = config_from_dict(data)
         check_ranges(cfg)
         return cfg
     except ConfigError as e:
@@ -333,10 +430,10 @@ def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
         for assignment in stage.set:
             apply_override(data, assignment)
         data["train"]["out_dir"] = str(Path(cfg.train.out_dir) / stage.name)
-        if out:
+        if out and "vlm" in KIND_SECTIONS.get(data.get("kind"), {}):  # generative: continue the last
             data.setdefault("vlm", {})["init_from"] = out[-1][1].train.out_dir
         try:
-            out.append((stage.name, from_dict(Config, data)))
+            out.append((stage.name, config_from_dict(data)))
             check_ranges(out[-1][1])
         except ConfigError as e:
             raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None

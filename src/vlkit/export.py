@@ -31,11 +31,13 @@ from transformers import (
 from vlkit.config import Config, load_config
 from vlkit.models.build import load_model
 from vlkit.models.folders import resolve_model_dir
+from vlkit.models.kinds import model_kind, per_kind
 from vlkit.models.language_models import CHATML, IMAGE_TOKEN
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
 
-FORMATS = ("transformers", "llava")
+# export format → the model kind it takes, and what it writes (the functions: `WRITERS`)
+FORMATS = {"transformers": ("contrastive", "transformers (CLIPModel)"), "llava": ("generative", "LLaVA")}
 LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
 # ChatML whose user content may also be a list of {"type": "image" | "text"} parts (HF chat
 # messages), rendered as vlkit's `split_messages` does: `<image>` for an image, parts joined by "\n".
@@ -52,10 +54,16 @@ CHATML_PARTS = (
 )
 
 
-def export(model_path: str | Path, out_dir: str | Path) -> Path:
-    """The export for the model's kind: CLIPModel (contrastive) or LLaVA (generative)."""
-    kind = load_config(resolve_model_dir(model_path) / "config.yaml").kind
-    return (export_llava if kind == "generative" else export_transformers)(model_path, out_dir)
+def _load(model_path: str | Path, fmt: str) -> tuple[torch.nn.Module, Config]:
+    """The model and its config, refused with what to do when its kind is not the one `fmt` takes."""
+    model, cfg = load_model(resolve_model_dir(model_path))
+    takes, target = FORMATS[fmt]
+    if cfg.kind != takes:
+        raise ValueError(
+            f"{model_path}: a {cfg.kind} model; {target} export needs a {takes} one "
+            f"(this model's export: --format {EXPORTS[cfg.kind]})"
+        )
+    return model, cfg
 
 
 def clip_image_processor(p: ImagePreprocess) -> CLIPImageProcessor:
@@ -98,7 +106,7 @@ def _refuse_siglip(model: torch.nn.Module, cfg: Config) -> None:
 def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
     """Writes a CLIPModel + CLIPProcessor folder; returns it. SigLIP-loss models are refused
     (see `_refuse_siglip`)."""
-    model, cfg = load_model(resolve_model_dir(model_path))
+    model, cfg = _load(model_path, "transformers")
     _refuse_siglip(model, cfg)
     image, text = model.image_tower, model.text_tower
     _require_patch_stem(image, "transformers (CLIPModel)")
@@ -130,10 +138,8 @@ def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
 
 def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     """Writes a LlavaForConditionalGeneration + LlavaProcessor folder; returns it."""
-    model, cfg = load_model(resolve_model_dir(model_path))
+    model, cfg = _load(model_path, "llava")
     v = cfg.vlm
-    if cfg.kind != "generative":
-        raise ValueError(f"{model_path}: a {cfg.kind} model; LLaVA export needs a generative one")
     if v.connector not in LLAVA_CONNECTORS or not isinstance(model.vision, CLIPVisionTower):
         raise ValueError(
             f"export to LLaVA needs a CLIP vision tower (vit-tiny or transformers CLIP) and a "
@@ -185,3 +191,17 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     hf.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+WRITERS = {"transformers": export_transformers, "llava": export_llava}
+# model kind → its export format (`vlkit.models.kinds` has the models floor's table)
+EXPORTS = per_kind("export formats", {"contrastive": "transformers", "generative": "llava"})
+
+
+def export(model_path: str | Path, out_dir: str | Path, format: str | None = None) -> Path:
+    """Writes the model in `format` (one of `FORMATS`; None: its kind's, `EXPORTS`); returns the folder."""
+    if format is None:
+        format = EXPORTS[model_kind(load_config(resolve_model_dir(model_path) / "config.yaml").kind).name]
+    if format not in WRITERS:
+        raise ValueError(f"export format {format!r}: valid formats are {', '.join(WRITERS)}")
+    return WRITERS[format](model_path, out_dir)

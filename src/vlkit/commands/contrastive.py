@@ -100,12 +100,6 @@ def image_files(folder: str) -> list[Path]:
 
 def _contrastive(path: str, command: str):
     """vlkit.load(path), refused with what to do when it is a generative model (no embeddings)."""
-    import vlkit
+    from vlkit.api import load
 
-    model = vlkit.load(path)
-    if not hasattr(model, "embed_images"):
-        raise ValueError(
-            f"vlkit {command}: {path} is a generative model; {command} needs a contrastive one "
-            "(CLIP, SigLIP, LiT). Ask the generative model instead: vlkit ask MODEL IMAGE QUESTION"
-        )
-    return model
+    return load(path, kind="contrastive", command=command)

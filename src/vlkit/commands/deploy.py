@@ -16,12 +16,7 @@ def export(model: str, *, format: Literal["transformers", "llava"] | None = None
     """
     from vlkit import export as exporting
 
-    exporter = {
-        None: exporting.export,
-        "transformers": exporting.export_transformers,
-        "llava": exporting.export_llava,
-    }[format]
-    print(f"exported to {exporter(model, out)}")
+    print(f"exported to {exporting.export(model, out, format)}")
 
 
 def serve(

@@ -69,7 +69,7 @@ def caption(
     """
     from vlkit.data.images import ImageError
 
-    captions = _generative(model).caption(list(images), prompt, decode.decoding(), strict=strict)
+    captions = _generative(model, "caption").caption(list(images), prompt, decode.decoding(), strict=strict)
     for path, text in zip(images, captions):
         if not isinstance(text, ImageError):
             print(f"{path}\t{text}")
@@ -92,7 +92,7 @@ def ask(
         short: append the short-answer instruction to each question
         decode: decoding options
     """
-    loaded = _generative(model)
+    loaded = _generative(model, "ask")
     answers = loaded.answer([image] * len(question), list(question), decode.decoding(), short=short)
     for text, answer in zip(question, answers):
         print(f"{text}\t{answer}")
@@ -115,7 +115,7 @@ def chat(model: str, *, image: str | None = None, decode: Decode = REPLY) -> Non
 
     if image:
         load_image(image)  # a missing or unreadable --image stops here, before the model loads
-    loaded, decoding = _generative(model), decode.decoding()
+    loaded, decoding = _generative(model, "chat"), decode.decoding()
     print(
         "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit", file=sys.stderr
     )
@@ -164,12 +164,8 @@ def _stream_reply(loaded, messages: list[dict], decoding) -> str | None:
     return reply.strip()
 
 
-def _generative(path: str):
-    import vlkit
+def _generative(path: str, command: str):
+    """vlkit.load(path), refused with what to do when it is a contrastive model (no text out)."""
+    from vlkit.api import load
 
-    model = vlkit.load(path)
-    if not hasattr(model, "chat"):
-        raise ValueError(
-            f"{path} is a {model.cfg.kind} model; captions, answers and chat need a generative one"
-        )
-    return model
+    return load(path, kind="generative", command=command)

@@ -1,7 +1,7 @@
 """Training-time evaluation: the harness's tasks (the same code as `vlkit eval`) as the flat
 metrics the training log records. Dual encoders: held-out scenes (zero-shot, retrieval,
 Winoground) or a named data set; generative models: the scenes' VQA and caption coverage.
-`training_evaluator(kind)` is the one place that picks between them.
+`EVALUATORS` is the per-kind table that picks between them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
 from vlkit.eval.result import flat_scores
+from vlkit.models.kinds import model_kind, per_kind
 
 
 def evaluate_scenes(model: torch.nn.Module | ContrastiveModel, cfg: Config) -> dict[str, float]:
@@ -71,9 +72,12 @@ def evaluate_generative(model, cfg: Config) -> dict[str, float]:
     return scores
 
 
+# model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
+EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
+    "training evaluators", {"contrastive": evaluate, "generative": evaluate_generative}
+)
+
+
 def training_evaluator(kind: str) -> Callable[[torch.nn.Module, Config], dict[str, float]]:
     """What `vlkit train` evaluates a model of this kind (`cfg.kind`) with, during training."""
-    evaluators = {"contrastive": evaluate, "generative": evaluate_generative}
-    if kind not in evaluators:
-        raise ValueError(f"kind {kind!r}: valid kinds are {', '.join(evaluators)}")
-    return evaluators[kind]
+    return EVALUATORS[model_kind(kind).name]

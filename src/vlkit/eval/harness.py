@@ -1,9 +1,11 @@
 """The harness: which model can do which task, and one call that runs tasks over benchmarks.
 
-Models are told apart by what they can do, not by class:
+Models are told apart by what they can do, not by class (`vlkit.models.kinds.kind_of`, from
+each kind's `abilities`):
 - contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP)
 - generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
-  with `segment`, grounding with `ground`.
+  with `segment`, grounding with `ground` (`EXTRAS`).
+The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
 from __future__ import annotations
@@ -15,54 +17,56 @@ from vlkit.eval import contrastive, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
+from vlkit.models.kinds import kind_of, per_kind
 
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
 # something the model was trained for, so it stays out of the default "every task" set.
-OPT_IN = {"contrastive": ("grounding",), "generative": ()}
+OPT_IN = per_kind("opt-in tasks", {"contrastive": ("grounding",), "generative": ()})
 
 # task → runner, per model kind: the one table of what runs what.
-RUNNERS = {
-    "contrastive": {
-        "zero-shot": lambda m, b, f, s: contrastive.zero_shot(m, b, f, s["templates"]),
-        "retrieval": lambda m, b, f, s: contrastive.retrieval(m, b, f),
-        "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
-        "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
-        "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
+RUNNERS = per_kind(
+    "task runners",
+    {
+        "contrastive": {
+            "zero-shot": lambda m, b, f, s: contrastive.zero_shot(m, b, f, s["templates"]),
+            "retrieval": lambda m, b, f, s: contrastive.retrieval(m, b, f),
+            "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
+            "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
+            "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
+        },
+        "generative": {
+            "vqa": lambda m, b, f, s: generative.vqa(m, b, s["batch_size"], s["progress"]),
+            "caption": lambda m, b, f, s: generative.caption(
+                m, b, s["batch_size"], s["progress"], s.get("prompt")
+            ),
+            "caption-coverage": lambda m, b, f, s: generative.caption_coverage(
+                m, b, s["batch_size"], s["progress"], s.get("prompt")
+            ),
+            "snli-ve": lambda m, b, f, s: generative.snli_ve(m, b, s["batch_size"], s["progress"]),
+            "nlvr2": lambda m, b, f, s: generative.nlvr2(m, b, s["batch_size"], s["progress"]),
+            "hateful-memes": lambda m, b, f, s: generative.hateful_memes(
+                m, b, s["batch_size"], s["progress"]
+            ),
+            "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
+            "grounding": lambda m, b, f, s: generative.grounding(m, b, s["batch_size"], s["progress"]),
+        },
     },
-    "generative": {
-        "vqa": lambda m, b, f, s: generative.vqa(m, b, s["batch_size"], s["progress"]),
-        "caption": lambda m, b, f, s: generative.caption(
-            m, b, s["batch_size"], s["progress"], s.get("prompt")
-        ),
-        "caption-coverage": lambda m, b, f, s: generative.caption_coverage(
-            m, b, s["batch_size"], s["progress"], s.get("prompt")
-        ),
-        "snli-ve": lambda m, b, f, s: generative.snli_ve(m, b, s["batch_size"], s["progress"]),
-        "nlvr2": lambda m, b, f, s: generative.nlvr2(m, b, s["batch_size"], s["progress"]),
-        "hateful-memes": lambda m, b, f, s: generative.hateful_memes(m, b, s["batch_size"], s["progress"]),
-        "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
-        "grounding": lambda m, b, f, s: generative.grounding(m, b, s["batch_size"], s["progress"]),
-    },
-}
-_NEEDS = {"segmentation": "segment", "grounding": "ground"}  # generative extras
-
-
-def model_kind(model) -> str:
-    if all(hasattr(model, a) for a in ("embed_images", "embed_texts", "label_embeddings")):
-        return "contrastive"
-    if all(hasattr(model, a) for a in ("answer", "caption")):
-        return "generative"
-    raise ValueError(
-        f"{type(model).__name__}: not an evaluable model; needs embed_images/embed_texts/label_embeddings "
-        "(contrastive) or answer/caption (generative)"
-    )
+)
+# task → the method it needs beyond the kind's abilities (not every generative model segments)
+EXTRAS = per_kind(
+    "task extras", {"contrastive": {}, "generative": {"segmentation": "segment", "grounding": "ground"}}
+)
+# (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None
+SHARED = per_kind(
+    "shared features",
+    {"contrastive": contrastive.ImageFeatures, "generative": lambda m, batch_size, progress: None},
+)
 
 
 def supported_tasks(model) -> tuple[str, ...]:
-    kind = model_kind(model)
-    return tuple(
-        t for t in RUNNERS[kind] if kind == "contrastive" or t not in _NEEDS or hasattr(model, _NEEDS[t])
-    )
+    kind = kind_of(model)
+    extras = EXTRAS[kind]
+    return tuple(t for t in RUNNERS[kind] if t not in extras or hasattr(model, extras[t]))
 
 
 def check_task(model, task: str) -> None:
@@ -71,7 +75,7 @@ def check_task(model, task: str) -> None:
     can = supported_tasks(model)
     if task not in can:
         raise ValueError(
-            f"task {task!r}: a {model_kind(model)} model ({type(model).__name__}) cannot do it; "
+            f"task {task!r}: a {kind_of(model)} model ({type(model).__name__}) cannot do it; "
             f"it can do: {', '.join(can)}"
         )
 
@@ -90,7 +94,7 @@ def select(model, benchmarks: Sequence[Benchmark], task: str | Sequence[str] | N
                 raise ValueError(f"task {t!r}: the data has no {t} set; it has: {', '.join(have) or 'none'}")
             chosen += mine
         return chosen
-    kind = model_kind(model)
+    kind = kind_of(model)
     can = set(supported_tasks(model)) - set(OPT_IN[kind])
     chosen = [b for b in benchmarks if b.task in can]
     if not chosen:
@@ -110,8 +114,8 @@ def evaluate_benchmarks(
     prompt: str | None = None,
 ) -> list[TaskResult]:
     """Runs each benchmark's task; image features are computed once per image across tasks."""
-    kind = model_kind(model)
-    features = contrastive.ImageFeatures(model, batch_size, progress) if kind == "contrastive" else None
+    kind = kind_of(model)
+    features = SHARED[kind](model, batch_size, progress)
     settings = {
         "templates": list(templates),
         "batch_size": batch_size,

@@ -16,10 +16,11 @@ from vlkit.config import DEFAULT_TEMPLATES, DataConfig, EvalConfig
 from vlkit.data import EMBEDDED_KINDS
 from vlkit.eval.cards import write_model_card
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
-from vlkit.eval.harness import evaluate_benchmarks, model_kind, select
+from vlkit.eval.harness import evaluate_benchmarks, select
 from vlkit.eval.loaders import Benchmark, open_files
 from vlkit.eval.report import task_plots, write_predictions, write_report
 from vlkit.models.folders import checkpoint_dir
+from vlkit.models.kinds import kind_of
 
 
 def open_benchmarks(
@@ -82,7 +83,7 @@ def run_eval(
     out = Path(out_dir) if out_dir else _home(model_path, model_dir) / f"eval-{name}"
     details = {
         "model": str(model_dir or model_path),
-        "model_kind": model_kind(model),
+        "model_kind": kind_of(model),
         "data": data,
         "tasks": [f"{r.benchmark}/{r.task}" for r in results],
         "samples": {f"{r.benchmark}/{r.task}": r.samples for r in results},

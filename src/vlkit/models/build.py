@@ -1,9 +1,6 @@
-"""Build a model from config (`cfg.kind`: contrastive dual encoder or generative VLM), and save /
-load it as a self-contained folder.
-
-A contrastive model folder holds `config.yaml` (the full resolved run config),
-`model.safetensors`, and `image_tower/`, `text_tower/` (backbone configs and tokenizer), so it
-reloads offline from itself alone; a generative one is described in `build_vlm`.
+"""Build a model from config, and save / load it as a self-contained folder, for any kind
+(`cfg.kind`, looked up in `kinds.KINDS`: the builders are `build_dual` and `build_vlm`, which
+describe their folders' files).
 """
 
 from __future__ import annotations
@@ -13,12 +10,9 @@ from pathlib import Path
 
 import torch
 
-from vlkit.config import Config, load_config, save_config
-from vlkit.models.dual_encoder import DualEncoder
-from vlkit.models.folders import WEIGHTS, load_weights, save_weights
-from vlkit.models.registry import build_image_tower, build_text_tower, save_tower_files
-
-KINDS = ("contrastive", "generative")
+from vlkit.config import Config, load_config
+from vlkit.models.folders import WEIGHTS, load_weights, resolve_model_dir, save_weights
+from vlkit.models.kinds import model_kind
 
 
 def build_model(
@@ -32,35 +26,21 @@ def build_model(
     """A new model (pretrained parts loaded, from-scratch ones initialised with `cfg.train.seed`),
     or with `saved`, the structure of a saved model folder (its weights are loaded separately).
     `vision` / `previous`: the trained parts a generative recipe starts from, loaded by the
-    caller (see `build_vlm`; `vlkit.train.loop.initial_parts` loads them)."""
-    if cfg.kind not in KINDS:
-        raise ValueError(f"kind: {cfg.kind!r} is not a model kind; valid: {', '.join(KINDS)}")
-    if cfg.kind == "generative":
-        from vlkit.models.build_vlm import build_vlm
+    caller (see `build_vlm`; `initial_parts` loads them)."""
+    parts = {k: v for k, v in {"vision": vision, "previous": previous}.items() if v is not None}
+    return model_kind(cfg.kind).build(cfg, texts, saved, **parts)
 
-        return build_vlm(cfg, texts, saved, vision=vision, previous=previous)
-    m = cfg.model
-    if m.loss not in ("clip", "siglip"):
-        raise ValueError(f"model.loss: {m.loss!r} is not a contrastive loss; valid: clip, siglip")
-    torch.manual_seed(cfg.train.seed)
-    image = build_image_tower(m.image_encoder, m, saved / "image_tower" if saved else None)
-    text = build_text_tower(m.text_encoder, m, saved / "text_tower" if saved else None, texts)
-    return DualEncoder(m, image, text)
+
+def initial_parts(cfg: Config) -> dict:
+    """The trained parts the recipe starts from (another run's model or tower), loaded, as
+    `build_model`'s keyword arguments; {} for a recipe that starts from none."""
+    return model_kind(cfg.kind).initial_parts(cfg, lambda path: load_model(resolve_model_dir(path)))
 
 
 def save_model(model: torch.nn.Module, cfg: Config, folder: Path) -> None:
     """Writes the model folder (not atomic by itself: checkpoints wrap it in a rename)."""
     folder.mkdir(parents=True, exist_ok=True)
-    external = None
-    if cfg.kind == "generative":
-        from vlkit.models.build_vlm import frozen_base, save_vlm_files
-
-        save_vlm_files(model, cfg, folder)
-        external = frozen_base(model, cfg)  # a frozen pretrained LM is referenced, not copied
-    else:
-        save_config(cfg, folder / "config.yaml")
-        save_tower_files(model.image_tower, folder / "image_tower")
-        save_tower_files(model.text_tower, folder / "text_tower")
+    external = model_kind(cfg.kind).save_files(model, cfg, folder)
     save_weights(model, folder, external)
 
 
@@ -73,7 +53,5 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, Config]:
     model = build_model(cfg, saved=folder)
     external = load_weights(model, folder / WEIGHTS)
     if external:
-        from vlkit.models.build_vlm import fill_frozen_base
-
-        fill_frozen_base(model, cfg, external)
+        model_kind(cfg.kind).fill_external(model, cfg, external)
     return model.eval(), cfg

@@ -14,7 +14,7 @@ so a checkpoint's structure is rebuilt exactly before its weights are loaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ def build_vlm(
 ) -> GenerativeVLM:
     """A new model (pretrained parts loaded), or the structure of a saved one (`saved`: its
     folder; weights are loaded by the caller). A recipe that starts from trained parts is given
-    them loaded (`vlkit.train.loop.initial_parts` loads them): `previous`, the model and config that
+    them loaded (`vlkit.models.build.initial_parts` loads them): `previous`, the model and config that
     `vlm.init_from` names (LLaVA stage 2 from stage 1), or else `vision`, the image tower of the
     dual encoder that `vlm.vision_init` names (LLaVA starts from a contrastively trained tower)."""
     check_vlm_config(cfg)
@@ -149,6 +149,27 @@ def save_vlm_files(model: GenerativeVLM, cfg: Config, folder: Path) -> None:
     (folder / "language_model").mkdir(exist_ok=True)
     model.base_language_model().config.save_pretrained(folder / "language_model")
     model.tokenizer.save_pretrained(folder / "language_model")
+
+
+def save_vlm_folder(model: GenerativeVLM, cfg: Config, folder: Path) -> dict | None:
+    """Everything but the weights (`save_vlm_files`); returns the frozen base's external-weights
+    record (`frozen_base`): those weights are referenced by name, not copied."""
+    save_vlm_files(model, cfg, folder)
+    return frozen_base(model, cfg)
+
+
+def initial_parts(cfg: Config, load: Callable[[str], tuple[torch.nn.Module, Config]]) -> dict:
+    """The trained parts this recipe starts from, loaded with `load` (a run or model path →
+    (model, config)), as `build_vlm`'s keyword arguments: `previous`, the model and config
+    `vlm.init_from` names (LLaVA stage 2 from stage 1), or else `vision`, the image tower of the
+    dual encoder `vlm.vision_init` names."""
+    v = cfg.vlm
+    if v.init_from:
+        return {"previous": load(v.init_from)}
+    if v.vision_init:
+        dual, _ = load(v.vision_init)
+        return {"vision": dual.image_tower}
+    return {}
 
 
 def frozen_base(model: GenerativeVLM, cfg: Config) -> dict | None:

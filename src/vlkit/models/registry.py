@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from vlkit.config import ModelConfig, VLMConfig
+from vlkit.config import ModelConfig, VisionConfig, VLMConfig
 from vlkit.models import tokenizer as tok
 from vlkit.models.conv_stem import ConvStem
 from vlkit.models.preprocess import ImagePreprocess
@@ -48,7 +48,7 @@ class ModelNotFoundError(FileNotFoundError):
     """A model name that is neither registered, a local folder, nor available offline."""
 
 
-def _vit_tiny(cfg: ModelConfig, saved: Path | None) -> CLIPVisionTower:
+def _vit_tiny(cfg: VisionConfig, saved: Path | None) -> CLIPVisionTower:
     if saved is not None:
         config = CLIPVisionConfig.from_pretrained(saved)
     else:
@@ -59,7 +59,6 @@ def _vit_tiny(cfg: ModelConfig, saved: Path | None) -> CLIPVisionTower:
             num_attention_heads=cfg.vision_heads,
             image_size=cfg.image_size,
             patch_size=cfg.patch_size,
-            projection_dim=cfg.embed_dim,
         )
         config.vlkit_stem = cfg.vision_stem  # saved in config.json, so a checkpoint rebuilds its stem
     model = CLIPVisionModel(config)
@@ -101,7 +100,7 @@ def _package_dir(module: str, install: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _efficientnet_lite0(cfg: ModelConfig, saved: Path | None) -> EfficientNetTower:
+def _efficientnet_lite0(cfg: VisionConfig, saved: Path | None) -> EfficientNetTower:
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
@@ -118,7 +117,7 @@ def _minilm_l6(cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None
     return _hf_text(str(source), cfg, saved)
 
 
-def _hf_vision(name: str, cfg: ModelConfig, saved: Path | None) -> HFVisionTower | CLIPVisionTower:
+def _hf_vision(name: str, cfg: VisionConfig, saved: Path | None) -> HFVisionTower | CLIPVisionTower:
     from transformers import AutoImageProcessor, AutoModel
 
     source = str(saved or name)
@@ -173,7 +172,7 @@ def _auto_config(source: str, kind: str = "encoder"):
         ) from e
 
 
-ImageBuilder = Callable[[ModelConfig, Path | None], torch.nn.Module]
+ImageBuilder = Callable[[VisionConfig, Path | None], torch.nn.Module]
 TextBuilder = Callable[[ModelConfig, Path | None, Iterable[str] | None], torch.nn.Module]
 LMBuilder = Callable[[VLMConfig, Path | None, Iterable[str] | None], "LM"]
 
@@ -202,7 +201,7 @@ ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder | LMBuilder]] = {
 }
 
 
-def build_image_tower(name: str, cfg: ModelConfig, saved: Path | None = None) -> torch.nn.Module:
+def build_image_tower(name: str, cfg: VisionConfig, saved: Path | None = None) -> torch.nn.Module:
     kind, builder = ENCODERS.get(name, ("image", None))
     if kind != "image":
         raise ValueError(f"{name!r} is a {kind} encoder; image encoders: {_names('image')}")

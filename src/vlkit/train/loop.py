@@ -21,17 +21,15 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from vlkit.config import Config, check_ranges, save_config, stage_configs
-from vlkit.data import build_dataset, iter_captions, iter_texts
-from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models.build import build_model, load_model
-from vlkit.models.folders import resolve_model_dir
+from vlkit.data import build_dataset
+from vlkit.models.build import build_model, initial_parts
+from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 
 log = logging.getLogger(__name__)
-TOKENIZER_SAMPLES = 2_000  # samples whose captions train a from-scratch tokenizer (scenes: 10k captions)
 
 
 def lr_lambda(cfg: Config) -> Callable[[int], float]:
@@ -68,33 +66,17 @@ def make_accelerator() -> Accelerator:
 
 
 def tokenizer_texts(cfg: Config, dataset) -> list[str]:
-    """What a from-scratch tokenizer is trained on: captions, or for generative models every text
-    of the data plus the fixed prompts and chat roles."""
-    if cfg.kind == "contrastive":
-        return iter_captions(dataset, TOKENIZER_SAMPLES)
-    return (
-        iter_texts(dataset, TOKENIZER_SAMPLES) + [CAPTION_PROMPT, SHORT_ANSWER, "system user assistant"] * 50
-    )
+    """What a from-scratch tokenizer is trained on (the kind's: captions, or every text of a
+    generative model's data plus the fixed prompts and chat roles)."""
+    return texts_for(cfg, dataset)
 
 
-def initial_parts(cfg: Config) -> dict:
-    """The trained parts a generative recipe starts from, loaded, as `build_model`'s keyword
-    arguments: `previous`, the model and config `vlm.init_from` names (LLaVA stage 2 from
-    stage 1), or else `vision`, the image tower of the dual encoder `vlm.vision_init` names."""
-    if cfg.kind != "generative":
-        return {}
-    v = cfg.vlm
-    if v.init_from:
-        return {"previous": load_model(resolve_model_dir(v.init_from))}
-    if v.vision_init:
-        dual, _ = load_model(resolve_model_dir(v.vision_init))
-        return {"vision": dual.image_tower}
-    return {}
+def contrastive_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective:
+    return ContrastiveObjective(model, seed=cfg.train.seed)
 
 
-def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective | GenerativeObjective:
-    if cfg.kind == "contrastive":
-        return ContrastiveObjective(model, seed=cfg.train.seed)
+def generative_objective(cfg: Config, model: torch.nn.Module) -> GenerativeObjective:
+    """Next-token loss on assistant tokens; frozen vision features cached (`vlm.feature_cache`)."""
     cache = None
     if cfg.vlm.feature_cache and cfg.vlm.freeze_vision:
         from vlkit.models.feature_cache import FeatureCache, encoder_fingerprint
@@ -103,6 +85,17 @@ def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective 
         shape = (model.vision_features, model.vision.out_dim)
         cache = FeatureCache(Path(cfg.vlm.feature_cache), key, shape)
     return GenerativeObjective(model, seed=cfg.train.seed, feature_cache=cache)
+
+
+# model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
+OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], ContrastiveObjective | GenerativeObjective]] = (
+    per_kind("objectives", {"contrastive": contrastive_objective, "generative": generative_objective})
+)
+
+
+def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective | GenerativeObjective:
+    model_kind(cfg.kind)  # an unknown kind named with the valid ones
+    return OBJECTIVES[cfg.kind](cfg, model)
 
 
 @dataclass
