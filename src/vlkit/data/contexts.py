@@ -14,7 +14,6 @@ teacher writes from and the consistency check compares against. Loaders read fou
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlkit.data.coco import read_coco
+from vlkit.data.conversations import IMAGE_PLACEHOLDER, read_conversations
 from vlkit.data.folder import read_records
 
 
@@ -115,32 +116,15 @@ def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
     """
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     folder = path if path.is_dir() else path.parent
-    images: dict[int, dict] = {}
-    categories: dict[int, str] = {}
-    captions: dict[int, list[str]] = {}
+    coco = read_coco(files, need=())
+    images = coco.images
     boxes: dict[int, list[ContextObject]] = {}
-    for file in files:
-        data = _read_json(file)
-        if not isinstance(data, dict) or "images" not in data:
-            continue
-        for im in data["images"]:
-            images.setdefault(im["id"], {}).update(im)  # captions files omit sizes
-        categories.update({c["id"]: c["name"] for c in data.get("categories", [])})
-        for ann in data.get("annotations", []):
-            where = f"{file}: annotation {ann.get('id')}"
-            if "caption" in ann:
-                captions.setdefault(ann["image_id"], []).append(ann["caption"].strip())
-            elif "bbox" in ann:
-                im = images.get(ann["image_id"])
-                if im is None or not im.get("width") or not im.get("height"):
-                    raise ValueError(f"{where}: image {ann['image_id']} has no width/height in 'images'")
-                x, y, w, h = ann["bbox"]
-                W, H = im["width"], im["height"]
-                box = (x / W, y / H, (x + w) / W, (y + h) / H)
-                name = categories.get(ann.get("category_id"), "object")
-                boxes.setdefault(ann["image_id"], []).append(
-                    ContextObject(name, tuple(round(v, 3) for v in box))
-                )
+    for ann in coco.instances:
+        W, H = coco.size(ann["image_id"], f"{ann['file']}: annotation {ann.get('id')}")
+        x, y, w, h = ann["bbox"]
+        box = (x / W, y / H, (x + w) / W, (y + h) / H)
+        name = coco.categories.get(ann.get("category_id"), "object")
+        boxes.setdefault(ann["image_id"], []).append(ContextObject(name, tuple(round(v, 3) for v in box)))
     if not images:
         raise ValueError(f"{path}: no COCO 'images' list found (expected instances_*.json / captions_*.json)")
     roots = [images_dir] if images_dir else [folder, folder / "images"]
@@ -152,26 +136,26 @@ def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
         )
         out.append(
             Context(
-                f"coco-{image_id}", str(file.resolve()), captions.get(image_id, []), boxes.get(image_id, [])
+                f"coco-{image_id}",
+                str(file.resolve()),
+                [c.strip() for c in coco.captions.get(image_id, [])],
+                boxes.get(image_id, []),
             )
         )
     return out
 
 
-def llava_contexts(path: Path) -> list[Context]:
-    """A LLaVA JSON list: every gpt turn is a caption; images relative to the file's folder."""
-    data = _read_json(path)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a LLaVA JSON file is a list of records, got {type(data).__name__}")
+def conversation_contexts(path: Path) -> list[Context]:
+    """A LLaVA JSON or chat JSONL file: every assistant turn is a caption; images relative to
+    the file's folder."""
     out = []
-    for n, rec in enumerate(data):
-        if "image" not in rec or "conversations" not in rec:
-            raise ValueError(f"{path}: record {n} needs 'image' and 'conversations'")
-        image = Path(rec["image"]) if Path(rec["image"]).is_absolute() else path.parent / rec["image"]
+    for key, image, messages in read_conversations(path, check=False):
         answers = [
-            t["value"].replace("<image>", "").strip() for t in rec["conversations"] if t.get("from") == "gpt"
+            (m["content"] or "").replace(IMAGE_PLACEHOLDER, "").strip()
+            for m in messages
+            if m["role"] == "assistant"
         ]
-        out.append(Context(str(rec.get("id", n)), str(image.resolve()), [a for a in answers if a]))
+        out.append(Context(key, str(image.resolve()), [a for a in answers if a]))
     return out
 
 
@@ -210,7 +194,7 @@ def open_source(spec: str, count: int | None = None, seed: int = 0) -> list[Cont
     elif path.is_dir() or _is_coco(path):
         contexts = coco_contexts(path)
     else:
-        contexts = llava_contexts(path)
+        contexts = conversation_contexts(path)
     return contexts[:count] if count else contexts
 
 
@@ -218,10 +202,3 @@ def _is_coco(path: Path) -> bool:
     with path.open(encoding="utf-8") as f:
         head = f.read(256).lstrip()[:1]
     return head == "{"
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None

@@ -14,11 +14,11 @@ The whole file is validated at construction, naming the record and field at faul
 
 from __future__ import annotations
 
-import json
 import operator
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.coco import read_json
 from vlkit.data.images import load_image
 from vlkit.jsonl import iter_jsonl
 
@@ -80,8 +80,7 @@ class ConversationFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"conversation file not found: {self.path}")
-        reader = _read_chat_jsonl if self.path.suffix == ".jsonl" else _read_llava_json
-        self._records = reader(self.path)
+        self._records = read_conversations(self.path)
         if not self._records:
             raise ValueError(f"{self.path}: no conversations in the file")
 
@@ -100,6 +99,13 @@ class ConversationFile:
         return [m["content"].replace(IMAGE_PLACEHOLDER, "") for m in self._records[i][2]]
 
 
+def read_conversations(path: Path, check: bool = True) -> list[tuple[str, Path, list[dict]]]:
+    """(key, image path, messages) per record of a LLaVA JSON (`.json`) or chat JSONL (`.jsonl`)
+    file; `check`: each conversation must be one a model can be trained on (`check_messages`)."""
+    reader = _read_chat_jsonl if Path(path).suffix == ".jsonl" else _read_llava_json
+    return reader(Path(path), check)
+
+
 def _image_path(folder: Path, value: Any, where: str) -> Path:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{where}: 'image' must be a path string, got {value!r}")
@@ -107,11 +113,8 @@ def _image_path(folder: Path, value: Any, where: str) -> Path:
     return path if path.is_absolute() else folder / path
 
 
-def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+def _read_llava_json(path: Path, check: bool) -> list[tuple[str, Path, list[dict]]]:
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of records (LLaVA format)")
     records = []
@@ -129,13 +132,14 @@ def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
             if role is None:
                 raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
             messages.append({"role": role, "content": turn.get("value")})
-        check_messages(messages, where)
+        if check:
+            check_messages(messages, where)
         key = str(record.get("id", n))
         records.append((key, _image_path(path.parent, record["image"], where), messages))
     return records
 
 
-def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
+def _read_chat_jsonl(path: Path, check: bool) -> list[tuple[str, Path, list[dict]]]:
     records = []
     for n, record in iter_jsonl(path):
         where = f"{path}:{n}"
@@ -146,6 +150,7 @@ def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise ValueError(f"{where}: 'messages' must be a list of {{'role', 'content'}}")
         messages = [{"role": m["role"], "content": m.get("content")} for m in messages]
-        check_messages(messages, where)
+        if check:
+            check_messages(messages, where)
         records.append((str(record.get("id", n)), _image_path(path.parent, images[0], where), messages))
     return records

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlkit.instruct.runner import read_jsonl
+from vlkit.instruct.runner import read_log
 
 RUN_LOG = "runs.jsonl"
 
@@ -79,7 +79,7 @@ def stats(out: Path, records: list[dict], rejected: list[dict]) -> dict:
             c["errors"] += 1
     for c in consistency.values():
         c["error_rate"] = round(c["errors"] / c["checked"], 4) if c["checked"] else 0.0
-    runs = read_jsonl(out / RUN_LOG)
+    runs = read_log(out / RUN_LOG)
     totals = Counter()
     for run in runs:
         totals.update({k: v for k, v in run.items() if isinstance(v, int)})
