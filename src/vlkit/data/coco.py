@@ -1,5 +1,5 @@
-"""COCO annotation files, read one way everywhere (instruction contexts, caption benchmarks,
-RefCOCO's instances): `read_coco(files)` merges them by image id.
+"""COCO annotation files, read one way everywhere (the `coco` data source, instruction contexts,
+caption benchmarks, RefCOCO's instances): `read_coco(files)` merges them by image id.
 
     captions_<split>.json    {"images": [{"id", "file_name", ...}],
                               "annotations": [{"id", "image_id", "caption"}]}
@@ -7,16 +7,20 @@ RefCOCO's instances): `read_coco(files)` merges them by image id.
                               "categories": [{"id", "name"}],
                               "annotations": [{"id", "image_id", "category_id", "bbox": [x, y, w, h]}]}
 
-Errors name the file and the record at fault.
+Errors name the file and the record at fault. A folder's images are looked up next to its
+annotation files, then in images/.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vlkit.data.images import load_image
 
 
 @dataclass
@@ -65,3 +69,49 @@ def read_coco(files: Iterable[Path], need: tuple[str, ...] = ("images",)) -> Coc
             elif "bbox" in ann:
                 coco.instances.append(ann | {"file": str(file)})
     return coco
+
+
+def read_coco_path(path: Path) -> Coco:
+    """A COCO file, or every COCO file in a folder; an error if none has an "images" list."""
+    path = Path(path)
+    coco = read_coco(sorted(path.glob("*.json")) if path.is_dir() else [path], need=())
+    if not coco.images:
+        raise ValueError(f"{path}: no COCO 'images' list found (expected instances_*.json / captions_*.json)")
+    return coco
+
+
+def image_file(path: Path, file_name: str, images_dir: Path | None = None) -> Path:
+    """Where an image of the COCO file or folder `path` is: in `images_dir` if given, else next to
+    the annotations, else in images/ (the first place when it is in neither)."""
+    folder = path if path.is_dir() else path.parent
+    roots = [images_dir] if images_dir else [folder, folder / "images"]
+    return next((r / file_name for r in roots if (r / file_name).is_file()), roots[0] / file_name)
+
+
+class CocoCaptions:
+    """The `coco` data source: a captions_*.json file or a folder of COCO files → one sample per
+    image that has captions ("key": "coco-<image id>")."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        coco = read_coco_path(self.path)
+        self._items = [
+            (image_id, image_file(self.path, im["file_name"]), [c.strip() for c in coco.captions[image_id]])
+            for image_id, im in coco.images.items()
+            if coco.captions.get(image_id)
+        ]
+        if not self._items:
+            raise ValueError(f"{self.path}: no image has a caption (a COCO captions_*.json file gives them)")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = operator.index(i)
+        if not 0 <= i < len(self._items):
+            raise IndexError(f"index {i} out of range for {len(self._items)} images in {self.path}")
+        image_id, file, captions = self._items[i]
+        return {"image": load_image(file), "captions": list(captions), "key": f"coco-{image_id}"}
+
+    def captions(self, i: int) -> list[str]:
+        return list(self._items[i][2])
