@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vlkit.data.contexts import remove_partial_images
+from vlkit.data.contexts import Context, open_source, remove_partial_images
 from vlkit.instruct.check import Rejected
 from vlkit.instruct.teachers import Counters, Transient
 from vlkit.jsonl import cut_torn_tail, read_jsonl
@@ -38,6 +38,15 @@ def read_log(path: Path) -> list[dict]:
     if cut_torn_tail(path):
         log.warning("%s: dropped a torn last line (an interrupted run)", path)
     return read_jsonl(path)
+
+
+def open_run(
+    source: str | Iterable[Context], out_dir: str | Path, count: int | None = None, seed: int = 0
+) -> tuple[Run, Iterable[Context]]:
+    """The output folder's run (a rerun resumes it) and the contexts to work through: a data
+    name's (`vlkit.data.contexts.open_source`) or the given ones."""
+    contexts = open_source(source, count, seed) if isinstance(source, str) else source
+    return Run(out_dir), contexts
 
 
 class Run:
