@@ -481,6 +481,17 @@ def test_one_resolver_names_a_source_kind_for_data_sets_instruction_sources_and_
         open_source(str(tmp_path / "nope"))
 
 
+def test_user_kinds_refuse_an_index_out_of_range_alike(tmp_path: Path) -> None:
+    files = _write_coco_and_llava(tmp_path / "coco")
+    write_shards(_samples(3), tmp_path / "shards", max_per_shard=2)
+    folder = _write_folder(tmp_path / "folder", [json.dumps({"image": "b.png", "caption": "x"})])
+    names = [folder, tmp_path / "shards", tmp_path / "coco", files["llava.json"], files["chat.jsonl"]]
+    for dataset in map(open_named, map(str, names)):
+        for i in (len(dataset), -1):
+            with pytest.raises(IndexError, match=f"index {i} out of range for {len(dataset)} "):
+                dataset[i]
+
+
 def test_any_data_source_is_an_instruction_source(tmp_path: Path) -> None:
     from vlkit.data.contexts import open_source
 

@@ -14,12 +14,12 @@ annotation files, then in images/.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.contract import check_index
 from vlkit.data.images import load_image
 
 
@@ -107,10 +107,7 @@ class CocoCaptions:
         return len(self._items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = operator.index(i)
-        if not 0 <= i < len(self._items):
-            raise IndexError(f"index {i} out of range for {len(self._items)} images in {self.path}")
-        image_id, file, captions = self._items[i]
+        image_id, file, captions = self._items[check_index(i, len(self._items), f"images in {self.path}")]
         return {"image": load_image(file), "captions": list(captions), "key": f"coco-{image_id}"}
 
     def captions(self, i: int) -> list[str]:

@@ -14,11 +14,11 @@ The whole file is validated at construction, naming the record and field at faul
 
 from __future__ import annotations
 
-import operator
 from pathlib import Path
 from typing import Any
 
 from vlkit.data.coco import read_json
+from vlkit.data.contract import check_index
 from vlkit.data.images import load_image
 from vlkit.jsonl import iter_jsonl
 
@@ -88,10 +88,9 @@ class ConversationFile:
         return len(self._records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = operator.index(i)
-        if not 0 <= i < len(self._records):
-            raise IndexError(f"index {i} out of range for {len(self._records)} conversations in {self.path}")
-        key, image, messages = self._records[i]
+        key, image, messages = self._records[
+            check_index(i, len(self._records), f"conversations in {self.path}")
+        ]
         return {"image": load_image(image), "captions": [], "messages": messages, "key": key}
 
     def texts(self, i: int) -> list[str]:
