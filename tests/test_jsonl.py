@@ -87,3 +87,13 @@ def test_coco_and_conversation_files_are_read_by_one_reader_each(tmp_path):
     chat.write_text(json.dumps({"id": "q", "image": "x.png", "messages": turns}) + "\n[1]\n")
     with pytest.raises(ValueError, match=f"{chat}:2: expected a JSON object"):
         conversation_contexts(chat)
+
+
+def test_incontext_reads_llava_json_with_the_conversation_reader(tmp_path):
+    from vlkit.instruct import generate_incontext
+
+    turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "bot", "value": "A cat."}]
+    path = tmp_path / "llava.json"
+    path.write_text(json.dumps([{"id": "q", "image": "x.png", "conversations": turns}]))
+    with pytest.raises(ValueError, match=r"record 0 \(id 'q'\): conversations\[1\]\.from must be one of"):
+        generate_incontext(path, tmp_path / "icl")

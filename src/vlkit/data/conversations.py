@@ -112,6 +112,17 @@ def _image_path(folder: Path, value: Any, where: str) -> Path:
     return path if path.is_absolute() else folder / path
 
 
+def llava_messages(turns: list[dict], where: str) -> list[dict]:
+    """LLaVA's turns ({"from": "human" | "gpt" | "system", "value"}) as chat messages."""
+    messages = []
+    for t, turn in enumerate(turns):
+        role = LLAVA_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None:
+            raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
+        messages.append({"role": role, "content": turn.get("value")})
+    return messages
+
+
 def _read_llava_json(path: Path, check: bool) -> list[tuple[str, Path, list[dict]]]:
     data = read_json(path)
     if not isinstance(data, list):
@@ -125,12 +136,7 @@ def _read_llava_json(path: Path, check: bool) -> list[tuple[str, Path, list[dict
         )
         if not isinstance(record, dict) or "image" not in record or "conversations" not in record:
             raise ValueError(f"{where}: needs 'image' and 'conversations'")
-        messages = []
-        for t, turn in enumerate(record["conversations"]):
-            role = LLAVA_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-            if role is None:
-                raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
-            messages.append({"role": role, "content": turn.get("value")})
+        messages = llava_messages(record["conversations"], where)
         if check:
             check_messages(messages, where)
         key = str(record.get("id", n))

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vlkit.data.conversations import llava_messages
 from vlkit.instruct.runner import read_log
 
 RUN_LOG = "runs.jsonl"
 
 
 def to_chat(record: dict) -> dict:
-    roles = {"human": "user", "gpt": "assistant"}
-    messages = [{"role": roles[t["from"]], "content": t["value"]} for t in record["conversations"]]
+    messages = llava_messages(record["conversations"], f"record {record['id']!r}")
     return {"id": record["id"], "images": [record["image"]], "messages": messages}
 
 
