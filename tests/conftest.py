@@ -7,6 +7,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import io  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -14,6 +15,49 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from vlkit.config import Config, SourceConfig  # noqa: E402
+
+_TOWERS = [  # tiny CLIP towers
+    "model.vision_width=16",
+    "model.vision_layers=1",
+    "model.vision_heads=2",
+    "model.image_size=32",
+    "model.text_width=16",
+    "model.text_layers=1",
+    "model.text_heads=2",
+    "model.embed_dim=8",
+    "model.vocab_size=64",
+    "data.image_size=32",
+]
+_LM = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab_size=300"]  # a tiny gpt-tiny
+_RUN = ["train.batch_size=8", "train.warmup_steps=1", "train.eval_every=0"]
+
+
+@dataclass(frozen=True)
+class TinyOverrides:
+    """`--set` overrides that shrink the tour and the recipes to test size, as the CLI takes them."""
+
+    tour: tuple[str, ...] = (*_TOWERS, *_RUN, "eval.num_images=32", "train.steps=3")  # the tour's CLIP
+    tour_generative: tuple[str, ...] = (  # the tour's VLM
+        *_LM,
+        "train.batch_size=8",
+        "train.eval_every=0",
+        "eval.num_images=4",
+        "train.steps=2",
+    )
+    train: tuple[str, ...] = (
+        *_TOWERS,
+        *_LM,
+        *_RUN,
+        "eval.num_images=32",
+        "train.steps=2",
+        "train.save_every=2",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> TinyOverrides:
+    """The tiny overrides every test that runs the tour or `vlkit train` on a recipe uses."""
+    return TinyOverrides()
 
 
 @pytest.fixture

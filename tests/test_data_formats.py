@@ -422,6 +422,83 @@ def test_open_named_infers_the_kind(tmp_path: Path) -> None:
     assert len(open_named(str(tmp_path / "shards" / "shard-000001.tar"))) == 1
     with pytest.raises(ValueError, match="not an embedded set"):
         open_named(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        open_named(str(tmp_path / "nope"))
+
+
+def _write_coco_and_llava(root: Path) -> dict[str, Path]:
+    """One image two ways: COCO captions + instances, and a LLaVA JSON / chat JSONL conversation."""
+    root.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_pattern(seed=3)).save(root / "a.png")
+    image = {"id": 7, "file_name": "a.png", "width": 16, "height": 12}
+    captions = {"images": [image], "annotations": [{"id": 1, "image_id": 7, "caption": "a dog "}]}
+    instances = {
+        "images": [image],
+        "categories": [{"id": 1, "name": "dog"}],
+        "annotations": [{"id": 2, "image_id": 7, "category_id": 1, "bbox": [0, 0, 8, 6]}],
+    }
+    (root / "captions_val.json").write_text(json.dumps(captions))
+    (root / "instances_val.json").write_text(json.dumps(instances))
+    turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A dog."}]
+    (root / "llava.json").write_text(json.dumps([{"id": "q", "image": "a.png", "conversations": turns}]))
+    messages = [{"role": "user", "content": "<image> What?"}, {"role": "assistant", "content": "A dog."}]
+    (root / "chat.jsonl").write_text(json.dumps({"id": "q", "image": "a.png", "messages": messages}) + "\n")
+    return {n: root / n for n in ("captions_val.json", "llava.json", "chat.jsonl")}
+
+
+def test_one_resolver_names_a_source_kind_for_data_sets_instruction_sources_and_eval(tmp_path: Path) -> None:
+    """`resolve_name` is the one home of data-by-name: data sets (open_named), instruction sources
+    (open_source) and eval data (open_benchmarks, after the benchmarks' own layouts) agree on it,
+    and every kind it names is a data source kind."""
+    from vlkit.data import SOURCE_KINDS, resolve_name
+    from vlkit.data.contexts import open_source
+    from vlkit.eval.run import open_benchmarks
+
+    files = _write_coco_and_llava(tmp_path / "coco")
+    kinds = {name: resolve_name(str(path))[0] for name, path in files.items()}
+    assert kinds == {
+        "captions_val.json": "coco",
+        "llava.json": "conversations",
+        "chat.jsonl": "conversations",
+    }
+    assert resolve_name(str(tmp_path / "coco"))[0] == "coco"  # a folder of COCO files
+    assert set(kinds.values()) <= set(SOURCE_KINDS)
+
+    (sample,) = open_named(str(tmp_path / "coco"))  # the coco kind: images with their captions
+    assert (
+        sample["captions"] == ["a dog"] and sample["key"] == "coco-7" and sample["image"].shape == (12, 16, 3)
+    )
+    for name in ("llava.json", "chat.jsonl"):
+        assert open_named(str(files[name]))[0]["messages"][-1]["content"] == "A dog."
+        (ctx,) = open_source(str(files[name]))
+        assert ctx.captions == ["A dog."]
+        with pytest.raises(ValueError, match="no captions"):
+            open_benchmarks(str(files[name]))
+    (ctx,) = open_source(str(tmp_path / "coco"))
+    assert ctx.captions == ["a dog"] and ctx.objects[0].category == "dog"
+    assert [b.task for b in open_benchmarks(str(files["captions_val.json"]))] == ["caption", "retrieval"]
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        open_source(str(tmp_path / "nope"))
+
+
+def test_user_kinds_refuse_an_index_out_of_range_alike(tmp_path: Path) -> None:
+    files = _write_coco_and_llava(tmp_path / "coco")
+    write_shards(_samples(3), tmp_path / "shards", max_per_shard=2)
+    folder = _write_folder(tmp_path / "folder", [json.dumps({"image": "b.png", "caption": "x"})])
+    names = [folder, tmp_path / "shards", tmp_path / "coco", files["llava.json"], files["chat.jsonl"]]
+    for dataset in map(open_named, map(str, names)):
+        for i in (len(dataset), -1):
+            with pytest.raises(IndexError, match=f"index {i} out of range for {len(dataset)} "):
+                dataset[i]
+
+
+def test_any_data_source_is_an_instruction_source(tmp_path: Path) -> None:
+    from vlkit.data.contexts import open_source
+
+    write_shards(_samples(3), tmp_path / "shards", max_per_shard=2)
+    contexts = list(open_source(str(tmp_path / "shards"), count=2))
+    assert [c.image for c in contexts] == ["images/webdataset/000000.png", "images/webdataset/000001.png"]
+    assert contexts[0].captions == _samples(1)[0]["captions"] and contexts[0].array.ndim == 3
 
 
 def test_eval_reads_saved_hf_datasets_and_scores_the_test_split(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from vlkit.cli import main
 from vlkit.data import instruct_template as template
 from vlkit.data.contexts import (
     coco_contexts,
+    conversation_contexts,
     folder_contexts,
-    llava_contexts,
     open_source,
     save_image,
     scene_contexts,
@@ -189,7 +189,7 @@ def test_sources_coco_folder_llava(tmp_path):
         }
     ]
     (tmp_path / "l.json").write_text(json.dumps(llava))
-    (lctx,) = llava_contexts(tmp_path / "l.json")
+    (lctx,) = conversation_contexts(tmp_path / "l.json")
     assert lctx.captions == ["A cat."] and lctx.image == str((tmp_path / "f" / "x.png").resolve())
     with pytest.raises(ValueError, match="exact attributes"):
         template.write(lctx, "detail")

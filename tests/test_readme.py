@@ -5,7 +5,8 @@ folder where a tiny tour wrote `runs/tour` and `runs/tour/llava` (what `make tou
 with `recipes/` beside them and `a.png`, `b.png`, `my-images/` standing for the user's images.
 bash lines run as `vlkit` commands (`&&` chains them); python blocks run as scripts. The only
 changes, all listed here:
-- `vlkit train` gets `TINY_TRAIN` appended (`--set` overrides: tiny towers, 2 steps);
+- `vlkit train` gets `tiny_overrides.train` appended (conftest.py's `--set` overrides: tiny towers,
+  2 steps);
 - `--count N` becomes `--count 4`;
 - the commands in `NOT_RUN` are not run, for the reason given (each is tested elsewhere).
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,21 +35,6 @@ from vlkit.tour import run_tour
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- tested: tests/test_readme.py"
 SERVED = ", served by:"
-TINY_TOWERS = [
-    "model.vision_width=16",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "model.image_size=32",
-    "model.text_width=16",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.embed_dim=8",
-    "model.vocab_size=64",
-    "data.image_size=32",
-]
-TINY_LM = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab_size=300"]
-TINY_RUN = ["train.batch_size=8", "train.warmup_steps=1", "train.eval_every=0", "eval.num_images=32"]
-TINY_TRAIN = [*TINY_TOWERS, *TINY_LM, *TINY_RUN, "train.steps=2", "train.save_every=2"]
 NOT_RUN = {
     "vlkit serve": "a server runs until stopped (the blocks marked `served by:` run against one)",
     "vlkit train recipes/llava-smollm2.yaml": "loads the 135M SmolLM2 in both stages (tests/test_recipes.py)",
@@ -86,23 +73,22 @@ def commands(block: str) -> list[list[str]]:
     return out
 
 
-def as_tested(words: list[str]) -> list[str]:
+def as_tested(words: list[str], train_overrides: Sequence[str]) -> list[str]:
     """The tiny overrides this module's docstring lists."""
     words = list(words)
     if "--count" in words:
         words[words.index("--count") + 1] = "4"
     if words[:2] == ["vlkit", "train"]:
-        words += [a for o in TINY_TRAIN for a in ("--set", o)]
+        words += [a for o in train_overrides for a in ("--set", o)]
     return words
 
 
 @pytest.fixture(scope="module")
-def newcomer(tmp_path_factory) -> Path:
+def newcomer(tmp_path_factory, tiny_overrides) -> Path:
     """A folder as a newcomer's after `make tour` (tiny), with their own images."""
     home = tmp_path_factory.mktemp("newcomer")
     (home / "recipes").symlink_to(ROOT / "recipes")
-    generative = [*TINY_LM, "train.steps=2", "train.batch_size=8", "train.eval_every=0", "eval.num_images=4"]
-    tour = [*TINY_TOWERS, *TINY_RUN, "train.steps=3"]
+    tour, generative = list(tiny_overrides.tour), list(tiny_overrides.tour_generative)
     run_tour(str(home / "runs" / "tour"), tour, progress=False, generative_overrides=generative)
     scenes = Scenes(ScenesConfig(image_size=32, seed=5))
     (home / "my-images").mkdir()
@@ -167,7 +153,7 @@ def _wait_until_ready(server: subprocess.Popen, port: str) -> None:
 
 
 @pytest.mark.slow
-def test_readme_commands_run_as_written_after_a_tour(newcomer):
+def test_readme_commands_run_as_written_after_a_tour(newcomer, tiny_overrides):
     for lang, code in readme_blocks((ROOT / "README.md").read_text()):
         if lang == "python":
             _ok(subprocess.run([sys.executable, "-c", code], **_in(newcomer)), code)
@@ -175,7 +161,7 @@ def test_readme_commands_run_as_written_after_a_tour(newcomer):
         for words in commands(code):
             if any(" ".join(words).startswith(s) for s in NOT_RUN):
                 continue
-            args = as_tested(words)
+            args = as_tested(words, tiny_overrides.train)
             assert args[0] == "vlkit", f"README command {words}: not a vlkit command"
             result = subprocess.run([sys.executable, "-m", "vlkit", *args[1:]], **_in(newcomer))
             _ok(result, shlex.join(args))

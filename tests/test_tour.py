@@ -6,27 +6,10 @@ import pytest
 
 from vlkit.tour import run_tour
 
-TINY = [
-    "model.vision_width=16",
-    "model.vision_layers=1",
-    "model.vision_heads=2",
-    "model.image_size=32",
-    "model.text_width=16",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.embed_dim=8",
-    "model.vocab_size=64",
-    "data.image_size=32",
-    "train.batch_size=8",
-    "train.warmup_steps=1",
-]
-
 
 @pytest.mark.slow
-def test_tour_trains_evaluates_and_reports(tmp_path, capsys):
-    overrides = [*TINY, "train.steps=3", "train.eval_every=0", "eval.num_images=32"]
-    tiny_lm = ["vlm.lm_width=16", "vlm.lm_layers=1", "vlm.lm_heads=2", "vlm.lm_vocab_size=300"]
-    generative = [*tiny_lm, "train.steps=2", "train.eval_every=0", "train.batch_size=8", "eval.num_images=4"]
+def test_tour_trains_evaluates_and_reports(tmp_path, capsys, tiny_overrides):
+    overrides, generative = list(tiny_overrides.tour), list(tiny_overrides.tour_generative)
     scores = run_tour(str(tmp_path / "tour"), overrides, progress=False, generative_overrides=generative)
     report = tmp_path / "tour" / "report"
     result = json.loads((report / "result.json").read_text())

@@ -9,7 +9,8 @@ its docstring is its help (the first line in `vlkit --help`, the text and the `A
   `Sequence` repeats: `--stop a --stop b`; `bool = False` is `--name` and `bool = True` is
   `--no-name`; `Literal[...]` gives the choices); `Annotated[T, Arg(...)]` names a flag, metavar
   or nargs the name would not give (`-k`, `--set KEY=VALUE`, `--compare A B`);
-- a frozen-dataclass parameter spreads its fields as options (decoding, teacher calls);
+- a frozen-dataclass parameter spreads its fields as options (decoding, teacher calls), with the
+  parameter's default's values, else the dataclass's (a field without a default is required);
 - `progress` is the global `-q`'s opposite.
 `main` calls `fn(**arguments)` with every parsed value and fails if one is left over, so an option
 cannot be parsed and then ignored (as `vlkit instruct --cache` once was).
@@ -187,11 +188,12 @@ def _add_function(parser: argparse.ArgumentParser, fn: Callable, doc: Doc) -> No
         if not dataclasses.is_dataclass(hint):
             _add_argument(parser, param, hint, arg, doc.args.get(param.name), fn)
             continue
-        if param.default is param.empty:
-            raise TypeError(f"{fn.__qualname__}: {param.name} needs a default {hint.__name__}")
         fields = Doc.of(hint).args
         for field_param, field_hint, field_arg in parameters(hint):
-            default = getattr(param.default, field_param.name)  # the command's own defaults
+            if param.default is not param.empty:  # the command's own defaults
+                default = getattr(param.default, field_param.name)
+            else:  # the dataclass's: a field without one is a required option
+                default = field_param.default
             field_param = field_param.replace(kind=field_param.KEYWORD_ONLY, default=default)
             _add_argument(parser, field_param, field_hint, field_arg, fields.get(field_param.name), hint)
 

@@ -65,7 +65,8 @@ class ModelConfig(VisionConfig):
 class SourceConfig:
     """One data source; several are mixed by weight."""
 
-    kind: str = "scenes"  # scenes | scenes-instruct | photos | fashion-mnist | folder | webdataset | hf | conversations
+    # scenes | scenes-instruct | photos | fashion-mnist | folder | webdataset | hf | conversations | coco
+    kind: str = "scenes"
     path: str = ""  # folder / shard pattern / saved dataset (user data only)
     weight: float = 1.0
     split: str = "train"

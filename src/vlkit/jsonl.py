@@ -32,3 +32,23 @@ def iter_jsonl(path: str | Path, *, torn_tail: bool = False) -> Iterator[tuple[i
 def read_jsonl(path: str | Path, *, torn_tail: bool = False) -> list[dict[str, Any]]:
     """Every object of `path`, in order (see `iter_jsonl`)."""
     return [record for _, record in iter_jsonl(path, torn_tail=torn_tail)]
+
+
+def cut_torn_tail(path: str | Path) -> bool:
+    """Before appending to a log a killed writer may have cut mid-line: removes a last line that
+    is not valid JSON (or ends a whole one that lacks its newline), so the next append starts a
+    line of its own. True if a torn line was cut off."""
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if not data or data.endswith(b"\n"):
+        return False
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:  # not JSON, or cut inside a UTF-8 character
+        with path.open("r+b") as f:
+            f.truncate(start)
+        return True
+    with path.open("ab") as f:
+        f.write(b"\n")
+    return False

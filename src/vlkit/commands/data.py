@@ -9,7 +9,7 @@ def shards(source: str, *, out: str, count: int | None = None, per_shard: int = 
     """Write a data set as webdataset tar shards.
 
     Args:
-        source: scenes | photos | fashion-mnist | a folder with captions.jsonl
+        source: a data name: scenes | photos | fashion-mnist | a data folder, file or shards
         out: output folder
         count: samples to write (needed for scenes)
         per_shard: samples per tar file

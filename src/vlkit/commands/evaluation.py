@@ -29,7 +29,7 @@ def evaluate(
         model: vlkit model or run folder, transformers folder or cached hub id
         data: scenes | photos (held-out split) | fashion-mnist (test split) | a benchmark's files
             (VQAv2, COCO / Karpathy captions, Winoground, Hateful Memes, SNLI-VE, NLVR2, RefCOCO,
-            class folders) | a vlkit data folder
+            class folders) | any other data name (a data folder, shards, a saved HF dataset)
         task: one task (default: every task the model and the data support)
         limit: at most N samples (scenes: N scenes)
         out: report folder (default: <run>/eval-<data> for a run folder, <model>/eval-<data> for a

@@ -2,8 +2,9 @@
 
 Turn images with symbolic annotations into instruction data (LLaVA JSON + chat JSONL, stats.json,
 CARD.md). Runs resume where they stopped; teacher replies are cached in <out>/cache.sqlite.
-Sources: scenes (with --count) | a COCO instances/captions file or folder | a LLaVA JSON | a folder
-with captions.jsonl.
+Sources are data names: scenes (with --count), a COCO instances/captions file or folder (captions
+and boxes), a LLaVA JSON or chat JSONL (assistant turns), a folder with captions.jsonl (optional
+boxes), or any other data source (photos, fashion-mnist, a saved HF dataset, shards: captions).
 Teachers: template: (exact, no LLM) | local:NAME (registry LM or folder) | openai:MODEL@BASE_URL
 (key from --api-key-env).
 
@@ -69,12 +70,29 @@ class TeacherCalls:
 CALLS = TeacherCalls()
 
 
+@dataclass(frozen=True)
+class Source:
+    """The images an instruction set is made from, and where it is written.
+
+    Args:
+        source: a data name (scenes needs --count; the list: vlkit instruct --help)
+        out: output folder (rerun to resume)
+        count: images to use (needed for scenes)
+        seed: scenes world seed
+    """
+
+    source: str
+    out: str
+    count: int | None = None
+    seed: int = 0
+
+    def generator_kwargs(self) -> dict:
+        return dict(count=self.count, seed=self.seed)
+
+
 def llava(
     *,
-    source: str,
-    out: str,
-    count: int | None = None,
-    seed: int = 0,
+    data: Source,
     teacher: str = "template:",
     kinds: str = "conversation,detail,reasoning",
     calls: TeacherCalls = CALLS,
@@ -83,35 +101,21 @@ def llava(
     """Conversation, detailed description, complex reasoning.
 
     Args:
-        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
-        out: output folder (rerun to resume)
-        count: images to use (needed for scenes)
-        seed: scenes world seed
         teacher: template: | local:NAME | openai:MODEL@BASE_URL
         kinds: comma-separated kinds
-        calls: how the teacher is called
     """
     from vlkit import instruct
 
+    kwargs = data.generator_kwargs() | calls.generator_kwargs()
     stats = instruct.generate_llava(
-        source,
-        out,
-        teacher,
-        kinds.split(","),
-        count=count,
-        seed=seed,
-        progress=progress,
-        **calls.generator_kwargs(),
+        data.source, data.out, teacher, kinds.split(","), progress=progress, **kwargs
     )
-    _report(stats, out)
+    _report(stats, data.out)
 
 
 def minigpt4(
     *,
-    source: str,
-    out: str,
-    count: int | None = None,
-    seed: int = 0,
+    data: Source,
     teacher: str,
     describer: str,
     calls: TeacherCalls = CALLS,
@@ -120,53 +124,38 @@ def minigpt4(
     """A VLM describes each image, a teacher cleans the text.
 
     Args:
-        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
-        out: output folder (rerun to resume)
-        count: images to use (needed for scenes)
-        seed: scenes world seed
         teacher: local:NAME | openai:MODEL@BASE_URL
         describer: generative VLM folder (vlkit.load)
-        calls: how the teacher is called
     """
     import vlkit
     from vlkit import instruct
 
+    kwargs = data.generator_kwargs() | calls.generator_kwargs()
+    model, name = vlkit.load(describer), str(Path(describer).resolve())
     stats = instruct.generate_minigpt4(
-        source,
-        out,
-        vlkit.load(describer),
-        teacher,
-        count=count,
-        seed=seed,
-        describer_name=str(Path(describer).resolve()),
-        progress=progress,
-        **calls.generator_kwargs(),
+        data.source, data.out, model, teacher, describer_name=name, progress=progress, **kwargs
     )
-    _report(stats, out)
+    _report(stats, data.out)
 
 
 def multiinstruct(
     *,
-    source: str,
-    out: str,
-    count: int | None = None,
-    seed: int = 0,
+    data: Source,
     tasks: str | None = None,
     progress: bool = True,
 ) -> None:
     """Task templates: VQA, captioning, grounding, ...
 
     Args:
-        source: scenes | COCO file/folder | LLaVA JSON | captions.jsonl folder
-        out: output folder (rerun to resume)
-        count: images to use (needed for scenes)
-        seed: scenes world seed
         tasks: comma-separated tasks (default: all)
     """
     from vlkit import instruct
 
     chosen = tasks.split(",") if tasks else instruct.TASKS
-    _report(instruct.generate_multiinstruct(source, out, chosen, count, seed, progress), out)
+    stats = instruct.generate_multiinstruct(
+        data.source, data.out, chosen, progress=progress, **data.generator_kwargs()
+    )
+    _report(stats, data.out)
 
 
 def incontext(

@@ -1,4 +1,5 @@
-"""Data sets: embedded ones (scenes, photos, fashion-mnist) and your own (folder, webdataset, hf).
+"""Data sets: embedded ones (scenes, photos, fashion-mnist) and your own (folder, webdataset, hf,
+conversations, coco).
 
 Every data set follows one contract: `len(ds)` and `ds[i]` → a dict with
     "image": uint8[H, W, 3] RGB, "captions": list[str] (>= 1), "key": str (a stable id),
@@ -13,16 +14,17 @@ range raises IndexError. Sets that can give captions without decoding images als
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from vlkit.config import DataConfig, SourceConfig
 from vlkit.data.folder import ImageFolderCaptions
 from vlkit.data.images import MAX_PIXELS, ImageError, load_image
 from vlkit.data.mix import MixedDataset
+from vlkit.data.names import EMBEDDED_KINDS, resolve_name
 from vlkit.data.shards import WebDatasetShards, write_shards
 
 __all__ = [
+    "EMBEDDED_KINDS",
     "MAX_PIXELS",
     "SOURCE_KINDS",
     "ImageError",
@@ -35,6 +37,7 @@ __all__ = [
     "iter_texts",
     "load_image",
     "open_named",
+    "resolve_name",
     "write_shards",
 ]
 
@@ -78,6 +81,12 @@ def _conversations(source: SourceConfig, cfg: DataConfig) -> Any:
     return ConversationFile(source.path)
 
 
+def _coco(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.coco import CocoCaptions
+
+    return CocoCaptions(source.path)
+
+
 def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.hf import HFDiskDataset
 
@@ -94,8 +103,9 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "webdataset": lambda source, cfg: WebDatasetShards(source.path),
     "hf": _hf,
     "conversations": _conversations,  # LLaVA JSON or chat-messages JSONL
+    "coco": _coco,  # COCO captions_*.json (or a folder of COCO files): images with their captions
 }
-USER_KINDS = ("folder", "webdataset", "hf", "conversations")
+USER_KINDS = ("folder", "webdataset", "hf", "conversations", "coco")
 
 
 def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sources[0]") -> Any:
@@ -166,37 +176,12 @@ def iter_texts(dataset: Any, n: int) -> list[str]:
     return texts
 
 
-EMBEDDED_KINDS = ("scenes", "photos", "fashion-mnist")
-
-
 def open_named(name: str, split: str = "train") -> Any:
-    """A data set from a command-line name (defaults of DataConfig for embedded sets):
-
-    scenes | photos | fashion-mnist, a folder holding captions.jsonl, a directory written by
-    `datasets`' save_to_disk, a directory of .tar shards, or a shard pattern / .tar path.
-    `split` applies to photos and fashion-mnist (train | test) and to a saved DatasetDict (one of
-    its splits; a missing one is an error listing those it has, never a silent fall-back to "train").
-    """
-    kind, path = _kind_of(name)
+    """A data set from a command-line name (`vlkit.data.names.resolve_name` says which kind;
+    DataConfig's defaults for embedded sets). `split` applies to photos and fashion-mnist
+    (train | test) and to a saved DatasetDict (one of its splits; a missing one is an error listing
+    those it has, never a silent fall-back to "train")."""
+    kind, path = resolve_name(name)
     has_splits = kind in ("photos", "fashion-mnist", "hf")
     source = SourceConfig(kind=kind, path=path, split=split if has_splits else "train")
     return build_source(source, DataConfig(), where=f"data {name!r}")
-
-
-def _kind_of(name: str) -> tuple[str, str]:
-    if name in EMBEDDED_KINDS:
-        return name, ""
-    path = Path(name)
-    if path.is_dir():
-        if (path / "captions.jsonl").is_file():
-            return "folder", name
-        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
-            return "hf", name
-        if any(path.glob("*.tar")):
-            return "webdataset", str(path / "*.tar")
-    elif path.suffix == ".tar" or any(c in name for c in "*?[{"):
-        return "webdataset", name
-    raise ValueError(
-        f"data {name!r}: not an embedded set ({', '.join(EMBEDDED_KINDS)}), nor a folder with "
-        "captions.jsonl, a saved Hugging Face dataset, a directory of .tar shards or a shard pattern"
-    )

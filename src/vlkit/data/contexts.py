@@ -2,19 +2,20 @@
 
 A `Context` holds several captions and objects with normalised boxes `(x1, y1, x2, y2)` in
 [0, 1]; for scenes it also holds the exact attributes (shape, colour, size), which the template
-teacher writes from and the consistency check compares against. Loaders read four sources:
+teacher writes from and the consistency check compares against. Sources are data names
+(`vlkit.data.names`), with loaders for the kinds that carry more than captions:
 
     scenes                         the procedural world (exact truth; images rendered to PNG)
     COCO annotation file/folder    instances_*.json (+ captions_*.json), images next to them
-    LLaVA JSON                     [{"id", "image", "conversations"}]: gpt turns become captions
+    conversation file              LLaVA JSON / chat JSONL: assistant turns become captions
     folder with captions.jsonl     the foundation's image-folder format, optional "boxes"
+    any other kind                 its captions (photos, fashion-mnist, saved HF datasets, shards)
 
-`open_source(spec, count, out_dir)` picks the loader from the spec string.
+`open_source(spec, count, seed)` resolves the name and picks the loader.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlkit.data.coco import image_file, read_coco_path
+from vlkit.data.conversations import IMAGE_PLACEHOLDER, read_conversations
 from vlkit.data.folder import read_records
+from vlkit.data.names import resolve_name
 
 
 @dataclass
@@ -113,65 +117,36 @@ def coco_contexts(path: Path, images_dir: Path | None = None) -> list[Context]:
     Boxes `[x, y, w, h]` in pixels become `(x1, y1, x2, y2)` in [0, 1] by the image's size.
     Image files are looked up in `images_dir` (default: the annotation folder, then `images/`).
     """
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    folder = path if path.is_dir() else path.parent
-    images: dict[int, dict] = {}
-    categories: dict[int, str] = {}
-    captions: dict[int, list[str]] = {}
+    coco = read_coco_path(path)
     boxes: dict[int, list[ContextObject]] = {}
-    for file in files:
-        data = _read_json(file)
-        if not isinstance(data, dict) or "images" not in data:
-            continue
-        for im in data["images"]:
-            images.setdefault(im["id"], {}).update(im)  # captions files omit sizes
-        categories.update({c["id"]: c["name"] for c in data.get("categories", [])})
-        for ann in data.get("annotations", []):
-            where = f"{file}: annotation {ann.get('id')}"
-            if "caption" in ann:
-                captions.setdefault(ann["image_id"], []).append(ann["caption"].strip())
-            elif "bbox" in ann:
-                im = images.get(ann["image_id"])
-                if im is None or not im.get("width") or not im.get("height"):
-                    raise ValueError(f"{where}: image {ann['image_id']} has no width/height in 'images'")
-                x, y, w, h = ann["bbox"]
-                W, H = im["width"], im["height"]
-                box = (x / W, y / H, (x + w) / W, (y + h) / H)
-                name = categories.get(ann.get("category_id"), "object")
-                boxes.setdefault(ann["image_id"], []).append(
-                    ContextObject(name, tuple(round(v, 3) for v in box))
-                )
-    if not images:
-        raise ValueError(f"{path}: no COCO 'images' list found (expected instances_*.json / captions_*.json)")
-    roots = [images_dir] if images_dir else [folder, folder / "images"]
-    out = []
-    for image_id, im in images.items():
-        file = next(
-            (r / im["file_name"] for r in roots if (r / im["file_name"]).is_file()),
-            roots[0] / im["file_name"],
+    for ann in coco.instances:
+        W, H = coco.size(ann["image_id"], f"{ann['file']}: annotation {ann.get('id')}")
+        x, y, w, h = ann["bbox"]
+        box = (x / W, y / H, (x + w) / W, (y + h) / H)
+        name = coco.categories.get(ann.get("category_id"), "object")
+        boxes.setdefault(ann["image_id"], []).append(ContextObject(name, tuple(round(v, 3) for v in box)))
+    return [
+        Context(
+            f"coco-{image_id}",
+            str(image_file(path, im["file_name"], images_dir).resolve()),
+            [c.strip() for c in coco.captions.get(image_id, [])],
+            boxes.get(image_id, []),
         )
-        out.append(
-            Context(
-                f"coco-{image_id}", str(file.resolve()), captions.get(image_id, []), boxes.get(image_id, [])
-            )
-        )
-    return out
+        for image_id, im in coco.images.items()
+    ]
 
 
-def llava_contexts(path: Path) -> list[Context]:
-    """A LLaVA JSON list: every gpt turn is a caption; images relative to the file's folder."""
-    data = _read_json(path)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a LLaVA JSON file is a list of records, got {type(data).__name__}")
+def conversation_contexts(path: Path) -> list[Context]:
+    """A LLaVA JSON or chat JSONL file: every assistant turn is a caption; images relative to
+    the file's folder."""
     out = []
-    for n, rec in enumerate(data):
-        if "image" not in rec or "conversations" not in rec:
-            raise ValueError(f"{path}: record {n} needs 'image' and 'conversations'")
-        image = Path(rec["image"]) if Path(rec["image"]).is_absolute() else path.parent / rec["image"]
+    for key, image, messages in read_conversations(path, check=False):
         answers = [
-            t["value"].replace("<image>", "").strip() for t in rec["conversations"] if t.get("from") == "gpt"
+            (m["content"] or "").replace(IMAGE_PLACEHOLDER, "").strip()
+            for m in messages
+            if m["role"] == "assistant"
         ]
-        out.append(Context(str(rec.get("id", n)), str(image.resolve()), [a for a in answers if a]))
+        out.append(Context(key, str(image.resolve()), [a for a in answers if a]))
     return out
 
 
@@ -196,32 +171,30 @@ def folder_contexts(root: Path) -> list[Context]:
     return out
 
 
+def dataset_contexts(name: str, kind: str, count: int | None = None) -> Iterator[Context]:
+    """Any other data source (photos, fashion-mnist, a saved HF dataset, shards) by name: its
+    captions, no objects; images in memory, saved as `images/<kind>/<index>.png`."""
+    from vlkit.data import open_named
+
+    dataset = open_named(name)
+    for i in range(min(count or len(dataset), len(dataset))):
+        sample = dataset[i]
+        yield Context(
+            f"{kind}-{i:06d}", f"images/{kind}/{i:06d}.png", sample["captions"], array=sample["image"]
+        )
+
+
 def open_source(spec: str, count: int | None = None, seed: int = 0) -> list[Context] | Iterator[Context]:
-    """'scenes' (needs count) | a COCO file/folder | a LLaVA JSON file | a folder with captions.jsonl."""
-    if spec == "scenes":
+    """Instruction contexts from any data name (`vlkit.data.names`): scenes (needs count, exact
+    attributes), COCO (captions and boxes), a conversation file (assistant turns as captions), a
+    folder with captions.jsonl (optional boxes), or any other source kind (captions only)."""
+    kind, path = resolve_name(spec, what="source")
+    if kind == "scenes":
         if not count:
             raise ValueError("source 'scenes' is endless: pass a count (--count N)")
         return scene_contexts(count, seed)
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"source {spec!r}: not 'scenes' and no such file or folder")
-    if path.is_dir() and (path / "captions.jsonl").is_file():
-        contexts = folder_contexts(path)
-    elif path.is_dir() or _is_coco(path):
-        contexts = coco_contexts(path)
-    else:
-        contexts = llava_contexts(path)
+    readers = {"coco": coco_contexts, "conversations": conversation_contexts, "folder": folder_contexts}
+    if kind not in readers:
+        return dataset_contexts(spec, kind, count)
+    contexts = readers[kind](Path(path))
     return contexts[:count] if count else contexts
-
-
-def _is_coco(path: Path) -> bool:
-    with path.open(encoding="utf-8") as f:
-        head = f.read(256).lstrip()[:1]
-    return head == "{"
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None

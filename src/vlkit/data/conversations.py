@@ -14,11 +14,11 @@ The whole file is validated at construction, naming the record and field at faul
 
 from __future__ import annotations
 
-import json
-import operator
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.coco import read_json
+from vlkit.data.contract import check_index
 from vlkit.data.images import load_image
 from vlkit.jsonl import iter_jsonl
 
@@ -80,8 +80,7 @@ class ConversationFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"conversation file not found: {self.path}")
-        reader = _read_chat_jsonl if self.path.suffix == ".jsonl" else _read_llava_json
-        self._records = reader(self.path)
+        self._records = read_conversations(self.path)
         if not self._records:
             raise ValueError(f"{self.path}: no conversations in the file")
 
@@ -89,15 +88,21 @@ class ConversationFile:
         return len(self._records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = operator.index(i)
-        if not 0 <= i < len(self._records):
-            raise IndexError(f"index {i} out of range for {len(self._records)} conversations in {self.path}")
-        key, image, messages = self._records[i]
+        key, image, messages = self._records[
+            check_index(i, len(self._records), f"conversations in {self.path}")
+        ]
         return {"image": load_image(image), "captions": [], "messages": messages, "key": key}
 
     def texts(self, i: int) -> list[str]:
         """The conversation's texts without decoding the image (tokenizer training)."""
         return [m["content"].replace(IMAGE_PLACEHOLDER, "") for m in self._records[i][2]]
+
+
+def read_conversations(path: Path, check: bool = True) -> list[tuple[str, Path, list[dict]]]:
+    """(key, image path, messages) per record of a LLaVA JSON (`.json`) or chat JSONL (`.jsonl`)
+    file; `check`: each conversation must be one a model can be trained on (`check_messages`)."""
+    reader = _read_chat_jsonl if Path(path).suffix == ".jsonl" else _read_llava_json
+    return reader(Path(path), check)
 
 
 def _image_path(folder: Path, value: Any, where: str) -> Path:
@@ -107,11 +112,19 @@ def _image_path(folder: Path, value: Any, where: str) -> Path:
     return path if path.is_absolute() else folder / path
 
 
-def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+def llava_messages(turns: list[dict], where: str) -> list[dict]:
+    """LLaVA's turns ({"from": "human" | "gpt" | "system", "value"}) as chat messages."""
+    messages = []
+    for t, turn in enumerate(turns):
+        role = LLAVA_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None:
+            raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
+        messages.append({"role": role, "content": turn.get("value")})
+    return messages
+
+
+def _read_llava_json(path: Path, check: bool) -> list[tuple[str, Path, list[dict]]]:
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of records (LLaVA format)")
     records = []
@@ -123,19 +136,15 @@ def _read_llava_json(path: Path) -> list[tuple[str, Path, list[dict]]]:
         )
         if not isinstance(record, dict) or "image" not in record or "conversations" not in record:
             raise ValueError(f"{where}: needs 'image' and 'conversations'")
-        messages = []
-        for t, turn in enumerate(record["conversations"]):
-            role = LLAVA_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-            if role is None:
-                raise ValueError(f"{where}: conversations[{t}].from must be one of {list(LLAVA_ROLES)}")
-            messages.append({"role": role, "content": turn.get("value")})
-        check_messages(messages, where)
+        messages = llava_messages(record["conversations"], where)
+        if check:
+            check_messages(messages, where)
         key = str(record.get("id", n))
         records.append((key, _image_path(path.parent, record["image"], where), messages))
     return records
 
 
-def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
+def _read_chat_jsonl(path: Path, check: bool) -> list[tuple[str, Path, list[dict]]]:
     records = []
     for n, record in iter_jsonl(path):
         where = f"{path}:{n}"
@@ -146,6 +155,7 @@ def _read_chat_jsonl(path: Path) -> list[tuple[str, Path, list[dict]]]:
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise ValueError(f"{where}: 'messages' must be a list of {{'role', 'content'}}")
         messages = [{"role": m["role"], "content": m.get("content")} for m in messages]
-        check_messages(messages, where)
+        if check:
+            check_messages(messages, where)
         records.append((str(record.get("id", n)), _image_path(path.parent, images[0], where), messages))
     return records

@@ -11,10 +11,10 @@ The whole file is validated at construction; images are decoded lazily in `__get
 
 from __future__ import annotations
 
-import operator
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.contract import check_index
 from vlkit.data.images import load_image
 from vlkit.jsonl import iter_jsonl
 
@@ -53,10 +53,7 @@ class ImageFolderCaptions:
         return list(self._records[self._check_index(i)]["captions"])
 
     def _check_index(self, i: int) -> int:
-        i = operator.index(i)
-        if not 0 <= i < len(self._records):
-            raise IndexError(f"index {i} out of range for {len(self._records)} images in {self.root}")
-        return i
+        return check_index(i, len(self._records), f"images in {self.root}")
 
 
 def read_records(captions_file: Path, root: Path) -> list[dict[str, Any]]:

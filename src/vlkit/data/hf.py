@@ -8,12 +8,12 @@ mode conversion and error messages as every other vlkit source.
 
 from __future__ import annotations
 
-import operator
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from vlkit.data.contract import check_index
 from vlkit.data.images import ImageError, load_image
 
 CAPTION_COLUMNS = ("caption", "captions", "text", "sentences")
@@ -85,10 +85,7 @@ class HFDiskDataset:
         return _to_captions(self._text[i][self.caption_column], f"{self.name}#{i}", self.caption_column)
 
     def _check_index(self, i: int) -> int:
-        i = operator.index(i)
-        if not 0 <= i < len(self._table):
-            raise IndexError(f"index {i} out of range for {len(self._table)} rows in {self.name}")
-        return i
+        return check_index(i, len(self._table), f"rows in {self.name}")
 
 
 def _load(path: Path) -> datasets.Dataset | datasets.DatasetDict:

@@ -16,11 +16,12 @@ Two things are decided per index:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from vlkit.data.contract import check_index
 
 BLOCK = 4096  # positions per block: long enough that every source shows up, short to shuffle
 _MASK64 = (1 << 64) - 1
@@ -69,9 +70,7 @@ class MixedDataset:
 
     def locate(self, i: int) -> tuple[int, int]:
         """Index `i` of the mix → (source number, index within that source)."""
-        i = operator.index(i)
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} out of range for a mix of size {self.size}")
+        i = check_index(i, self.size, "samples in a mix")
         # start(b) <= b·B always and start(b+1) > (b+1)·B - #sources, so at most one step.
         block = i // self._block
         while self._block_start(block + 1) <= i:

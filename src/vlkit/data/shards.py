@@ -16,7 +16,6 @@ import glob
 import io
 import itertools
 import json
-import operator
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import braceexpand
 import numpy as np
 from PIL import Image
 
+from vlkit.data.contract import check_index
 from vlkit.data.folder import caption_list
 from vlkit.data.images import load_image
 
@@ -119,12 +119,7 @@ class WebDatasetShards:
         return f"{self.shards[entry.shard]}#{entry.key}"
 
     def _check_index(self, i: int) -> int:
-        i = operator.index(i)
-        if not 0 <= i < len(self._samples):
-            raise IndexError(
-                f"index {i} out of range for {len(self._samples)} samples in {len(self.shards)} shards"
-            )
-        return i
+        return check_index(i, len(self._samples), f"samples in {len(self.shards)} shards")
 
 
 def expand_shards(pattern_or_paths: str | Path | Sequence[str | Path]) -> list[Path]:

@@ -142,8 +142,8 @@ def _referring(scenes, task: str) -> list[dict]:
 
 
 def named_benchmarks(name: str, limit: int | None = None) -> list[Benchmark]:
-    """photos (held-out split), fashion-mnist (test split) or a vlkit data folder: zero-shot over
-    its classes when it has labels, retrieval and captioning over its captions. Unreadable images
+    """photos (held-out split), fashion-mnist (test split) or any data name (`vlkit.data.names`):
+    zero-shot over its classes when it has labels, retrieval and captioning over its captions. Unreadable images
     are skipped and counted in Benchmark.info["unreadable"]; a set under SMALL_SET images says so
     in Benchmark.info["note"]."""
     from vlkit.data import open_named
@@ -166,6 +166,8 @@ def named_benchmarks(name: str, limit: int | None = None) -> list[Benchmark]:
         )
     if not examples:
         raise ValueError(f"eval data {name!r}: no readable samples")
+    if not any(e["captions"] for e in examples):
+        raise ValueError(f"eval data {name!r}: its samples have no captions to score (a conversation file?)")
     info = {"unreadable": unreadable}
     if len(examples) < SMALL_SET:
         split = getattr(dataset, "split", None)

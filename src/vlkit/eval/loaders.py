@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlkit.jsonl import read_jsonl
+from vlkit.data.coco import read_coco, read_json
+from vlkit.jsonl import iter_jsonl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 HATEFUL_MEMES_FILES = ("dev_seen.jsonl", "dev.jsonl", "dev_unseen.jsonl", "test_seen.jsonl", "train.jsonl")
@@ -80,13 +81,6 @@ class ImageFinder:
         return str(found)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
 def _need(record: dict, keys: tuple[str, ...], where: str) -> None:
     missing = [k for k in keys if k not in record]
     if missing:
@@ -102,7 +96,7 @@ def _one(folder: Path, pattern: str) -> Path | None:
 
 
 def load_vqav2(questions: Path, annotations: Path, image_root: Path | None = None) -> Benchmark:
-    q, a = _read_json(questions), _read_json(annotations)
+    q, a = read_json(questions), read_json(annotations)
     _need(q, ("questions",), str(questions))
     _need(a, ("annotations",), str(annotations))
     subtype = q.get("data_subtype", "val2014")
@@ -135,16 +129,12 @@ def load_vqav2(questions: Path, annotations: Path, image_root: Path | None = Non
 
 def load_coco_captions(annotations: Path, image_root: Path | None = None) -> list[Benchmark]:
     """captions_<split>.json → the same examples for captioning and retrieval."""
-    data = _read_json(annotations)
-    _need(data, ("images", "annotations"), str(annotations))
-    caps: dict[int, list[str]] = {}
-    for ann in data["annotations"]:
-        caps.setdefault(ann["image_id"], []).append(ann["caption"])
+    coco = read_coco([annotations], need=("images", "annotations"))
     find = ImageFinder(image_root or annotations.parent)
     examples = [
-        {"id": str(im["id"]), "image": find(im["file_name"], str(annotations)), "captions": caps[im["id"]]}
-        for im in data["images"]
-        if im["id"] in caps
+        {"id": str(i), "image": find(im["file_name"], str(annotations)), "captions": coco.captions[i]}
+        for i, im in coco.images.items()
+        if i in coco.captions
     ]
     split = annotations.stem.removeprefix("captions_")
     return [
@@ -156,7 +146,7 @@ def load_coco_captions(annotations: Path, image_root: Path | None = None) -> lis
 def load_karpathy(path: Path, split: str = "test", image_root: Path | None = None) -> list[Benchmark]:
     """dataset_coco.json / dataset_flickr30k.json (Karpathy splits) → captioning and retrieval
     (the 5k COCO / 1k Flickr30k test images, five captions each)."""
-    data = _read_json(path)
+    data = read_json(path)
     _need(data, ("images",), str(path))
     find = ImageFinder(image_root or path.parent)
     examples = []
@@ -182,8 +172,8 @@ def load_karpathy(path: Path, split: str = "test", image_root: Path | None = Non
 def load_winoground(path: Path) -> Benchmark:
     find = ImageFinder(path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
     examples = []
-    for i, row in enumerate(read_jsonl(path)):
-        where = f"{path}:{i + 1}"
+    for line, row in iter_jsonl(path):
+        where = f"{path}:{line}"
         _need(row, ("id", "image_0", "image_1", "caption_0", "caption_1"), where)
         images = [find(f"{row[k]}.png", where) for k in ("image_0", "image_1")]
         examples.append(
@@ -200,8 +190,8 @@ def load_winoground(path: Path) -> Benchmark:
 def load_hateful_memes(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(read_jsonl(path)):
-        where = f"{path}:{i + 1}"
+    for line, row in iter_jsonl(path):
+        where = f"{path}:{line}"
         _need(row, ("id", "img", "label", "text"), where)
         if row["label"] not in (0, 1):
             raise ValueError(f"{where}: label must be 0 or 1, got {row['label']!r}")
@@ -222,8 +212,8 @@ SNLI_VE_LABELS = ("entailment", "neutral", "contradiction")
 def load_snli_ve(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(read_jsonl(path)):
-        where = f"{path}:{i + 1}"
+    for i, (line, row) in enumerate(iter_jsonl(path)):
+        where = f"{path}:{line}"
         _need(row, ("Flickr30K_ID", "sentence2", "gold_label"), where)
         if row["gold_label"] not in SNLI_VE_LABELS:
             raise ValueError(f"{where}: gold_label {row['gold_label']!r}; valid: {SNLI_VE_LABELS}")
@@ -242,8 +232,8 @@ def load_snli_ve(path: Path) -> Benchmark:
 def load_nlvr2(path: Path) -> Benchmark:
     find = ImageFinder(path.parent)
     examples = []
-    for i, row in enumerate(read_jsonl(path)):
-        where = f"{path}:{i + 1}"
+    for line, row in iter_jsonl(path):
+        where = f"{path}:{line}"
         _need(row, ("identifier", "sentence", "label"), where)
         # "dev-850-0-1" → dev-850-0-img0.png / dev-850-0-img1.png unless the names are given
         stem = row["identifier"].rsplit("-", 1)[0]
@@ -289,13 +279,12 @@ def load_refcoco(refs_path: Path, instances_path: Path, split: str = "val") -> B
     if refs_path.suffix == ".p":
         refs = read_plain_pickle(refs_path)
     else:
-        refs = _read_json(refs_path)
-    inst = _read_json(instances_path)
-    _need(inst, ("images", "annotations"), str(instances_path))
-    images = {im["id"]: im for im in inst["images"]}
-    anns = {a["id"]: a for a in inst["annotations"]}
+        refs = read_json(refs_path)
+    coco = read_coco([instances_path], need=("images", "annotations"))
+    images = coco.images
+    anns = {a["id"]: a for a in coco.instances}
     boxes_of_image: dict[int, list[list[float]]] = {}
-    for a in inst["annotations"]:
+    for a in coco.instances:
         boxes_of_image.setdefault(a["image_id"], []).append(_xyxy(a["bbox"]))
     find = ImageFinder(refs_path.parent)
     examples = []
@@ -339,7 +328,7 @@ def load_class_folders(root: Path) -> Benchmark:
         if len(names) != len(dirs):
             raise ValueError(f"{root / 'classnames.txt'}: {len(names)} names for {len(dirs)} class folders")
     elif (root / "class_names.json").is_file():
-        mapping = _read_json(root / "class_names.json")
+        mapping = read_json(root / "class_names.json")
         names = [mapping.get(d.name, d.name) for d in dirs]
     else:
         names = [d.name.replace("_", " ") for d in dirs]

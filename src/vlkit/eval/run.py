@@ -29,22 +29,17 @@ def open_benchmarks(
     data_cfg: DataConfig | None = None,
     eval_cfg: EvalConfig | None = None,
 ) -> list[Benchmark]:
-    """Every benchmark `data` holds: scenes (all tasks), photos, fashion-mnist, or a path in a
-    benchmark's own format (see `vlkit.eval.loaders`) or a vlkit data folder / shards."""
+    """Every benchmark `data` holds: scenes (all tasks), a path in a benchmark's own format (see
+    `vlkit.eval.loaders`), or any other data name (`vlkit.data.names`: photos, fashion-mnist, a
+    vlkit data folder, shards, a saved HF dataset, COCO captions)."""
     d, e = data_cfg or DataConfig(), eval_cfg or EvalConfig()
     if data == "scenes":
         return scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, limit or e.num_images)
-    if data in EMBEDDED_KINDS:
-        return named_benchmarks(data, limit)
     path = Path(data)
-    if not path.exists() and not any(c in data for c in "*?["):
-        raise FileNotFoundError(
-            f"eval data {data!r}: no such file or folder, and not one of scenes, {', '.join(EMBEDDED_KINDS[1:])}"
-        )
-    found = open_files(path) if path.exists() else []
+    found = open_files(path) if data not in EMBEDDED_KINDS and path.exists() else []
     if found:
         return [b.limited(limit) for b in found]
-    return named_benchmarks(data, limit)  # a vlkit data folder, saved HF dataset or shards
+    return named_benchmarks(data, limit)  # any other data name (vlkit.data.names)
 
 
 def run_eval(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlkit.instruct.output import to_chat
+from vlkit.data.conversations import IMAGE_PLACEHOLDER, read_conversations
 
 
 def embed_texts(texts: Sequence[str], encoder: str = "minilm-l6", batch_size: int = 64) -> np.ndarray:
@@ -66,11 +66,13 @@ def generate_incontext(
 ) -> dict:
     """Writes in-context sets for the records of a LLaVA JSON; by 'text' (encoder) or 'image' (model)."""
     path = Path(input_json)
-    records = json.loads(path.read_text(encoding="utf-8"))[:limit]
-    if not isinstance(records, list) or not records:
+    records = [
+        {"id": key, "image": str(image.resolve()), "messages": messages}
+        for key, image, messages in read_conversations(path, check=False)[:limit]
+    ]
+    if not records:
         raise ValueError(f"{path}: expected a non-empty LLaVA JSON list")
-    root = path.parent.resolve()
-    images = [str(Path(r["image"]) if Path(r["image"]).is_absolute() else root / r["image"]) for r in records]
+    images = [r["image"] for r in records]
     idx, sims = neighbours(embed_records(records, images, by, encoder, model), images, k)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ def embed_records(
     """One vector per record: its first question and answer (`encoder`), or its image (`model`)."""
     if by == "text":
         texts = [
-            " ".join(t["value"].replace("<image>", "").strip() for t in r["conversations"][:2])
+            " ".join(m["content"].replace(IMAGE_PLACEHOLDER, "").strip() for m in r["messages"][:2])
             for r in records
         ]
         return embed_texts(texts, encoder)
@@ -120,12 +122,12 @@ def write_sets(
                     "similarity": [round(float(s), 4) for s in sim],
                 }
             )
-            chats = [to_chat(dict(records[j], image=images[j])) for j in [*row, q]]
+            chats = [records[j] for j in (*row, q)]
             f.write(
                 json.dumps(
                     {
                         "id": sets[-1]["id"],
-                        "images": [c["images"][0] for c in chats],
+                        "images": [images[j] for j in [*row, q]],
                         "messages": [m for c in chats for m in c["messages"]],
                     },
                     ensure_ascii=False,

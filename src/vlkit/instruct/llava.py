@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlkit.data import instruct_template as template
-from vlkit.data.contexts import Context, open_source, save_image
+from vlkit.data.contexts import Context, save_image
 from vlkit.data.conversations import DETAIL_QUESTIONS
 from vlkit.instruct import check
 from vlkit.instruct.output import RUN_LOG, write_outputs
 from vlkit.instruct.prompts import KINDS, llava_messages
-from vlkit.instruct.runner import Run, run_tasks
-from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, parse_teacher
+from vlkit.instruct.runner import Run, open_run, run_tasks
+from vlkit.instruct.teachers import Caller, Settings, Teacher, llm_caller, parse_teacher
 
 MIN_DETAIL_WORDS = 10
 
@@ -106,15 +106,10 @@ def generate_llava(
     for k in kinds:
         if k not in KINDS:
             raise ValueError(f"kind {k!r}: valid kinds are {', '.join(KINDS)}")
-    out = Path(out_dir)
     teacher = parse_teacher(teacher, api_key_env) if isinstance(teacher, str) else teacher
-    contexts = open_source(source, count, seed) if isinstance(source, str) else source
-    run = Run(out)
-    caller = (
-        Caller(teacher, settings or Settings(), Cache(cache or out / "cache.sqlite"), run.counters)
-        if teacher.llm
-        else None
-    )
+    run, contexts = open_run(source, out_dir, count, seed)
+    out = run.out
+    caller = llm_caller(teacher, settings, cache, out, run.counters)
 
     def tasks() -> Iterator[tuple[str, Job]]:
         for ctx in contexts:

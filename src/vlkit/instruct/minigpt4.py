@@ -18,13 +18,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlkit.data.contexts import Context, open_source, save_image
+from vlkit.data.contexts import Context, save_image
 from vlkit.data.conversations import DETAIL_QUESTIONS
 from vlkit.instruct import check
 from vlkit.instruct.llava import Finisher, finish_run
 from vlkit.instruct.prompts import CLEAN, CONTINUE, DESCRIBE, MIN_DESCRIPTION_TOKENS
-from vlkit.instruct.runner import Run, run_tasks
-from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, parse_teacher
+from vlkit.instruct.runner import open_run, run_tasks
+from vlkit.instruct.teachers import Cache, Caller, Settings, Teacher, llm_caller, parse_teacher
 
 _CHATTER = re.compile(
     r"^\s*(sure|certainly|here is|here's|i have|i've|the corrected|corrected paragraph)\b[^\n]*:\s*", re.I
@@ -106,21 +106,19 @@ def generate_minigpt4(
     describer: an object with `chat(messages, max_new_tokens)` (e.g. `vlkit.load(run)`);
     `describer_name` keys its cache entries (default: its class name).
     """
-    out = Path(out_dir)
     teacher = parse_teacher(teacher, api_key_env) if isinstance(teacher, str) else teacher
     if not teacher.llm:
         raise ValueError("minigpt4: the cleaning stage needs an LLM teacher (local:NAME or openai:MODEL@URL)")
-    contexts = open_source(source, count, seed) if isinstance(source, str) else source
-    run = Run(out)
-    cache = Cache(cache or out / "cache.sqlite")
-    caller = Caller(teacher, settings or Settings(), cache, run.counters)
+    run, contexts = open_run(source, out_dir, count, seed)
+    out = run.out
+    caller = llm_caller(teacher, settings, cache, out, run.counters)
     name = describer_name or type(describer).__name__
     describer_lock = threading.Lock()  # one in-process model: one image at a time
 
     def work(job: Job) -> dict:
         save_image(job.ctx, out)
         image = str(out / job.ctx.image) if job.ctx.array is not None else job.ctx.image
-        raw = _cached_description(describer, describer_lock, name, image, cache, run.counters)
+        raw = _cached_description(describer, describer_lock, name, image, caller.cache, run.counters)
         cleaned = _clean(raw, caller, min_words)
         question = random.Random(zlib.crc32(job.ctx.id.encode())).choice(DETAIL_QUESTIONS)
         turns = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": cleaned}]

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlkit.data.contexts import Context, ContextObject, open_source, save_image
+from vlkit.data.contexts import Context, ContextObject, save_image
 from vlkit.instruct.llava import Finisher, finish_run
-from vlkit.instruct.runner import Run, run_tasks
+from vlkit.instruct.runner import open_run, run_tasks
 
 # At least five phrasings per task; placeholders: {text} (question / caption / name), {region}, {options}.
 INSTRUCTIONS: dict[str, tuple[str, ...]] = {
@@ -271,9 +271,8 @@ def generate_multiinstruct(
     for t in tasks:
         if t not in INSTRUCTIONS:
             raise ValueError(f"task {t!r}: valid tasks are {', '.join(TASKS)}")
-    out = Path(out_dir)
-    contexts = open_source(source, count, seed) if isinstance(source, str) else source
-    run = Run(out)
+    run, contexts = open_run(source, out_dir, count, seed)
+    out = run.out
     skipped: list[str] = []
 
     def jobs() -> Iterator[tuple[str, Job]]:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vlkit.instruct.runner import read_jsonl
+from vlkit.data.conversations import llava_messages
+from vlkit.instruct.runner import read_log
 
 RUN_LOG = "runs.jsonl"
 
 
 def to_chat(record: dict) -> dict:
-    roles = {"human": "user", "gpt": "assistant"}
-    messages = [{"role": roles[t["from"]], "content": t["value"]} for t in record["conversations"]]
+    messages = llava_messages(record["conversations"], f"record {record['id']!r}")
     return {"id": record["id"], "images": [record["image"]], "messages": messages}
 
 
@@ -79,7 +79,7 @@ def stats(out: Path, records: list[dict], rejected: list[dict]) -> dict:
             c["errors"] += 1
     for c in consistency.values():
         c["error_rate"] = round(c["errors"] / c["checked"], 4) if c["checked"] else 0.0
-    runs = read_jsonl(out / RUN_LOG)
+    runs = read_log(out / RUN_LOG)
     totals = Counter()
     for run in runs:
         totals.update({k: v for k, v in run.items() if isinstance(v, int)})

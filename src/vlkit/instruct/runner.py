@@ -20,32 +20,33 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vlkit.data.contexts import remove_partial_images
+from vlkit.data.contexts import Context, open_source, remove_partial_images
 from vlkit.instruct.check import Rejected
 from vlkit.instruct.teachers import Counters, Transient
+from vlkit.jsonl import cut_torn_tail, read_jsonl
 
 log = logging.getLogger(__name__)
 RECORDS, REJECTED = "records.jsonl", "rejected.jsonl"
 KILL_AFTER_ENV = "VLKIT_INSTRUCT_KILL_AFTER"  # tests: SIGKILL this process after N commits
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line; a torn last line (a killed writer) is dropped and cut off the file."""
+def read_log(path: Path) -> list[dict]:
+    """Every record of an append-only log; a torn last line (a killed writer) is dropped and cut
+    off the file, and a bad line before it is an error naming file:line."""
     if not path.is_file():
         return []
-    out, good = [], 0
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-                good += len(line)
-            except json.JSONDecodeError:
-                break
-    if good != path.stat().st_size:
-        log.warning("%s: dropping a torn line at byte %d (an interrupted run)", path, good)
-        with path.open("r+b") as f:
-            f.truncate(good)
-    return out
+    if cut_torn_tail(path):
+        log.warning("%s: dropped a torn last line (an interrupted run)", path)
+    return read_jsonl(path)
+
+
+def open_run(
+    source: str | Iterable[Context], out_dir: str | Path, count: int | None = None, seed: int = 0
+) -> tuple[Run, Iterable[Context]]:
+    """The output folder's run (a rerun resumes it) and the contexts to work through: a data
+    name's (`vlkit.data.contexts.open_source`) or the given ones."""
+    contexts = open_source(source, count, seed) if isinstance(source, str) else source
+    return Run(out_dir), contexts
 
 
 class Run:
@@ -57,8 +58,8 @@ class Run:
         removed = remove_partial_images(self.out)  # images a killed run was writing
         if removed:
             log.warning("%s: removed %d partial image files left by an interrupted run", self.out, removed)
-        self.records = read_jsonl(self.out / RECORDS)
-        self.rejected = read_jsonl(self.out / REJECTED)
+        self.records = read_log(self.out / RECORDS)
+        self.rejected = read_log(self.out / REJECTED)
         self.done = {r["id"] for r in self.records} | {r["id"] for r in self.rejected}
         self.counters = Counters()
         self.new = {"records": 0, "rejected": 0, "skipped": len(self.done)}

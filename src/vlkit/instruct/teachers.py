@@ -246,3 +246,13 @@ class Caller:
         if reply.strip() and self.cache is not None:
             self.cache.put(key, self.teacher.name, reply)
         return reply
+
+
+def llm_caller(
+    teacher: Teacher, settings: Settings | None, cache: str | Path | None, out: Path, counters: Counters
+) -> Caller | None:
+    """An LLM teacher behind the cache (default `out/cache.sqlite`), retries and rate limit;
+    None for the template teacher, which needs none of them."""
+    if not teacher.llm:
+        return None
+    return Caller(teacher, settings or Settings(), Cache(cache or out / "cache.sqlite"), counters)

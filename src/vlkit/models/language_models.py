@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from vlkit.config import VLMConfig
+from vlkit.models.towers import scratch_dims
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ def gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) ->
     tokenizer = train_chat_tokenizer(texts, cfg.lm_vocab_size, cfg.max_length)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=cfg.lm_width,
-        intermediate_size=4 * cfg.lm_width,
-        num_hidden_layers=cfg.lm_layers,
-        num_attention_heads=cfg.lm_heads,
+        **scratch_dims(cfg.lm_width, cfg.lm_layers, cfg.lm_heads),
         num_key_value_heads=cfg.lm_heads,
         max_position_embeddings=cfg.max_length + cfg.virtual_tokens,
         tie_word_embeddings=True,

@@ -38,6 +38,7 @@ from vlkit.models.towers import (
     EfficientNetTower,
     HFVisionTower,
     MeanPoolTextTower,
+    scratch_dims,
 )
 
 if TYPE_CHECKING:
@@ -53,10 +54,7 @@ def _vit_tiny(cfg: VisionConfig, saved: Path | None) -> CLIPVisionTower:
         config = CLIPVisionConfig.from_pretrained(saved)
     else:
         config = CLIPVisionConfig(
-            hidden_size=cfg.vision_width,
-            intermediate_size=4 * cfg.vision_width,
-            num_hidden_layers=cfg.vision_layers,
-            num_attention_heads=cfg.vision_heads,
+            **scratch_dims(cfg.vision_width, cfg.vision_layers, cfg.vision_heads),
             image_size=cfg.image_size,
             patch_size=cfg.patch_size,
         )
@@ -80,10 +78,7 @@ def _text_tiny(cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None
         tokenizer = tok.train_tokenizer(texts, cfg.vocab_size, cfg.max_text_length)
         config = CLIPTextConfig(
             vocab_size=len(tokenizer),
-            hidden_size=cfg.text_width,
-            intermediate_size=4 * cfg.text_width,
-            num_hidden_layers=cfg.text_layers,
-            num_attention_heads=cfg.text_heads,
+            **scratch_dims(cfg.text_width, cfg.text_layers, cfg.text_heads),
             max_position_embeddings=cfg.max_text_length,
             projection_dim=cfg.embed_dim,
             pad_token_id=tok.PAD_ID,

@@ -87,15 +87,22 @@ class EfficientNetTower(nn.Module):
         return [*m._blocks, nn.ModuleList([m._conv_head, m._bn1])]
 
 
-class CLIPTextTower(nn.Module):
-    """A transformers CLIP text transformer; pooled = final-layernormed end-of-text token."""
+class TextTower(nn.Module):
+    """A transformers text encoder and its tokenizer; a subclass says how its token states pool
+    into one vector per text (`forward`) and which layers it has (`blocks`)."""
 
-    def __init__(self, model: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, max_length: int):
+    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.out_dim = model.config.hidden_size
+
+
+class CLIPTextTower(TextTower):
+    """A transformers CLIP text transformer; pooled = final-layernormed end-of-text token."""
+
+    model: CLIPTextModel
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).pooler_output  # (B, D)
@@ -104,15 +111,8 @@ class CLIPTextTower(nn.Module):
         return [*self.model.encoder.layers, self.model.final_layer_norm]
 
 
-class MeanPoolTextTower(nn.Module):
+class MeanPoolTextTower(TextTower):
     """A BERT-style encoder (e.g. all-MiniLM-L6-v2) with sentence-transformers' masked mean pooling."""
-
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.out_dim = model.config.hidden_size
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -129,3 +129,11 @@ def tokenize(tower: nn.Module, texts: list[str]) -> dict[str, torch.Tensor]:
         texts, padding=True, truncation=True, max_length=tower.max_length, return_tensors="pt"
     )
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def scratch_dims(width: int, layers: int, heads: int) -> dict[str, int]:
+    """The shape of every transformer vlkit builds from scratch (vit-tiny, text-tiny, gpt-tiny),
+    as transformers configs name it: MLP width 4x the model width."""
+    return dict(
+        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers, num_attention_heads=heads
+    )

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset
+from vlkit.jsonl import read_jsonl
 from vlkit.models.build import build_model, initial_parts
 from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
@@ -247,14 +248,9 @@ def _append_log(path: Path, record: dict) -> None:
 
 
 def _truncate_log(path: Path, after_step: int) -> None:
-    """On resume, drop log lines a crashed run wrote after the checkpoint it resumes from."""
+    """On resume, drop log lines a crashed run wrote after the checkpoint it resumes from (and a
+    last line the crash cut short; a bad line before it is an error naming file:line)."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= after_step:
-                keep.append(line)
-        except json.JSONDecodeError:  # a line cut short by the crash
-            continue
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [r for r in read_jsonl(path, torn_tail=True) if r.get("step", 0) <= after_step]
+    path.write_text("".join(json.dumps(record) + "\n" for record in keep))
