@@ -43,6 +43,7 @@ SUBCOMMANDS = [
     "chat",
     "instruct",
     "serve",
+    "demo",
 ]
 
 
