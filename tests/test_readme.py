@@ -50,6 +50,7 @@ TINY_RUN = ["train.batch_size=8", "train.warmup_steps=1", "train.eval_every=0", 
 TINY_TRAIN = [*TINY_TOWERS, *TINY_LM, *TINY_RUN, "train.steps=2", "train.save_every=2"]
 NOT_RUN = {
     "vlkit serve": "a server runs until stopped (the blocks marked `served by:` run against one)",
+    "vlkit demo": "a web server runs until stopped (tests/test_ui_browser.py drives it in Chromium)",
     "vlkit train recipes/llava-smollm2.yaml": "loads the 135M SmolLM2 in both stages (tests/test_recipes.py)",
 }
 
@@ -113,7 +114,7 @@ def newcomer(tmp_path_factory) -> Path:
 
 def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
     blocks = readme_blocks((ROOT / "README.md").read_text())
-    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python"]
+    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python", "bash"]
     lines = [" ".join(c) for lang, code in blocks if lang == "bash" for c in commands(code)]
     assert any("runs/tour" in line for line in lines)
     for skipped in NOT_RUN:

@@ -10,8 +10,10 @@ import time
 import urllib.request
 
 import gradio as gr
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 import vlkit
 from vlkit.decoding import Decoding
@@ -72,12 +74,23 @@ def test_the_header_names_the_model_and_shows_its_cards_metrics(tiny_run, tmp_pa
     assert "| Zero-shot image classification | scenes (test) | top1 | 0.625 |" in header
 
 
-def test_search_without_an_index_searches_the_example_images(tiny_run):
+def test_search_shows_the_example_images_or_those_of_a_vlkit_index(tiny_run, tmp_path):
     model = vlkit.load(tiny_run)
     examples = ui.example_images(3)
     index, pictures = ui._search_index(model, examples, None)
-    hits = model.search(index, ["a red circle"], k=len(examples))[0]
-    assert sorted(key for key, _ in hits) == sorted(pictures) == sorted(name for name, _ in examples)
+    gallery = ui.search_gallery(model, index, pictures, "a red circle", len(examples))
+    assert sorted(caption.split()[1] for _, caption in gallery) == sorted(name for name, _ in examples)
+    assert all(any(image is shown for _, shown in examples) for image, _ in gallery)
+
+    files = ui.write_examples(examples[:2], tmp_path / "mine")
+    model.index_files(files, tmp_path / "mine.index")
+    index, pictures = ui._search_index(model, examples, str(tmp_path / "mine.index"))
+    assert pictures == {} and len(index) == 2
+    gallery = ui.search_gallery(model, index, pictures, "a red circle", 2)
+    by_path = {caption.split()[1]: image for image, caption in gallery}
+    assert sorted(by_path) == sorted(files)
+    for path, image in by_path.items():  # each file's own pixels, read from its path
+        assert (image == np.asarray(Image.open(path).convert("RGB"))).all()
 
 
 def test_serve_mounts_the_ui_only_when_asked(tiny_run):

@@ -246,15 +246,22 @@ def _search_tab(model: ContrastiveModel, index: SearchIndex, pictures: dict[str,
     def run(text: str, n: float):
         if not text.strip():
             raise gr.Error("Type what to look for.")
-        with MODEL_LOCK:
-            hits = model.search(index, [text.strip()], k=int(n))[0]
-        return [
-            (pictures.get(key) if key in pictures else as_array(key), f"{score:.3f} {key}")
-            for key, score in hits
-        ]
+        return search_gallery(model, index, pictures, text.strip(), int(n))
 
     button.click(run, [query, k], [gallery])
     query.submit(run, [query, k], [gallery])
+
+
+def search_gallery(
+    model: ContrastiveModel, index: SearchIndex, pictures: dict[str, np.ndarray], text: str, k: int
+) -> list[tuple[np.ndarray, str]]:
+    """The k best images for `text`, each with its score and key; an index's keys are image paths
+    (read now), the examples' are names in `pictures`."""
+    with MODEL_LOCK:
+        hits = model.search(index, [text], k=k)[0]
+    return [
+        (pictures[key] if key in pictures else as_array(key), f"{score:.3f} {key}") for key, score in hits
+    ]
 
 
 def _search_index(
