@@ -2,7 +2,8 @@
 (Debian's `chromium` + `chromium-driver`, installed by scripts/setup.sh) through selenium.
 
 Chat: upload an image, ask, and the reply the model streams appears, the same text as
-`GenerativeModel.chat`; classify: the probabilities appear, the same as `ContrastiveModel.classify`.
+`GenerativeModel.chat` (and the caption tab's as `caption`); classify: the probabilities appear,
+the same as `ContrastiveModel.classify`; search: a gallery of the example images.
 The browser resolves no host but 127.0.0.1, and the page must load nothing from elsewhere (it works
 offline). Screenshots are saved under the test's tmp_path and their paths printed.
 """
@@ -145,6 +146,13 @@ def _upload(driver, component_id: str, image: Path) -> None:
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#{component_id} img"), "the uploaded image")
 
 
+def _tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tab = next(t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == name)
+    tab.click()
+
+
 def _only_loopback_loaded(driver, url: str) -> None:
     loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(u.startswith(url.rstrip("/")) for u in loaded), [
@@ -183,6 +191,16 @@ def test_chat_streams_the_models_reply_about_an_uploaded_image(talking_vlm_run, 
     _only_loopback_loaded(browser, url)
     _screenshot(browser, tmp_path / "ui-chat.png")
 
+    caption = vlkit.load(talking_vlm_run).caption([str(image)])[0]
+    _tab(browser, "Caption")
+    tabs = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")]
+    assert tabs == ["Chat", "Caption"], tabs
+    _upload(browser, "caption-image", image)
+    browser.find_element(By.ID, "caption-run").click()
+    box = browser.find_element(By.CSS_SELECTOR, "#caption-text textarea")
+    _wait(browser, lambda d: box.get_attribute("value") == caption, f"the caption {caption!r}")
+    _screenshot(browser, tmp_path / "ui-caption.png")
+
 
 def test_classify_shows_the_probabilities_of_the_labels(tiny_run, demo, browser, tmp_path):
     from selenium.webdriver.common.by import By
@@ -206,3 +224,12 @@ def test_classify_shows_the_probabilities_of_the_labels(tiny_run, demo, browser,
     assert probs.startswith(f"Probabilities {result.top[0]}")  # the best label as the heading
     _only_loopback_loaded(browser, url)
     _screenshot(browser, tmp_path / "ui-classify.png")
+
+    _tab(browser, "Search")
+    browser.find_element(By.ID, "search-run").click()
+    shown = (
+        "return [...document.querySelectorAll('#search-gallery img')].filter(i => i.naturalWidth > 0).length"
+    )
+    _wait(browser, lambda d: d.execute_script(shown) >= 6, "6 images in the gallery")
+    assert "scene-" in _text(browser, "search-gallery")  # the example images, each with its score
+    _screenshot(browser, tmp_path / "ui-search.png")

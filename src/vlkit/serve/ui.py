@@ -166,7 +166,7 @@ def _chat_tab(engine: BatchingEngine, examples: list[str]) -> None:
                 ask = gr.Button("Ask", variant="primary", elem_id="chat-ask")
                 clear = gr.Button("New conversation", elem_id="chat-clear")
             max_tokens = gr.Slider(1, 256, value=64, step=1, label="Max new tokens")
-    history = gr.State([])
+            history = gr.State([])  # inside the tab: a bare child of gr.Tabs shows as a stray tab
 
     def respond(img, text: str, turns: list[dict], n: float):
         if vision and img is None:
