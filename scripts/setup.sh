@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages vlkit uses: real Fashion-MNIST images; a Java runtime for the caption metrics
-# (pycocoevalcap's PTB tokenizer and METEOR are Java programs).
+# (pycocoevalcap's PTB tokenizer and METEOR are Java programs); Chromium and its WebDriver, in
+# which tests/test_ui_browser.py drives the web UI (browser downloads cannot be fetched here).
 apt_needed=()
 [ -d /usr/share/datasets/fashion-mnist ] || apt_needed+=(dataset-fashion-mnist)
 command -v java >/dev/null 2>&1 || apt_needed+=(default-jre-headless)
+[ -x /usr/bin/chromium ] || apt_needed+=(chromium)
+[ -x /usr/bin/chromedriver ] || apt_needed+=(chromium-driver)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null

@@ -37,6 +37,7 @@ MARK = "<!-- tested: tests/test_readme.py"
 SERVED = ", served by:"
 NOT_RUN = {
     "vlkit serve": "a server runs until stopped (the blocks marked `served by:` run against one)",
+    "vlkit demo": "a web server runs until stopped (tests/test_ui_browser.py drives it in Chromium)",
     "vlkit train recipes/llava-smollm2.yaml": "loads the 135M SmolLM2 in both stages (tests/test_recipes.py)",
 }
 
@@ -99,7 +100,7 @@ def newcomer(tmp_path_factory, tiny_overrides) -> Path:
 
 def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
     blocks = readme_blocks((ROOT / "README.md").read_text())
-    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python"]
+    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python", "bash"]
     lines = [" ".join(c) for lang, code in blocks if lang == "bash" for c in commands(code)]
     assert any("runs/tour" in line for line in lines)
     for skipped in NOT_RUN:

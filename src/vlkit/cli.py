@@ -57,6 +57,8 @@ EPILOG = """examples:
   vlkit ask runs/tour/llava photo.png "What color is the circle?"
   vlkit chat runs/tour/llava --image photo.png      interactive; /image PATH switches images
   vlkit data shards scenes --count 1000 --out shards/
+  vlkit serve runs/tour/llava --ui                  OpenAI-compatible API, and a web UI at /ui
+  vlkit demo runs/tour                              the web UI alone (Gradio), at http://127.0.0.1:7860/
 """
 
 # A group of commands: the module's docstring is the group's help.
@@ -83,6 +85,7 @@ COMMANDS: dict[str, Callable | Group] = {
         },
     ),
     "serve": deploy.serve,
+    "demo": deploy.demo,
 }
 # Parameters filled from the global options rather than from the command's own.
 GLOBAL_PARAMETERS = {"progress": lambda options: not options["quiet"]}

@@ -1,4 +1,5 @@
-"""`vlkit export` and `vlkit serve`: a trained model in another library's format, or behind an API."""
+"""`vlkit export`, `vlkit serve` and `vlkit demo`: a trained model in another library's format,
+behind an API, or in a web page."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def serve(
     max_tokens: int = 1024,
     max_body_mb: float = 20.0,
     max_pixels: int = 4096 * 4096,
+    ui: bool = False,
 ) -> None:
     """OpenAI-compatible server for a model: chat (with images) for generative models and
     language models, embeddings and classification for contrastive ones; docs at /docs.
@@ -53,10 +55,12 @@ def serve(
         max_tokens: the most max_tokens a request may ask for
         max_body_mb: the largest request body (413 past it)
         max_pixels: the largest image, width x height (400 past it)
+        ui: the web UI (what `vlkit demo` shows) at /ui too
 
     Examples:
         vlkit serve runs/llava-scenes --port 8000
         vlkit serve runs/clip-scenes --api-key secret
+        vlkit serve runs/llava-scenes --ui                 the API, and the web UI at /ui
     """
     import os
 
@@ -68,11 +72,41 @@ def serve(
     model = model or lm
     limits = Limits.from_options(max_tokens, max_body_mb, max_pixels, max_queue)
     key = api_key or os.environ.get("VLKIT_API_KEY") or None
-    app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue)
+    app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue, ui)
     kind = app.state.served.kind
     auth = "; API key required" if key else ""
-    print(
-        f"ready: serving {name or model} ({kind}) on http://{host}:{port}/v1 (OpenAI-compatible{auth})",
-        flush=True,
-    )
+    url = f"http://{host}:{port}"
+    ready = f"ready: serving {name or model} ({kind}) on {url}/v1 (OpenAI-compatible{auth})"
+    print(ready + (f"; web UI at {url}/ui/" if ui else ""), flush=True)
+    run(app, host, port)
+
+
+def demo(
+    model: str,
+    *,
+    name: str | None = None,
+    index: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+) -> None:
+    """A web page to try a model in the browser (Gradio, works offline): chat about an image and
+    captions for generative models; zero-shot classification and text → image search for
+    contrastive ones.
+
+    Args:
+        model: a vlkit run or model folder (or what `vlkit serve` takes)
+        name: the name shown (default: MODEL as given)
+        index: a search index written by `vlkit index` (contrastive models; default: search the
+            example images)
+        host: address to listen on
+        port: port to listen on
+
+    Examples:
+        vlkit demo runs/llava-scenes                  then open http://127.0.0.1:7860/
+        vlkit demo runs/clip-scenes --index my.index
+    """
+    from vlkit.serve.server import demo_app, run
+
+    app = demo_app(model, name, index)
+    print(f"ready: demo of {name or model} on http://{host}:{port}/", flush=True)
     run(app, host, port)

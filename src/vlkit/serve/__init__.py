@@ -9,5 +9,6 @@ images.py      data-URL images within the limits (remote URLs refused)
 requests.py    the body within its limit, parsed off the event loop; the served model
 errors.py      OpenAI's error JSON
 middleware.py  access log, API key, admission (429)
-server.py      `vlkit serve`'s runner and `BackgroundServer` (tests, benchmarks)
+server.py      `vlkit serve`'s runner (and `vlkit demo`'s app) and `BackgroundServer` (tests, benchmarks)
+ui.py          the web UI (Gradio): `vlkit demo MODEL`, and /ui with `vlkit serve MODEL --ui`
 """

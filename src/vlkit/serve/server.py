@@ -23,10 +23,26 @@ def load_app(
     max_batch: int = 8,
     wait_ms: float = 10.0,
     max_queue: int | None = 64,
+    ui: bool = False,
 ) -> FastAPI:
-    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model loaded."""
+    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model loaded; ui: the web UI
+    (`vlkit.serve.ui`) at /ui too."""
     loaded = load_served(model, max_batch, wait_ms, max_queue)
-    return create_app(loaded, name or model, limits, api_key)
+    app = create_app(loaded, name or model, limits, api_key)
+    if ui:
+        from vlkit.serve.ui import mount_ui  # gradio takes seconds to import: only when asked
+
+        app = mount_ui(app, loaded, name or model, "/ui", folder=model)
+    return app
+
+
+def demo_app(model: str, name: str | None = None, index: str | None = None) -> FastAPI:
+    """MODEL → an app with only the web UI, at / (`vlkit demo`)."""
+    from vlkit.serve.ui import mount_ui
+
+    loaded = load_served(model)
+    app = FastAPI(title="vlkit demo", docs_url=None, redoc_url=None, openapi_url=None)
+    return mount_ui(app, loaded, name or model, "/", folder=model, index=index)
 
 
 def run(app: FastAPI, host: str, port: int) -> None:

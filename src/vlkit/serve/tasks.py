@@ -22,7 +22,7 @@ from vlkit.models.towers import tokenize
 from vlkit.serve.requests import Served, parse_json, read_body, require, served
 from vlkit.serve.schemas import classify_request, embeddings_request
 
-_lock = threading.Lock()
+MODEL_LOCK = threading.Lock()  # one forward at a time: the API and the UI share the model
 
 
 def _embed(model: Served, raw: bytes) -> tuple[list, int]:
@@ -31,7 +31,7 @@ def _embed(model: Served, raw: bytes) -> tuple[list, int]:
     require(model, "contrastive", "/v1/embeddings")
     inputs = embeddings_request(body, model.limits)
     encoder, tokens = model.contrastive, 0
-    with _lock:
+    with MODEL_LOCK:
         if "texts" in inputs:
             tokens = int(tokenize(encoder.model.text_tower, inputs["texts"])["attention_mask"].sum())
             vectors = encoder.embed_texts(inputs["texts"])  # (N, E)
@@ -60,7 +60,7 @@ def _classify(model: Served, raw: bytes):
     body = parse_json(raw, model)
     require(model, "contrastive", "/v1/classify")
     inputs = classify_request(body, model.limits)
-    with _lock:
+    with MODEL_LOCK:
         return model.contrastive.classify(inputs["images"], inputs["labels"], inputs["templates"])
 
 
