@@ -49,20 +49,20 @@ def tiny_causal_lm(folder) -> str:
 def test_a_generative_run_folder(served, tiny_vlm_run):
     out, app = served(str(tiny_vlm_run), "--port", "8123")
     assert out.startswith(f"ready: serving {tiny_vlm_run} (generative) on http://127.0.0.1:8123/v1")
-    assert isinstance(app.state.served.engine.engine.model, GenerativeVLM)
+    assert isinstance(app.state.served.model.engine.model, GenerativeVLM)
 
 
 def test_a_contrastive_run_folder_with_a_name(served, tiny_run):
     out, app = served(str(tiny_run), "--name", "clip")
     assert out.startswith("ready: serving clip (contrastive)")
-    assert isinstance(app.state.served.contrastive, ContrastiveModel)
+    assert isinstance(app.state.served.model, ContrastiveModel)
 
 
 def test_a_transformers_causal_lm_folder_and_the_lm_alias(served, tmp_path):
     path = tiny_causal_lm(tmp_path / "lm")
     out, app = served("--lm", path)
     assert out.startswith(f"ready: serving {path} (generative)")
-    assert isinstance(app.state.served.engine, BatchingEngine)
+    assert isinstance(app.state.served.model, BatchingEngine)
     assert load_served(path).engine.vlm is False  # text only
 
 

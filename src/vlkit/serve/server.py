@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vlkit.serve.app import create_app
-from vlkit.serve.loading import load_served
+from vlkit.serve.loading import load_index, load_served
 from vlkit.serve.schemas import Limits
 
 
@@ -23,10 +23,12 @@ def load_app(
     max_batch: int = 8,
     wait_ms: float = 10.0,
     max_queue: int | None = 64,
+    index: str | None = None,
 ) -> FastAPI:
-    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model loaded."""
+    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model (and `index`) loaded."""
     loaded = load_served(model, max_batch, wait_ms, max_queue)
-    return create_app(loaded, name or model, limits, api_key)
+    searched = load_index(index, loaded) if index else None
+    return create_app(loaded, name or model, limits, api_key, searched)
 
 
 def run(app: FastAPI, host: str, port: int) -> None:
