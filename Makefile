@@ -26,6 +26,7 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_plateau.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_template_speed.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_throughput.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/serve_load.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_train_throughput.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_generation.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/cold_start.py --smoke

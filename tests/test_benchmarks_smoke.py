@@ -109,3 +109,14 @@ def test_cold_start_smoke():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "vlkit help" in proc.stdout and "vlkit classify" in proc.stdout and "load average" in proc.stdout
+
+
+@pytest.mark.slow
+def test_serve_load_smoke():
+    out = run_smoke("serve_load.py")  # exits 1 when a request below capacity fails
+    for task in ("chat", "classify"):
+        for concurrency in (4, 8, 16):
+            assert re.search(rf"{task} +concurrency {concurrency} +16/16 +ok, 0 errors, p50 [\d.]+ ms", out)
+        refused = re.search(rf"{task} overload \(--max-queue 4, 16 clients\): (\d+) ok, (\d+) refused", out)
+        assert int(refused.group(1)) >= 1 and int(refused.group(2)) >= 1  # some served, some 429
+    assert "errors below capacity: 0 (PASS)" in out and "resident memory:" in out

@@ -12,7 +12,9 @@ changes, all listed here:
 
 A block marked `<!-- tested: tests/test_readme.py, served by: vlkit serve MODEL --port N -->`
 (curl or the openai client) runs while that server runs, started first on a free port that
-replaces N in the block; a bash block runs in bash with `set -euo pipefail`.
+replaces N in the block; a bash block runs in bash with `set -euo pipefail`. The served blocks run
+after the commands, as a reader gets to them: a server may use what a command wrote (`--index
+my.index`).
 """
 
 import os
@@ -112,29 +114,6 @@ def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
         assert words[:2] == ["vlkit", "serve"] and f":{words[words.index('--port') + 1]}/" in code
 
 
-@pytest.mark.slow
-def test_served_blocks_run_against_their_server(newcomer):
-    for command, lang, code in served_blocks((ROOT / "README.md").read_text()):
-        words = shlex.split(command)
-        port = str(free_port())
-        code = code.replace(f":{words[words.index('--port') + 1]}/", f":{port}/")
-        words[words.index("--port") + 1] = port
-        server = subprocess.Popen([sys.executable, "-m", "vlkit", *words[1:]], **_started(newcomer))
-        try:
-            _wait_until_ready(server, port)
-            run = (
-                [sys.executable, "-c", code]
-                if lang == "python"
-                else ["bash", "-c", "set -euo pipefail\n" + code]
-            )
-            result = subprocess.run(run, **_in(newcomer))
-            _ok(result, code)
-            assert result.stdout.strip(), code
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
 def _started(folder: Path) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     return dict(cwd=folder, stdout=subprocess.PIPE, text=True, env=env)
@@ -171,6 +150,29 @@ def test_readme_commands_run_as_written_after_a_tour(newcomer, tiny_overrides):
     assert (newcomer / "clip-hf" / "config.json").is_file() and (
         newcomer / "llava-hf" / "config.json"
     ).is_file()
+
+
+@pytest.mark.slow
+def test_served_blocks_run_against_their_server(newcomer):
+    for command, lang, code in served_blocks((ROOT / "README.md").read_text()):
+        words = shlex.split(command)
+        port = str(free_port())
+        code = code.replace(f":{words[words.index('--port') + 1]}/", f":{port}/")
+        words[words.index("--port") + 1] = port
+        server = subprocess.Popen([sys.executable, "-m", "vlkit", *words[1:]], **_started(newcomer))
+        try:
+            _wait_until_ready(server, port)
+            run = (
+                [sys.executable, "-c", code]
+                if lang == "python"
+                else ["bash", "-c", "set -euo pipefail\n" + code]
+            )
+            result = subprocess.run(run, **_in(newcomer))
+            _ok(result, code)
+            assert result.stdout.strip(), code
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def _in(folder: Path) -> dict:

@@ -87,7 +87,7 @@ def test_every_error_is_openais_json(lm_app, method, path, body, status):
 
 
 def test_a_failed_generation_is_a_500_in_openais_shape(lm_app, monkeypatch):
-    engine = lm_app.state.served.engine.engine
+    engine = lm_app.state.served.model.engine
 
     def broken(requests, streamer=None):
         raise RuntimeError("out of memory, say")
@@ -161,11 +161,16 @@ def test_classify_gives_vlkits_probabilities(clip_server, clip):
         ("/v1/classify", {"images": ["data:,"], "labels": "a", "templates": ["no slot"]}, "templates[0]"),
         ("/v1/embeddings", {"input": ["a", "data:image/png;base64,AAAA"]}, "input"),
         ("/v1/chat/completions", {"messages": HI}, "model"),  # a contrastive model does not chat
+        ("/v1/caption", {"images": ["data:,"]}, "model"),
+        ("/v1/answer", {"image": "data:,", "question": "q"}, "model"),
     ],
 )
 def test_contrastive_endpoints_name_the_bad_field(clip, path, body, param):
     response = TestClient(create_app(clip, "clip")).post(path, json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+    if param == "model":  # the wrong kind: what the model is for, and what it answers
+        message = response.json()["error"]["message"]
+        assert "a dual encoder (CLIP, SigLIP, LiT)" in message and "/v1/search" in message
 
 
 def test_health_models_and_docs(clip):

@@ -49,20 +49,20 @@ def tiny_causal_lm(folder) -> str:
 def test_a_generative_run_folder(served, tiny_vlm_run):
     out, app = served(str(tiny_vlm_run), "--port", "8123")
     assert out.startswith(f"ready: serving {tiny_vlm_run} (generative) on http://127.0.0.1:8123/v1")
-    assert isinstance(app.state.served.engine.engine.model, GenerativeVLM)
+    assert isinstance(app.state.served.model.engine.model, GenerativeVLM)
 
 
 def test_a_contrastive_run_folder_with_a_name(served, tiny_run):
     out, app = served(str(tiny_run), "--name", "clip")
     assert out.startswith("ready: serving clip (contrastive)")
-    assert isinstance(app.state.served.contrastive, ContrastiveModel)
+    assert isinstance(app.state.served.model, ContrastiveModel)
 
 
 def test_a_transformers_causal_lm_folder_and_the_lm_alias(served, tmp_path):
     path = tiny_causal_lm(tmp_path / "lm")
     out, app = served("--lm", path)
     assert out.startswith(f"ready: serving {path} (generative)")
-    assert isinstance(app.state.served.engine, BatchingEngine)
+    assert isinstance(app.state.served.model, BatchingEngine)
     assert load_served(path).engine.vlm is False  # text only
 
 
@@ -105,3 +105,38 @@ def test_a_config_json_that_is_not_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["serve", str(tmp_path)])
     assert "not a valid transformers config" in capsys.readouterr().err
+
+
+def test_the_index_and_url_fetch_options(served, tiny_run, tmp_path):
+    from PIL import Image
+
+    import vlkit
+    from vlkit.serve.images import RemoteImages
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    vlkit.load(tiny_run).index_files([tmp_path / "red.png"], tmp_path / "my.index")
+    hosts = ["--allow-host", "127.0.0.1", "--allow-host", "Images.Example:8080"]
+    out, app = served(str(tiny_run), "--index", str(tmp_path / "my.index"), "--allow-url-fetch", *hosts)
+    assert out.startswith("ready: serving")
+    assert app.state.served.index.keys == [str(tmp_path / "red.png")]
+    assert app.state.served.limits.remote == RemoteImages(
+        ("127.0.0.1", "images.example:8080"), 5.0, 10 * 2**20
+    )
+    _, app = served(str(tiny_run), "--fetch-timeout-s", "1")
+    assert app.state.served.index is None and app.state.served.limits.remote is None
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--index", "INDEX"], "searching needs a contrastive model; this one is generative"),
+        (["--allow-url-fetch"], "--allow-url-fetch needs at least one --allow-host HOST"),
+        (["--allow-host", "example.com"], "--allow-host needs --allow-url-fetch"),
+    ],
+)
+def test_options_that_cannot_work_are_one_clear_line(tiny_vlm_run, tmp_path, capsys, args, expected):
+    args = [str(tmp_path) if a == "INDEX" else a for a in args]
+    with pytest.raises(SystemExit):
+        cli.main(["serve", str(tiny_vlm_run), *args])
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and expected in captured.err and "ready" not in captured.out

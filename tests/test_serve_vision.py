@@ -4,6 +4,9 @@
 import asyncio
 import base64
 import io
+import json
+import urllib.error
+import urllib.request
 
 import numpy as np
 import openai
@@ -59,6 +62,16 @@ def server(noisy_vlm):
     engine = BatchingEngine(noisy_vlm.engine, max_batch=8, wait_ms=20)
     with BackgroundServer(create_app(engine, NAME)) as url:
         yield url
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    """(status, JSON reply) of a POST, errors included."""
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def alone(model, messages: list[dict], max_tokens: int, **decoding) -> str:
@@ -185,3 +198,49 @@ def test_n_above_one_is_refused(server):
             model=NAME, messages=[ask(picture(0), "Hi?")], max_tokens=4, n=2
         )
     assert e.value.body["param"] == "n"
+
+
+def test_caption_gives_vlkit_captions_own_captions(server, noisy_vlm):
+    images = [picture(0), picture(2)]
+    status, body = post(f"{server}/caption", {"model": NAME, "images": [data_url(im) for im in images]})
+    assert status == 200, body
+    expected = noisy_vlm.caption(images, decoding=Decoding(max_new_tokens=48))  # vlkit caption's default
+    assert [row["caption"] for row in body["data"]] == expected and all(expected)
+    assert [row["index"] for row in body["data"]] == [0, 1] and body["usage"]["completion_tokens"] > 0
+    prompted = {"images": [data_url(images[0])], "prompt": "What is it?", "max_tokens": 5}
+    expected = noisy_vlm.caption(images[:1], "What is it?", Decoding(max_new_tokens=5))
+    assert [row["caption"] for row in post(f"{server}/caption", prompted)[1]["data"]] == expected
+
+
+def test_answer_gives_vlkit_asks_answer(server, noisy_vlm):
+    question = "What color is the circle?"
+    status, body = post(f"{server}/answer", {"image": data_url(picture(1)), "question": question})
+    assert status == 200, body
+    expected = noisy_vlm.answer([picture(1)], [question], Decoding(max_new_tokens=8))  # vlkit ask's
+    assert [body["answer"]] == expected and body["object"] == "answer"
+    as_typed = post(f"{server}/answer", {"image": data_url(picture(1)), "question": question, "short": False})
+    expected = noisy_vlm.answer([picture(1)], [question], Decoding(max_new_tokens=8), short=False)
+    assert [as_typed[1]["answer"]] == expected
+
+
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/caption", {"images": []}, "images"),
+        ("/caption", {"images": ["data:image/png;base64,AAAA"]}, "images[0]"),
+        ("/answer", {"image": "x", "question": ""}, "question"),
+        ("/answer", {"image": "data:,", "question": "q", "max_tokens": 10**6}, "max_tokens"),
+    ],
+)
+def test_caption_and_answer_name_the_bad_field(server, path, body, param):
+    status, reply = post(f"{server}{path}", body)
+    assert status == 400 and reply["error"]["param"] == param, reply
+
+
+@pytest.mark.parametrize("path", ["/search", "/embeddings", "/classify"])
+def test_a_contrastive_endpoint_says_what_this_model_is_for(server, path):
+    status, reply = post(f"{server}{path}", {"query": "a", "input": ["a"], "images": ["a"], "labels": ["a"]})
+    error = reply["error"]
+    assert status == 400 and error["code"] == "wrong_model_kind" and error["param"] == "model"
+    assert f"v1{path} needs a contrastive model" in error["message"]
+    assert "a VLM that writes text" in error["message"] and "/v1/caption" in error["message"]

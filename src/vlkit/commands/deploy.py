@@ -3,6 +3,8 @@ behind an API, or in a web page."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 
@@ -20,6 +22,37 @@ def export(model: str, *, format: Literal["transformers", "llava"] | None = None
     print(f"exported to {exporting.export(model, out, format)}")
 
 
+@dataclass(frozen=True)
+class UrlFetch:
+    """Remote image URLs in requests (refused by default: a server that fetches URLs can be made to
+    reach hosts only it can reach).
+
+    Args:
+        allow_url_fetch: fetch http(s) image URLs whose host is listed by --allow-host
+        allow_host: a host (or host:port) images may be fetched from (repeatable)
+        fetch_timeout_s: the most seconds one image may take to fetch
+        max_fetch_mb: the largest image fetched
+    """
+
+    allow_url_fetch: bool = False
+    allow_host: Sequence[str] = ()
+    fetch_timeout_s: float = 5.0
+    max_fetch_mb: float = 10.0
+
+    def remote(self):
+        """As `vlkit.serve.images.RemoteImages`, or None when fetching is off."""
+        from vlkit.serve.images import RemoteImages
+
+        if not self.allow_url_fetch:
+            if self.allow_host:
+                raise ValueError("vlkit serve: --allow-host needs --allow-url-fetch")
+            return None
+        if not self.allow_host:
+            raise ValueError("vlkit serve: --allow-url-fetch needs at least one --allow-host HOST")
+        hosts = tuple(h.lower() for h in self.allow_host)
+        return RemoteImages(hosts, self.fetch_timeout_s, int(self.max_fetch_mb * 2**20))
+
+
 def serve(
     model: str | None = None,
     *,
@@ -35,9 +68,11 @@ def serve(
     max_body_mb: float = 20.0,
     max_pixels: int = 4096 * 4096,
     ui: bool = False,
+    index: str | None = None,
+    fetch: UrlFetch = UrlFetch(),
 ) -> None:
-    """OpenAI-compatible server for a model: chat (with images) for generative models and
-    language models, embeddings and classification for contrastive ones; docs at /docs.
+    """OpenAI-compatible server for a model: chat, captions, answers (generative models; chat for
+    language models), embeddings, classification and search (contrastive ones); docs at /docs.
 
     Args:
         model: a vlkit run or model folder, a transformers causal-LM folder, or a registry
@@ -56,10 +91,11 @@ def serve(
         max_body_mb: the largest request body (413 past it)
         max_pixels: the largest image, width x height (400 past it)
         ui: the web UI (what `vlkit demo` shows) at /ui too
+        index: a search index `vlkit index` built with MODEL, for /v1/search
 
     Examples:
         vlkit serve runs/llava-scenes --port 8000
-        vlkit serve runs/clip-scenes --api-key secret
+        vlkit serve runs/clip-scenes --index my.index --api-key secret
         vlkit serve runs/llava-scenes --ui                 the API, and the web UI at /ui
     """
     import os
@@ -70,9 +106,9 @@ def serve(
     if (model is None) == (lm is None):
         raise ValueError("vlkit serve: give the model once, as MODEL or as --lm")
     model = model or lm
-    limits = Limits.from_options(max_tokens, max_body_mb, max_pixels, max_queue)
+    limits = Limits.from_options(max_tokens, max_body_mb, max_pixels, max_queue, fetch.remote())
     key = api_key or os.environ.get("VLKIT_API_KEY") or None
-    app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue, ui)
+    app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue, ui, index)
     kind = app.state.served.kind
     auth = "; API key required" if key else ""
     url = f"http://{host}:{port}"

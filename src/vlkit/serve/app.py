@@ -4,6 +4,9 @@
                                 max_tokens, temperature, top_p, stop, seed, n=1, stream (chat.py)
     POST /v1/embeddings         contrastive models: texts, or images as data URLs (tasks.py)
     POST /v1/classify           contrastive models: images + labels (+ templates) → probabilities
+    POST /v1/search             contrastive models: a text or image → the nearest keys of the index
+    POST /v1/caption            generative models: images → captions (describe.py)
+    POST /v1/answer             generative models: image + question → a short answer
     GET  /v1/models             the one model served
     GET  /health, /docs
 
@@ -22,12 +25,16 @@ from starlette.exceptions import HTTPException
 
 from vlkit.api import ContrastiveModel
 from vlkit.generation import BatchingEngine, Busy, RequestError
+from vlkit.index import SearchIndex
+from vlkit.serve import schemas
 from vlkit.serve.chat import chat_completions
+from vlkit.serve.describe import answer, caption
 from vlkit.serve.errors import ApiError, error_response, unknown_model
+from vlkit.serve.kinds import served_kind
 from vlkit.serve.middleware import AccessLog, Admission, ApiKey
 from vlkit.serve.requests import Served, served
 from vlkit.serve.schemas import Limits
-from vlkit.serve.tasks import classify, embeddings
+from vlkit.serve.tasks import classify, embeddings, search
 
 RETRY_AFTER_S = 1
 
@@ -37,13 +44,12 @@ def create_app(
     name: str,
     limits: Limits | None = None,
     api_key: str | None = None,
+    index: SearchIndex | None = None,
 ) -> FastAPI:
     """The app serving `model` (a generative model's `BatchingEngine`, or a `ContrastiveModel`)
-    as `name`; `api_key`: every /v1/ request must carry it."""
+    as `name`; `api_key`: every /v1/ request must carry it; `index`: what /v1/search searches."""
     app = FastAPI(title="vlkit", description=f"OpenAI-compatible API for the vlkit model '{name}'")
-    engine = model if isinstance(model, BatchingEngine) else None
-    contrastive = model if isinstance(model, ContrastiveModel) else None
-    app.state.served = Served(name, engine, contrastive, limits or Limits())
+    app.state.served = Served(name, served_kind(model), model, limits or Limits(), index)
     app.state.created = int(time.time())
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/v1/models", models, methods=["GET"])
@@ -51,12 +57,23 @@ def create_app(
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     app.add_api_route("/v1/classify", classify, methods=["POST"])
+    _task_routes(app)
     _error_handlers(app)
     app.add_middleware(Admission, max_active=app.state.served.limits.max_active, retry_after_s=RETRY_AFTER_S)
     if api_key:
         app.add_middleware(ApiKey, key=api_key)  # before admission: a request without the key takes no place
     app.add_middleware(AccessLog)  # the outermost: refusals are logged too
     return app
+
+
+def _task_routes(app: FastAPI) -> None:
+    """The endpoints whose bodies and replies are pydantic models (their schemas in /docs)."""
+    for path, handler, body, response in (
+        ("/v1/search", search, schemas.SearchRequest, schemas.SearchResponse),
+        ("/v1/caption", caption, schemas.CaptionRequest, schemas.CaptionResponse),
+        ("/v1/answer", answer, schemas.AnswerRequest, schemas.AnswerResponse),
+    ):
+        app.add_api_route(path, handler, methods=["POST"], **schemas.documented(body, response))
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vlkit.generation import Completion
 from vlkit.serve.errors import ApiError
-from vlkit.serve.requests import Served, parse_json, read_body, require, served
+from vlkit.serve.requests import Served, parse_json, read_body, served
 from vlkit.serve.schemas import chat_request
 
 DONE = object()  # the end of a stream's pieces
@@ -34,10 +34,10 @@ def usage(c: Completion) -> dict:
 def start(model: Served, raw: bytes, on_text) -> tuple[dict, Future]:
     """(In a worker thread.) Body → validated request, submitted: (the request, its Future)."""
     body = parse_json(raw, model)
-    require(model, "generative", "/v1/chat/completions")
+    engine = model.require("/v1/chat/completions")
     chat = chat_request(body, model.limits)
     on_text = on_text if chat["stream"] else None
-    future = model.engine.submit(chat["messages"], chat["decoding"], on_text, fit=not chat["max_tokens_set"])
+    future = engine.submit(chat["messages"], chat["decoding"], on_text, fit=not chat["max_tokens_set"])
     return chat, future
 
 

@@ -4,8 +4,9 @@
     a transformers causal-LM folder  chat (text only)
     a registry LM name               chat (text only): smollm2-135m, or a hub id in the local cache
 
-A generative model is wrapped in a `BatchingEngine` around its one `Engine`; a contrastive one
-is served as the `ContrastiveModel` that `vlkit.load` returns.
+What serves each kind is `vlkit.serve.kinds`' table: a generative model is wrapped in a
+`BatchingEngine` around its one `Engine`; a contrastive one is served as the `ContrastiveModel`
+that `vlkit.load` returns, with the search index `--index` names (`load_index`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from vlkit.api import ContrastiveModel, load
 from vlkit.generation import BatchingEngine, Engine
+from vlkit.index import SearchIndex
 from vlkit.models.folders import resolve_model_dir
+from vlkit.serve.kinds import SERVED_KINDS, served_kind
 
 ACCEPTED = (
     "a vlkit run or model folder (vlkit train writes one), a transformers causal-LM folder "
@@ -29,11 +32,10 @@ def load_served(
     """MODEL → a `BatchingEngine` (generative models, language models) or a `ContrastiveModel`.
     Anything else is a ValueError / FileNotFoundError that says what was found and what is taken."""
     path = Path(model)
+    batching = {"max_batch": max_batch, "wait_ms": wait_ms, "max_pending": max_pending}
     if path.is_dir() and _vlkit_folder(path):
         loaded = load(path)
-        if isinstance(loaded, ContrastiveModel):
-            return loaded
-        return BatchingEngine(loaded.engine, max_batch, wait_ms, max_pending)
+        return SERVED_KINDS[loaded.cfg.kind].wrap(loaded, batching)
     if path.is_dir():
         _require_causal_lm_folder(path)
     elif path.exists():
@@ -41,7 +43,23 @@ def load_served(
     elif path.is_absolute() or model.startswith("."):  # a hub id never starts so
         raise ValueError(f"{model}: no such file or folder; vlkit serve takes {ACCEPTED}")
     lm, tokenizer = _language_model(model)
-    return BatchingEngine(Engine(lm, tokenizer), max_batch, wait_ms, max_pending)
+    return BatchingEngine(Engine(lm, tokenizer), **batching)
+
+
+def load_index(path: str, served: BatchingEngine | ContrastiveModel) -> SearchIndex:
+    """`--index PATH` → the index /v1/search searches: one `vlkit index` built with a model of the
+    served one's embedding size (a contrastive model; another kind is a ValueError)."""
+    if served_kind(served) != "contrastive":
+        raise ValueError(
+            f"--index {path}: searching needs a contrastive model; this one is {served_kind(served)}"
+        )
+    index = SearchIndex.load(path)
+    if index.dim != served.cfg.model.embed_dim:
+        raise ValueError(
+            f"--index {path}: its embeddings have {index.dim} dimensions, the model's "
+            f"{served.cfg.model.embed_dim}: build it with this model (vlkit index MODEL FOLDER --out {path})"
+        )
+    return index
 
 
 def _vlkit_folder(path: Path) -> bool:

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
-from vlkit.api import ContrastiveModel
-from vlkit.generation import BatchingEngine
+from vlkit.index import SearchIndex
+from vlkit.serve import kinds
 from vlkit.serve.errors import ApiError, unknown_model
 from vlkit.serve.schemas import Limits
 
 
 @dataclass
 class Served:
-    """The one model behind the app: its name, the model (one of the two), the request limits."""
+    """The one model behind the app: its name and kind, what serves it (`kinds.SERVED_KINDS`:
+    a `BatchingEngine` or a `ContrastiveModel`), the request limits, the search index if any."""
 
     name: str
-    engine: BatchingEngine | None
-    contrastive: ContrastiveModel | None
+    kind: str
+    model: Any
     limits: Limits
+    index: SearchIndex | None = None
 
-    @property
-    def kind(self) -> str:
-        return "generative" if self.engine is not None else "contrastive"
+    def require(self, endpoint: str):
+        """What serves the model, when `endpoint` is one its kind answers; OpenAI's 400 otherwise."""
+        kinds.require(self.name, self.kind, endpoint)
+        return self.model
 
 
 def served(request: Request) -> Served:
@@ -58,11 +62,3 @@ def parse_json(raw: bytes, model: Served):
     if isinstance(body, dict) and body.get("model") not in (None, model.name):
         raise unknown_model(body["model"], model.name)
     return body
-
-
-def require(model: Served, kind: str, endpoint: str) -> None:
-    if model.kind != kind:
-        uses = "/v1/chat/completions" if model.kind == "generative" else "/v1/embeddings and /v1/classify"
-        raise ApiError(
-            f"'{model.name}' is a {model.kind} model: {endpoint} needs a {kind} one; use {uses}", "model"
-        )

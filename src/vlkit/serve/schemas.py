@@ -3,6 +3,8 @@
     chat_request(body, limits)       /v1/chat/completions → messages (images decoded), Decoding
     embeddings_request(body, limits) /v1/embeddings → texts or images
     classify_request(body, limits)   /v1/classify → images, labels, templates
+    search_request, caption_request, answer_request: /v1/search, /v1/caption, /v1/answer, each
+        body a pydantic model (`SearchRequest`, ...; their JSON schemas are in /docs)
 
 Errors are `RequestError`s (OpenAI's 400, `param` = the field). Messages keep OpenAI's shape
 except that an `image_url` part becomes vlkit's {"type": "image", "image": uint8[H, W, 3]}:
@@ -12,11 +14,15 @@ except that an `image_url` part becomes vlkit's {"type": "image", "image": uint8
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, ValidationError
 
 from vlkit.config import DEFAULT_TEMPLATES
+from vlkit.data.conversations import CAPTION_PROMPT, vqa_prompt
 from vlkit.decoding import Decoding
 from vlkit.generation import RequestError
-from vlkit.serve.images import decode_image_url, image_url
+from vlkit.serve.images import RemoteImages, decode_image_url, image_url
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -31,12 +37,25 @@ class Limits:
     default_max_tokens: int = 256
     max_inputs: int = 256  # texts or images per embeddings / classify request
     max_active: int = 64  # /v1/ requests in progress at once (read, prepared, queued, generating)
+    remote: RemoteImages | None = None  # remote image URLs fetched (None: refused)
 
     @classmethod
-    def from_options(cls, max_tokens: int, max_body_mb: float, max_pixels: int, max_queue: int) -> Limits:
+    def from_options(
+        cls,
+        max_tokens: int,
+        max_body_mb: float,
+        max_pixels: int,
+        max_queue: int,
+        remote: RemoteImages | None = None,
+    ) -> Limits:
         """`vlkit serve`'s options → limits."""
         return cls(
-            int(max_body_mb * 2**20), max_pixels, max_tokens, min(256, max_tokens), max_active=max_queue
+            int(max_body_mb * 2**20),
+            max_pixels,
+            max_tokens,
+            min(256, max_tokens),
+            max_active=max_queue,
+            remote=remote,
         )
 
 
@@ -122,7 +141,8 @@ def _part(part, where: str, limits: Limits) -> dict:
     if kind == "text" and isinstance(part.get("text"), str):
         return {"type": "text", "text": part["text"]}
     if kind == "image_url":
-        return {"type": "image", "image": decode_image_url(image_url(part, where), where, limits.max_pixels)}
+        image = decode_image_url(image_url(part, where), where, limits.max_pixels, limits.remote)
+        return {"type": "image", "image": image}
     raise RequestError(
         f"{where}: a part must be {{'type': 'text', 'text': ...}} or {{'type': 'image_url', "
         f"'image_url': {{'url': 'data:...'}}}}, got {str(part)[:60]}",
@@ -143,7 +163,7 @@ def _strings(body: dict, name: str, limits: Limits, required: bool = True) -> li
 
 
 def _images(urls: list[str], name: str, limits: Limits) -> list:
-    return [decode_image_url(u, f"{name}[{i}]", limits.max_pixels) for i, u in enumerate(urls)]
+    return [decode_image_url(u, f"{name}[{i}]", limits.max_pixels, limits.remote) for i, u in enumerate(urls)]
 
 
 def embeddings_request(body, limits: Limits = Limits()) -> dict:
@@ -175,4 +195,152 @@ def classify_request(body, limits: Limits = Limits()) -> dict:
         "images": _images(_strings(body, "images", limits), "images", limits),
         "labels": labels,
         "templates": templates,
+    }
+
+
+# ---------------------------------------------------------------- /v1/search, /v1/caption, /v1/answer
+# Pydantic models: their JSON schemas document the bodies in /docs; `validated` reads a body with
+# them (strictly: "5" is not 5), each error OpenAI's 400 naming the field.
+MODEL_FIELD = Field(None, description="the served model's name; optional (another name is a 404)")
+
+
+class SearchRequest(BaseModel):
+    """The keys of the server's index (`vlkit serve MODEL --index PATH`) nearest a text or an image."""
+
+    model: str | None = MODEL_FIELD
+    query: str = Field(
+        min_length=1, description="a text, or an image as a data URL", examples=["a small red circle"]
+    )
+    k: int = Field(5, ge=1, le=100, description="how many results")
+
+
+class SearchHit(BaseModel):
+    key: str = Field(
+        description="what the index holds for the row: the image's path as `vlkit index` was given it"
+    )
+    score: float = Field(description="cosine similarity of the query and the row")
+
+
+class SearchResponse(BaseModel):
+    object: Literal["search.result"] = "search.result"
+    model: str
+    query: Literal["text", "image"] = Field(description="what the query was read as")
+    data: list[SearchHit] = Field(description="best first")
+
+
+class CaptionRequest(BaseModel):
+    """A caption per image (generative models), with `vlkit caption`'s prompt unless given one."""
+
+    DEFAULT_TOKENS: ClassVar[int] = 48  # vlkit caption's
+
+    model: str | None = MODEL_FIELD
+    images: list[str] = Field(min_length=1, description="images as data URLs")
+    prompt: str | None = Field(None, description=f"what to ask for (default: {CAPTION_PROMPT!r})")
+    max_tokens: int | None = Field(None, ge=1, description=f"longest caption (default: {DEFAULT_TOKENS})")
+
+
+class Caption(BaseModel):
+    index: int
+    caption: str
+
+
+class CaptionResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[Caption]
+    usage: dict[str, int]
+
+
+class AnswerRequest(BaseModel):
+    """A short answer to a question about an image (generative models): `vlkit ask`'s prompt."""
+
+    DEFAULT_TOKENS: ClassVar[int] = 8  # vlkit ask's
+
+    model: str | None = MODEL_FIELD
+    image: str = Field(description="the image as a data URL")
+    question: str = Field(min_length=1, examples=["What color is the circle?"])
+    short: bool = Field(True, description="append the short-answer instruction, as vlkit ask does")
+    max_tokens: int | None = Field(None, ge=1, description=f"longest answer (default: {DEFAULT_TOKENS})")
+
+
+class AnswerResponse(BaseModel):
+    object: Literal["answer"] = "answer"
+    model: str
+    answer: str
+    usage: dict[str, int]
+
+
+def validated(schema: type[BaseModel], body: dict) -> BaseModel:
+    try:
+        return schema.model_validate(body, strict=True)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise RequestError(f"'{field}': {first['msg']}" if field else first["msg"], field) from e
+
+
+def documented(body: type[BaseModel], response: type[BaseModel]) -> dict:
+    """A route's keywords that put its body's and its response's JSON schemas in /docs (the body
+    is read by the handler, within the size limit and off the event loop, not by FastAPI)."""
+    schema = {"content": {"application/json": {"schema": body.model_json_schema()}}, "required": True}
+    return {"response_model": response, "openapi_extra": {"requestBody": schema}}
+
+
+def caption_text(prompt: str | None) -> str:
+    return prompt or CAPTION_PROMPT
+
+
+def answer_text(question: str, short: bool) -> str:
+    return vqa_prompt(question) if short else question
+
+
+def _is_image(value: str) -> bool:
+    return value.startswith(("data:", "http://", "https://"))
+
+
+def _max_tokens(asked: int | None, default: int, limits: Limits) -> Decoding:
+    max_tokens = min(default, limits.max_tokens) if asked is None else asked
+    if max_tokens > limits.max_tokens:
+        raise RequestError(
+            f"'max_tokens' is {max_tokens}, over this server's cap of {limits.max_tokens}", "max_tokens"
+        )
+    return Decoding(max_new_tokens=max_tokens)
+
+
+def search_request(body, limits: Limits = Limits()) -> dict:
+    """→ {"text"} or {"image"} (a data URL decoded), and "k"."""
+    request = validated(SearchRequest, require_object(body))
+    if _is_image(request.query):
+        return {
+            "image": decode_image_url(request.query, "query", limits.max_pixels, limits.remote),
+            "k": request.k,
+        }
+    return {"text": request.query, "k": request.k}
+
+
+def _user_turn(image, text: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+def caption_request(body, limits: Limits = Limits()) -> dict:
+    """→ {"conversations": one per image, its image decoded and `vlkit caption`'s prompt, "decoding"}."""
+    request = validated(CaptionRequest, require_object(body))
+    if len(request.images) > limits.max_inputs:
+        raise RequestError(
+            f"'images' has {len(request.images)} entries, over the limit of {limits.max_inputs}", "images"
+        )
+    decoding = _max_tokens(request.max_tokens, CaptionRequest.DEFAULT_TOKENS, limits)  # before decoding
+    text = caption_text(request.prompt)
+    images = _images(request.images, "images", limits)
+    return {"conversations": [_user_turn(image, text) for image in images], "decoding": decoding}
+
+
+def answer_request(body, limits: Limits = Limits()) -> dict:
+    """→ {"conversation": the image decoded and `vlkit ask`'s prompt for the question, "decoding"}."""
+    request = validated(AnswerRequest, require_object(body))
+    decoding = _max_tokens(request.max_tokens, AnswerRequest.DEFAULT_TOKENS, limits)  # before decoding
+    image = decode_image_url(request.image, "image", limits.max_pixels, limits.remote)
+    return {
+        "conversation": _user_turn(image, answer_text(request.question, request.short)),
+        "decoding": decoding,
     }

@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vlkit.serve.app import create_app
-from vlkit.serve.loading import load_served
+from vlkit.serve.loading import load_index, load_served
 from vlkit.serve.schemas import Limits
 
 
@@ -24,15 +24,17 @@ def load_app(
     wait_ms: float = 10.0,
     max_queue: int | None = 64,
     ui: bool = False,
+    index: str | None = None,
 ) -> FastAPI:
-    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model loaded; ui: the web UI
-    (`vlkit.serve.ui`) at /ui too."""
+    """MODEL (see `vlkit.serve.loading`) → the app serving it, the model (and `index`) loaded;
+    ui: the web UI (`vlkit.serve.ui`) at /ui too."""
     loaded = load_served(model, max_batch, wait_ms, max_queue)
-    app = create_app(loaded, name or model, limits, api_key)
+    searched = load_index(index, loaded) if index else None
+    app = create_app(loaded, name or model, limits, api_key, searched)
     if ui:
         from vlkit.serve.ui import mount_ui  # gradio takes seconds to import: only when asked
 
-        app = mount_ui(app, loaded, name or model, "/ui", folder=model)
+        app = mount_ui(app, loaded, name or model, "/ui", folder=model, index=index)
     return app
 
 

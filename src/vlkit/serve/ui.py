@@ -41,6 +41,7 @@ from vlkit.generation import BatchingEngine, Busy, RequestError  # noqa: E402
 from vlkit.index import SearchIndex  # noqa: E402
 from vlkit.models.folders import resolve_model_dir  # noqa: E402
 from vlkit.serve.tasks import MODEL_LOCK  # noqa: E402
+from vlkit.serve.kinds import served_kind  # noqa: E402
 
 FONTS = ("ui-sans-serif", "system-ui", "sans-serif")  # local fonts: nothing fetched to render
 EXAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -132,10 +133,9 @@ def model_card(folder: str | Path | None) -> str:
 
 def describe(name: str, model: BatchingEngine | ContrastiveModel, folder: str | None) -> str:
     """Markdown header: which model is loaded, its kind, folder and size, and its card."""
-    if isinstance(model, ContrastiveModel):
-        kind, params = "contrastive", sum(p.numel() for p in model.model.parameters())
-    else:
-        kind, params = "generative", sum(p.numel() for p in model.engine.model.parameters())
+    kind = served_kind(model)
+    weights = model.model if kind == "contrastive" else model.engine.model
+    params = sum(p.numel() for p in weights.parameters())
     where = f" · folder `{Path(folder).resolve()}`" if folder and Path(folder).exists() else ""
     head = f"## vlkit · `{name}`\n\n**{kind}** model · {params / 1e6:.2f} M parameters{where}"
     card = model_card(folder)
@@ -282,7 +282,7 @@ def build_ui(
     examples = example_images()
     example_dir = Path(tempfile.mkdtemp(prefix="vlkit-ui-"))
     paths = write_examples(examples, example_dir)
-    contrastive = isinstance(model, ContrastiveModel)
+    contrastive = served_kind(model) == "contrastive"
     searched = _search_index(model, examples, index) if contrastive else None
     with gr.Blocks(title=f"vlkit · {name}", analytics_enabled=False) as blocks:
         gr.Markdown(describe(name, model, folder), elem_id="model-info")
