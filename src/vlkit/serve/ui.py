@@ -40,8 +40,8 @@ from vlkit.decoding import Decoding  # noqa: E402
 from vlkit.generation import BatchingEngine, Busy, RequestError  # noqa: E402
 from vlkit.index import SearchIndex  # noqa: E402
 from vlkit.models.folders import resolve_model_dir  # noqa: E402
-from vlkit.serve.tasks import MODEL_LOCK  # noqa: E402
 from vlkit.serve.kinds import served_kind  # noqa: E402
+from vlkit.serve.tasks import MODEL_LOCK  # noqa: E402
 
 FONTS = ("ui-sans-serif", "system-ui", "sans-serif")  # local fonts: nothing fetched to render
 EXAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
