@@ -23,15 +23,19 @@ from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.loop import train
 
 # The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
-# gpt-tiny), its vision tower initialised from the tour's CLIP run, as LLaVA starts from CLIP.
+# gpt-tiny), its vision tower the tour's CLIP tower, frozen, as LLaVA keeps CLIP's. Frozen, the
+# tower is cheaper per step and its shape features are not worn down by gradients from a language
+# model that cannot use them yet; twice the steps of the trainable-tower tour (figures: README.md,
+# from benchmarks/results/tour-result.json).
 GENERATIVE = [
     "kind=generative",
     "train.batch_size=64",
     "train.lr=0.001",
     "train.warmup_steps=30",
+    "vlm.freeze_vision=true",
     "data.sources=[{kind: scenes}]",  # every caption style and 1-3 objects (not the CLIP's mix)
 ]
-GENERATIVE_STEPS = 300
+GENERATIVE_STEPS = 600
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
 TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
