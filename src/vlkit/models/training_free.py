@@ -69,6 +69,13 @@ class TrainingFree(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale
 
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values: float[B, 3, H, W] → unit embeddings float[B, embed_dim]."""
+        return self.encode_image_features(self.tower_features(pixel_values))
+
+    def encode_image_features(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def tower_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: float[B, 3, H, W] → the image tower's pooled features float[B, D_img]."""
         return self.image_tower(pixel_values)
@@ -105,9 +112,9 @@ class ASIF(TrainingFree):
         self.anchor_images.copy_(F.normalize(image_features - self.image_mean, dim=-1))
         self.anchor_texts.copy_(F.normalize(text_features - self.text_mean, dim=-1))
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """→ float[B, A] unit relative representations."""
-        feats = F.normalize(self.tower_features(pixel_values) - self.image_mean, dim=-1)
+    def encode_image_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The image tower's features float[B, D_img] → float[B, A] unit relative representations."""
+        feats = F.normalize(features - self.image_mean, dim=-1)
         return relative(feats, self.anchor_images, self.cfg.k, self.cfg.p)
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -121,7 +128,7 @@ class ConSE(TrainingFree):
     names (`set_classes`). The image tower must have `class_logits` (an ImageNet classifier)."""
 
     def __init__(self, cfg: TrainingFreeConfig, image_tower: nn.Module, text_tower: nn.Module):
-        if not hasattr(image_tower, "class_logits"):
+        if not hasattr(image_tower, "class_head"):
             raise ValueError(
                 f"model.method=conse needs an image classifier (efficientnet-lite0); "
                 f"{cfg.image_encoder!r} has no class head"
@@ -139,9 +146,10 @@ class ConSE(TrainingFree):
         with torch.inference_mode():
             self.class_texts.copy_(F.normalize(embed_text_features(self, list(names)), dim=-1))
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """→ float[B, D_txt] unit vectors in the text encoder's space."""
-        probs = self.image_tower.class_logits(pixel_values).softmax(-1)  # (B, C)
+    def encode_image_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The image tower's pooled features float[B, D_img] → float[B, D_txt] unit vectors in
+        the text encoder's space."""
+        probs = self.image_tower.class_head(features).softmax(-1)  # (B, C)
         return convex_combination(probs, self.class_texts, self.cfg.top)
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
