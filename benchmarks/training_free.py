@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         fashion_mnist(towers, sizes[0], sizes[1], args.seed),
         digits(towers, sizes[2], sizes[3], args.seed),
     ]
-    grid_digits = {**grid, "anchors": [a for a in grid["anchors"] if a <= len(tasks[1].anchor_captions)]}
+    available = len(tasks[1].anchor_captions)  # digits: fewer anchors than the grid's largest
+    grid_digits = {**grid, "anchors": sorted({a for a in grid["anchors"] if a < available} | {available})}
     result = {
         "fashion-mnist": run(tasks[0], towers, conse, grid),
         "digits": run(tasks[1], towers, conse, grid_digits),

@@ -76,7 +76,7 @@ def choose_anchors(dataset: Any, count: int, seed: int = 0) -> list[dict]:
     also drawn). Unreadable and uncaptioned samples are passed over; too few left is an error."""
     rng = np.random.default_rng(seed)
     anchors = []
-    for i in rng.permutation(len(dataset)):
+    for i in _draw_order(len(dataset), count, rng):
         try:
             sample = dataset[int(i)]
         except ImageError:
@@ -86,10 +86,22 @@ def choose_anchors(dataset: Any, count: int, seed: int = 0) -> list[dict]:
             anchors.append({"key": sample.get("key", str(i)), "image": sample["image"], "caption": caption})
         if len(anchors) == count:
             return anchors
+    tried = len(dataset) if len(dataset) <= FULL_PERMUTATION else 4 * count
     raise ValueError(
-        f"anchors: asked for {count} image-caption pairs, the data has {len(anchors)} readable captioned "
-        f"samples of {len(dataset)}; ask for fewer (--anchors)"
+        f"anchors: asked for {count} image-caption pairs; {len(anchors)} of the {tried} samples tried "
+        f"(of {len(dataset)}) are readable and captioned; ask for fewer (--anchors)"
     )
+
+
+def _draw_order(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Distinct indices in random order: every index up to `FULL_PERMUTATION`; beyond (the
+    procedural scenes have 2^31), 4x `count` of them, not a permutation of all n."""
+    if n <= FULL_PERMUTATION:
+        return rng.permutation(n)
+    return rng.choice(n, size=4 * count, replace=False)
+
+
+FULL_PERMUTATION = 1_000_000
 
 
 def fill_anchors(model: ASIF, anchors: Sequence[dict], progress: Callable[[int], None] | None = None) -> ASIF:
