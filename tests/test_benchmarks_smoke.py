@@ -109,3 +109,13 @@ def test_cold_start_smoke():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "vlkit help" in proc.stdout and "vlkit classify" in proc.stdout and "load average" in proc.stdout
+
+
+@pytest.mark.slow
+def test_training_free_smoke():
+    out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
+    for name in ("fashion-mnist", "digits"):
+        assert f"{name}: ASIF with vlkit asif's defaults" in out
+        assert f"{name}: {{'method': 'conse'" in out
+        assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
+    assert out.count("end-to-end agrees: True") == 2

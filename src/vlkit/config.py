@@ -382,17 +382,15 @@ def _drop_foreign(data: dict, kind: str) -> dict:
             continue
         own = KIND_SECTIONS[kind].get(name)
         mine = {f.name for f in dataclasses.fields(own)} if own else set()
-        owners = {
-            f.name: (other, _default(f))
-            for other, sections in KIND_SECTIONS.items()
-            if name in sections and other != kind
-            for f in dataclasses.fields(sections[name])
-            if f.name not in mine
-        }
-        foreign = [k for k in section if k in owners]
-        for k in foreign:
-            if section[k] != owners[k][1]:
-                ignored.setdefault(owners[k][0], []).append(f"{name}.{k}={section[k]!r}")
+        owners: dict[str, list[tuple[str, Any]]] = {}  # field → the other kinds having it, their default
+        for other, sections in KIND_SECTIONS.items():
+            if name in sections and other != kind:
+                for f in dataclasses.fields(sections[name]):
+                    if f.name not in mine:
+                        owners.setdefault(f.name, []).append((other, _default(f)))
+        for k in (k for k in section if k in owners):
+            if all(section[k] != default for _, default in owners[k]):  # at no owner's default
+                ignored.setdefault(owners[k][0][0], []).append(f"{name}.{k}={section[k]!r}")
         out[name] = {k: v for k, v in section.items() if k not in owners}
     if ignored:
         owned = "; ".join(f"{', '.join(keys)}: a {owner} model's" for owner, keys in ignored.items())
