@@ -2,6 +2,7 @@
 
     python benchmarks/training_free.py --threads 1     # Fashion-MNIST + sklearn digits, ~10 min
     python benchmarks/training_free.py --smoke         # 16 anchors, 16 test images, seconds
+    python benchmarks/training_free.py --table         # the README's table, from the results file
 
 EfficientNet-Lite0 (ImageNet) + MiniLM-L6, nothing trained. Fashion-MNIST: anchors drawn from
 the train split with vlkit's label captions ("a photo of a trouser", as `vlkit asif --data
@@ -19,6 +20,7 @@ Writes benchmarks/results/training_free.json (not in --smoke).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import run_info, write_results
+from common import RESULTS, run_info, write_results
 
 from vlkit.api import TrainingFreeModel, load
 from vlkit.config import DEFAULT_TEMPLATES, Config, TrainingFreeConfig
@@ -188,6 +190,23 @@ def run(task: Task, towers, conse: ConSE, grid: dict) -> dict:
     }
 
 
+def table(result: dict) -> str:
+    """benchmarks/README.md's table, from a results file."""
+    lines = ["| data | method | anchors | k | p | top-T | top-1 |", "|---|---|---|---|---|---|---|"]
+    for name in ("fashion-mnist", "digits"):
+        r = result[name]
+        d, best = r["asif_command_defaults"], r["best_asif_chosen_on_test"]
+        rows = [
+            ("ASIF, `vlkit asif`'s defaults", d),
+            ("ASIF, best of the sweep (chosen on the test images)", best),
+        ]
+        rows += [(row["method"], row) for row in r["rows"] if row["method"] != "asif"]
+        for method, row in rows:
+            cells = [row.get(key, "") for key in ("anchors", "k", "p", "top")]
+            lines.append(f"| {name} | {method} | " + " | ".join(map(str, cells)) + f" | {row['top1']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -195,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", action="store_true", help="print the README table from the results file")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads((RESULTS / "training_free.json").read_text())))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
