@@ -120,3 +120,12 @@ def test_serve_load_smoke():
         refused = re.search(rf"{task} overload \(--max-queue 4, 16 clients\): (\d+) ok, (\d+) refused", out)
         assert int(refused.group(1)) >= 1 and int(refused.group(2)) >= 1  # some served, some 429
     assert "errors below capacity: 0 (PASS)" in out and "resident memory:" in out
+
+
+def test_training_free_smoke():
+    out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
+    for name in ("fashion-mnist", "digits"):
+        assert f"{name}: ASIF with vlkit asif's defaults" in out
+        assert f"{name}: {{'method': 'conse'" in out
+        assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
+    assert out.count("end-to-end agrees: True") == 2

@@ -38,7 +38,17 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType, NoneType, UnionType
 from typing import Any
 
-from vlkit.commands import Arg, contrastive, data, deploy, evaluation, generative, instruct, training
+from vlkit.commands import (
+    Arg,
+    contrastive,
+    data,
+    deploy,
+    evaluation,
+    generative,
+    instruct,
+    training,
+    training_free,
+)
 
 DESCRIPTION = "Build, train, evaluate and serve vision-language models, offline-first."
 EPILOG = """examples:
@@ -51,6 +61,7 @@ EPILOG = """examples:
   vlkit classify runs/tour photo.png --labels "red circle,blue star"
   vlkit index runs/tour images/ --out images.index
   vlkit search images.index "a small red circle"
+  vlkit asif --data fashion-mnist --out runs/asif-fmnist   a training-free CLIP from pretrained encoders
   vlkit export runs/clip-scenes --format transformers --out clip-hf
   vlkit train recipes/llava-scenes.yaml                 a generative VLM (vision → connector → LM)
   vlkit caption runs/tour/llava photo.png
@@ -70,6 +81,8 @@ COMMANDS: dict[str, Callable | Group] = {
     "classify": contrastive.classify,
     "index": contrastive.index,
     "search": contrastive.search,
+    "asif": training_free.asif,
+    "conse": training_free.conse,
     "caption": generative.caption,
     "ask": generative.ask,
     "chat": generative.chat,

@@ -74,7 +74,8 @@ def evaluate_generative(model, cfg: Config) -> dict[str, float]:
 
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
 EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
-    "training evaluators", {"contrastive": evaluate, "generative": evaluate_generative}
+    "training evaluators",
+    {"contrastive": evaluate, "generative": evaluate_generative, "training-free": evaluate},
 )
 
 

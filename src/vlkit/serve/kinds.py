@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel
+from vlkit.api import USES, ContrastiveModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -43,15 +43,20 @@ SERVED_KINDS = per_kind(
         "generative": ServedKind(
             BatchingEngine, ("/v1/chat/completions", "/v1/caption", "/v1/answer"), _batched
         ),
+        # ASIF / ConSE: a ContrastiveModel, served as one
+        "training-free": ServedKind(
+            TrainingFreeModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
+        ),
     },
 )
 
 
 def served_kind(model: object) -> str:
-    """The kind of what the app is given: a `ContrastiveModel` or a `BatchingEngine`."""
-    for name, kind in SERVED_KINDS.items():
-        if isinstance(model, kind.serves):
-            return name
+    """The kind of what the app is given: a `ContrastiveModel` (or its `TrainingFreeModel`
+    subclass: the most specific class wins) or a `BatchingEngine`."""
+    matches = [name for name, kind in SERVED_KINDS.items() if isinstance(model, kind.serves)]
+    if matches:
+        return max(matches, key=lambda name: len(SERVED_KINDS[name].serves.__mro__))
     takes = ", ".join(f"{k.serves.__name__} ({name})" for name, k in SERVED_KINDS.items())
     raise TypeError(f"vlkit serve: cannot serve a {type(model).__name__}; it serves {takes}")
 
