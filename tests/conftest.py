@@ -125,9 +125,22 @@ def make_tiny_vlm_cfg(connector: str = "mlp2x_gelu") -> Config:
     return cfg
 
 
+def make_tiny_detector_cfg() -> Config:
+    """An open-vocabulary detector on the tiny dual encoder, trained on scenes with boxes."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "detector"
+    cfg.data.sources = [SourceConfig(kind="scenes-boxes")]
+    cfg.detector.negatives = 3
+    return cfg
+
+
 # model kind → its tiny config: tests that sweep `vlkit.models.kinds.KINDS` take each kind's from
 # here (test_kinds.py fails for a kind that has none).
-TINY_CONFIGS = {"contrastive": make_tiny_cfg, "generative": make_tiny_vlm_cfg}
+TINY_CONFIGS = {
+    "contrastive": make_tiny_cfg,
+    "generative": make_tiny_vlm_cfg,
+    "detector": make_tiny_detector_cfg,
+}
 
 
 @pytest.fixture

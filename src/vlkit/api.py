@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from vlkit.config import DEFAULT_TEMPLATES, Config
-from vlkit.data.images import ImageError, ImageInput, read_images, require_readable, write_failures
+from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable, write_failures
 from vlkit.index import SearchIndex
+from vlkit.models.boxes import cxcywh_to_xyxy
 from vlkit.models.build import load_model
+from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.kinds import per_kind
@@ -154,6 +156,69 @@ class ContrastiveModel:
         return index.search(self.embed_images(images), k)
 
 
+@dataclass
+class Detections:
+    """One image's detections, best first. boxes: float[K, 4] (x1, y1, x2, y2) pixels."""
+
+    boxes: np.ndarray
+    labels: list[str]
+    scores: np.ndarray  # float[K], sigmoid of the (patch, query) logit
+
+    def as_json(self) -> list[dict]:
+        return [
+            {"label": label, "score": float(score), "box": [round(float(v), 2) for v in box]}
+            for box, label, score in zip(self.boxes, self.labels, self.scores)
+        ]
+
+
+class DetectorModel:
+    """A loaded open-vocabulary detector (see `load`): any phrases are the classes.
+
+    Boxes are in the input image's pixels; an image that is not square is centre-cropped by the
+    tower's preprocessing, and its boxes are then relative to that crop's scale."""
+
+    def __init__(self, model: OpenVocabDetector, cfg: Config, path: Path | None = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.path = path
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[ImageInput], queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """→ (scores float[N, P, Q]: every patch's probability for every query, boxes float[N, P, 4]
+        (x1, y1, x2, y2) pixels), P the patch tokens."""
+        if not queries:
+            raise ValueError("detection needs at least one query phrase")
+        arrays = [as_array(im) for im in images]
+        enc = tokenize(self.model.clip.text_tower, list(queries))
+        query_emb = self.model.encode_queries(enc["input_ids"], enc["attention_mask"])  # (Q, E)
+        tokens = self.model.image_tokens(self.model.clip.image_tower.preprocess(arrays))  # (N, P, D)
+        scores = self.model.class_logits(tokens, query_emb).sigmoid().float().numpy()
+        boxes = cxcywh_to_xyxy(self.model.boxes(tokens)).clamp(0, 1).float().numpy()
+        sizes = np.array([[a.shape[1], a.shape[0], a.shape[1], a.shape[0]] for a in arrays], np.float32)
+        return scores, boxes * sizes[:, None, :]
+
+    def detect(self, image: ImageInput, queries: Sequence[str], threshold: float | None = None) -> Detections:
+        """Each patch's best query, kept when its score passes `threshold` (default:
+        `detector.score_threshold`), best first (OWL-ViT's post-processing: no NMS)."""
+        threshold = self.cfg.detector.score_threshold if threshold is None else threshold
+        scores, boxes = self.predict([image], queries)
+        best, label = scores[0].max(-1), scores[0].argmax(-1)  # (P,)
+        keep = np.flatnonzero(best > threshold)
+        keep = keep[np.argsort(-best[keep], kind="stable")]
+        return Detections(boxes[0][keep], [queries[i] for i in label[keep]], best[keep])
+
+    def ground(self, image, phrase):
+        """The best box (x1, y1, x2, y2 pixels) for `phrase` in `image`; given lists of images and
+        phrases (the harness's grounding protocol), one box per pair."""
+        if isinstance(phrase, str):
+            return self.ground([image], [phrase])[0]
+        out = []
+        for im, p in zip(image, phrase, strict=True):
+            scores, boxes = self.predict([im], [p])
+            out.append([float(v) for v in boxes[0, int(scores[0, :, 0].argmax())]])
+        return out
+
+
 def _generative(model: torch.nn.Module, cfg: Config, path: Path):
     from vlkit.generation import GenerativeModel  # imported when needed: `vlkit classify` starts faster
 
@@ -161,13 +226,17 @@ def _generative(model: torch.nn.Module, cfg: Config, path: Path):
 
 
 # model kind → its user-facing wrapper (`vlkit.models.kinds` has the models floor's table)
-WRAPPERS = per_kind("user-facing models", {"contrastive": ContrastiveModel, "generative": _generative})
+WRAPPERS = per_kind(
+    "user-facing models",
+    {"contrastive": ContrastiveModel, "generative": _generative, "detector": DetectorModel},
+)
 # model kind → what it is for, in a user's words (errors that refuse the wrong kind say it)
 USES = per_kind(
     "uses",
     {
         "contrastive": "a dual encoder (CLIP, SigLIP, LiT): vlkit classify, index, search",
         "generative": "a VLM that writes text: vlkit caption, ask, chat",
+        "detector": "an open-vocabulary detector (OWL-ViT): vlkit detect, model.detect and model.ground",
     },
 )
 

@@ -38,7 +38,17 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType, NoneType, UnionType
 from typing import Any
 
-from vlkit.commands import Arg, contrastive, data, deploy, evaluation, generative, instruct, training
+from vlkit.commands import (
+    Arg,
+    contrastive,
+    data,
+    deploy,
+    detection,
+    evaluation,
+    generative,
+    instruct,
+    training,
+)
 
 DESCRIPTION = "Build, train, evaluate and serve vision-language models, offline-first."
 EPILOG = """examples:
@@ -56,6 +66,8 @@ EPILOG = """examples:
   vlkit caption runs/tour/llava photo.png
   vlkit ask runs/tour/llava photo.png "What color is the circle?"
   vlkit chat runs/tour/llava --image photo.png      interactive; /image PATH switches images
+  vlkit train recipes/owlvit-scenes.yaml            an open-vocabulary detector (OWL-ViT) on a CLIP
+  vlkit detect runs/owlvit-scenes scene.png --queries "red circle,small blue star"
   vlkit data shards scenes --count 1000 --out shards/
   vlkit serve runs/tour/llava --ui                  OpenAI-compatible API, and a web UI at /ui
   vlkit demo runs/tour                              the web UI alone (Gradio), at http://127.0.0.1:7860/
@@ -73,6 +85,7 @@ COMMANDS: dict[str, Callable | Group] = {
     "caption": generative.caption,
     "ask": generative.ask,
     "chat": generative.chat,
+    "detect": detection.detect,
     "export": deploy.export,
     "data": (data, {"shards": data.shards}),
     "instruct": (

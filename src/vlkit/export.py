@@ -61,7 +61,11 @@ def _load(model_path: str | Path, fmt: str) -> tuple[torch.nn.Module, Config]:
     if cfg.kind != takes:
         raise ValueError(
             f"{model_path}: a {cfg.kind} model; {target} export needs a {takes} one "
-            f"(this model's export: --format {EXPORTS[cfg.kind]})"
+            + (
+                f"(this model's export: --format {EXPORTS[cfg.kind]})"
+                if EXPORTS[cfg.kind]
+                else "(this model has no export)"
+            )
         )
     return model, cfg
 
@@ -194,14 +198,30 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
 
 
 WRITERS = {"transformers": export_transformers, "llava": export_llava}
-# model kind → its export format (`vlkit.models.kinds` has the models floor's table)
-EXPORTS = per_kind("export formats", {"contrastive": "transformers", "generative": "llava"})
+# model kind → its export format, or None (`vlkit.models.kinds` has the models floor's table)
+EXPORTS = per_kind("export formats", {"contrastive": "transformers", "generative": "llava", "detector": None})
+# model kind without an export → why not
+NO_EXPORT = {
+    "detector": (
+        "transformers' OwlViTForObjectDetection computes its box bias from patch corners and "
+        "multiplies patch tokens by the CLS token, and pools text at the highest token id; vlkit's "
+        "detector uses patch centres, plain patch tokens and its tokenizer's end token, so its "
+        "logits would not match"
+    )
+}
+
+
+def export_of(kind: str) -> str:
+    """The export format of model kind `kind`; a ValueError saying why when it has none."""
+    if EXPORTS[kind] is None:
+        raise ValueError(f"a {kind} model has no export format: {NO_EXPORT[kind]}")
+    return EXPORTS[kind]
 
 
 def export(model_path: str | Path, out_dir: str | Path, format: str | None = None) -> Path:
     """Writes the model in `format` (one of `FORMATS`; None: its kind's, `EXPORTS`); returns the folder."""
     if format is None:
-        format = EXPORTS[model_kind(load_config(resolve_model_dir(model_path) / "config.yaml").kind).name]
+        format = export_of(model_kind(load_config(resolve_model_dir(model_path) / "config.yaml").kind).name)
     if format not in WRITERS:
         raise ValueError(f"export format {format!r}: valid formats are {', '.join(WRITERS)}")
     return WRITERS[format](model_path, out_dir)

@@ -5,6 +5,7 @@ each kind's `abilities`):
 - contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP)
 - generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
   with `segment`, grounding with `ground` (`EXTRAS`).
+- detector: detect, ground (vlkit `DetectorModel`): detection (COCO mAP), grounding.
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.eval import contrastive, generative
+from vlkit.eval import contrastive, detection, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
@@ -21,7 +22,7 @@ from vlkit.models.kinds import kind_of, per_kind
 
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
 # something the model was trained for, so it stays out of the default "every task" set.
-OPT_IN = per_kind("opt-in tasks", {"contrastive": ("grounding",), "generative": ()})
+OPT_IN = per_kind("opt-in tasks", {"contrastive": ("grounding",), "generative": (), "detector": ()})
 
 # task → runner, per model kind: the one table of what runs what.
 RUNNERS = per_kind(
@@ -50,16 +51,25 @@ RUNNERS = per_kind(
             "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
             "grounding": lambda m, b, f, s: generative.grounding(m, b, s["batch_size"], s["progress"]),
         },
+        "detector": {
+            "detection": lambda m, b, f, s: detection.detection(m, b, s["batch_size"], s["progress"]),
+            "grounding": lambda m, b, f, s: detection.grounding(m, b, s["batch_size"], s["progress"]),
+        },
     },
 )
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
 EXTRAS = per_kind(
-    "task extras", {"contrastive": {}, "generative": {"segmentation": "segment", "grounding": "ground"}}
+    "task extras",
+    {"contrastive": {}, "generative": {"segmentation": "segment", "grounding": "ground"}, "detector": {}},
 )
 # (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None
 SHARED = per_kind(
     "shared features",
-    {"contrastive": contrastive.ImageFeatures, "generative": lambda m, batch_size, progress: None},
+    {
+        "contrastive": contrastive.ImageFeatures,
+        "generative": lambda m, batch_size, progress: None,
+        "detector": lambda m, batch_size, progress: None,
+    },
 )
 
 

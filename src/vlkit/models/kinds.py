@@ -2,6 +2,7 @@
 
     contrastive   image tower + text tower + projections into one space (CLIP, SigLIP, LiT)
     generative    vision tower → connector → causal LM (LLaVA, Q-Former, Flamingo, ClipCap)
+    detector      a dual encoder's patch tokens → boxes + class embeddings vs text queries (OWL-ViT)
 
 `cfg.kind` names an entry of `KINDS`; code that does something per kind looks the kind up, never
 branches on its name. This layer's entry holds what the models floor knows (build, save, load,
@@ -26,7 +27,7 @@ import torch
 from vlkit.config import Config
 from vlkit.data import iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models import build_dual
+from vlkit.models import build_dual, detector
 
 TOKENIZER_SAMPLES = 2_000  # samples whose texts train a from-scratch tokenizer (scenes: 10k captions)
 
@@ -112,6 +113,16 @@ KINDS: dict[str, ModelKind] = {
         initial_parts=_vlm_parts,
         tokenizer_texts=_chat_texts,
         abilities=("answer", "caption"),
+    ),
+    "detector": ModelKind(
+        name="detector",
+        summary="open-vocabulary detector: a dual encoder (`model`) + box and class heads (`detector`)",
+        build=detector.build_detector,
+        save_files=detector.save_detector_files,
+        fill_external=build_dual.no_external,
+        initial_parts=detector.clip_parts,
+        tokenizer_texts=_captions,
+        abilities=("detect", "ground"),
     ),
 }
 

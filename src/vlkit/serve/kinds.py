@@ -3,6 +3,7 @@
     contrastive   a `ContrastiveModel`: /v1/embeddings, /v1/classify, /v1/search
     generative    a `BatchingEngine` around the model's `Engine` (text LMs too): /v1/chat/completions,
                   /v1/caption, /v1/answer
+    detector      a `DetectorModel`: no endpoint yet (`vlkit detect` and the Python API)
 
 Keyed by `vlkit.models.kinds`' names (`per_kind` checks the table names every kind). An endpoint of
 another kind is OpenAI's 400 saying what the served model is for (`vlkit.api.USES`).
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel
+from vlkit.api import USES, ContrastiveModel, DetectorModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -43,6 +44,7 @@ SERVED_KINDS = per_kind(
         "generative": ServedKind(
             BatchingEngine, ("/v1/chat/completions", "/v1/caption", "/v1/answer"), _batched
         ),
+        "detector": ServedKind(DetectorModel, (), lambda m, _: m),  # no endpoint yet: `vlkit detect`
     },
 )
 
