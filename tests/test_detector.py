@@ -139,3 +139,18 @@ def test_vlkit_eval_runs_detection_and_grounding_and_vlkit_detect_draws(tiny_det
     assert found["detections"] and {d["label"] for d in found["detections"]} <= {image["phrase"], "blue star"}
     drawn = Image.open(found["drawn"])
     assert drawn.size == (128, 128)  # the 32-pixel scene drawn 4x
+
+
+def test_a_detector_starts_from_a_contrastive_run_whose_towers_fit(tiny_run):
+    from vlkit.models.build import build_model, initial_parts, load_model
+    from vlkit.models.folders import resolve_model_dir
+
+    cfg = make_tiny_detector_cfg()
+    cfg.detector.clip_init = str(tiny_run)
+    detector = build_model(cfg, **initial_parts(cfg))
+    clip, _ = load_model(resolve_model_dir(tiny_run))
+    started, trained = detector.clip.state_dict(), clip.state_dict()
+    assert started.keys() == trained.keys() and all(torch.equal(started[k], trained[k]) for k in started)
+    cfg.model.vision_width = 32
+    with pytest.raises(ValueError, match="model.vision_width: 32, but detector.clip_init .* has 16"):
+        initial_parts(cfg)
