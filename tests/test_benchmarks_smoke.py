@@ -120,3 +120,10 @@ def test_serve_load_smoke():
         refused = re.search(rf"{task} overload \(--max-queue 4, 16 clients\): (\d+) ok, (\d+) refused", out)
         assert int(refused.group(1)) >= 1 and int(refused.group(2)) >= 1  # some served, some 429
     assert "errors below capacity: 0 (PASS)" in out and "resident memory:" in out
+
+
+@pytest.mark.slow
+def test_detection_smoke():
+    out = run_smoke("detection.py")
+    for expected in ('"mAP@0.5"', '"mAP@[.5:.95]"', '"grounding_acc@0.5"', '"grounding_random_pick"'):
+        assert expected in out

@@ -374,9 +374,9 @@ def _drop_foreign(data: dict, kind: str) -> dict:
             continue
         own = KIND_SECTIONS[kind].get(name)
         mine = {f.name for f in dataclasses.fields(own)} if own else set()
-        owners = {
+        owners = {  # a field several kinds share is named as the first kind's (contrastive's text tower)
             f.name: (other, _default(f))
-            for other, sections in KIND_SECTIONS.items()
+            for other, sections in reversed(KIND_SECTIONS.items())
             if name in sections and other != kind
             for f in dataclasses.fields(sections[name])
             if f.name not in mine
