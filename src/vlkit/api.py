@@ -182,20 +182,25 @@ class DetectorModel:
         self.cfg = cfg
         self.path = path
 
+    def _encode(self, images: Sequence[ImageInput], texts: Sequence[str]) -> tuple:
+        """→ (patch tokens float[N, P, D], unit text embeddings float[T, E], boxes float[N, P, 4]
+        (x1, y1, x2, y2) pixels)."""
+        arrays = [as_array(im) for im in images]
+        enc = tokenize(self.model.clip.text_tower, list(texts))
+        text_emb = self.model.encode_queries(enc["input_ids"], enc["attention_mask"])  # (T, E)
+        tokens = self.model.image_tokens(self.model.clip.image_tower.preprocess(arrays))  # (N, P, D)
+        boxes = cxcywh_to_xyxy(self.model.boxes(tokens)).clamp(0, 1).float().numpy()
+        sizes = np.array([[a.shape[1], a.shape[0], a.shape[1], a.shape[0]] for a in arrays], np.float32)
+        return tokens, text_emb, boxes * sizes[:, None, :]
+
     @torch.inference_mode()
     def predict(self, images: Sequence[ImageInput], queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """→ (scores float[N, P, Q]: every patch's probability for every query, boxes float[N, P, 4]
         (x1, y1, x2, y2) pixels), P the patch tokens."""
         if not queries:
             raise ValueError("detection needs at least one query phrase")
-        arrays = [as_array(im) for im in images]
-        enc = tokenize(self.model.clip.text_tower, list(queries))
-        query_emb = self.model.encode_queries(enc["input_ids"], enc["attention_mask"])  # (Q, E)
-        tokens = self.model.image_tokens(self.model.clip.image_tower.preprocess(arrays))  # (N, P, D)
-        scores = self.model.class_logits(tokens, query_emb).sigmoid().float().numpy()
-        boxes = cxcywh_to_xyxy(self.model.boxes(tokens)).clamp(0, 1).float().numpy()
-        sizes = np.array([[a.shape[1], a.shape[0], a.shape[1], a.shape[0]] for a in arrays], np.float32)
-        return scores, boxes * sizes[:, None, :]
+        tokens, query_emb, boxes = self._encode(images, queries)
+        return self.model.class_logits(tokens, query_emb).sigmoid().float().numpy(), boxes
 
     def detect(self, image: ImageInput, queries: Sequence[str], threshold: float | None = None) -> Detections:
         """Each patch's best query, kept when its score passes `threshold` (default:
@@ -207,16 +212,22 @@ class DetectorModel:
         keep = keep[np.argsort(-best[keep], kind="stable")]
         return Detections(boxes[0][keep], [queries[i] for i in label[keep]], best[keep])
 
+    @torch.inference_mode()
     def ground(self, image, phrase):
         """The best box (x1, y1, x2, y2 pixels) for `phrase` in `image`; given lists of images and
-        phrases (the harness's grounding protocol), one box per pair."""
+        phrases (the harness's grounding protocol), one box per pair, in one batch."""
         if isinstance(phrase, str):
             return self.ground([image], [phrase])[0]
-        out = []
-        for im, p in zip(image, phrase, strict=True):
-            scores, boxes = self.predict([im], [p])
-            out.append([float(v) for v in boxes[0, int(scores[0, :, 0].argmax())]])
-        return out
+        if len(image) != len(phrase):
+            raise ValueError(
+                f"ground: {len(image)} images but {len(phrase)} phrases; give one phrase per image"
+            )
+        tokens, phrase_emb, boxes = self._encode(image, phrase)
+        logits = self.model.class_logits(tokens, phrase_emb[:, None, :])[
+            ..., 0
+        ]  # (N, P): each its own phrase
+        best = logits.argmax(1).numpy()
+        return [[float(v) for v in boxes[n, p]] for n, p in enumerate(best)]
 
 
 def _generative(model: torch.nn.Module, cfg: Config, path: Path):
