@@ -1,4 +1,5 @@
-"""Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search.
+"""Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search;
+and for open-vocabulary detectors (`DetectorModel`: detect, ground).
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
@@ -254,8 +255,8 @@ USES = per_kind(
 
 def load(path: str | Path, kind: str | None = None, command: str = ""):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
-    `ContrastiveModel` (embed, classify, search) or a `vlkit.generation.GenerativeModel`
-    (caption, answer, chat), by the model's kind. `kind`: the kind the caller (`command`, a
+    `ContrastiveModel` (embed, classify, search), a `vlkit.generation.GenerativeModel`
+    (caption, answer, chat) or a `DetectorModel` (detect, ground), by the model's kind. `kind`: the kind the caller (`command`, a
     `vlkit` command's name) needs; another is a ValueError saying what each kind is for."""
     folder = resolve_model_dir(path)
     model, cfg = load_model(folder)
