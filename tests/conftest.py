@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vlkit.config import Config, SourceConfig  # noqa: E402
+from vlkit.config import Config, SourceConfig, TrainingFreeConfig  # noqa: E402
 
 _TOWERS = [  # tiny CLIP towers
     "model.vision_width=16",
@@ -134,12 +134,22 @@ def make_tiny_detector_cfg() -> Config:
     return cfg
 
 
+def make_tiny_training_free_cfg(method: str = "asif") -> Config:
+    """A training-free model over the real pretrained encoders (nothing smaller is pretrained):
+    8 anchors, k=4, the tiny run's data and evaluation sizes."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "training-free"
+    cfg.model = TrainingFreeConfig(method=method, anchors=8, k=4, p=2.0, max_text_length=32)
+    return cfg
+
+
 # model kind → its tiny config: tests that sweep `vlkit.models.kinds.KINDS` take each kind's from
 # here (test_kinds.py fails for a kind that has none).
 TINY_CONFIGS = {
     "contrastive": make_tiny_cfg,
     "generative": make_tiny_vlm_cfg,
     "detector": make_tiny_detector_cfg,
+    "training-free": make_tiny_training_free_cfg,
 }
 
 

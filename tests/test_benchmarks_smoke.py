@@ -127,3 +127,12 @@ def test_detection_smoke():
     out = run_smoke("detection.py")
     for expected in ('"mAP@0.5"', '"mAP@[.5:.95]"', '"grounding_acc@0.5"', '"grounding_random_pick"'):
         assert expected in out
+
+
+def test_training_free_smoke():
+    out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
+    for name in ("fashion-mnist", "digits"):
+        assert f"{name}: ASIF with vlkit asif's defaults" in out
+        assert f"{name}: {{'method': 'conse'" in out
+        assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
+    assert out.count("end-to-end agrees: True") == 2

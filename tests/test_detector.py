@@ -141,6 +141,17 @@ def test_vlkit_eval_runs_detection_and_grounding_and_vlkit_detect_draws(tiny_det
     assert drawn.size == (128, 128)  # the 32-pixel scene drawn 4x
 
 
+def test_serve_and_export_refuse_a_detector_saying_why(tiny_detector, tmp_path):
+    from vlkit import export
+    from vlkit.serve.loading import load_served
+
+    run, _ = tiny_detector
+    with pytest.raises(ValueError, match="detectors are not served yet .*vlkit detect"):
+        load_served(str(run))
+    with pytest.raises(ValueError, match="a detector model has no export format. transformers' OwlViT"):
+        export.export(run, tmp_path / "out")
+
+
 def test_a_detector_starts_from_a_contrastive_run_whose_towers_fit(tiny_run):
     from vlkit.models.build import build_model, initial_parts, load_model
     from vlkit.models.folders import resolve_model_dir

@@ -129,7 +129,10 @@ def test_the_index_and_url_fetch_options(served, tiny_run, tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--index", "INDEX"], "searching needs a contrastive model; this one is generative"),
+        (
+            ["--index", "INDEX"],
+            "searching needs a model that embeds images and texts; this one is generative",
+        ),
         (["--allow-url-fetch"], "--allow-url-fetch needs at least one --allow-host HOST"),
         (["--allow-host", "example.com"], "--allow-host needs --allow-url-fetch"),
     ],

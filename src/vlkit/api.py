@@ -27,7 +27,7 @@ from vlkit.models.build import load_model
 from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
-from vlkit.models.kinds import per_kind
+from vlkit.models.kinds import can_stand_in, per_kind
 from vlkit.models.towers import tokenize
 
 FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
@@ -78,7 +78,7 @@ class ContrastiveModel:
             rows += [start + p for p in positions]
             if chunk:
                 out.append(self.model.encode_images(self.model.image_tower.preprocess(chunk)))
-        empty = np.zeros((0, self.cfg.model.embed_dim), np.float32)
+        empty = np.zeros((0, self.model.embed_dim), np.float32)
         return (torch.cat(out).float().numpy() if out else empty), rows, failures
 
     @torch.inference_mode()
@@ -88,7 +88,7 @@ class ContrastiveModel:
         for start in range(0, len(texts), batch_size):
             enc = tokenize(self.model.text_tower, list(texts[start : start + batch_size]))
             out.append(self.model.encode_texts(enc["input_ids"], enc["attention_mask"]))
-        return torch.cat(out).float().numpy() if out else np.zeros((0, self.cfg.model.embed_dim), np.float32)
+        return torch.cat(out).float().numpy() if out else np.zeros((0, self.model.embed_dim), np.float32)
 
     def label_embeddings(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
@@ -126,7 +126,7 @@ class ContrastiveModel:
     def build_index(
         self, images: Sequence[ImageInput], keys: Sequence[str], batch_size: int = 32
     ) -> SearchIndex:
-        index = SearchIndex(dim=self.cfg.model.embed_dim, metadata={"model": str(self.path or "")})
+        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": str(self.path or "")})
         index.add(self.embed_images(images, batch_size), list(keys))
         return index
 
@@ -140,7 +140,7 @@ class ContrastiveModel:
         embeddings, rows, failures = self.embed_readable(files, batch_size, strict)
         require_readable(len(files), failures)
         model = str(self.path.resolve()) if self.path else ""
-        index = SearchIndex(dim=self.cfg.model.embed_dim, metadata={"model": model})
+        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": model})
         index.add(embeddings, [str(files[i]) for i in rows])
         index.save(out)
         write_failures(failures, Path(out) / FAILURES_FILE)
@@ -231,6 +231,15 @@ class DetectorModel:
         return [[float(v) for v in boxes[n, p]] for n, p in enumerate(best)]
 
 
+class TrainingFreeModel(ContrastiveModel):
+    """A training-free model (ASIF, ConSE; `vlkit.models.training_free`): a `ContrastiveModel` in
+    every use, which also says which method joined its encoders."""
+
+    @property
+    def method(self) -> str:
+        return self.cfg.model.method
+
+
 def _generative(model: torch.nn.Module, cfg: Config, path: Path):
     from vlkit.generation import GenerativeModel  # imported when needed: `vlkit classify` starts faster
 
@@ -240,7 +249,12 @@ def _generative(model: torch.nn.Module, cfg: Config, path: Path):
 # model kind → its user-facing wrapper (`vlkit.models.kinds` has the models floor's table)
 WRAPPERS = per_kind(
     "user-facing models",
-    {"contrastive": ContrastiveModel, "generative": _generative, "detector": DetectorModel},
+    {
+        "contrastive": ContrastiveModel,
+        "generative": _generative,
+        "detector": DetectorModel,
+        "training-free": TrainingFreeModel,
+    },
 )
 # model kind → what it is for, in a user's words (errors that refuse the wrong kind say it)
 USES = per_kind(
@@ -249,6 +263,7 @@ USES = per_kind(
         "contrastive": "a dual encoder (CLIP, SigLIP, LiT): vlkit classify, index, search",
         "generative": "a VLM that writes text: vlkit caption, ask, chat",
         "detector": "an open-vocabulary detector (OWL-ViT): vlkit detect, model.detect and model.ground",
+        "training-free": "frozen encoders joined without training (ASIF, ConSE): what a dual encoder does",
     },
 )
 
@@ -256,11 +271,13 @@ USES = per_kind(
 def load(path: str | Path, kind: str | None = None, command: str = ""):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
     `ContrastiveModel` (embed, classify, search), a `vlkit.generation.GenerativeModel`
-    (caption, answer, chat) or a `DetectorModel` (detect, ground), by the model's kind. `kind`: the kind the caller (`command`, a
-    `vlkit` command's name) needs; another is a ValueError saying what each kind is for."""
+    (caption, answer, chat) or a `DetectorModel` (detect, ground), by the model's kind. `kind`: the
+    kind the caller (`command`, a `vlkit` command's name) needs; a kind that cannot stand in for it
+    (`kinds.can_stand_in`: a training-free model can for a contrastive one) is a ValueError saying
+    what each kind is for."""
     folder = resolve_model_dir(path)
     model, cfg = load_model(folder)
-    if kind is not None and cfg.kind != kind:
+    if kind is not None and not can_stand_in(cfg.kind, kind):
         what = command or "the caller"
         raise ValueError(
             f"vlkit {command or 'load'}: {path} is a {cfg.kind} model; {what} needs a {kind} one, "

@@ -48,6 +48,7 @@ from vlkit.commands import (
     generative,
     instruct,
     training,
+    training_free,
 )
 
 DESCRIPTION = "Build, train, evaluate and serve vision-language models, offline-first."
@@ -61,6 +62,7 @@ EPILOG = """examples:
   vlkit classify runs/tour photo.png --labels "red circle,blue star"
   vlkit index runs/tour images/ --out images.index
   vlkit search images.index "a small red circle"
+  vlkit asif --data fashion-mnist --out runs/asif-fmnist   a training-free CLIP from pretrained encoders
   vlkit export runs/clip-scenes --format transformers --out clip-hf
   vlkit train recipes/llava-scenes.yaml                 a generative VLM (vision → connector → LM)
   vlkit caption runs/tour/llava photo.png
@@ -82,6 +84,8 @@ COMMANDS: dict[str, Callable | Group] = {
     "classify": contrastive.classify,
     "index": contrastive.index,
     "search": contrastive.search,
+    "asif": training_free.asif,
+    "conse": training_free.conse,
     "caption": generative.caption,
     "ask": generative.ask,
     "chat": generative.chat,

@@ -192,6 +192,26 @@ class StageConfig:
     set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"
 
 
+@dataclass
+class TrainingFreeConfig:
+    """A training-free VLM (a `training-free` model's `model` section): two frozen pretrained
+    unimodal encoders joined without training (`vlkit.models.training_free`).
+    asif: image and text each become their similarities to anchor image-caption pairs (Norelli
+    et al. 2023); conse: the image classifier's top classes' name embeddings (Norouzi et al. 2014)."""
+
+    method: str = "asif"  # asif | conse
+    image_encoder: str = "efficientnet-lite0"  # a pretrained one (conse: an ImageNet classifier)
+    text_encoder: str = "minilm-l6"
+    max_text_length: int = 64
+    anchors: int = 2000  # asif: anchor image-caption pairs (what `vlkit asif` built it from)
+    anchor_data: str = ""  # asif: the data name the anchors came from (a record, `vlkit asif --data`)
+    k: int = 800  # asif: similarities kept per relative representation (the rest are 0)
+    p: float = 8.0  # asif: the kept similarities are raised to this power
+    center: bool = True  # asif: subtract the anchors' mean feature before the cosines
+    top: int = 5  # conse: the classifier's top-T classes in the convex combination
+    scale: float = 100.0  # logit scale of classify's softmax (top-1 does not depend on it)
+
+
 # model kind → the sections that describe its model, and their types: all a kind's config carries
 # besides data / train / eval / stages. The config floor's per-kind table (`vlkit.models.kinds`
 # holds the models floor's, and checks that both name the same kinds).
@@ -199,13 +219,15 @@ KIND_SECTIONS: dict[str, dict[str, type]] = {
     "contrastive": {"model": ModelConfig},
     "generative": {"model": VisionConfig, "vlm": VLMConfig},
     "detector": {"model": ModelConfig, "detector": DetectorConfig},
+    "training-free": {"model": TrainingFreeConfig},
 }
 SECTIONS = ("model", "vlm", "detector")  # every section some kind has; one a kind lacks is None
 
 
 @dataclass
 class Config:
-    # contrastive (dual encoder: `model`) | generative (`model` + `vlm`) | detector (`model` + `detector`)
+    # contrastive (dual encoder: `model`) | generative (`model` + `vlm`) | detector (`model` +
+    # `detector`) | training-free (`model`: a `TrainingFreeConfig`)
     kind: str = "contrastive"
     # The kind's sections (`KIND_SECTIONS`): a dual encoder's `ModelConfig`, or a generative
     # model's `VisionConfig` (the image tower) and `VLMConfig`.
@@ -262,6 +284,10 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.embed_dim": (1, None),
     "model.image_size": (1, None),
     "model.patch_size": (1, None),
+    "model.anchors": (1, None),
+    "model.k": (1, None),
+    "model.p": (0, None),
+    "model.top": (1, None),
     "data.image_size": (1, None),
 }
 
@@ -374,17 +400,15 @@ def _drop_foreign(data: dict, kind: str) -> dict:
             continue
         own = KIND_SECTIONS[kind].get(name)
         mine = {f.name for f in dataclasses.fields(own)} if own else set()
-        owners = {  # a field several kinds share is named as the first kind's (contrastive's text tower)
-            f.name: (other, _default(f))
-            for other, sections in reversed(KIND_SECTIONS.items())
-            if name in sections and other != kind
-            for f in dataclasses.fields(sections[name])
-            if f.name not in mine
-        }
-        foreign = [k for k in section if k in owners]
-        for k in foreign:
-            if section[k] != owners[k][1]:
-                ignored.setdefault(owners[k][0], []).append(f"{name}.{k}={section[k]!r}")
+        owners: dict[str, list[tuple[str, Any]]] = {}  # field → the other kinds having it, their default
+        for other, sections in KIND_SECTIONS.items():
+            if name in sections and other != kind:
+                for f in dataclasses.fields(sections[name]):
+                    if f.name not in mine:
+                        owners.setdefault(f.name, []).append((other, _default(f)))
+        for k in (k for k in section if k in owners):
+            if all(section[k] != default for _, default in owners[k]):  # at no owner's default
+                ignored.setdefault(owners[k][0][0], []).append(f"{name}.{k}={section[k]!r}")
         out[name] = {k: v for k, v in section.items() if k not in owners}
     if ignored:
         owned = "; ".join(f"{', '.join(keys)}: a {owner} model's" for owner, keys in ignored.items())

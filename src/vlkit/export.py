@@ -9,15 +9,21 @@
   "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
   `LlavaProcessor` that expands `<image>` to `model.image_tokens` tokens and left-pads prompts
   as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
+- `anchors`: a training-free model (ASIF, ConSE), which no transformers class holds (`WHY_NOT`):
+  its own tensors as safetensors and its settings as config.json, beside the named encoders.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from transformers import (
     CLIPConfig,
     CLIPImageProcessor,
@@ -37,7 +43,11 @@ from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
 
 # export format → the model kind it takes, and what it writes (the functions: `WRITERS`)
-FORMATS = {"transformers": ("contrastive", "transformers (CLIPModel)"), "llava": ("generative", "LLaVA")}
+FORMATS = {
+    "transformers": ("contrastive", "transformers (CLIPModel)"),
+    "llava": ("generative", "LLaVA"),
+    "anchors": ("training-free", "anchors (the method's tensors as safetensors + config.json)"),
+}
 LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
 # ChatML whose user content may also be a list of {"type": "image" | "text"} parts (HF chat
 # messages), rendered as vlkit's `split_messages` does: `<image>` for an image, parts joined by "\n".
@@ -66,6 +76,7 @@ def _load(model_path: str | Path, fmt: str) -> tuple[torch.nn.Module, Config]:
                 if EXPORTS[cfg.kind]
                 else "(this model has no export)"
             )
+            + WHY_NOT[cfg.kind]
         )
     return model, cfg
 
@@ -197,24 +208,59 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-WRITERS = {"transformers": export_transformers, "llava": export_llava}
-# model kind → its export format, or None (`vlkit.models.kinds` has the models floor's table)
-EXPORTS = per_kind("export formats", {"contrastive": "transformers", "generative": "llava", "detector": None})
-# model kind without an export → why not
-NO_EXPORT = {
-    "detector": (
-        "transformers' OwlViTForObjectDetection computes its box bias from patch corners and "
-        "multiplies patch tokens by the CLS token, and pools text at the highest token id; vlkit's "
-        "detector uses patch centres, plain patch tokens and its tokenizer's end token, so its "
-        "logits would not match"
-    )
-}
+def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
+    """A training-free model as plain data: `anchors.safetensors` (the method's tensors: ASIF's
+    anchor features and means, ConSE's class-name embeddings; the towers are the named pretrained
+    encoders, unchanged), `config.json` (the method, the encoders, k / p / top) and the anchors'
+    captions when the folder has them (`anchors.jsonl`). No transformers class computes either
+    method, so this is what another runtime needs beside the two encoders."""
+    model, cfg = _load(model_path, "anchors")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(TOWERS)}
+    save_file(tensors, str(out / "anchors.safetensors"))
+    record = dataclasses.asdict(cfg.model) | {"embed_dim": model.embed_dim, "tensors": sorted(tensors)}
+    (out / "config.json").write_text(json.dumps(record, indent=1))
+    captions = resolve_model_dir(model_path) / "anchors.jsonl"
+    if captions.is_file():
+        shutil.copy(captions, out / captions.name)
+    return out
+
+
+TOWERS = ("image_tower.", "text_tower.")
+WRITERS = {"transformers": export_transformers, "llava": export_llava, "anchors": export_anchors}
+# model kind → its export format, or None for a kind with none (`vlkit.models.kinds` has the
+# models floor's table)
+EXPORTS = per_kind(
+    "export formats",
+    {"contrastive": "transformers", "generative": "llava", "detector": None, "training-free": "anchors"},
+)
+# model kind → why no (other) format holds it, added to a refusal; a kind without an export must say
+WHY_NOT = per_kind(
+    "export refusals",
+    {
+        "contrastive": "",
+        "generative": "",
+        "detector": (
+            ". transformers' OwlViTForObjectDetection computes its box bias from patch corners and "
+            "multiplies patch tokens by the CLS token, and pools text at the highest token id; vlkit's "
+            "detector uses patch centres, plain patch tokens and its tokenizer's end token, so its "
+            "logits would not match"
+        ),
+        "training-free": (
+            ". A training-free model has no transformers class: its scores are not a projection of "
+            "its towers' features (ASIF compares sparse similarities to stored anchors, ConSE mixes "
+            "class-name embeddings by the classifier's probabilities), so CLIPModel cannot hold it; "
+            "its towers are the unchanged pretrained encoders"
+        ),
+    },
+)
 
 
 def export_of(kind: str) -> str:
-    """The export format of model kind `kind`; a ValueError saying why when it has none."""
+    """The export format of model kind `kind`; a ValueError saying why (`WHY_NOT`) when it has none."""
     if EXPORTS[kind] is None:
-        raise ValueError(f"a {kind} model has no export format: {NO_EXPORT[kind]}")
+        raise ValueError(f"a {kind} model has no export format{WHY_NOT[kind]}")
     return EXPORTS[kind]
 
 

@@ -109,12 +109,15 @@ def serve(
     limits = Limits.from_options(max_tokens, max_body_mb, max_pixels, max_queue, fetch.remote())
     key = api_key or os.environ.get("VLKIT_API_KEY") or None
     app = load_app(model, name, limits, key, max_batch, wait_ms, max_queue, ui, index)
-    kind = app.state.served.kind
-    auth = "; API key required" if key else ""
-    url = f"http://{host}:{port}"
-    ready = f"ready: serving {name or model} ({kind}) on {url}/v1 (OpenAI-compatible{auth})"
-    print(ready + (f"; web UI at {url}/ui/" if ui else ""), flush=True)
+    print(_ready_line(app.state.served.kind, name or model, f"http://{host}:{port}", key, ui), flush=True)
     run(app, host, port)
+
+
+def _ready_line(kind: str, name: str, url: str, key: str | None, ui: bool) -> str:
+    """What `vlkit serve` prints once the model is loaded (and only then)."""
+    auth = "; API key required" if key else ""
+    ready = f"ready: serving {name} ({kind}) on {url}/v1 (OpenAI-compatible{auth})"
+    return ready + (f"; web UI at {url}/ui/" if ui else "")
 
 
 def demo(

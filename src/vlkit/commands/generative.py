@@ -116,10 +116,11 @@ def chat(model: str, *, image: str | None = None, decode: Decode = REPLY) -> Non
     if image:
         load_image(image)  # a missing or unreadable --image stops here, before the model loads
     loaded, decoding = _generative(model, "chat"), decode.decoding()
-    print(
-        "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit", file=sys.stderr
-    )
-    try:
+    try:  # Ctrl-C from the moment the prompt is shown ends the chat quietly
+        print(
+            "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit",
+            file=sys.stderr,
+        )
         _chat_loop(loaded, image, decoding)
     except KeyboardInterrupt:
         print(file=sys.stderr)

@@ -95,7 +95,12 @@ def evaluate_detector(model, cfg: Config) -> dict[str, float]:
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
 EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
     "training evaluators",
-    {"contrastive": evaluate, "generative": evaluate_generative, "detector": evaluate_detector},
+    {
+        "contrastive": evaluate,
+        "generative": evaluate_generative,
+        "detector": evaluate_detector,
+        "training-free": evaluate,
+    },
 )
 
 

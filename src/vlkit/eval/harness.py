@@ -3,6 +3,7 @@
 Models are told apart by what they can do, not by class (`vlkit.models.kinds.kind_of`, from
 each kind's `abilities`):
 - contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP)
+- training-free: the same and `method` (ASIF, ConSE): it runs the contrastive tasks
 - generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
   with `segment`, grounding with `ground` (`EXTRAS`).
 - detector: detect, ground (vlkit `DetectorModel`): detection (COCO mAP), grounding.
@@ -22,19 +23,25 @@ from vlkit.models.kinds import kind_of, per_kind
 
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
 # something the model was trained for, so it stays out of the default "every task" set.
-OPT_IN = per_kind("opt-in tasks", {"contrastive": ("grounding",), "generative": (), "detector": ()})
+OPT_IN = per_kind(
+    "opt-in tasks",
+    {"contrastive": ("grounding",), "generative": (), "detector": (), "training-free": ("grounding",)},
+)
 
+# What a model with a dual encoder's abilities runs: a training-free model's too.
+EMBEDDING_RUNNERS = {
+    "zero-shot": lambda m, b, f, s: contrastive.zero_shot(m, b, f, s["templates"]),
+    "retrieval": lambda m, b, f, s: contrastive.retrieval(m, b, f),
+    "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
+    "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
+    "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
+}
 # task → runner, per model kind: the one table of what runs what.
 RUNNERS = per_kind(
     "task runners",
     {
-        "contrastive": {
-            "zero-shot": lambda m, b, f, s: contrastive.zero_shot(m, b, f, s["templates"]),
-            "retrieval": lambda m, b, f, s: contrastive.retrieval(m, b, f),
-            "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
-            "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
-            "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
-        },
+        "contrastive": EMBEDDING_RUNNERS,
+        "training-free": EMBEDDING_RUNNERS,
         "generative": {
             "vqa": lambda m, b, f, s: generative.vqa(m, b, s["batch_size"], s["progress"]),
             "caption": lambda m, b, f, s: generative.caption(
@@ -60,7 +67,12 @@ RUNNERS = per_kind(
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
 EXTRAS = per_kind(
     "task extras",
-    {"contrastive": {}, "generative": {"segmentation": "segment", "grounding": "ground"}, "detector": {}},
+    {
+        "contrastive": {},
+        "generative": {"segmentation": "segment", "grounding": "ground"},
+        "detector": {},
+        "training-free": {},
+    },
 )
 # (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None
 SHARED = per_kind(
@@ -69,6 +81,7 @@ SHARED = per_kind(
         "contrastive": contrastive.ImageFeatures,
         "generative": lambda m, batch_size, progress: None,
         "detector": lambda m, batch_size, progress: None,
+        "training-free": contrastive.ImageFeatures,
     },
 )
 

@@ -23,6 +23,7 @@ class DualEncoder(nn.Module):
         self.cfg = cfg
         self.image_tower = image_tower
         self.text_tower = text_tower
+        self.embed_dim = cfg.embed_dim  # the shared space's size (what `vlkit.api` indexes)
         self.visual_projection = nn.Linear(image_tower.out_dim, cfg.embed_dim, bias=False)
         self.text_projection = nn.Linear(text_tower.out_dim, cfg.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))

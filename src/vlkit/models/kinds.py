@@ -3,6 +3,8 @@
     contrastive   image tower + text tower + projections into one space (CLIP, SigLIP, LiT)
     generative    vision tower → connector → causal LM (LLaVA, Q-Former, Flamingo, ClipCap)
     detector      a dual encoder's patch tokens → boxes + class embeddings vs text queries (OWL-ViT)
+    training-free two frozen pretrained encoders joined without training (ASIF, ConSE): a dual
+                  encoder's abilities, nothing to train, only the method's small tensors stored
 
 `cfg.kind` names an entry of `KINDS`; code that does something per kind looks the kind up, never
 branches on its name. This layer's entry holds what the models floor knows (build, save, load,
@@ -27,7 +29,7 @@ import torch
 from vlkit.config import Config
 from vlkit.data import iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models import build_dual, detector
+from vlkit.models import build_dual, build_training_free, detector
 
 TOKENIZER_SAMPLES = 2_000  # samples whose texts train a from-scratch tokenizer (scenes: 10k captions)
 
@@ -54,6 +56,8 @@ class ModelKind:
     # methods of its user-facing model (`vlkit.load`); how evaluation tells any model's kind
     # (transformers' models included, which have no vlkit config)
     abilities: tuple[str, ...]
+    # whether `vlkit train` can train it (a training-free model is built by its own command)
+    trainable: bool = True
 
 
 def _captions(dataset: Any) -> list[str]:
@@ -65,6 +69,11 @@ def _chat_texts(dataset: Any) -> list[str]:
     return (
         iter_texts(dataset, TOKENIZER_SAMPLES) + [CAPTION_PROMPT, SHORT_ANSWER, "system user assistant"] * 50
     )
+
+
+def _no_texts(dataset: Any) -> list[str]:
+    """A training-free model has pretrained tokenizers only: nothing to learn from the data."""
+    return []
 
 
 # The generative builders are imported when first called: `vlkit classify` never loads the VLM code.
@@ -124,6 +133,18 @@ KINDS: dict[str, ModelKind] = {
         tokenizer_texts=_captions,
         abilities=("detect", "ground"),
     ),
+    "training-free": ModelKind(
+        name="training-free",
+        summary="frozen pretrained encoders joined without training: ASIF anchors, ConSE (`model`)",
+        build=build_training_free.build_training_free,
+        save_files=build_training_free.save_training_free_files,
+        fill_external=build_training_free.towers_are_built,
+        initial_parts=build_dual.no_parts,
+        tokenizer_texts=_no_texts,
+        # a dual encoder's abilities and its own: everything that takes a contrastive model takes it
+        abilities=("embed_images", "embed_texts", "label_embeddings", "method"),
+        trainable=False,
+    ),
 }
 
 
@@ -147,12 +168,19 @@ def per_kind(what: str, table: Mapping[str, T]) -> dict[str, T]:
 
 
 def kind_of(model: object) -> str:
-    """The kind of a user-facing model (vlkit's or a transformers wrapper), by what it can do."""
-    for kind in KINDS.values():
-        if all(hasattr(model, a) for a in kind.abilities):
-            return kind.name
+    """The kind of a user-facing model (vlkit's or a transformers wrapper), by what it can do: the
+    kind with the most abilities it has all of (a training-free model can do what a dual encoder
+    can, and more)."""
+    able = [k for k in KINDS.values() if all(hasattr(model, a) for a in k.abilities)]
+    if able:
+        return max(able, key=lambda k: len(k.abilities)).name
     needs = "; ".join(f"{', '.join(k.abilities)} ({k.name})" for k in KINDS.values())
     raise ValueError(f"{type(model).__name__}: not an evaluable model; needs {needs}")
+
+
+def can_stand_in(kind: str, needed: str) -> bool:
+    """Whether a model of `kind` does everything a `needed` one does (its abilities include those)."""
+    return set(model_kind(needed).abilities) <= set(model_kind(kind).abilities)
 
 
 def texts_for(cfg: Config, dataset: Iterable[Any]) -> list[str]:

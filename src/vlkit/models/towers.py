@@ -72,6 +72,12 @@ class EfficientNetTower(nn.Module):
         self.model = model
         self.preprocess = preprocess
         self.out_dim = 1280
+        self.num_classes = model._fc.out_features  # 1000 ImageNet classes
+
+    def class_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features float[B, 1280] → the ImageNet classifier's logits float[B, num_classes]
+        (what the packaged model's forward ends with; its dropout is off in eval). ConSE reads them."""
+        return self.model._fc(pooled)
 
     def feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.extract_features(pixel_values)  # (B, 1280, 7, 7) at 224 px

@@ -3,7 +3,9 @@
     contrastive   a `ContrastiveModel`: /v1/embeddings, /v1/classify, /v1/search
     generative    a `BatchingEngine` around the model's `Engine` (text LMs too): /v1/chat/completions,
                   /v1/caption, /v1/answer
-    detector      a `DetectorModel`: no endpoint yet (`vlkit detect` and the Python API)
+    training-free a `TrainingFreeModel` (a `ContrastiveModel`): the contrastive endpoints
+    detector      a `DetectorModel`: not served yet; `vlkit serve` refuses it (`vlkit detect` and the
+                  Python API)
 
 Keyed by `vlkit.models.kinds`' names (`per_kind` checks the table names every kind). An endpoint of
 another kind is OpenAI's 400 saying what the served model is for (`vlkit.api.USES`).
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel, DetectorModel
+from vlkit.api import USES, ContrastiveModel, DetectorModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -35,6 +37,15 @@ def _batched(model: Any, batching: dict) -> BatchingEngine:
     return BatchingEngine(model.engine, **batching)
 
 
+def _not_served_yet(model: Any, batching: dict) -> Any:
+    """A kind with no endpoint: `vlkit serve` refuses it, saying what does use it."""
+    raise ValueError(
+        f"vlkit serve: {model.path or 'this model'} is a {model.cfg.kind} model, {USES[model.cfg.kind]}; "
+        "detectors are not served yet (no endpoint answers them): use `vlkit detect` or "
+        "vlkit.load(...).detect / .ground"
+    )
+
+
 SERVED_KINDS = per_kind(
     "served kinds",
     {
@@ -44,16 +55,21 @@ SERVED_KINDS = per_kind(
         "generative": ServedKind(
             BatchingEngine, ("/v1/chat/completions", "/v1/caption", "/v1/answer"), _batched
         ),
-        "detector": ServedKind(DetectorModel, (), lambda m, _: m),  # no endpoint yet: `vlkit detect`
+        # ASIF / ConSE: a ContrastiveModel, served as one
+        "training-free": ServedKind(
+            TrainingFreeModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
+        ),
+        "detector": ServedKind(DetectorModel, (), _not_served_yet),  # no endpoint yet: `vlkit detect`
     },
 )
 
 
 def served_kind(model: object) -> str:
-    """The kind of what the app is given: a `ContrastiveModel` or a `BatchingEngine`."""
-    for name, kind in SERVED_KINDS.items():
-        if isinstance(model, kind.serves):
-            return name
+    """The kind of what the app is given: a `ContrastiveModel` (or its `TrainingFreeModel`
+    subclass: the most specific class wins) or a `BatchingEngine`."""
+    matches = [name for name, kind in SERVED_KINDS.items() if isinstance(model, kind.serves)]
+    if matches:
+        return max(matches, key=lambda name: len(SERVED_KINDS[name].serves.__mro__))
     takes = ", ".join(f"{k.serves.__name__} ({name})" for name, k in SERVED_KINDS.items())
     raise TypeError(f"vlkit serve: cannot serve a {type(model).__name__}; it serves {takes}")
 

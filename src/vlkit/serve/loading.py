@@ -49,15 +49,15 @@ def load_served(
 def load_index(path: str, served: BatchingEngine | ContrastiveModel) -> SearchIndex:
     """`--index PATH` → the index /v1/search searches: one `vlkit index` built with a model of the
     served one's embedding size (a contrastive model; another kind is a ValueError)."""
-    if served_kind(served) != "contrastive":
+    if "/v1/search" not in SERVED_KINDS[served_kind(served)].endpoints:
         raise ValueError(
-            f"--index {path}: searching needs a contrastive model; this one is {served_kind(served)}"
+            f"--index {path}: searching needs a model that embeds images and texts; this one is {served_kind(served)}"
         )
     index = SearchIndex.load(path)
-    if index.dim != served.cfg.model.embed_dim:
+    if index.dim != served.model.embed_dim:
         raise ValueError(
             f"--index {path}: its embeddings have {index.dim} dimensions, the model's "
-            f"{served.cfg.model.embed_dim}: build it with this model (vlkit index MODEL FOLDER --out {path})"
+            f"{served.model.embed_dim}: build it with this model (vlkit index MODEL FOLDER --out {path})"
         )
     return index
 

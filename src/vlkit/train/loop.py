@@ -93,6 +93,14 @@ def detection_objective(cfg: Config, model: torch.nn.Module) -> DetectionObjecti
     return DetectionObjective(model, cfg.detector, seed=cfg.train.seed)
 
 
+def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
+    """A training-free model is built, not trained: its command fills it from anchors / class names."""
+    raise ValueError(
+        f"kind: {cfg.kind!r} has nothing to train (frozen pretrained encoders joined without "
+        "training); build one with `vlkit asif` (anchors from captioned data) or `vlkit conse`"
+    )
+
+
 Objective = ContrastiveObjective | GenerativeObjective | DetectionObjective
 # model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
 OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind(
@@ -101,6 +109,7 @@ OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind
         "contrastive": contrastive_objective,
         "generative": generative_objective,
         "detector": detection_objective,
+        "training-free": nothing_to_train,
     },
 )
 
@@ -128,6 +137,8 @@ class Run:
 def prepare(cfg: Config) -> Run:
     """Builds data, model, optimizer and schedule, resuming from the run's latest checkpoint."""
     check_ranges(cfg)  # configs built in code skip load_config's check
+    if not model_kind(cfg.kind).trainable:  # refused before the data and encoders load
+        nothing_to_train(cfg, None)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     accelerator = make_accelerator()
