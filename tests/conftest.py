@@ -125,6 +125,15 @@ def make_tiny_vlm_cfg(connector: str = "mlp2x_gelu") -> Config:
     return cfg
 
 
+def make_tiny_detector_cfg() -> Config:
+    """An open-vocabulary detector on the tiny dual encoder, trained on scenes with boxes."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "detector"
+    cfg.data.sources = [SourceConfig(kind="scenes-boxes")]
+    cfg.detector.negatives = 3
+    return cfg
+
+
 def make_tiny_training_free_cfg(method: str = "asif") -> Config:
     """A training-free model over the real pretrained encoders (nothing smaller is pretrained):
     8 anchors, k=4, the tiny run's data and evaluation sizes."""
@@ -139,6 +148,7 @@ def make_tiny_training_free_cfg(method: str = "asif") -> Config:
 TINY_CONFIGS = {
     "contrastive": make_tiny_cfg,
     "generative": make_tiny_vlm_cfg,
+    "detector": make_tiny_detector_cfg,
     "training-free": make_tiny_training_free_cfg,
 }
 

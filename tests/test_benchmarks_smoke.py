@@ -122,6 +122,13 @@ def test_serve_load_smoke():
     assert "errors below capacity: 0 (PASS)" in out and "resident memory:" in out
 
 
+@pytest.mark.slow
+def test_detection_smoke():
+    out = run_smoke("detection.py")
+    for expected in ('"mAP@0.5"', '"mAP@[.5:.95]"', '"grounding_acc@0.5"', '"grounding_random_pick"'):
+        assert expected in out
+
+
 def test_training_free_smoke():
     out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
     for name in ("fashion-mnist", "digits"):

@@ -34,6 +34,9 @@ def test_every_floor_names_every_kind_and_every_kind_has_a_tiny_config():
         assert set(table) == set(KINDS), what
     for name, kind in KINDS.items():
         assert kind.name == name and kind.abilities
+        if export.EXPORTS[name] is None:  # a kind without an export says why
+            assert export.WHY_NOT[name]
+            continue
         takes, _ = export.FORMATS[export.EXPORTS[name]]
         assert takes == name  # a kind's export takes that kind
 
@@ -71,8 +74,12 @@ def test_kind_builds_saves_loads_trains_evaluates_and_exports(name, tmp_path):
 
     user = api.load(tmp_path / "model", kind=name)
     assert kind_of(user) == name and harness.supported_tasks(user)
-    out = export.export(tmp_path / "model", tmp_path / "exported")
-    assert (out / "config.json").is_file()
+    if export.EXPORTS[name] is None:  # a kind without an export says why (`WHY_NOT`)
+        with pytest.raises(ValueError, match=rf"a {name} model has no export format\. \S"):
+            export.export(tmp_path / "model", tmp_path / "exported")
+    else:
+        out = export.export(tmp_path / "model", tmp_path / "exported")
+        assert (out / "config.json").is_file()
     for other in KIND_NAMES:  # a kind that cannot stand in for another is refused with what it needs
         if can_stand_in(name, other):
             assert kind_of(api.load(tmp_path / "model", kind=other)) == name
@@ -89,7 +96,6 @@ def test_an_export_format_for_another_kind_says_which_one_fits(name, tmp_path):
         build_model(cfg, texts=KINDS[name].tokenizer_texts(build_dataset(cfg.data))), cfg, tmp_path / "m"
     )
     wrong = next(f for f, (takes, _) in export.FORMATS.items() if takes != name)
-    with pytest.raises(
-        ValueError, match=f"a {name} model; .* export needs a .* one .*--format {export.EXPORTS[name]}"
-    ):
+    own = f"--format {export.EXPORTS[name]}" if export.EXPORTS[name] else "this model has no export"
+    with pytest.raises(ValueError, match=f"a {name} model; .* export needs a .* one .*{own}"):
         export.export(tmp_path / "m", tmp_path / "out", wrong)

@@ -102,7 +102,7 @@ def newcomer(tmp_path_factory, tiny_overrides) -> Path:
 
 def test_the_marked_blocks_are_found_and_every_skip_is_a_readme_command():
     blocks = readme_blocks((ROOT / "README.md").read_text())
-    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "python", "bash"]
+    assert [lang for lang, _ in blocks] == ["bash", "python", "bash", "bash", "python", "bash"]
     lines = [" ".join(c) for lang, code in blocks if lang == "bash" for c in commands(code)]
     assert any("runs/tour" in line for line in lines)
     for skipped in NOT_RUN:

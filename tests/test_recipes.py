@@ -33,6 +33,14 @@ TINY_LM = [
 ]
 
 
+# model kind → a metric its training-time evaluation logs
+EVAL_KEYS = {
+    "contrastive": "eval/t2i_R@1",
+    "generative": "eval/vqa_accuracy",
+    "detector": "eval/grounding_acc@0.5",
+}
+
+
 def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -67,7 +75,7 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     if small:
         evals = [r for r in log if any(k.startswith("eval/") for k in r)]
-        key = "eval/vqa_accuracy" if generative else "eval/t2i_R@1"
+        key = EVAL_KEYS[cfg.kind]
         assert evals and 0.0 <= evals[-1].get(key, -1) <= 1.0
     else:
         image = open_named("scenes")[0]["image"]

@@ -1,4 +1,5 @@
-"""Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search.
+"""Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search;
+and for open-vocabulary detectors (`DetectorModel`: detect, ground).
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
@@ -19,9 +20,11 @@ import numpy as np
 import torch
 
 from vlkit.config import DEFAULT_TEMPLATES, Config
-from vlkit.data.images import ImageError, ImageInput, read_images, require_readable, write_failures
+from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable, write_failures
 from vlkit.index import SearchIndex
+from vlkit.models.boxes import cxcywh_to_xyxy
 from vlkit.models.build import load_model
+from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.kinds import can_stand_in, per_kind
@@ -154,6 +157,80 @@ class ContrastiveModel:
         return index.search(self.embed_images(images), k)
 
 
+@dataclass
+class Detections:
+    """One image's detections, best first. boxes: float[K, 4] (x1, y1, x2, y2) pixels."""
+
+    boxes: np.ndarray
+    labels: list[str]
+    scores: np.ndarray  # float[K], sigmoid of the (patch, query) logit
+
+    def as_json(self) -> list[dict]:
+        return [
+            {"label": label, "score": float(score), "box": [round(float(v), 2) for v in box]}
+            for box, label, score in zip(self.boxes, self.labels, self.scores)
+        ]
+
+
+class DetectorModel:
+    """A loaded open-vocabulary detector (see `load`): any phrases are the classes.
+
+    Boxes are in the input image's pixels; an image that is not square is centre-cropped by the
+    tower's preprocessing, and its boxes are then relative to that crop's scale."""
+
+    def __init__(self, model: OpenVocabDetector, cfg: Config, path: Path | None = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.path = path
+
+    def _encode(self, images: Sequence[ImageInput], texts: Sequence[str]) -> tuple:
+        """→ (patch tokens float[N, P, D], unit text embeddings float[T, E], boxes float[N, P, 4]
+        (x1, y1, x2, y2) pixels)."""
+        arrays = [as_array(im) for im in images]
+        enc = tokenize(self.model.clip.text_tower, list(texts))
+        text_emb = self.model.encode_queries(enc["input_ids"], enc["attention_mask"])  # (T, E)
+        tokens = self.model.image_tokens(self.model.clip.image_tower.preprocess(arrays))  # (N, P, D)
+        boxes = cxcywh_to_xyxy(self.model.boxes(tokens)).clamp(0, 1).float().numpy()
+        sizes = np.array([[a.shape[1], a.shape[0], a.shape[1], a.shape[0]] for a in arrays], np.float32)
+        return tokens, text_emb, boxes * sizes[:, None, :]
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[ImageInput], queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """→ (scores float[N, P, Q]: every patch's probability for every query, boxes float[N, P, 4]
+        (x1, y1, x2, y2) pixels), P the patch tokens."""
+        if not queries:
+            raise ValueError("detection needs at least one query phrase")
+        tokens, query_emb, boxes = self._encode(images, queries)
+        return self.model.class_logits(tokens, query_emb).sigmoid().float().numpy(), boxes
+
+    def detect(self, image: ImageInput, queries: Sequence[str], threshold: float | None = None) -> Detections:
+        """Each patch's best query, kept when its score passes `threshold` (default:
+        `detector.score_threshold`), best first (OWL-ViT's post-processing: no NMS)."""
+        threshold = self.cfg.detector.score_threshold if threshold is None else threshold
+        scores, boxes = self.predict([image], queries)
+        best, label = scores[0].max(-1), scores[0].argmax(-1)  # (P,)
+        keep = np.flatnonzero(best > threshold)
+        keep = keep[np.argsort(-best[keep], kind="stable")]
+        return Detections(boxes[0][keep], [queries[i] for i in label[keep]], best[keep])
+
+    @torch.inference_mode()
+    def ground(self, image, phrase):
+        """The best box (x1, y1, x2, y2 pixels) for `phrase` in `image`; given lists of images and
+        phrases (the harness's grounding protocol), one box per pair, in one batch."""
+        if isinstance(phrase, str):
+            return self.ground([image], [phrase])[0]
+        if len(image) != len(phrase):
+            raise ValueError(
+                f"ground: {len(image)} images but {len(phrase)} phrases; give one phrase per image"
+            )
+        tokens, phrase_emb, boxes = self._encode(image, phrase)
+        logits = self.model.class_logits(tokens, phrase_emb[:, None, :])[
+            ..., 0
+        ]  # (N, P): each its own phrase
+        best = logits.argmax(1).numpy()
+        return [[float(v) for v in boxes[n, p]] for n, p in enumerate(best)]
+
+
 class TrainingFreeModel(ContrastiveModel):
     """A training-free model (ASIF, ConSE; `vlkit.models.training_free`): a `ContrastiveModel` in
     every use, which also says which method joined its encoders."""
@@ -172,7 +249,12 @@ def _generative(model: torch.nn.Module, cfg: Config, path: Path):
 # model kind → its user-facing wrapper (`vlkit.models.kinds` has the models floor's table)
 WRAPPERS = per_kind(
     "user-facing models",
-    {"contrastive": ContrastiveModel, "generative": _generative, "training-free": TrainingFreeModel},
+    {
+        "contrastive": ContrastiveModel,
+        "generative": _generative,
+        "detector": DetectorModel,
+        "training-free": TrainingFreeModel,
+    },
 )
 # model kind → what it is for, in a user's words (errors that refuse the wrong kind say it)
 USES = per_kind(
@@ -180,6 +262,7 @@ USES = per_kind(
     {
         "contrastive": "a dual encoder (CLIP, SigLIP, LiT): vlkit classify, index, search",
         "generative": "a VLM that writes text: vlkit caption, ask, chat",
+        "detector": "an open-vocabulary detector (OWL-ViT): vlkit detect, model.detect and model.ground",
         "training-free": "frozen encoders joined without training (ASIF, ConSE): what a dual encoder does",
     },
 )
@@ -187,10 +270,11 @@ USES = per_kind(
 
 def load(path: str | Path, kind: str | None = None, command: str = ""):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
-    `ContrastiveModel` (embed, classify, search) or a `vlkit.generation.GenerativeModel`
-    (caption, answer, chat), by the model's kind. `kind`: the kind the caller (`command`, a
-    `vlkit` command's name) needs; a kind that cannot stand in for it (`kinds.can_stand_in`: a
-    training-free model can for a contrastive one) is a ValueError saying what each kind is for."""
+    `ContrastiveModel` (embed, classify, search), a `vlkit.generation.GenerativeModel`
+    (caption, answer, chat) or a `DetectorModel` (detect, ground), by the model's kind. `kind`: the
+    kind the caller (`command`, a `vlkit` command's name) needs; a kind that cannot stand in for it
+    (`kinds.can_stand_in`: a training-free model can for a contrastive one) is a ValueError saying
+    what each kind is for."""
     folder = resolve_model_dir(path)
     model, cfg = load_model(folder)
     if kind is not None and not can_stand_in(cfg.kind, kind):

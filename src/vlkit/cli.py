@@ -43,6 +43,7 @@ from vlkit.commands import (
     contrastive,
     data,
     deploy,
+    detection,
     evaluation,
     generative,
     instruct,
@@ -67,6 +68,8 @@ EPILOG = """examples:
   vlkit caption runs/tour/llava photo.png
   vlkit ask runs/tour/llava photo.png "What color is the circle?"
   vlkit chat runs/tour/llava --image photo.png      interactive; /image PATH switches images
+  vlkit train recipes/owlvit-scenes.yaml            an open-vocabulary detector (OWL-ViT) on a CLIP
+  vlkit detect runs/owlvit-scenes scene.png --queries "red circle,small blue star"
   vlkit data shards scenes --count 1000 --out shards/
   vlkit serve runs/tour/llava --ui                  OpenAI-compatible API, and a web UI at /ui
   vlkit demo runs/tour                              the web UI alone (Gradio), at http://127.0.0.1:7860/
@@ -86,6 +89,7 @@ COMMANDS: dict[str, Callable | Group] = {
     "caption": generative.caption,
     "ask": generative.ask,
     "chat": generative.chat,
+    "detect": detection.detect,
     "export": deploy.export,
     "data": (data, {"shards": data.shards}),
     "instruct": (

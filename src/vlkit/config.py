@@ -166,6 +166,22 @@ class VLMConfig:
 
 
 @dataclass
+class DetectorConfig:
+    """An open-vocabulary detector (OWL-ViT): the dual encoder's image tower without pooling, a
+    box head and a class-embedding head on every patch token, compared with text-query
+    embeddings from the text tower; trained with Hungarian matching (class + L1 + GIoU costs)."""
+
+    clip_init: str = ""  # a contrastive run/model folder whose towers start the detector ("" = scratch)
+    negatives: int = 6  # negative phrases per image (names of objects the scene does not hold)
+    box_weight: float = 5.0  # DETR / OWL-ViT loss and matching-cost weights
+    giou_weight: float = 2.0
+    class_weight: float = 2.0
+    focal_alpha: float = 0.25  # sigmoid focal loss; alpha < 0 = plain BCE
+    focal_gamma: float = 2.0
+    score_threshold: float = 0.1  # `detect` keeps boxes scoring above this
+
+
+@dataclass
 class StageConfig:
     """One stage of a multi-stage recipe (LLaVA: align the connector, then instruction-tune).
 
@@ -202,20 +218,22 @@ class TrainingFreeConfig:
 KIND_SECTIONS: dict[str, dict[str, type]] = {
     "contrastive": {"model": ModelConfig},
     "generative": {"model": VisionConfig, "vlm": VLMConfig},
+    "detector": {"model": ModelConfig, "detector": DetectorConfig},
     "training-free": {"model": TrainingFreeConfig},
 }
-SECTIONS = ("model", "vlm")  # every section some kind has; one a kind lacks is None
+SECTIONS = ("model", "vlm", "detector")  # every section some kind has; one a kind lacks is None
 
 
 @dataclass
 class Config:
-    kind: str = (
-        "contrastive"  # contrastive (dual encoder: `model`) | generative (`model` + `vlm`) | training-free
-    )
+    # contrastive (dual encoder: `model`) | generative (`model` + `vlm`) | detector (`model` +
+    # `detector`) | training-free (`model`: a `TrainingFreeConfig`)
+    kind: str = "contrastive"
     # The kind's sections (`KIND_SECTIONS`): a dual encoder's `ModelConfig`, or a generative
     # model's `VisionConfig` (the image tower) and `VLMConfig`.
     model: VisionConfig = field(default_factory=ModelConfig)
     vlm: VLMConfig | None = None
+    detector: DetectorConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -71,7 +71,12 @@ def _load(model_path: str | Path, fmt: str) -> tuple[torch.nn.Module, Config]:
     if cfg.kind != takes:
         raise ValueError(
             f"{model_path}: a {cfg.kind} model; {target} export needs a {takes} one "
-            f"(this model's export: --format {EXPORTS[cfg.kind]}){WHY_NOT[cfg.kind]}"
+            + (
+                f"(this model's export: --format {EXPORTS[cfg.kind]})"
+                if EXPORTS[cfg.kind]
+                else "(this model has no export)"
+            )
+            + WHY_NOT[cfg.kind]
         )
     return model, cfg
 
@@ -224,16 +229,24 @@ def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
 
 TOWERS = ("image_tower.", "text_tower.")
 WRITERS = {"transformers": export_transformers, "llava": export_llava, "anchors": export_anchors}
-# model kind → its export format (`vlkit.models.kinds` has the models floor's table)
+# model kind → its export format, or None for a kind with none (`vlkit.models.kinds` has the
+# models floor's table)
 EXPORTS = per_kind(
-    "export formats", {"contrastive": "transformers", "generative": "llava", "training-free": "anchors"}
+    "export formats",
+    {"contrastive": "transformers", "generative": "llava", "detector": None, "training-free": "anchors"},
 )
-# model kind → why no other format holds it, added to a refusal
+# model kind → why no (other) format holds it, added to a refusal; a kind without an export must say
 WHY_NOT = per_kind(
     "export refusals",
     {
         "contrastive": "",
         "generative": "",
+        "detector": (
+            ". transformers' OwlViTForObjectDetection computes its box bias from patch corners and "
+            "multiplies patch tokens by the CLS token, and pools text at the highest token id; vlkit's "
+            "detector uses patch centres, plain patch tokens and its tokenizer's end token, so its "
+            "logits would not match"
+        ),
         "training-free": (
             ". A training-free model has no transformers class: its scores are not a projection of "
             "its towers' features (ASIF compares sparse similarities to stored anchors, ConSE mixes "
@@ -244,10 +257,17 @@ WHY_NOT = per_kind(
 )
 
 
+def export_of(kind: str) -> str:
+    """The export format of model kind `kind`; a ValueError saying why (`WHY_NOT`) when it has none."""
+    if EXPORTS[kind] is None:
+        raise ValueError(f"a {kind} model has no export format{WHY_NOT[kind]}")
+    return EXPORTS[kind]
+
+
 def export(model_path: str | Path, out_dir: str | Path, format: str | None = None) -> Path:
     """Writes the model in `format` (one of `FORMATS`; None: its kind's, `EXPORTS`); returns the folder."""
     if format is None:
-        format = EXPORTS[model_kind(load_config(resolve_model_dir(model_path) / "config.yaml").kind).name]
+        format = export_of(model_kind(load_config(resolve_model_dir(model_path) / "config.yaml").kind).name)
     if format not in WRITERS:
         raise ValueError(f"export format {format!r}: valid formats are {', '.join(WRITERS)}")
     return WRITERS[format](model_path, out_dir)

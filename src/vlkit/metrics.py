@@ -4,7 +4,7 @@
 - VQA v2: `vqa_normalize`, `vqa_accuracy` (the official answer processing and formula)
 - captions: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr, computed by pycocoevalcap),
   `caption_coverage` (does a caption name each object of the scene by colour and shape)
-- boxes and masks: `box_iou`, `grounding_accuracy`, `mean_iou`
+- boxes and masks: `box_iou`, `grounding_accuracy`, `random_pick_accuracy`, `mean_iou`
 - binary and exact: `binary_auroc` (Hateful Memes), `exact_match` (SNLI-VE, NLVR2)
 
 Array arguments may be numpy arrays, torch tensors or nested lists; results are plain Python
@@ -479,6 +479,13 @@ def grounding_accuracy(pred_boxes: Any, gt_boxes: Any, threshold: float = 0.5) -
         raise ValueError(f"pred_boxes {pred.shape} and gt_boxes {gt.shape}: need the same non-zero count")
     ious = np.array([box_iou(p, g) for p, g in zip(pred, gt)])
     return float(np.mean(ious >= threshold))
+
+
+def random_pick_accuracy(candidates: Any, gt_boxes: Any, threshold: float = 0.5) -> float:
+    """Grounding's chance: the expected Acc@0.5 of picking one of each example's candidate boxes
+    at random. candidates: per example float[K, 4]; gt_boxes: float[N, 4] (x1, y1, x2, y2)."""
+    hits = [np.mean(box_iou(c, [g])[:, 0] >= threshold) for c, g in zip(candidates, gt_boxes, strict=True)]
+    return float(np.mean(hits))
 
 
 def mean_iou(pred_masks: Any, gt_masks: Any) -> float:

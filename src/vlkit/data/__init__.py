@@ -63,6 +63,12 @@ def _scenes_instruct(source: SourceConfig, cfg: DataConfig) -> Any:
     return InstructScenes(_scenes(source, cfg).config)
 
 
+def _scenes_boxes(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.scenes_boxes import SceneBoxes
+
+    return SceneBoxes(_scenes(source, cfg).config)
+
+
 def _photos(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.photos import Photos
 
@@ -97,6 +103,7 @@ def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
 SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "scenes": _scenes,
     "scenes-instruct": _scenes_instruct,  # scenes with template-teacher conversations (3 LLaVA kinds)
+    "scenes-boxes": _scenes_boxes,  # scenes with each object's colour, shape, size and box (detection)
     "photos": _photos,
     "fashion-mnist": _fashion_mnist,
     "folder": lambda source, cfg: ImageFolderCaptions(source.path),
@@ -105,6 +112,7 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "conversations": _conversations,  # LLaVA JSON or chat-messages JSONL
     "coco": _coco,  # COCO captions_*.json (or a folder of COCO files): images with their captions
 }
+SCENES_KINDS = ("scenes", "scenes-instruct", "scenes-boxes")
 USER_KINDS = ("folder", "webdataset", "hf", "conversations", "coco")
 
 
@@ -123,7 +131,7 @@ def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sourc
         )
     for key in ("min_objects", "max_objects", "caption_styles"):  # scenes-only fields
         value = getattr(source, key)
-        if value and source.kind not in ("scenes", "scenes-instruct"):
+        if value and source.kind not in SCENES_KINDS:
             raise ValueError(f"{where}.{key}: {value!r} applies to scenes sources only, not {source.kind!r}")
     try:
         return SOURCE_KINDS[source.kind](source, cfg)

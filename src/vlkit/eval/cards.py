@@ -35,8 +35,15 @@ HUB_TASKS = {
     "hateful-memes": ("image-classification", "Hateful Memes"),
     "snli-ve": ("visual-question-answering", "Visual entailment"),
     "nlvr2": ("visual-question-answering", "NLVR2"),
+    "detection": ("zero-shot-object-detection", "Open-vocabulary object detection"),
 }
-METRIC_TYPES = {"top": "accuracy", "vqa_accuracy": "accuracy", "hm_auroc": "roc_auc", "BLEU": "bleu"}
+METRIC_TYPES = {
+    "mAP": "mean_average_precision",
+    "top": "accuracy",
+    "vqa_accuracy": "accuracy",
+    "hm_auroc": "roc_auc",
+    "BLEU": "bleu",
+}
 
 
 def _metric_type(name: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from vlkit.api import ContrastiveModel
+from vlkit.api import ContrastiveModel, DetectorModel
 from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
@@ -72,10 +72,35 @@ def evaluate_generative(model, cfg: Config) -> dict[str, float]:
     return scores
 
 
+DETECTOR_TASKS = ("detection", "grounding")  # what a detector is scored on in training
+
+
+def evaluate_detector(model, cfg: Config) -> dict[str, float]:
+    """Held-out scenes: detection mAP (pycocotools) and grounding Acc@0.5 beside a random pick:
+    `vlkit eval RUN --task detection --task grounding`'s numbers."""
+    dm = model if isinstance(model, DetectorModel) else DetectorModel(model, cfg)
+    d, e = cfg.data, cfg.eval
+    benches = scene_benchmarks(
+        d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, DETECTOR_TASKS
+    )
+    was_training = dm.model.training
+    dm.model.eval()
+    results = evaluate_benchmarks(dm, benches)
+    dm.model.train(was_training)
+    (grounding,) = [r for r in results if r.task == "grounding"]
+    chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
+    return flat_scores(results) | {"grounding_random_pick": chance}
+
+
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
 EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
     "training evaluators",
-    {"contrastive": evaluate, "generative": evaluate_generative, "training-free": evaluate},
+    {
+        "contrastive": evaluate,
+        "generative": evaluate_generative,
+        "detector": evaluate_detector,
+        "training-free": evaluate,
+    },
 )
 
 

@@ -14,6 +14,7 @@ generalisation to new layouts, not memory. Every scene carries what each task ne
     grounding     "a small red circle" → its box among all objects' boxes (candidates); objects
                   that another object in the scene shares a description with are left out
     segmentation  the same phrases → the object's mask
+    detection     the multi-object scenes' objects, labelled by the 32 colour×shape classes
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import NamedTuple
 import numpy as np
 
 from vlkit.data.images import ImageError, as_array
-from vlkit.data.scenes import ZERO_SHOT_CLASSES, Scenes, ScenesConfig, SingleObjectScenes, question_template
+from vlkit.data.scenes import (
+    ZERO_SHOT_CLASSES,
+    Scenes,
+    ScenesConfig,
+    SingleObjectScenes,
+    class_label,
+    question_template,
+)
 from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.paraphrase import paraphrase
@@ -33,6 +41,7 @@ from vlkit.metrics import vqa_normalize
 SMALL_SET = 50  # fewer held-out images than this: scores are a sanity check (the note says so)
 SCENE_TASKS = (
     "zero-shot", "retrieval", "winoground", "vqa", "caption", "caption-coverage", "grounding", "segmentation",
+    "detection",
 )  # fmt: skip
 # Captions are long generations: caption coverage reads the first 64 question scenes (the count
 # the tour's published caption figure was measured on).
@@ -98,6 +107,9 @@ def scene_benchmarks(
                 for s in held.asked[:CAPTION_COVERAGE_SCENES]
             ]
             out.append(Benchmark("scenes", task, examples))
+        elif task == "detection":
+            examples = [{"id": s.key, "image": s.image, "objects": _labelled_boxes(s)} for s in held.scenes]
+            out.append(Benchmark("scenes", task, examples, classes=list(ZERO_SHOT_CLASSES)))
         elif task in ("grounding", "segmentation"):
             out.append(Benchmark("scenes", task, _referring(held.scenes, task)))
         else:
@@ -120,6 +132,18 @@ def _questions(scenes) -> list[dict]:
         }
         for s in scenes
         for q, qa in enumerate(s.qa)
+    ]
+
+
+def _labelled_boxes(scene) -> list[dict]:
+    """The scene's objects as {"label": "red circle", "box": (x1, y1, x2, y2) pixels}."""
+    h, w = scene.image.shape[:2]
+    return [
+        {
+            "label": class_label(o.color, o.shape),
+            "box": [o.box[0] * w, o.box[1] * h, o.box[2] * w, o.box[3] * h],
+        }
+        for o in scene.objects
     ]
 
 

@@ -6,6 +6,7 @@ each kind's `abilities`):
 - training-free: the same and `method` (ASIF, ConSE): it runs the contrastive tasks
 - generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
   with `segment`, grounding with `ground` (`EXTRAS`).
+- detector: detect, ground (vlkit `DetectorModel`): detection (COCO mAP), grounding.
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.eval import contrastive, generative
+from vlkit.eval import contrastive, detection, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
@@ -23,7 +24,8 @@ from vlkit.models.kinds import kind_of, per_kind
 # Tasks a contrastive model runs only when asked: grounding by scoring crops is a heuristic, not
 # something the model was trained for, so it stays out of the default "every task" set.
 OPT_IN = per_kind(
-    "opt-in tasks", {"contrastive": ("grounding",), "generative": (), "training-free": ("grounding",)}
+    "opt-in tasks",
+    {"contrastive": ("grounding",), "generative": (), "detector": (), "training-free": ("grounding",)},
 )
 
 # What a model with a dual encoder's abilities runs: a training-free model's too.
@@ -56,6 +58,10 @@ RUNNERS = per_kind(
             "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
             "grounding": lambda m, b, f, s: generative.grounding(m, b, s["batch_size"], s["progress"]),
         },
+        "detector": {
+            "detection": lambda m, b, f, s: detection.detection(m, b, s["batch_size"], s["progress"]),
+            "grounding": lambda m, b, f, s: detection.grounding(m, b, s["batch_size"], s["progress"]),
+        },
     },
 )
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
@@ -64,6 +70,7 @@ EXTRAS = per_kind(
     {
         "contrastive": {},
         "generative": {"segmentation": "segment", "grounding": "ground"},
+        "detector": {},
         "training-free": {},
     },
 )
@@ -73,6 +80,7 @@ SHARED = per_kind(
     {
         "contrastive": contrastive.ImageFeatures,
         "generative": lambda m, batch_size, progress: None,
+        "detector": lambda m, batch_size, progress: None,
         "training-free": contrastive.ImageFeatures,
     },
 )

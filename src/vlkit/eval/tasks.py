@@ -7,6 +7,6 @@ from typing import Literal, get_args
 
 Task = Literal[
     "zero-shot", "retrieval", "winoground", "vqa", "caption", "caption-coverage", "grounding",
-    "segmentation", "hateful-memes", "snli-ve", "nlvr2",
+    "segmentation", "hateful-memes", "snli-ve", "nlvr2", "detection",
 ]  # fmt: skip
 TASKS: tuple[str, ...] = get_args(Task)

@@ -19,15 +19,13 @@ def build_model(
     cfg: Config,
     texts: Iterable[str] | None = None,
     saved: Path | None = None,
-    *,
-    vision: torch.nn.Module | None = None,
-    previous: tuple[torch.nn.Module, Config] | None = None,
+    **parts: torch.nn.Module | None,
 ) -> torch.nn.Module:
     """A new model (pretrained parts loaded, from-scratch ones initialised with `cfg.train.seed`),
     or with `saved`, the structure of a saved model folder (its weights are loaded separately).
-    `vision` / `previous`: the trained parts a generative recipe starts from, loaded by the
-    caller (see `build_vlm`; `initial_parts` loads them)."""
-    parts = {k: v for k, v in {"vision": vision, "previous": previous}.items() if v is not None}
+    `parts`: the trained parts a recipe starts from, loaded by the caller (`initial_parts`): a
+    generative model's `vision` / `previous` (see `build_vlm`), a detector's `clip`."""
+    parts = {k: v for k, v in parts.items() if v is not None}
     return model_kind(cfg.kind).build(cfg, texts, saved, **parts)
 
 

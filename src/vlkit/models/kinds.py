@@ -2,6 +2,7 @@
 
     contrastive   image tower + text tower + projections into one space (CLIP, SigLIP, LiT)
     generative    vision tower → connector → causal LM (LLaVA, Q-Former, Flamingo, ClipCap)
+    detector      a dual encoder's patch tokens → boxes + class embeddings vs text queries (OWL-ViT)
     training-free two frozen pretrained encoders joined without training (ASIF, ConSE): a dual
                   encoder's abilities, nothing to train, only the method's small tensors stored
 
@@ -28,7 +29,7 @@ import torch
 from vlkit.config import Config
 from vlkit.data import iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models import build_dual, build_training_free
+from vlkit.models import build_dual, build_training_free, detector
 
 TOKENIZER_SAMPLES = 2_000  # samples whose texts train a from-scratch tokenizer (scenes: 10k captions)
 
@@ -121,6 +122,16 @@ KINDS: dict[str, ModelKind] = {
         initial_parts=_vlm_parts,
         tokenizer_texts=_chat_texts,
         abilities=("answer", "caption"),
+    ),
+    "detector": ModelKind(
+        name="detector",
+        summary="open-vocabulary detector: a dual encoder (`model`) + box and class heads (`detector`)",
+        build=detector.build_detector,
+        save_files=detector.save_detector_files,
+        fill_external=build_dual.no_external,
+        initial_parts=detector.clip_parts,
+        tokenizer_texts=_captions,
+        abilities=("detect", "ground"),
     ),
     "training-free": ModelKind(
         name="training-free",

@@ -3,6 +3,9 @@
     contrastive   a `ContrastiveModel`: /v1/embeddings, /v1/classify, /v1/search
     generative    a `BatchingEngine` around the model's `Engine` (text LMs too): /v1/chat/completions,
                   /v1/caption, /v1/answer
+    training-free a `TrainingFreeModel` (a `ContrastiveModel`): the contrastive endpoints
+    detector      a `DetectorModel`: not served yet; `vlkit serve` refuses it (`vlkit detect` and the
+                  Python API)
 
 Keyed by `vlkit.models.kinds`' names (`per_kind` checks the table names every kind). An endpoint of
 another kind is OpenAI's 400 saying what the served model is for (`vlkit.api.USES`).
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel, TrainingFreeModel
+from vlkit.api import USES, ContrastiveModel, DetectorModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -34,6 +37,15 @@ def _batched(model: Any, batching: dict) -> BatchingEngine:
     return BatchingEngine(model.engine, **batching)
 
 
+def _not_served_yet(model: Any, batching: dict) -> Any:
+    """A kind with no endpoint: `vlkit serve` refuses it, saying what does use it."""
+    raise ValueError(
+        f"vlkit serve: {model.path or 'this model'} is a {model.cfg.kind} model, {USES[model.cfg.kind]}; "
+        "detectors are not served yet (no endpoint answers them): use `vlkit detect` or "
+        "vlkit.load(...).detect / .ground"
+    )
+
+
 SERVED_KINDS = per_kind(
     "served kinds",
     {
@@ -47,6 +59,7 @@ SERVED_KINDS = per_kind(
         "training-free": ServedKind(
             TrainingFreeModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
         ),
+        "detector": ServedKind(DetectorModel, (), _not_served_yet),  # no endpoint yet: `vlkit detect`
     },
 )
 

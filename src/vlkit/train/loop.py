@@ -27,6 +27,7 @@ from vlkit.models.build import build_model, initial_parts
 from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vlkit.train.detection import DetectionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 
@@ -88,6 +89,10 @@ def generative_objective(cfg: Config, model: torch.nn.Module) -> GenerativeObjec
     return GenerativeObjective(model, seed=cfg.train.seed, feature_cache=cache)
 
 
+def detection_objective(cfg: Config, model: torch.nn.Module) -> DetectionObjective:
+    return DetectionObjective(model, cfg.detector, seed=cfg.train.seed)
+
+
 def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     """A training-free model is built, not trained: its command fills it from anchors / class names."""
     raise ValueError(
@@ -96,20 +101,20 @@ def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     )
 
 
+Objective = ContrastiveObjective | GenerativeObjective | DetectionObjective
 # model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
-OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], ContrastiveObjective | GenerativeObjective]] = (
-    per_kind(
-        "objectives",
-        {
-            "contrastive": contrastive_objective,
-            "generative": generative_objective,
-            "training-free": nothing_to_train,
-        },
-    )
+OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind(
+    "objectives",
+    {
+        "contrastive": contrastive_objective,
+        "generative": generative_objective,
+        "detector": detection_objective,
+        "training-free": nothing_to_train,
+    },
 )
 
 
-def make_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective | GenerativeObjective:
+def make_objective(cfg: Config, model: torch.nn.Module) -> Objective:
     model_kind(cfg.kind)  # an unknown kind named with the valid ones
     return OBJECTIVES[cfg.kind](cfg, model)
 
@@ -124,7 +129,7 @@ class Run:
     wrapped: torch.nn.Module  # the same model as accelerate prepared it (DDP across processes)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    objective: ContrastiveObjective | GenerativeObjective
+    objective: Objective
     batcher: Batcher
     start: int  # the step this process starts from (0, or the resumed checkpoint's)
 
