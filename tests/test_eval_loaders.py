@@ -304,7 +304,14 @@ def test_scenes_offer_every_task_with_consistent_targets():
         "caption-coverage",
         "grounding",
         "segmentation",
+        "detection",
     }
+    # detection: every object of a scene with its colour-shape label; its boxes are grounding's candidates
+    candidates = {e["id"].rsplit("/", 1)[0]: e["candidates"] for e in benches["grounding"].examples}
+    for e in benches["detection"].examples:
+        assert all(len(o["label"].split()) == 2 for o in e["objects"])
+        if e["id"] in candidates:
+            assert sorted(o["box"] for o in e["objects"]) == sorted(candidates[e["id"]])
     # caption coverage reads the VQA scenes, each object as (colour, shape)
     vqa_scenes = {e["id"].rsplit("/", 1)[0] for e in benches["vqa"].examples}
     assert {e["id"] for e in benches["caption-coverage"].examples} == vqa_scenes
