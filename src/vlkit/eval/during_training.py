@@ -60,16 +60,20 @@ def evaluate_generative(model, cfg: Config) -> dict[str, float]:
     from vlkit.generation import GenerativeModel
 
     gm = model if isinstance(model, GenerativeModel) else GenerativeModel(model, cfg)
+    return flat_scores(_held_out_scenes(gm, cfg, GENERATIVE_TASKS))
+
+
+def _held_out_scenes(wrapped, cfg: Config, tasks: tuple[str, ...]) -> list:
+    """The harness's results for `tasks` on held-out scenes, the wrapped model in eval mode (and
+    back to training mode after), no gradients."""
     d, e = cfg.data, cfg.eval
-    benches = scene_benchmarks(
-        d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, GENERATIVE_TASKS
-    )
-    was_training = gm.model.training
-    gm.model.eval()
+    benches = scene_benchmarks(d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, tasks)
+    was_training = wrapped.model.training
+    wrapped.model.eval()
     with torch.inference_mode():
-        scores = flat_scores(evaluate_benchmarks(gm, benches))
-    gm.model.train(was_training)
-    return scores
+        results = evaluate_benchmarks(wrapped, benches)
+    wrapped.model.train(was_training)
+    return results
 
 
 DETECTOR_TASKS = ("detection", "grounding")  # what a detector is scored on in training
@@ -79,14 +83,7 @@ def evaluate_detector(model, cfg: Config) -> dict[str, float]:
     """Held-out scenes: detection mAP (pycocotools) and grounding Acc@0.5 beside a random pick:
     `vlkit eval RUN --task detection --task grounding`'s numbers."""
     dm = model if isinstance(model, DetectorModel) else DetectorModel(model, cfg)
-    d, e = cfg.data, cfg.eval
-    benches = scene_benchmarks(
-        d.image_size, d.min_objects, d.max_objects, e.seed, e.num_images, DETECTOR_TASKS
-    )
-    was_training = dm.model.training
-    dm.model.eval()
-    results = evaluate_benchmarks(dm, benches)
-    dm.model.train(was_training)
+    results = _held_out_scenes(dm, cfg, DETECTOR_TASKS)
     (grounding,) = [r for r in results if r.task == "grounding"]
     chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
     return flat_scores(results) | {"grounding_random_pick": chance}
