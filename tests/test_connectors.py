@@ -11,10 +11,10 @@ from vlkit.models.connectors import CONNECTORS, build_connector
 DV, DLM = 24, 16
 
 
-def connector(kind: str, tokens: int = 5, layers: int = 2) -> torch.nn.Module:
+def connector(kind: str, tokens: int = 5, layers: int = 2, n_features: int = 16) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_connector(
-        VLMConfig(connector=kind, connector_tokens=tokens, connector_layers=layers), DV, DLM
+        VLMConfig(connector=kind, connector_tokens=tokens, connector_layers=layers), DV, DLM, n_features
     )
 
 
@@ -98,5 +98,29 @@ def test_unknown_connector_names_the_valid_ones():
     with pytest.raises(
         ValueError, match="'perceiverx'.*linear, mlp2x_gelu, merge2x2_mlp, qformer, resampler"
     ):
-        build_connector(VLMConfig(connector="perceiverx"), DV, DLM)
+        build_connector(VLMConfig(connector="perceiverx"), DV, DLM, 16)
     assert "gated_xattn" in CONNECTORS
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp2x_gelu", "merge2x2_mlp"])
+def test_connector_positions_add_one_learned_embedding_per_image_token(kind):
+    torch.manual_seed(0)
+    plain = build_connector(VLMConfig(connector=kind), DV, DLM, 16)
+    torch.manual_seed(0)
+    placed = build_connector(VLMConfig(connector=kind, connector_positions=True), DV, DLM, 16)
+    feats = torch.zeros(1, 16, DV)
+    same = torch.randn(1, 1, DV).expand(1, 16, DV)  # one feature at every place
+    out = placed(same)
+    m = placed.num_tokens(16)
+    assert out.shape == (1, m, DLM) and m == plain.num_tokens(16)
+    # the same feature at two places gives one token twice without positions, two with them
+    assert torch.allclose(plain(same)[0, 0], plain(same)[0, -1])
+    assert not torch.allclose(out[0, 0], out[0, -1])
+    torch.testing.assert_close(placed(feats) - placed.positions, placed.inner(feats))
+    grads = torch.autograd.grad(out.sum(), placed.positions)[0]
+    assert grads.shape == (1, m, DLM) and grads.abs().sum() > 0
+
+
+def test_connector_positions_are_refused_for_query_connectors():
+    with pytest.raises(ValueError, match="connector_positions applies to the linear, mlp2x_gelu"):
+        build_connector(VLMConfig(connector="qformer", connector_positions=True), DV, DLM, 16)

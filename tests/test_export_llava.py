@@ -126,9 +126,15 @@ def test_what_cannot_be_exported_is_named(tiny_run, tmp_path):
     cfg = make_tiny_vlm_cfg("qformer")
     save_model(build_model(cfg, texts=TEXTS), cfg, tmp_path / "qformer")
     with pytest.raises(
-        ValueError, match=r"linear or mlp2x_gelu connector; this model has 'vit-tiny' \+ 'qformer'"
+        ValueError,
+        match=r"linear or mlp2x_gelu connector without .*; this model has 'vit-tiny' \+ 'qformer'$",
     ):
         export_llava(tmp_path / "qformer", tmp_path / "out")
+    placed = make_tiny_vlm_cfg()
+    placed.vlm.connector_positions = True
+    save_model(build_model(placed, texts=TEXTS), placed, tmp_path / "placed")
+    with pytest.raises(ValueError, match=r"no position embedding.*'mlp2x_gelu' with positions"):
+        export_llava(tmp_path / "placed", tmp_path / "out3")
     with pytest.raises(ValueError, match="contrastive model; LLaVA export needs a generative one"):
         export_llava(tiny_run, tmp_path / "out2")
 

@@ -155,11 +155,16 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     """Writes a LlavaForConditionalGeneration + LlavaProcessor folder; returns it."""
     model, cfg = _load(model_path, "llava")
     v = cfg.vlm
-    if v.connector not in LLAVA_CONNECTORS or not isinstance(model.vision, CLIPVisionTower):
+    if (
+        v.connector not in LLAVA_CONNECTORS
+        or v.connector_positions
+        or not isinstance(model.vision, CLIPVisionTower)
+    ):
         raise ValueError(
             f"export to LLaVA needs a CLIP vision tower (vit-tiny or transformers CLIP) and a "
-            f"{' or '.join(LLAVA_CONNECTORS)} connector; this model has {cfg.model.image_encoder!r} "
-            f"+ {v.connector!r}"
+            f"{' or '.join(LLAVA_CONNECTORS)} connector without vlm.connector_positions (LLaVA's "
+            f"projector has no position embedding); this model has {cfg.model.image_encoder!r} + "
+            f"{v.connector!r}{' with positions' if v.connector_positions else ''}"
         )
     _require_patch_stem(model.vision, "LLaVA")
     if v.peft not in ("none", "lora"):

@@ -86,7 +86,7 @@ def _parts(
         lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     n, vision_dim = _grid_shape(vision)
     # gated_xattn: the connector is Flamingo's resampler; the LM cross-attends to its latents.
-    connector = build_connector(v, vision_dim, lm.config.hidden_size)
+    connector = build_connector(v, vision_dim, lm.config.hidden_size, n)
     return GenerativeVLM(v, vision, connector, lm, tokenizer, n)
 
 

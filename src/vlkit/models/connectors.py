@@ -17,6 +17,12 @@ caller reserves that many image placeholders in the prompt).
 - `resampler` (Flamingo's Perceiver resampler): transformers' `IdeficsPerceiverResampler` (learned
   latents attend to [features; latents], feed-forward, final LayerNorm), then a linear map to the
   LM width (M = connector_tokens).
+- `vlm.connector_positions` (linear, mlp2x_gelu, merge2x2_mlp): a learned embedding per output
+  token is added to the connector's tokens, so each image token carries where in the picture it
+  came from as a feature of its own (the tower's position embeddings enter at its input and fade
+  through contrastive training: a linear probe reads a patch's column from the tour CLIP's last
+  layer at 73%). The language model then compares two objects' places by their features instead
+  of through rotary offsets between token positions.
 - `gated_xattn` (Flamingo): the same resampler; its tokens are the media that
   `vlkit.models.flamingo` cross-attends to (media width = LM width), not tokens in the prompt.
 """
@@ -91,6 +97,21 @@ class MergeConnector(nn.Module):
         return _even_side(n_features) ** 2 // 4
 
 
+class PositionedConnector(nn.Module):
+    """A soft-token connector whose every output token gets a learned position embedding added."""
+
+    def __init__(self, inner: nn.Module, n_tokens: int, lm_dim: int):
+        super().__init__()
+        self.inner = inner
+        self.positions = nn.Parameter(torch.randn(1, n_tokens, lm_dim) * 0.02)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.inner(features) + self.positions  # (B, M, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return self.inner.num_tokens(n_features)
+
+
 def _even_side(n: int) -> int:
     side = round(n**0.5)
     if side * side != n or side % 2:
@@ -152,15 +173,22 @@ class ResamplerConnector(nn.Module):
         return self.resampler.n_latents
 
 
-def build_connector(cfg: VLMConfig, vision_dim: int, lm_dim: int) -> nn.Module:
-    """The connector named by `cfg.connector` (sizes from `cfg.connector_tokens/_layers`)."""
+SOFT_TOKEN = {"linear": LinearConnector, "mlp2x_gelu": MLPConnector, "merge2x2_mlp": MergeConnector}
+
+
+def build_connector(cfg: VLMConfig, vision_dim: int, lm_dim: int, n_features: int) -> nn.Module:
+    """The connector named by `cfg.connector` (sizes from `cfg.connector_tokens/_layers`) for a
+    tower giving `n_features` features of width `vision_dim`."""
     kind = cfg.connector
-    if kind == "linear":
-        return LinearConnector(vision_dim, lm_dim)
-    if kind == "mlp2x_gelu":
-        return MLPConnector(vision_dim, lm_dim)
-    if kind == "merge2x2_mlp":
-        return MergeConnector(vision_dim, lm_dim)
+    if cfg.connector_positions and kind not in SOFT_TOKEN:
+        raise ValueError(
+            f"vlm.connector_positions applies to the {', '.join(SOFT_TOKEN)} connectors, not {kind!r}"
+        )
+    if kind in SOFT_TOKEN:
+        connector = SOFT_TOKEN[kind](vision_dim, lm_dim)
+        if not cfg.connector_positions:
+            return connector
+        return PositionedConnector(connector, connector.num_tokens(n_features), lm_dim)
     if kind in ("qformer", "resampler", "gated_xattn"):
         if cfg.connector_tokens < 1 or cfg.connector_layers < 1:
             raise ValueError(
