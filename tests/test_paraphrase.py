@@ -11,6 +11,8 @@ def _user_turns(n: int) -> set[str]:
     """Every question text the scenes sources train on: QA pairs and instruction conversations."""
     world = ScenesConfig(seed=0)
     texts = {qa.question for i in range(n) for qa in Scenes(world).scene(i).qa}
+    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied"))
+    texts |= {qa.question for i in range(n) for qa in varied.scene(i).qa}
     instruct = InstructScenes(world)
     for i in range(n):
         texts |= {
@@ -45,3 +47,25 @@ def test_paraphrase_keeps_the_names_in_the_question():
 def test_an_unknown_question_form_is_a_clear_error():
     with pytest.raises(ValueError, match="no paraphrase for the question 'Why is the sky blue\\?'"):
         paraphrase("Why is the sky blue?")
+
+
+def test_every_varied_wording_is_used_and_keeps_its_answer():
+    """The varied scenes questions use every wording of the table, and each form keeps the
+    templates' answers: the same scene index asked in templates and in varied wordings has the
+    same objects, so its count questions agree."""
+    from vlkit.data.scenes_wordings import VARIED
+
+    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied"))
+    asked = {qa.question for i in range(400) for qa in varied.scene(i).qa}
+    for form, options in VARIED.items():
+        for wording in options:
+            head = wording.split("{")[0]
+            assert any(q.startswith(head) for q in asked), (form, wording)
+    plain = Scenes(ScenesConfig(seed=0))
+    for i in range(20):
+        assert varied.scene(i).qa[0].answer == plain.scene(i).qa[0].answer  # how many objects
+
+
+def test_an_unknown_wording_table_is_a_clear_error():
+    with pytest.raises(ValueError, match="question_wordings='fancy': valid are templates, varied"):
+        ScenesConfig(question_wordings="fancy")

@@ -53,6 +53,7 @@ def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
         max_objects=source.max_objects or cfg.max_objects,
         seed=cfg.seed,
         caption_styles=source.caption_styles,
+        question_wordings=source.question_wordings or "templates",
     )
     return Scenes(config)
 
@@ -129,7 +130,7 @@ def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sourc
             f"{where}.path: kind {source.kind!r} is embedded and takes no path (got {source.path!r}); "
             f"paths are for kinds {', '.join(USER_KINDS)}"
         )
-    for key in ("min_objects", "max_objects", "caption_styles"):  # scenes-only fields
+    for key in ("min_objects", "max_objects", "caption_styles", "question_wordings"):  # scenes-only fields
         value = getattr(source, key)
         if value and source.kind not in SCENES_KINDS:
             raise ValueError(f"{where}.{key}: {value!r} applies to scenes sources only, not {source.kind!r}")

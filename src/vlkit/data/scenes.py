@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from vlkit.data import scenes_text
 from vlkit.data.scenes_text import QA
+from vlkit.data.scenes_wordings import wordings
 
 SHAPES = ("circle", "square", "triangle", "star")
 # Saturated, far apart in RGB (pairwise distance > 90) and each one a basic colour term, so a
@@ -71,8 +72,12 @@ class ScenesConfig:
     # 0 = all five. The other styles add sizes and positions, which a contrastive model then
     # learns before shape (benchmarks/README.md).
     caption_styles: int = 0
+    # "templates" (the fixed forms held-out evaluation asks in) or "varied" (many wordings per
+    # form, for training: vlkit.data.scenes_wordings)
+    question_wordings: str = "templates"
 
     def __post_init__(self) -> None:
+        wordings(self.question_wordings)  # a clear error for an unknown name
         if not 0 <= self.caption_styles <= CAPTION_STYLES:
             raise ValueError(
                 f"ScenesConfig.caption_styles={self.caption_styles}: must be in [0, {CAPTION_STYLES}] (0 = all)"
@@ -342,7 +347,7 @@ class Scenes:
             box = (p.x / n, p.y / n, (p.x + w) / n, (p.y + h) / n)
             objects.append(SceneObject(p.shape, p.color, p.size, box, mask))
         captions = scenes_text.captions(objects, rng)[: self.config.caption_styles or None]
-        qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES)
+        qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES, wordings(self.config.question_wordings))
         edits = [
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),
             scenes_text.shape_edit(objects, rng, SHAPES),

@@ -17,6 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from vlkit.data.scenes_wordings import TEMPLATES
+
+Wordings = dict[str, tuple[str, ...]]  # question form -> its wordings (vlkit.data.scenes_wordings)
+
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # Relation name -> the phrase used between two noun phrases in a caption.
@@ -178,46 +182,58 @@ def apply_edit(caption: str, edit: Edit) -> str:
 
 
 def questions(
-    objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
+    objects: Sequence[Described],
+    rng: random.Random,
+    colors: Sequence[str],
+    shapes: Sequence[str],
+    wording: Wordings = TEMPLATES,
 ) -> list[QA]:
-    """Five to ten questions covering count, colour, shape, existence (yes and no) and relation."""
-    qa = _count_questions(objects, rng, shapes)
-    qa += _attribute_questions(objects, rng)
-    qa += _existence_questions(objects, rng, colors, shapes)
+    """Five to ten questions covering count, colour, shape, existence (yes and no) and relation,
+    each worded by one of `wording`'s forms (`vlkit.data.scenes_wordings`)."""
+    qa = _count_questions(objects, rng, shapes, wording)
+    qa += _attribute_questions(objects, rng, wording)
+    qa += _existence_questions(objects, rng, colors, shapes, wording)
     if len(objects) >= 2:
-        qa += _relation_questions(objects, rng)
+        qa += _relation_questions(objects, rng, wording)
     return qa
 
 
-def _count_questions(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> list[QA]:
+def _count_questions(
+    objects: Sequence[Described], rng: random.Random, shapes: Sequence[str], wording: Wordings
+) -> list[QA]:
     """How many objects, and how many of one shape (which may be zero)."""
-    total = rng.choice(
-        ("How many shapes are there?", "How many objects are in the image?", "How many shapes can you see?")
-    )
+    total = rng.choice(wording["count_all"])
     probe_shape = rng.choice(shapes)
     count = str(sum(o.shape == probe_shape for o in objects))
-    return [QA(total, str(len(objects)), "count"), QA(f"How many {probe_shape}s are there?", count, "count")]
+    # one template draws nothing: the rng stream (and so the world) is as it was before wordings
+    asked = _pick(wording["count_shape"], rng).format(shape=probe_shape)
+    return [QA(total, str(len(objects)), "count"), QA(asked, count, "count")]
 
 
-def _attribute_questions(objects: Sequence[Described], rng: random.Random) -> list[QA]:
+def _pick(options: Sequence[str], rng: random.Random) -> str:
+    """One option; a single option consumes no randomness (the templates' forms with one wording)."""
+    return options[0] if len(options) == 1 else rng.choice(options)
+
+
+def _attribute_questions(objects: Sequence[Described], rng: random.Random, wording: Wordings) -> list[QA]:
     """Colour and shape questions name an object by the one attribute that is unique in the scene;
     at most two of each, so crowded scenes do not drown the other question types."""
     unique_shape = [o for o in objects if sum(p.shape == o.shape for p in objects) == 1]
     unique_color = [o for o in objects if sum(p.color == o.color for p in objects) == 1]
     qa = []
     for obj in rng.sample(unique_shape, min(2, len(unique_shape))):
-        template = rng.choice(
-            ("What color is the {}?", "What is the color of the {}?", "Which color does the {} have?")
-        )
-        qa.append(QA(template.format(obj.shape), obj.color, "color"))
+        qa.append(QA(rng.choice(wording["color"]).format(shape=obj.shape), obj.color, "color"))
     for obj in rng.sample(unique_color, min(2, len(unique_color))):
-        template = rng.choice(("What shape is the {} object?", "Which shape is {}?", "What is the {} shape?"))
-        qa.append(QA(template.format(obj.color), obj.shape, "shape"))
+        qa.append(QA(rng.choice(wording["shape"]).format(color=obj.color), obj.shape, "shape"))
     return qa
 
 
 def _existence_questions(
-    objects: Sequence[Described], rng: random.Random, colors: Sequence[str], shapes: Sequence[str]
+    objects: Sequence[Described],
+    rng: random.Random,
+    colors: Sequence[str],
+    shapes: Sequence[str],
+    wording: Wordings,
 ) -> list[QA]:
     """One "yes" (an object that is there) and one "no" question."""
     present = {(o.color, o.shape) for o in objects}
@@ -232,29 +248,21 @@ def _existence_questions(
     ]
     absent = sorted(mixed) or [(c, s) for c in colors for s in shapes if (c, s) not in present]
     color, shape = rng.choice(absent)
-    templates = (
-        "Is there {}?",
-        "Is there {} in the image?",
-        "Can you see {}?",
-        "Does the picture show {}?",
-    )
+    templates = wording["existence"]
     asked_noun = with_article(f"{asked.color} {asked.shape}")
     return [
-        QA(rng.choice(templates).format(asked_noun), "yes", "existence"),
-        QA(rng.choice(templates).format(with_article(f"{color} {shape}")), "no", "existence"),
+        QA(rng.choice(templates).format(noun=asked_noun), "yes", "existence"),
+        QA(rng.choice(templates).format(noun=with_article(f"{color} {shape}")), "no", "existence"),
     ]
 
 
-def _relation_questions(objects: Sequence[Described], rng: random.Random) -> list[QA]:
+def _relation_questions(objects: Sequence[Described], rng: random.Random, wording: Wordings) -> list[QA]:
     """Where one object lies relative to another, asked both ways."""
     a, b = rng.sample(list(objects), 2)
     rel = relation(a, b)
-    axis = "left or right of" if rel in ("left", "right") else "above or below"
+    axis = "left_right" if rel in ("left", "right") else "above_below"
+    a_name, b_name = f"{a.color} {a.shape}", f"{b.color} {b.shape}"
     return [
-        QA(f"Is the {a.color} {a.shape} {axis} the {b.color} {b.shape}?", rel, "relation"),
-        QA(
-            f"Where is the {b.color} {b.shape} relative to the {a.color} {a.shape}?",
-            OPPOSITE[rel],
-            "relation",
-        ),
+        QA(_pick(wording[axis], rng).format(a=a_name, b=b_name), rel, "relation"),
+        QA(_pick(wording["where"], rng).format(a=b_name, b=a_name), OPPOSITE[rel], "relation"),
     ]
