@@ -33,7 +33,9 @@ GENERATIVE = [
     "train.lr=0.001",
     "train.warmup_steps=30",
     "vlm.freeze_vision=true",
-    "data.sources=[{kind: scenes}]",  # every caption style and 1-3 objects (not the CLIP's mix)
+    # every caption style and 1-3 objects (not the CLIP's mix); questions in many wordings, so the
+    # model learns which words carry a question instead of keying on a few templates
+    "data.sources=[{kind: scenes, question_wordings: varied}]",
 ]
 GENERATIVE_STEPS = 600
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
