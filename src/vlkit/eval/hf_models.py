@@ -444,11 +444,11 @@ def load(
     wrapper by architecture (`ARCHITECTURES`; others by model_type: CLIP / SigLIP types
     contrastive, the rest image-text-to-text). `kind` and `command` as in `vlkit.load`; `needs`: the
     method the caller will call (`vlkit caption` needs `caption`, which a VQA classifier lacks)."""
-    import vlkit
+    from vlkit.api import load as load_vlkit
 
     folder = Path(path)
     if (folder / "config.yaml").is_file() or (folder.is_dir() and not (folder / "config.json").is_file()):
-        return vlkit.load(folder, kind=kind, command=command)
+        return load_vlkit(folder, kind=kind, command=command)
     architecture, model_type = _architecture(str(path))
     if architecture in ARCHITECTURES:
         model = ARCHITECTURES[architecture](str(path), architecture, max_new_tokens)
