@@ -24,7 +24,7 @@ def classify(
     """Zero-shot classify images against labels.
 
     Args:
-        model: model or run folder
+        model: model or run folder, or a transformers folder (CLIP, SigLIP, BLIP retrieval, CLIPSeg)
         images: image files
         labels: comma-separated labels
         template: prompt template with {} (repeat to ensemble; default: "a photo of a {}.")
@@ -33,7 +33,9 @@ def classify(
     """
     names = [x.strip() for x in labels.split(",") if x.strip()]
     templates = list(template) or list(DEFAULT_TEMPLATES)
-    result = _contrastive(model, "classify").classify(list(images), names, templates, strict=strict)
+    result = _contrastive(model, "classify", "classify").classify(
+        list(images), names, templates, strict=strict
+    )
     for row, probs in zip(result.rows, result.probs):
         best = probs.argsort()[::-1][:top]
         print(images[row] + "\t" + "\t".join(f"{names[i]}={probs[i]:.3f}" for i in best))
@@ -52,7 +54,7 @@ def index(model: str, folder: str, *, out: str, strict: bool = False) -> None:
     from vlkit.api import FAILURES_FILE
 
     files = image_files(folder)
-    built, failures = _contrastive(model, "index").index_files(files, out, strict=strict)
+    built, failures = _contrastive(model, "index", "index_files").index_files(files, out, strict=strict)
     print(f"indexed {len(built)} images into {out}")
     report_failures(failures, len(files), Path(out) / FAILURES_FILE)
 
@@ -80,7 +82,7 @@ def search(
     model_path = model or loaded.metadata.get("model")
     if not model_path:
         raise ValueError(f"{index}: the index names no model; pass --model")
-    hits = _contrastive(model_path, "search").search(loaded, list(query), k)
+    hits = _contrastive(model_path, "search", "search").search(loaded, list(query), k)
     for text, results in zip(query, hits):
         print(f"# {text}")
         for key, score in results:
@@ -98,8 +100,9 @@ def image_files(folder: str) -> list[Path]:
     return files
 
 
-def _contrastive(path: str, command: str):
-    """vlkit.load(path), refused with what to do when it is a generative model (no embeddings)."""
-    from vlkit.api import load
+def _contrastive(path: str, command: str, needs: str):
+    """A vlkit or transformers model (`vlkit.eval.hf_models.load`), refused with what to do when it
+    is a generative model (no embeddings) or lacks the method `needs`."""
+    from vlkit.eval.hf_models import load
 
-    return load(path, kind="contrastive", command=command)
+    return load(path, kind="contrastive", command=command, needs=needs)

@@ -17,21 +17,21 @@ def detect(
     """Find the objects that phrases name in an image: prints JSON and draws the boxes.
 
     Args:
-        model: detector model or run folder
+        model: detector model or run folder, or a transformers OWL-ViT folder
         image: image file
         queries: comma-separated phrases, e.g. "red circle,small blue star"
         threshold: keep boxes scoring above this (default: the model's detector.score_threshold)
         out: PNG to draw the boxes on (default: the image's name with .detections.png)
     """
-    from vlkit.api import load
     from vlkit.data.images import as_array
+    from vlkit.eval.hf_models import load
     from vlkit.plots import draw_boxes
 
     names = [q.strip() for q in queries.split(",") if q.strip()]
     if not names:
         raise ValueError(f"--queries {queries!r}: give at least one phrase, e.g. 'red circle,blue star'")
     picture = as_array(image)
-    found = load(model, kind="detector", command="detect").detect(picture, names, threshold)
+    found = load(model, kind="detector", command="detect", needs="detect").detect(picture, names, threshold)
     drawn = Path(out) if out else Path(image).with_suffix(".detections.png")
     draw_boxes(picture, found.boxes, found.labels, found.scores, drawn)
     print(json.dumps({"image": image, "detections": found.as_json(), "drawn": str(drawn)}, indent=2))

@@ -61,7 +61,7 @@ def caption(
     """Caption images with a generative model.
 
     Args:
-        model: generative model or run folder
+        model: generative model or run folder, or a transformers folder (GIT, BLIP-2, LLaVA)
         images: image files
         prompt: condition the caption on this instruction
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
@@ -69,7 +69,9 @@ def caption(
     """
     from vlkit.data.images import ImageError
 
-    captions = _generative(model, "caption").caption(list(images), prompt, decode.decoding(), strict=strict)
+    captions = _generative(model, "caption", "caption").caption(
+        list(images), prompt, decode.decoding(), strict=strict
+    )
     for path, text in zip(images, captions):
         if not isinstance(text, ImageError):
             print(f"{path}\t{text}")
@@ -86,13 +88,13 @@ def ask(
     sends the question as typed, which is what `vlkit chat` and an exported model get.
 
     Args:
-        model: generative model or run folder
+        model: generative model or run folder, or a transformers folder (ViLT, BLIP VQA, GIT, BLIP-2, LLaVA)
         image: image file
         question: question(s) about the image
         short: append the short-answer instruction to each question
         decode: decoding options
     """
-    loaded = _generative(model, "ask")
+    loaded = _generative(model, "ask", "answer")
     answers = loaded.answer([image] * len(question), list(question), decode.decoding(), short=short)
     for text, answer in zip(question, answers):
         print(f"{text}\t{answer}")
@@ -115,7 +117,7 @@ def chat(model: str, *, image: str | None = None, decode: Decode = REPLY) -> Non
 
     if image:
         load_image(image)  # a missing or unreadable --image stops here, before the model loads
-    loaded, decoding = _generative(model, "chat"), decode.decoding()
+    loaded, decoding = _generative(model, "chat", "stream"), decode.decoding()
     try:  # Ctrl-C from the moment the prompt is shown ends the chat quietly
         print(
             "chat: type a message; /image PATH to switch images, /reset to clear, Ctrl-D to quit",
@@ -165,8 +167,9 @@ def _stream_reply(loaded, messages: list[dict], decoding) -> str | None:
     return reply.strip()
 
 
-def _generative(path: str, command: str):
-    """vlkit.load(path), refused with what to do when it is a contrastive model (no text out)."""
-    from vlkit.api import load
+def _generative(path: str, command: str, needs: str):
+    """A vlkit or transformers model (`vlkit.eval.hf_models.load`), refused with what to do when it
+    is a contrastive model (no text out) or lacks the method `needs`."""
+    from vlkit.eval.hf_models import load
 
-    return load(path, kind="generative", command=command)
+    return load(path, kind="generative", command=command, needs=needs)

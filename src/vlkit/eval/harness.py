@@ -2,11 +2,13 @@
 
 Models are told apart by what they can do, not by class (`vlkit.models.kinds.kind_of`, from
 each kind's `abilities`):
-- contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP)
+- contrastive: embed_images, embed_texts, label_embeddings (vlkit ContrastiveModel, HF CLIP/SigLIP,
+  BLIP's retrieval model); plus segmentation with `segment` (HF CLIPSeg)
 - training-free: the same and `method` (ASIF, ConSE): it runs the contrastive tasks
-- generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
-  with `segment`, grounding with `ground` (`EXTRAS`).
-- detector: detect, ground (vlkit `DetectorModel`): detection (COCO mAP), grounding.
+- generative: answer (vlkit VLMs, HF image-text-to-text models, GIT, BLIP's and ViLT's VQA models);
+  plus captioning with `caption` (not ViLT's or BLIP's VQA models), segmentation with `segment`,
+  grounding with `ground` (`EXTRAS`).
+- detector: detect, ground (vlkit `DetectorModel`, HF OWL-ViT): detection (COCO mAP), grounding.
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -35,6 +37,8 @@ EMBEDDING_RUNNERS = {
     "winoground": lambda m, b, f, s: contrastive.winoground(m, b, f),
     "grounding": lambda m, b, f, s: contrastive.grounding(m, b, f),
     "hateful-memes": lambda m, b, f, s: contrastive.hateful_memes(m, b, f),
+    # a dual encoder with a mask decoder (transformers' CLIPSeg; `EXTRAS`)
+    "segmentation": lambda m, b, f, s: generative.segmentation(m, b, s["batch_size"], s["progress"]),
 }
 # task → runner, per model kind: the one table of what runs what.
 RUNNERS = per_kind(
@@ -68,10 +72,15 @@ RUNNERS = per_kind(
 EXTRAS = per_kind(
     "task extras",
     {
-        "contrastive": {},
-        "generative": {"segmentation": "segment", "grounding": "ground"},
+        "contrastive": {"segmentation": "segment"},
+        "generative": {
+            "segmentation": "segment",
+            "grounding": "ground",
+            "caption": "caption",
+            "caption-coverage": "caption",
+        },
         "detector": {},
-        "training-free": {},
+        "training-free": {"segmentation": "segment"},
     },
 )
 # (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None

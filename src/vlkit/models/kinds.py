@@ -121,7 +121,8 @@ KINDS: dict[str, ModelKind] = {
         fill_external=_fill_frozen_base,
         initial_parts=_vlm_parts,
         tokenizer_texts=_chat_texts,
-        abilities=("answer", "caption"),
+        # answering is what makes a VLM; captioning is a task extra (a VQA classifier cannot)
+        abilities=("answer",),
     ),
     "detector": ModelKind(
         name="detector",
