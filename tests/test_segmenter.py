@@ -172,7 +172,7 @@ def test_vlkit_segment_writes_the_mask_the_overlay_and_a_summary(tiny_segmenter,
     done = subprocess.run(
         [sys.executable, "-m", "vlkit", "segment", str(folder), str(image), "--prompt", "the large green triangle",
          "--threshold", "0", "--out", str(tmp_path / "out" / "scene")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
