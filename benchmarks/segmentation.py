@@ -33,7 +33,14 @@ from vlkit.eval.run import run_eval
 from vlkit.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [*SMOKE_MODEL, "model.image_size=32", "data.image_size=32", "train.steps=3", "train.batch_size=4"]
+TINY = [
+    *SMOKE_MODEL,
+    "model.image_size=32",
+    "data.image_size=32",
+    "train.steps=3",
+    "train.batch_size=4",
+    "eval.num_images=8",
+]
 SMOKE_SEGMENTER = [*TINY, "segmenter.extract_layers=[0]", "segmenter.reduce_dim=16", "train.eval_every=0"]
 
 
