@@ -134,6 +134,17 @@ def make_tiny_detector_cfg() -> Config:
     return cfg
 
 
+def make_tiny_segmenter_cfg() -> Config:
+    """A text-prompted segmenter on the tiny dual encoder (one layer, read by a one-layer
+    decoder), trained on scenes with masks."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "segmenter"
+    cfg.data.sources = [SourceConfig(kind="scenes-masks")]
+    s = cfg.segmenter
+    s.extract_layers, s.reduce_dim, s.decoder_heads, s.decoder_intermediate = [0], 8, 2, 16
+    return cfg
+
+
 def make_tiny_training_free_cfg(method: str = "asif") -> Config:
     """A training-free model over the real pretrained encoders (nothing smaller is pretrained):
     8 anchors, k=4, the tiny run's data and evaluation sizes."""
@@ -149,6 +160,7 @@ TINY_CONFIGS = {
     "contrastive": make_tiny_cfg,
     "generative": make_tiny_vlm_cfg,
     "detector": make_tiny_detector_cfg,
+    "segmenter": make_tiny_segmenter_cfg,
     "training-free": make_tiny_training_free_cfg,
 }
 

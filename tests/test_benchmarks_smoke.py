@@ -129,6 +129,13 @@ def test_detection_smoke():
         assert expected in out
 
 
+@pytest.mark.slow
+def test_segmentation_smoke():
+    out = run_smoke("segmentation.py")  # trains a tiny CLIP, then a tiny segmenter reading it
+    for expected in ('"mIoU"', '"mIoU vs CLIP patch-text similarity"', '"CLIP patch-text similarity"'):
+        assert expected in out
+
+
 def test_training_free_smoke():
     out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
     for name in ("fashion-mnist", "digits"):

@@ -38,7 +38,11 @@ EVAL_KEYS = {
     "contrastive": "eval/t2i_R@1",
     "generative": "eval/vqa_accuracy",
     "detector": "eval/grounding_acc@0.5",
+    "segmenter": "eval/mIoU",
 }
+# a segmenter's recipe reads a trained CLIP (`segmenter.clip_init`) at three of its four layers:
+# the tiny one starts from scratch and reads its only layer
+TINY_SEGMENTER = ["segmenter.clip_init=", "segmenter.extract_layers=[0]"]
 
 
 def _log(run: Path) -> list[dict]:
@@ -49,8 +53,9 @@ def _log(run: Path) -> list[dict]:
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
 def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     base = load_config(recipe)
-    tiny = TINY_TOWERS if base.model.image_encoder == "vit-tiny" else []
+    tiny = list(TINY_TOWERS) if base.model.image_encoder == "vit-tiny" else []  # a copy: += below
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
+    tiny += TINY_SEGMENTER if base.kind == "segmenter" else []
     generative = base.kind == "generative"
     cfg = load_config(
         recipe,

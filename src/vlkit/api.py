@@ -1,5 +1,6 @@
 """Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search;
-and for open-vocabulary detectors (`DetectorModel`: detect, ground).
+for open-vocabulary detectors (`DetectorModel`: detect, ground) and text-prompted segmenters
+(`SegmenterModel`: segment).
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vlkit.config import DEFAULT_TEMPLATES, Config
 from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable, write_failures
@@ -28,6 +30,7 @@ from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.kinds import can_stand_in, per_kind
+from vlkit.models.segmenter import TextPromptedSegmenter
 from vlkit.models.towers import tokenize
 
 FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
@@ -231,6 +234,73 @@ class DetectorModel:
         return [[float(v) for v in boxes[n, p]] for n, p in enumerate(best)]
 
 
+class SegmenterModel:
+    """A loaded text-prompted segmenter (see `load`): any phrase is a prompt.
+
+    Masks are in the input image's pixels; an image that is not square is centre-cropped by the
+    tower's preprocessing, and the pixels outside that crop are outside every mask."""
+
+    def __init__(self, model: TextPromptedSegmenter, cfg: Config, path: Path | None = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.path = path
+
+    @torch.inference_mode()
+    def mask_probabilities(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> list[np.ndarray]:
+        """One prompt per image → each pixel's probability of being what its prompt names,
+        float[H, W] per image at its own size."""
+        if len(images) != len(prompts):
+            raise ValueError(
+                f"segment: {len(images)} images but {len(prompts)} prompts; give one prompt per image"
+            )
+        arrays = [as_array(im) for im in images]
+        enc = tokenize(self.model.clip.text_tower, list(prompts))
+        pixels = self.model.clip.image_tower.preprocess(arrays)
+        probs = self.model(pixels, enc["input_ids"], enc["attention_mask"]).sigmoid().float()  # (N, S, S)
+        return [_uncrop(p, a.shape[:2]) for p, a in zip(probs, arrays)]
+
+    def segment(self, image, prompt, threshold: float | None = None):
+        """The mask (bool[H, W]) of what `prompt` names in `image`: pixels whose probability passes
+        `threshold` (default `segmenter.mask_threshold`). Given lists of images and prompts (the
+        harness's protocol), one mask per pair, in one batch."""
+        threshold = self.cfg.segmenter.mask_threshold if threshold is None else threshold
+        if isinstance(prompt, str):
+            return self.segment([image], [prompt], threshold)[0]
+        return [p > threshold for p in self.mask_probabilities(image, prompt)]
+
+    @torch.inference_mode()
+    def clip_similarity_masks(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> list[np.ndarray]:
+        """The baseline without the decoder (MaskCLIP-style): each patch token of the CLIP alone,
+        through its post-layernorm and visual projection, compared with the prompt's embedding;
+        the cosines scaled to [0, 1] per image and kept above 0.5, patch by patch. bool[H, W] each."""
+        clip = self.model.clip
+        arrays = [as_array(im) for im in images]
+        enc = tokenize(clip.text_tower, list(prompts))
+        tower = clip.image_tower.model
+        tokens = tower(pixel_values=clip.image_tower.preprocess(arrays)).last_hidden_state[:, 1:]  # (N, P, D)
+        patches = F.normalize(clip.visual_projection(tower.post_layernorm(tokens)), dim=-1)
+        texts = clip.encode_texts(enc["input_ids"], enc["attention_mask"])  # (N, E)
+        sims = torch.einsum("npe,ne->np", patches, texts)
+        low, high = sims.min(1, keepdim=True).values, sims.max(1, keepdim=True).values
+        scaled = (sims - low) / (high - low).clamp(min=1e-8)
+        side = int(round(scaled.shape[1] ** 0.5))
+        size = tower.config.image_size
+        grid = F.interpolate(scaled.view(-1, 1, side, side), size=(size, size), mode="nearest")[:, 0]
+        return [_uncrop(g, a.shape[:2]) > 0.5 for g, a in zip(grid, arrays)]
+
+
+def _uncrop(square: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """A map over the preprocessing's centre crop, float[S, S] → float[H, W] over the whole image
+    (0 outside the crop)."""
+    h, w = shape
+    side = min(h, w)
+    inside = F.interpolate(square[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0]
+    out = np.zeros((h, w), dtype=np.float32)
+    top, left = (h - side) // 2, (w - side) // 2
+    out[top : top + side, left : left + side] = inside.numpy()
+    return out
+
+
 class TrainingFreeModel(ContrastiveModel):
     """A training-free model (ASIF, ConSE; `vlkit.models.training_free`): a `ContrastiveModel` in
     every use, which also says which method joined its encoders."""
@@ -253,6 +323,7 @@ WRAPPERS = per_kind(
         "contrastive": ContrastiveModel,
         "generative": _generative,
         "detector": DetectorModel,
+        "segmenter": SegmenterModel,
         "training-free": TrainingFreeModel,
     },
 )
@@ -263,6 +334,7 @@ USES = per_kind(
         "contrastive": "a dual encoder (CLIP, SigLIP, LiT): vlkit classify, index, search",
         "generative": "a VLM that writes text: vlkit caption, ask, chat",
         "detector": "an open-vocabulary detector (OWL-ViT): vlkit detect, model.detect and model.ground",
+        "segmenter": "a text-prompted segmenter (CLIPSeg): vlkit segment, model.segment",
         "training-free": "frozen encoders joined without training (ASIF, ConSE): what a dual encoder does",
     },
 )
@@ -271,7 +343,8 @@ USES = per_kind(
 def load(path: str | Path, kind: str | None = None, command: str = ""):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
     `ContrastiveModel` (embed, classify, search), a `vlkit.generation.GenerativeModel`
-    (caption, answer, chat) or a `DetectorModel` (detect, ground), by the model's kind. `kind`: the
+    (caption, answer, chat), a `DetectorModel` (detect, ground) or a `SegmenterModel` (segment),
+    by the model's kind. `kind`: the
     kind the caller (`command`, a `vlkit` command's name) needs; a kind that cannot stand in for it
     (`kinds.can_stand_in`: a training-free model can for a contrastive one) is a ValueError saying
     what each kind is for."""

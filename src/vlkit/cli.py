@@ -47,6 +47,7 @@ from vlkit.commands import (
     evaluation,
     generative,
     instruct,
+    segmentation,
     training,
     training_free,
 )
@@ -70,6 +71,8 @@ EPILOG = """examples:
   vlkit chat runs/tour/llava --image photo.png      interactive; /image PATH switches images
   vlkit train recipes/owlvit-scenes.yaml            an open-vocabulary detector (OWL-ViT) on a CLIP
   vlkit detect runs/owlvit-scenes scene.png --queries "red circle,small blue star"
+  vlkit train recipes/clipseg-scenes.yaml           a text-prompted segmenter (CLIPSeg) on a CLIP
+  vlkit segment runs/clipseg-scenes scene.png --prompt "the large green triangle"
   vlkit data shards scenes --count 1000 --out shards/
   vlkit serve runs/tour/llava --ui                  OpenAI-compatible API, and a web UI at /ui
   vlkit demo runs/tour                              the web UI alone (Gradio), at http://127.0.0.1:7860/
@@ -90,6 +93,7 @@ COMMANDS: dict[str, Callable | Group] = {
     "ask": generative.ask,
     "chat": generative.chat,
     "detect": detection.detect,
+    "segment": segmentation.segment,
     "export": deploy.export,
     "data": (data, {"shards": data.shards}),
     "instruct": (

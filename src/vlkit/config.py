@@ -188,6 +188,24 @@ class DetectorConfig:
 
 
 @dataclass
+class SegmenterConfig:
+    """A text-prompted segmenter (CLIPSeg): a small transformer decoder over the image tower's
+    activations at `extract_layers`, FiLM-conditioned on the prompt's text embedding, and a
+    transposed convolution to a mask logit per pixel; trained with BCE + dice on scenes' masks."""
+
+    clip_init: str = ""  # a contrastive run/model folder whose towers the segmenter reads ("" = scratch)
+    freeze_clip: bool = True  # CLIPSeg: only the decoder trains; False also trains both towers
+    extract_layers: list[int] = field(default_factory=lambda: [1, 2, 3])  # 0-based tower layers read
+    reduce_dim: int = 64  # the decoder's width (CLIPSeg's rd64)
+    decoder_heads: int = 4
+    decoder_intermediate: int = 256
+    conditional_layer: int = 0  # FiLM after this many decoder layers' inputs (CLIPSeg: 0)
+    dice_weight: float = 1.0  # loss = BCE + dice_weight * dice
+    absent_prompts: float = 0.1  # share of training prompts naming an object the scene lacks (empty mask)
+    mask_threshold: float = 0.5  # `segment` keeps pixels whose probability passes this
+
+
+@dataclass
 class StageConfig:
     """One stage of a multi-stage recipe (LLaVA: align the connector, then instruction-tune).
 
@@ -225,9 +243,10 @@ KIND_SECTIONS: dict[str, dict[str, type]] = {
     "contrastive": {"model": ModelConfig},
     "generative": {"model": VisionConfig, "vlm": VLMConfig},
     "detector": {"model": ModelConfig, "detector": DetectorConfig},
+    "segmenter": {"model": ModelConfig, "segmenter": SegmenterConfig},
     "training-free": {"model": TrainingFreeConfig},
 }
-SECTIONS = ("model", "vlm", "detector")  # every section some kind has; one a kind lacks is None
+SECTIONS = ("model", "vlm", "detector", "segmenter")  # every section some kind has; one a kind lacks is None
 
 
 @dataclass
@@ -240,6 +259,7 @@ class Config:
     model: VisionConfig = field(default_factory=ModelConfig)
     vlm: VLMConfig | None = None
     detector: DetectorConfig | None = None
+    segmenter: SegmenterConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -9,6 +9,9 @@
   "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
   `LlavaProcessor` that expands `<image>` to `model.image_tokens` tokens and left-pads prompts
   as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
+- `clipseg`: a segmenter on CLIP towers with the patch stem is CLIPSeg: its decoder is
+  transformers' `CLIPSegDecoder` and its towers are CLIP's, so `CLIPSegForImageSegmentation` is
+  a weight copy (+ a CLIPProcessor with vlkit's image settings); its logits match vlkit's.
 - `anchors`: a training-free model (ASIF, ConSE), which no transformers class holds (`WHY_NOT`):
   its own tensors as safetensors and its settings as config.json, beside the named encoders.
 """
@@ -29,6 +32,7 @@ from transformers import (
     CLIPImageProcessor,
     CLIPModel,
     CLIPProcessor,
+    CLIPSegForImageSegmentation,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -40,12 +44,14 @@ from vlkit.models.folders import resolve_model_dir
 from vlkit.models.kinds import model_kind, per_kind
 from vlkit.models.language_models import CHATML, IMAGE_TOKEN
 from vlkit.models.preprocess import ImagePreprocess
+from vlkit.models.segmenter import clipseg_config
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
 
 # export format → the model kind it takes, and what it writes (the functions: `WRITERS`)
 FORMATS = {
     "transformers": ("contrastive", "transformers (CLIPModel)"),
     "llava": ("generative", "LLaVA"),
+    "clipseg": ("segmenter", "CLIPSeg (CLIPSegForImageSegmentation)"),
     "anchors": ("training-free", "anchors (the method's tensors as safetensors + config.json)"),
 }
 LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
@@ -213,6 +219,29 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def export_clipseg(model_path: str | Path, out_dir: str | Path) -> Path:
+    """Writes a CLIPSegForImageSegmentation + CLIPProcessor folder; returns it. Its `logits` for
+    (pixel_values, input_ids, attention_mask) are vlkit's mask logits."""
+    model, cfg = _load(model_path, "clipseg")
+    clip = model.clip
+    _require_patch_stem(clip.image_tower, "CLIPSeg")
+    hf = CLIPSegForImageSegmentation(clipseg_config(clip, cfg.segmenter)).eval()
+    hf.clip.vision_model.load_state_dict(clip.image_tower.model.state_dict())
+    hf.clip.text_model.load_state_dict(clip.text_tower.model.state_dict())
+    hf.clip.visual_projection.load_state_dict(clip.visual_projection.state_dict())
+    hf.clip.text_projection.load_state_dict(clip.text_projection.state_dict())
+    with torch.no_grad():
+        hf.clip.logit_scale.copy_(clip.logit_scale.clamp(max=math.log(cfg.model.max_logit_scale)))
+    hf.decoder.load_state_dict(model.decoder.state_dict())
+    processor = CLIPProcessor(
+        image_processor=clip_image_processor(clip.image_tower.preprocess), tokenizer=clip.text_tower.tokenizer
+    )
+    out = Path(out_dir)
+    hf.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
     """A training-free model as plain data: `anchors.safetensors` (the method's tensors: ASIF's
     anchor features and means, ConSE's class-name embeddings; the towers are the named pretrained
@@ -233,12 +262,23 @@ def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
 
 
 TOWERS = ("image_tower.", "text_tower.")
-WRITERS = {"transformers": export_transformers, "llava": export_llava, "anchors": export_anchors}
+WRITERS = {
+    "transformers": export_transformers,
+    "llava": export_llava,
+    "clipseg": export_clipseg,
+    "anchors": export_anchors,
+}
 # model kind → its export format, or None for a kind with none (`vlkit.models.kinds` has the
 # models floor's table)
 EXPORTS = per_kind(
     "export formats",
-    {"contrastive": "transformers", "generative": "llava", "detector": None, "training-free": "anchors"},
+    {
+        "contrastive": "transformers",
+        "generative": "llava",
+        "detector": None,
+        "segmenter": "clipseg",
+        "training-free": "anchors",
+    },
 )
 # model kind → why no (other) format holds it, added to a refusal; a kind without an export must say
 WHY_NOT = per_kind(
@@ -246,6 +286,7 @@ WHY_NOT = per_kind(
     {
         "contrastive": "",
         "generative": "",
+        "segmenter": "",
         "detector": (
             ". transformers' OwlViTForObjectDetection computes its box bias from patch corners and "
             "multiplies patch tokens by the CLS token, and pools text at the highest token id; vlkit's "

@@ -183,3 +183,60 @@ def draw_boxes(
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     return out
+
+
+def overlay_mask(
+    image: Any, mask: Any, color: tuple[int, int, int] = (255, 0, 255), alpha: float = 0.5
+) -> np.ndarray:
+    """The image (uint8[H, W, 3]) with the mask's pixels (bool[H, W]) tinted `color`; uint8[H, W, 3]."""
+    picture = np.asarray(image, dtype=np.uint8)[..., :3].astype(np.float32)
+    inside = np.asarray(mask, dtype=bool)
+    picture[inside] = (1 - alpha) * picture[inside] + alpha * np.asarray(color, dtype=np.float32)
+    return picture.round().astype(np.uint8)
+
+
+def draw_mask(image: Any, mask: Any, label: str, path: str | os.PathLike[str], scale: int = 4) -> Path:
+    """The image enlarged `scale` times with the mask tinted over it and `label` written in the
+    corner, as a PNG."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(overlay_mask(image, mask))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    ImageDraw.Draw(picture).text((3, 2), label, fill=(255, 255, 0))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(out)
+    return out
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a bool[H, W] mask that touch a pixel outside it (its outline)."""
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def plot_gallery(examples: list[dict[str, Any]], path: str | os.PathLike[str], columns: int = 4) -> Path:
+    """Held-out images with what the model found: a predicted mask tinted magenta with the true
+    mask's outline in green, or predicted boxes in yellow (labelled), each titled. examples:
+    {"image": uint8[H, W, 3], "title": str, "mask"/"true_mask": bool[H, W] | "boxes": float[K, 4]
+    (x1, y1, x2, y2 pixels), "labels": [str]}."""
+    from matplotlib.patches import Rectangle
+
+    rows = math.ceil(len(examples) / columns)
+    fig = Figure(figsize=(2.6 * min(columns, len(examples)), 2.8 * rows))
+    for i, ex in enumerate(examples):
+        ax = fig.add_subplot(rows, min(columns, len(examples)), i + 1)
+        picture = np.asarray(ex["image"], dtype=np.uint8)
+        if ex.get("mask") is not None:
+            picture = overlay_mask(picture, ex["mask"])
+        if ex.get("true_mask") is not None:
+            picture = overlay_mask(picture, _edges(np.asarray(ex["true_mask"], bool)), (0, 255, 0), 1.0)
+        ax.imshow(picture, interpolation="nearest")
+        for box, label in zip(ex.get("boxes", []), ex.get("labels", [])):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="yellow", linewidth=1.5))
+            ax.text(x1, y1, label, color="yellow", fontsize=6, va="bottom")
+        ax.set_title(ex["title"], fontsize=7)
+        ax.axis("off")
+    return _save(fig, Path(path))

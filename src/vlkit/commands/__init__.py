@@ -3,7 +3,7 @@ docstring is its help (`vlkit.cli` generates the parser from them and calls `fn(
 
 One module per concern, importing nothing heavy at the top, so `vlkit --help` stays instant:
 `training` (tour, train), `evaluation` (eval), `contrastive` (classify, index, search),
-`generative` (caption, ask, chat), `detection` (detect), `training_free` (asif, conse), `deploy` (export,
+`generative` (caption, ask, chat), `detection` (detect), `segmentation` (segment), `training_free` (asif, conse), `deploy` (export,
 serve), `data` (data shards),
 `instruct` (instruct llava | minigpt4 | multiinstruct | incontext).
 

@@ -70,6 +70,12 @@ def _scenes_boxes(source: SourceConfig, cfg: DataConfig) -> Any:
     return SceneBoxes(_scenes(source, cfg).config)
 
 
+def _scenes_masks(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.scenes_boxes import SceneBoxes
+
+    return SceneBoxes(_scenes(source, cfg).config, masks=True)
+
+
 def _photos(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.photos import Photos
 
@@ -105,6 +111,7 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "scenes": _scenes,
     "scenes-instruct": _scenes_instruct,  # scenes with template-teacher conversations (3 LLaVA kinds)
     "scenes-boxes": _scenes_boxes,  # scenes with each object's colour, shape, size and box (detection)
+    "scenes-masks": _scenes_masks,  # the same, each object with its mask (segmentation)
     "photos": _photos,
     "fashion-mnist": _fashion_mnist,
     "folder": lambda source, cfg: ImageFolderCaptions(source.path),
@@ -113,7 +120,7 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "conversations": _conversations,  # LLaVA JSON or chat-messages JSONL
     "coco": _coco,  # COCO captions_*.json (or a folder of COCO files): images with their captions
 }
-SCENES_KINDS = ("scenes", "scenes-instruct", "scenes-boxes")
+SCENES_KINDS = ("scenes", "scenes-instruct", "scenes-boxes", "scenes-masks")
 USER_KINDS = ("folder", "webdataset", "hf", "conversations", "coco")
 
 

@@ -18,6 +18,8 @@ from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 
 TOP_K = 100  # detections kept per image (COCO's maxDets)
+GALLERY = 8  # held-out images drawn in the report, with their detections scoring above DRAWN_SCORE
+DRAWN_SCORE = 0.3
 
 
 def _top_detections(scores: np.ndarray, boxes: np.ndarray, k: int = TOP_K) -> list[tuple[int, int, float]]:
@@ -78,7 +80,18 @@ def detection(model, bench: Benchmark, batch_size: int = 16, progress: bool = Fa
             found += mine
             preds.append({"id": e["id"], "objects": e["objects"], "detections": mine[:5]})
     scores = coco_map(gold, found, classes)
-    return TaskResult("detection", bench.name, scores, {}, preds, split=bench.split, samples=len(ex))
+    gallery = [
+        {
+            "image": e["image"],
+            "title": e["id"],
+            "boxes": [d["box"] for d in p["detections"] if d["score"] > DRAWN_SCORE],
+            "labels": [f"{d['label']} {d['score']:.2f}" for d in p["detections"] if d["score"] > DRAWN_SCORE],
+        }
+        for e, p in zip(ex[:GALLERY], preds)
+    ]
+    return TaskResult(
+        "detection", bench.name, scores, {}, preds, split=bench.split, samples=len(ex), gallery=gallery
+    )
 
 
 def grounding(model, bench: Benchmark, batch_size: int = 16, progress: bool = False) -> TaskResult:

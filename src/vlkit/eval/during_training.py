@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from vlkit.api import ContrastiveModel, DetectorModel
+from vlkit.api import ContrastiveModel, DetectorModel, SegmenterModel
 from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
 from vlkit.eval.result import flat_scores
+from vlkit.eval.segmentation import BASELINE
 from vlkit.models.kinds import model_kind, per_kind
 
 
@@ -89,6 +90,15 @@ def evaluate_detector(model, cfg: Config) -> dict[str, float]:
     return flat_scores(results) | {"grounding_random_pick": chance}
 
 
+def evaluate_segmenter(model, cfg: Config) -> dict[str, float]:
+    """Held-out scenes: referring-segmentation mIoU beside the CLIP alone's:
+    `vlkit eval RUN --task segmentation`'s numbers."""
+    sm = model if isinstance(model, SegmenterModel) else SegmenterModel(model, cfg)
+    (result,) = _held_out_scenes(sm, cfg, ("segmentation",))
+    baseline = result.breakdowns[f"mIoU vs {BASELINE}"][BASELINE]
+    return flat_scores([result]) | {"mIoU_clip_alone": baseline}
+
+
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
 EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
     "training evaluators",
@@ -96,6 +106,7 @@ EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = p
         "contrastive": evaluate,
         "generative": evaluate_generative,
         "detector": evaluate_detector,
+        "segmenter": evaluate_segmenter,
         "training-free": evaluate,
     },
 )

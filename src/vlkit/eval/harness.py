@@ -9,6 +9,8 @@ each kind's `abilities`):
   plus captioning with `caption` (not ViLT's or BLIP's VQA models), segmentation with `segment`,
   grounding with `ground` (`EXTRAS`).
 - detector: detect, ground (vlkit `DetectorModel`, HF OWL-ViT): detection (COCO mAP), grounding.
+- segmenter: segment, mask_probabilities (vlkit `SegmenterModel`): segmentation (mIoU beside the
+  CLIP alone).
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.eval import contrastive, detection, generative
+from vlkit.eval import contrastive, detection, generative, segmentation
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
@@ -27,7 +29,13 @@ from vlkit.models.kinds import kind_of, per_kind
 # something the model was trained for, so it stays out of the default "every task" set.
 OPT_IN = per_kind(
     "opt-in tasks",
-    {"contrastive": ("grounding",), "generative": (), "detector": (), "training-free": ("grounding",)},
+    {
+        "contrastive": ("grounding",),
+        "generative": (),
+        "detector": (),
+        "segmenter": (),
+        "training-free": ("grounding",),
+    },
 )
 
 # What a model with a dual encoder's abilities runs: a training-free model's too.
@@ -66,6 +74,11 @@ RUNNERS = per_kind(
             "detection": lambda m, b, f, s: detection.detection(m, b, s["batch_size"], s["progress"]),
             "grounding": lambda m, b, f, s: detection.grounding(m, b, s["batch_size"], s["progress"]),
         },
+        "segmenter": {
+            "segmentation": lambda m, b, f, s: segmentation.segmentation(
+                m, b, s["batch_size"], s["progress"]
+            ),
+        },
     },
 )
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
@@ -80,6 +93,7 @@ EXTRAS = per_kind(
             "caption-coverage": "caption",
         },
         "detector": {},
+        "segmenter": {},
         "training-free": {"segmentation": "segment"},
     },
 )
@@ -90,6 +104,7 @@ SHARED = per_kind(
         "contrastive": contrastive.ImageFeatures,
         "generative": lambda m, batch_size, progress: None,
         "detector": lambda m, batch_size, progress: None,
+        "segmenter": lambda m, batch_size, progress: None,
         "training-free": contrastive.ImageFeatures,
     },
 )

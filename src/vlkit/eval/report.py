@@ -75,8 +75,9 @@ def write_predictions(folder: str | Path, results: list[TaskResult]) -> Path:
 
 
 def task_plots(folder: str | Path, results: list[TaskResult]) -> list[Path]:
-    """Confusion matrix (zero-shot), recall@k curves (retrieval), bars per group (breakdowns)."""
-    from vlkit.plots import plot_confusion, plot_recall_at_k
+    """Confusion matrix (zero-shot), recall@k curves (retrieval), bars per group (breakdowns),
+    predicted masks or boxes drawn on a few held-out images (segmentation, detection)."""
+    from vlkit.plots import plot_confusion, plot_gallery, plot_recall_at_k
 
     folder = Path(folder)
     written = []
@@ -91,6 +92,8 @@ def task_plots(folder: str | Path, results: list[TaskResult]) -> list[Path]:
             if len(table) > 1 and name != RETRIEVAL_CHANCE:  # chance is drawn on the recall plot
                 slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # one file per breakdown
                 written.append(plot_bars(table, name, folder / f"{stem}-{slug}.png"))
+        if r.gallery:
+            written.append(plot_gallery(r.gallery, folder / f"{stem}-examples.png"))
     return written
 
 

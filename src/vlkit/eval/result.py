@@ -26,6 +26,9 @@ class TaskResult:
     classes: list[str] | None = None
     split: str = "test"
     samples: int = 0
+    # a few held-out examples drawn in the report (`vlkit.plots.plot_gallery`): {"image":
+    # uint8[H, W, 3], "title", and "mask" / "true_mask" bool[H, W] or "boxes" + "labels"}
+    gallery: list[dict[str, Any]] = field(default_factory=list)
 
 
 def hateful_memes_result(bench: Benchmark, score: np.ndarray) -> TaskResult:

@@ -97,18 +97,26 @@ def save_detector_files(model: OpenVocabDetector, cfg: Config, folder: Path) -> 
 def clip_parts(cfg: Config, load: Callable[[str], tuple[nn.Module, Config]]) -> dict:
     """{"clip": the dual encoder `detector.clip_init` names}, checked to have the towers the
     detector's `model` section describes; {} when it starts from scratch."""
-    if not cfg.detector.clip_init:
+    return tower_parts(cfg, cfg.detector.clip_init, "detector", load)
+
+
+def tower_parts(
+    cfg: Config, clip_init: str, section: str, load: Callable[[str], tuple[nn.Module, Config]]
+) -> dict:
+    """{"clip": the contrastive model at `clip_init` (`<section>.clip_init`)}, checked to have the
+    towers `cfg.model` describes; {} when `clip_init` is empty (start from scratch)."""
+    if not clip_init:
         return {}
-    clip, clip_cfg = load(cfg.detector.clip_init)
+    clip, clip_cfg = load(clip_init)
     if clip_cfg.kind != "contrastive":
         raise ValueError(
-            f"detector.clip_init: {cfg.detector.clip_init} is a {clip_cfg.kind} model, not a contrastive one"
+            f"{section}.clip_init: {clip_init} is a {clip_cfg.kind} model, not a contrastive one"
         )
     for name in TOWER_FIELDS:
         mine, theirs = getattr(cfg.model, name), getattr(clip_cfg.model, name)
         if mine != theirs:
             raise ValueError(
-                f"model.{name}: {mine!r}, but detector.clip_init ({cfg.detector.clip_init}) has {theirs!r}; "
-                "the detector's model section must describe the towers it starts from"
+                f"model.{name}: {mine!r}, but {section}.clip_init ({clip_init}) has {theirs!r}; "
+                f"the {section}'s model section must describe the towers it starts from"
             )
     return {"clip": clip}

@@ -3,6 +3,8 @@
     contrastive   image tower + text tower + projections into one space (CLIP, SigLIP, LiT)
     generative    vision tower → connector → causal LM (LLaVA, Q-Former, Flamingo, ClipCap)
     detector      a dual encoder's patch tokens → boxes + class embeddings vs text queries (OWL-ViT)
+    segmenter     a decoder over a frozen dual encoder's layer activations, FiLM-conditioned on
+                  a prompt's text embedding → a mask (CLIPSeg)
     training-free two frozen pretrained encoders joined without training (ASIF, ConSE): a dual
                   encoder's abilities, nothing to train, only the method's small tensors stored
 
@@ -29,7 +31,7 @@ import torch
 from vlkit.config import Config
 from vlkit.data import iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models import build_dual, build_training_free, detector
+from vlkit.models import build_dual, build_training_free, detector, segmenter
 
 TOKENIZER_SAMPLES = 2_000  # samples whose texts train a from-scratch tokenizer (scenes: 10k captions)
 
@@ -133,6 +135,16 @@ KINDS: dict[str, ModelKind] = {
         initial_parts=detector.clip_parts,
         tokenizer_texts=_captions,
         abilities=("detect", "ground"),
+    ),
+    "segmenter": ModelKind(
+        name="segmenter",
+        summary="text-prompted segmenter: a dual encoder (`model`) + a FiLM-conditioned mask decoder (`segmenter`)",
+        build=segmenter.build_segmenter,
+        save_files=segmenter.save_segmenter_files,
+        fill_external=build_dual.no_external,
+        initial_parts=segmenter.clip_parts,
+        tokenizer_texts=_captions,
+        abilities=("segment", "mask_probabilities"),
     ),
     "training-free": ModelKind(
         name="training-free",

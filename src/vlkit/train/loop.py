@@ -30,6 +30,7 @@ from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_chec
 from vlkit.train.detection import DetectionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
+from vlkit.train.segmentation import SegmentationObjective
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def detection_objective(cfg: Config, model: torch.nn.Module) -> DetectionObjecti
     return DetectionObjective(model, cfg.detector, seed=cfg.train.seed)
 
 
+def segmentation_objective(cfg: Config, model: torch.nn.Module) -> SegmentationObjective:
+    return SegmentationObjective(model, cfg.segmenter, seed=cfg.train.seed)
+
+
 def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     """A training-free model is built, not trained: its command fills it from anchors / class names."""
     raise ValueError(
@@ -101,7 +106,7 @@ def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     )
 
 
-Objective = ContrastiveObjective | GenerativeObjective | DetectionObjective
+Objective = ContrastiveObjective | GenerativeObjective | DetectionObjective | SegmentationObjective
 # model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
 OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind(
     "objectives",
@@ -109,6 +114,7 @@ OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind
         "contrastive": contrastive_objective,
         "generative": generative_objective,
         "detector": detection_objective,
+        "segmenter": segmentation_objective,
         "training-free": nothing_to_train,
     },
 )
