@@ -6,7 +6,7 @@
                                      "ann": "shard-00000.faiss" | null}, ...],
                          "keys": [N strings], "metadata": {...}}
     shard-00000.npy     float32[N_0, D], unit rows; memory-mapped on loading
-    shard-00000.faiss   the shard's approximate index (ivf-pq, hnsw); memory-mapped on loading
+    shard-00000.faiss   the shard's approximate index (ivf-pq: read on first search; hnsw: memory-mapped)
 
 Version 1 (one `embeddings.npy`, an exact index) still loads, as an exact index of one shard.
 """

@@ -167,7 +167,7 @@ class SearchIndex:
 
     def _approximate(self, kind: str, params: dict[str, int], shards: list[np.ndarray]) -> list[Any]:
         if self._anns is None and self._ann_files is not None:
-            self._anns = [approximate.read(path) for path in self._ann_files]
+            self._anns = [approximate.read(path, kind) for path in self._ann_files]
         if self._anns is None:
             self._anns = approximate.build(kind, params, shards)
         return self._anns
