@@ -17,8 +17,8 @@ KINDS = ("auto", "exact", "ivf-pq", "hnsw")
 # (benchmarks/index_scale.py measures both sides at 100k and 1M).
 APPROXIMATE_THRESHOLD = 200_000
 DEFAULT_APPROXIMATE = "ivf-pq"
-# None: chosen from the count and dimension by `_auto_value`. Tuned by benchmarks/index_scale.py
-# for recall@10 >= 0.95 at 1M vectors.
+# None: chosen from the count and dimension by `_auto_value`. Checked by benchmarks/index_scale.py
+# (recall@10 0.992 at 1M vectors, benchmarks/README.md).
 DEFAULTS: dict[str, dict[str, int | None]] = {
     "exact": {},
     "ivf-pq": {"nlist": None, "m": None, "nbits": 8, "nprobe": 32, "refine": 10},
