@@ -143,3 +143,16 @@ def test_training_free_smoke():
         assert f"{name}: {{'method': 'conse'" in out
         assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
     assert out.count("end-to-end agrees: True") == 2
+
+
+@pytest.mark.slow
+def test_index_scale_smoke():
+    out = run_smoke("index_scale.py")  # 3,000 synthetic vectors and 600 scenes through a tiny model
+    for name in ("synthetic 3k", "scenes via model"):
+        for kind in ("exact", "ivf-pq", "hnsw"):
+            assert re.search(rf"{name} +{kind}: build +[\d.]+ s, .* recall@10 [\d.]+", out), (name, kind)
+        assert re.search(rf"{name} +exact: .* recall@10 1\.000", out)  # exact search is the reference
+    assert re.search(
+        r"ivf-pq \(the default approximate kind\) recall@10 at 3,000 vectors: [\d.]+ .*(PASS|MISS)", out
+    )
+    assert "| set | vectors | kind | build s |" in out

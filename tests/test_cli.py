@@ -167,6 +167,29 @@ def test_index_then_search(tiny_run, scene_pngs, tmp_path):
 
 
 @pytest.mark.slow
+def test_index_kind_and_parameters_are_saved_and_bad_ones_named(tiny_run, scene_pngs, tmp_path):
+    folder, index_dir = scene_pngs[0].parent, tmp_path / "images.index"
+    out = ok(vlkit_cli("index", tiny_run, folder, "--out", index_dir, "--kind", "hnsw", "--param", "M=8"))
+    assert f"indexed {len(scene_pngs)} images into {index_dir} (hnsw: M=8, ef_construction=64" in out
+    header = json.loads((index_dir / "index.json").read_text())
+    assert header["kind"] == "hnsw" and header["params"]["M"] == 8
+    assert (index_dir / "shard-00000.faiss").is_file()
+    hits = ok(vlkit_cli("search", index_dir, "a red circle", "-k", "2", "--param", "ef_search=4"))
+    assert len(hits.strip().splitlines()) == 3
+    for args, message in [
+        (("index", tiny_run, folder, "--out", tmp_path / "x", "--kind", "ivf-pq"), "this one has 4"),
+        (
+            ("index", tiny_run, folder, "--out", tmp_path / "x", "--param", "nprobe=few"),
+            "expected NAME=INTEGER",
+        ),
+        (("search", index_dir, "a red circle", "--param", "M=4"), "valid: ['ef_search']"),
+    ]:
+        result = vlkit_cli(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
 def test_index_and_classify_skip_and_report_unreadable_images(
     tiny_run, scene_pngs, make_unreadable, tmp_path
 ):

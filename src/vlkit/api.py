@@ -134,16 +134,23 @@ class ContrastiveModel:
         return index
 
     def index_files(
-        self, files: Sequence[str | Path], out: str | Path, batch_size: int = 32, strict: bool = False
+        self,
+        files: Sequence[str | Path],
+        out: str | Path,
+        batch_size: int = 32,
+        strict: bool = False,
+        kind: str = "auto",
+        params: dict[str, int] | None = None,
     ) -> tuple[SearchIndex, list[ImageError]]:
         """Embeds image files into a search index saved in folder `out` (keys: the paths as given),
         and returns it with the files that could not be read. Those are skipped and listed in
         `out/failures.jsonl` (one {"path", "reason"} per line; removed when there are none);
-        strict: the first one raises and nothing is written. A ValueError when none can be read."""
+        strict: the first one raises and nothing is written. A ValueError when none can be read.
+        kind, params: the index's (`vlkit.index.settings`), checked before any image is embedded."""
+        model = str(self.path.resolve()) if self.path else ""
+        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": model}, kind=kind, params=params)
         embeddings, rows, failures = self.embed_readable(files, batch_size, strict)
         require_readable(len(files), failures)
-        model = str(self.path.resolve()) if self.path else ""
-        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": model})
         index.add(embeddings, [str(files[i]) for i in rows])
         index.save(out)
         write_failures(failures, Path(out) / FAILURES_FILE)

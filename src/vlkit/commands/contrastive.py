@@ -42,20 +42,39 @@ def classify(
     report_failures(result.failures, len(images))
 
 
-def index(model: str, folder: str, *, out: str, strict: bool = False) -> None:
+IndexParams = Annotated[Sequence[str], Arg(("--param",), metavar="NAME=INT")]
+
+
+def index(
+    model: str,
+    folder: str,
+    *,
+    out: str,
+    kind: Literal["auto", "exact", "ivf-pq", "hnsw"] = "auto",
+    param: IndexParams = (),
+    strict: bool = False,
+) -> None:
     """Embed a folder of images into a search index.
 
     Args:
         model: model or run folder
         folder: folder of images (searched recursively)
         out: index folder to write (with failures.jsonl listing the images skipped)
+        kind: exact search, or an approximate faiss index (auto: exact below 200,000 images, ivf-pq from there)
+        param: an index parameter, repeatable (ivf-pq: nlist, m, nbits, nprobe, refine; hnsw: M, ef_construction, ef_search)
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
     """
     from vlkit.api import FAILURES_FILE
+    from vlkit.index.settings import parse
 
+    params = parse(param)
     files = image_files(folder)
-    built, failures = _contrastive(model, "index", "index_files").index_files(files, out, strict=strict)
-    print(f"indexed {len(built)} images into {out}")
+    built, failures = _contrastive(model, "index", "index_files").index_files(
+        files, out, strict=strict, kind=kind, params=params
+    )
+    kind_used, params_used = built.resolved()
+    settings = ", ".join(f"{name}={value}" for name, value in params_used.items())
+    print(f"indexed {len(built)} images into {out} ({kind_used}{': ' + settings if settings else ''})")
     report_failures(failures, len(files), Path(out) / FAILURES_FILE)
 
 
@@ -66,6 +85,7 @@ def search(
     k: Annotated[int, Arg(("-k",))] = 5,
     model: str | None = None,
     backend: Literal["auto", "numpy", "faiss"] = "auto",
+    param: IndexParams = (),
 ) -> None:
     """Text → top-k images of an index.
 
@@ -74,11 +94,13 @@ def search(
         query: query text(s)
         k: results per query
         model: model folder (default: the one the index was built with)
-        backend: exact numpy search, or faiss (auto: faiss from 50k images up)
+        backend: an exact index's search: numpy, or faiss (auto: faiss from 50k images up)
+        param: a search-time parameter of an approximate index, repeatable (nprobe, refine, ef_search)
     """
     from vlkit.index import SearchIndex
+    from vlkit.index.settings import parse
 
-    loaded = SearchIndex.load(index, backend=backend)
+    loaded = SearchIndex.load(index, backend=backend, params=parse(param))
     model_path = model or loaded.metadata.get("model")
     if not model_path:
         raise ValueError(f"{index}: the index names no model; pass --model")
