@@ -136,3 +136,10 @@ def test_training_free_smoke():
         assert f"{name}: {{'method': 'conse'" in out
         assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
     assert out.count("end-to-end agrees: True") == 2
+
+
+@pytest.mark.slow
+def test_fusion_smoke():
+    out = run_smoke("fusion.py")
+    for expected in ('"wino_group"', '"t2i_R@1"', '"mlm_colour_accuracy"', '"mlm_shape_chance"'):
+        assert expected in out

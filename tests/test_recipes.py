@@ -24,6 +24,13 @@ TINY_TOWERS = [
     "model.embed_dim=8",
     "model.vocab_size=64",
 ]
+TINY_FUSION = [
+    "model.width=16",
+    "model.layers=1",
+    "model.heads=2",
+    "model.vocab_size=64",
+    "model.embed_dim=8",
+]
 TINY_LM = [
     "vlm.lm_width=16",
     "vlm.lm_layers=2",
@@ -38,6 +45,7 @@ EVAL_KEYS = {
     "contrastive": "eval/t2i_R@1",
     "generative": "eval/vqa_accuracy",
     "detector": "eval/grounding_acc@0.5",
+    "fusion": "eval/wino_group",
 }
 
 
@@ -49,7 +57,8 @@ def _log(run: Path) -> list[dict]:
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
 def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     base = load_config(recipe)
-    tiny = TINY_TOWERS if base.model.image_encoder == "vit-tiny" else []
+    tiny = TINY_TOWERS if getattr(base.model, "image_encoder", "") == "vit-tiny" else []
+    tiny += TINY_FUSION if base.kind == "fusion" else []
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
     generative = base.kind == "generative"
     cfg = load_config(

@@ -9,6 +9,9 @@
   "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
   `LlavaProcessor` that expands `<image>` to `model.image_tokens` tokens and left-pads prompts
   as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
+- `vilt`: a fusion encoder is transformers' `ViltModel` plus `ViltForImageAndTextRetrieval`'s
+  one-logit head, so the export is a weight copy into that class (its MLM and contrastive heads
+  stay behind) and a `ViltProcessor` with vlkit's image size, mean and std and its tokenizer.
 - `anchors`: a training-free model (ASIF, ConSE), which no transformers class holds (`WHY_NOT`):
   its own tensors as safetensors and its settings as config.json, beside the named encoders.
 """
@@ -32,6 +35,9 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    ViltForImageAndTextRetrieval,
+    ViltImageProcessor,
+    ViltProcessor,
 )
 
 from vlkit.config import Config, load_config
@@ -47,6 +53,7 @@ FORMATS = {
     "transformers": ("contrastive", "transformers (CLIPModel)"),
     "llava": ("generative", "LLaVA"),
     "anchors": ("training-free", "anchors (the method's tensors as safetensors + config.json)"),
+    "vilt": ("fusion", "ViLT (ViltForImageAndTextRetrieval)"),
 }
 LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
 # ChatML whose user content may also be a list of {"type": "image" | "text"} parts (HF chat
@@ -227,13 +234,46 @@ def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def export_vilt(model_path: str | Path, out_dir: str | Path) -> Path:
+    """A fusion encoder as `ViltForImageAndTextRetrieval` (its ITM logit is that class's
+    `logits`) + a `ViltProcessor` (the tokenizer; images resized to the model's size, CLIP's
+    mean and std as vlkit's preprocessing)."""
+    model, cfg = _load(model_path, "vilt")
+    hf = ViltForImageAndTextRetrieval(copy.deepcopy(model.vilt.config)).eval()
+    hf.vilt.load_state_dict(model.vilt.state_dict())
+    hf.rank_output.load_state_dict(model.rank_output.state_dict())
+    p = model.preprocess
+    images = ViltImageProcessor(
+        size={"shortest_edge": p.size},
+        size_divisor=cfg.model.patch_size,
+        image_mean=list(p.mean),
+        image_std=list(p.std),
+        do_pad=True,
+    )
+    out = Path(out_dir)
+    hf.save_pretrained(out)
+    ViltProcessor(image_processor=images, tokenizer=model.tokenizer).save_pretrained(out)
+    return out
+
+
 TOWERS = ("image_tower.", "text_tower.")
-WRITERS = {"transformers": export_transformers, "llava": export_llava, "anchors": export_anchors}
+WRITERS = {
+    "transformers": export_transformers,
+    "llava": export_llava,
+    "anchors": export_anchors,
+    "vilt": export_vilt,
+}
 # model kind → its export format, or None for a kind with none (`vlkit.models.kinds` has the
 # models floor's table)
 EXPORTS = per_kind(
     "export formats",
-    {"contrastive": "transformers", "generative": "llava", "detector": None, "training-free": "anchors"},
+    {
+        "contrastive": "transformers",
+        "generative": "llava",
+        "detector": None,
+        "training-free": "anchors",
+        "fusion": "vilt",
+    },
 )
 # model kind → why no (other) format holds it, added to a refusal; a kind without an export must say
 WHY_NOT = per_kind(
@@ -253,6 +293,7 @@ WHY_NOT = per_kind(
             "class-name embeddings by the classifier's probabilities), so CLIPModel cannot hold it; "
             "its towers are the unchanged pretrained encoders"
         ),
+        "fusion": "",
     },
 )
 

@@ -64,6 +64,8 @@ def search(
     k: Annotated[int, Arg(("-k",))] = 5,
     model: str | None = None,
     backend: Literal["auto", "numpy", "faiss"] = "auto",
+    rerank: str | None = None,
+    shortlist: int = 20,
 ) -> None:
     """Text → top-k images of an index.
 
@@ -73,6 +75,10 @@ def search(
         k: results per query
         model: model folder (default: the one the index was built with)
         backend: exact numpy search, or faiss (auto: faiss from 50k images up)
+        rerank: a fusion model or run folder (ViLT, FLAVA) whose image-text matching re-orders
+            the index's best `shortlist` images per query (ALBEF / BLIP); the scores printed are
+            then its ITM logits
+        shortlist: images per query the index hands to --rerank
     """
     from vlkit.index import SearchIndex
 
@@ -80,7 +86,12 @@ def search(
     model_path = model or loaded.metadata.get("model")
     if not model_path:
         raise ValueError(f"{index}: the index names no model; pass --model")
-    hits = _contrastive(model_path, "search").search(loaded, list(query), k)
+    hits = _contrastive(model_path, "search").search(loaded, list(query), max(k, shortlist) if rerank else k)
+    if rerank:
+        from vlkit.api import load
+
+        fused = load(rerank, kind="fusion", command="search --rerank")
+        hits = [fused.rerank(text, found, k) for text, found in zip(query, hits)]
     for text, results in zip(query, hits):
         print(f"# {text}")
         for key, score in results:

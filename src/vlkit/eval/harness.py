@@ -7,6 +7,8 @@ each kind's `abilities`):
 - generative: answer, caption (vlkit VLMs, HF image-text-to-text models); plus segmentation
   with `segment`, grounding with `ground` (`EXTRAS`).
 - detector: detect, ground (vlkit `DetectorModel`): detection (COCO mAP), grounding.
+- fusion: match, fill_mask (vlkit `FusionModel`): Winoground and retrieval by image-text matching
+  (retrieval scores every pair: opt-in).
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.eval import contrastive, detection, generative
+from vlkit.eval import contrastive, detection, fusion, generative
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
@@ -25,7 +27,13 @@ from vlkit.models.kinds import kind_of, per_kind
 # something the model was trained for, so it stays out of the default "every task" set.
 OPT_IN = per_kind(
     "opt-in tasks",
-    {"contrastive": ("grounding",), "generative": (), "detector": (), "training-free": ("grounding",)},
+    {
+        "contrastive": ("grounding",),
+        "generative": (),
+        "detector": (),
+        "training-free": ("grounding",),
+        "fusion": ("retrieval",),  # N images × M captions forward passes
+    },
 )
 
 # What a model with a dual encoder's abilities runs: a training-free model's too.
@@ -62,6 +70,10 @@ RUNNERS = per_kind(
             "detection": lambda m, b, f, s: detection.detection(m, b, s["batch_size"], s["progress"]),
             "grounding": lambda m, b, f, s: detection.grounding(m, b, s["batch_size"], s["progress"]),
         },
+        "fusion": {
+            "winoground": lambda m, b, f, s: fusion.winoground(m, b, s["batch_size"]),
+            "retrieval": lambda m, b, f, s: fusion.retrieval(m, b, s["batch_size"]),
+        },
     },
 )
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
@@ -72,6 +84,7 @@ EXTRAS = per_kind(
         "generative": {"segmentation": "segment", "grounding": "ground"},
         "detector": {},
         "training-free": {},
+        "fusion": {},
     },
 )
 # (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None
@@ -82,6 +95,7 @@ SHARED = per_kind(
         "generative": lambda m, batch_size, progress: None,
         "detector": lambda m, batch_size, progress: None,
         "training-free": contrastive.ImageFeatures,
+        "fusion": lambda m, batch_size, progress: None,
     },
 )
 

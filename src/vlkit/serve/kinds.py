@@ -6,6 +6,7 @@
     training-free a `TrainingFreeModel` (a `ContrastiveModel`): the contrastive endpoints
     detector      a `DetectorModel`: not served yet; `vlkit serve` refuses it (`vlkit detect` and the
                   Python API)
+    fusion        a `FusionModel`: not served yet; refused the same way (the Python API, `vlkit eval`)
 
 Keyed by `vlkit.models.kinds`' names (`per_kind` checks the table names every kind). An endpoint of
 another kind is OpenAI's 400 saying what the served model is for (`vlkit.api.USES`).
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel, DetectorModel, TrainingFreeModel
+from vlkit.api import USES, ContrastiveModel, DetectorModel, FusionModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -37,12 +38,20 @@ def _batched(model: Any, batching: dict) -> BatchingEngine:
     return BatchingEngine(model.engine, **batching)
 
 
+# a kind that is not served → the refusal, saying what to use instead
+NOT_SERVED = {
+    "detector": "detectors are not served yet (no endpoint answers them): use `vlkit detect` or "
+    "vlkit.load(...).detect / .ground",
+    "fusion": "fusion encoders are not served yet (no endpoint answers them): use vlkit.load(...).match "
+    "/ .fill_mask, or `vlkit eval`",
+}
+
+
 def _not_served_yet(model: Any, batching: dict) -> Any:
     """A kind with no endpoint: `vlkit serve` refuses it, saying what does use it."""
     raise ValueError(
         f"vlkit serve: {model.path or 'this model'} is a {model.cfg.kind} model, {USES[model.cfg.kind]}; "
-        "detectors are not served yet (no endpoint answers them): use `vlkit detect` or "
-        "vlkit.load(...).detect / .ground"
+        f"{NOT_SERVED[model.cfg.kind]}"
     )
 
 
@@ -60,6 +69,7 @@ SERVED_KINDS = per_kind(
             TrainingFreeModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
         ),
         "detector": ServedKind(DetectorModel, (), _not_served_yet),  # no endpoint yet: `vlkit detect`
+        "fusion": ServedKind(FusionModel, (), _not_served_yet),  # no endpoint yet: the Python API
     },
 )
 
