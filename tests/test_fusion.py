@@ -100,7 +100,7 @@ def test_winoground_by_itm_scores_each_pair_with_the_model(fusion_folder):
     e = bench.examples[0]
     direct = model.match([e["images"][0], e["images"][1]], [e["captions"][1], e["captions"][1]])
     assert result.predictions[0]["scores"][1] == pytest.approx(direct.tolist(), abs=1e-4)
-    assert set(result.scores) == {"wino_text", "wino_image", "wino_group"}
+    assert set(result.metrics) == {"wino_text", "wino_image", "wino_group"}
     assert "retrieval" in harness.OPT_IN["fusion"] and "retrieval" in harness.supported_tasks(model)
 
 
