@@ -32,3 +32,4 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/cold_start.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/training_free.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/detection.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/fusion.py --smoke --threads 1

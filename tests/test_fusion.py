@@ -158,3 +158,11 @@ def test_negative_shares_that_draw_nothing_are_refused_naming_the_field():
     cfg.model.negative_shares = [0.0, 0.0]
     with pytest.raises(ValueError, match=r"model.negative_shares: \[0.0, 0.0\]; give 3 shares"):
         build_model(cfg, texts=["a red circle"])
+
+
+def test_serve_refuses_a_fusion_model_saying_what_uses_it(fusion_folder):
+    from vlkit.serve.kinds import SERVED_KINDS
+
+    model = api.load(fusion_folder)
+    with pytest.raises(ValueError, match="fusion encoders are not served yet .*match / .fill_mask"):
+        SERVED_KINDS["fusion"].wrap(model, {})
