@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vlkit.config import Config, SourceConfig, TrainingFreeConfig  # noqa: E402
+from vlkit.config import Config, FusionConfig, SourceConfig, TrainingFreeConfig  # noqa: E402
 
 _TOWERS = [  # tiny CLIP towers
     "model.vision_width=16",
@@ -154,6 +154,18 @@ def make_tiny_training_free_cfg(method: str = "asif") -> Config:
     return cfg
 
 
+def make_tiny_fusion_cfg(contrastive_weight: float = 0.0) -> Config:
+    """A fusion encoder (ViLT) small enough for a test: one 16-wide layer over 16 patches + words;
+    contrastive_weight > 0: the FLAVA-style variant."""
+    cfg = make_tiny_cfg()
+    cfg.kind = "fusion"
+    cfg.model = FusionConfig(
+        image_size=32, patch_size=8, width=16, layers=1, heads=2, vocab_size=256, max_text_length=32,
+        embed_dim=8, contrastive_weight=contrastive_weight,
+    )  # fmt: skip
+    return cfg
+
+
 # model kind → its tiny config: tests that sweep `vlkit.models.kinds.KINDS` take each kind's from
 # here (test_kinds.py fails for a kind that has none).
 TINY_CONFIGS = {
@@ -162,6 +174,7 @@ TINY_CONFIGS = {
     "detector": make_tiny_detector_cfg,
     "segmenter": make_tiny_segmenter_cfg,
     "training-free": make_tiny_training_free_cfg,
+    "fusion": make_tiny_fusion_cfg,
 }
 
 

@@ -156,3 +156,9 @@ def test_index_scale_smoke():
         r"ivf-pq \(the default approximate kind\) recall@10 at 3,000 vectors: [\d.]+ .*(PASS|MISS)", out
     )
     assert "| set | vectors | kind | build s |" in out
+
+
+def test_fusion_smoke():
+    out = run_smoke("fusion.py")
+    for expected in ('"wino_group"', '"t2i_R@1"', '"mlm_colour_accuracy"', '"mlm_shape_chance"'):
+        assert expected in out

@@ -24,6 +24,13 @@ TINY_TOWERS = [
     "model.embed_dim=8",
     "model.vocab_size=64",
 ]
+TINY_FUSION = [
+    "model.width=16",
+    "model.layers=1",
+    "model.heads=2",
+    "model.vocab_size=64",
+    "model.embed_dim=8",
+]
 TINY_LM = [
     "vlm.lm_width=16",
     "vlm.lm_layers=2",
@@ -39,6 +46,7 @@ EVAL_KEYS = {
     "generative": "eval/vqa_accuracy",
     "detector": "eval/grounding_acc@0.5",
     "segmenter": "eval/mIoU",
+    "fusion": "eval/wino_group",
 }
 # a segmenter's recipe reads a trained CLIP (`segmenter.clip_init`) at three of its four layers:
 # the tiny one starts from scratch and reads its only layer
@@ -53,7 +61,10 @@ def _log(run: Path) -> list[dict]:
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
 def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     base = load_config(recipe)
-    tiny = list(TINY_TOWERS) if base.model.image_encoder == "vit-tiny" else []  # a copy: += below
+    tiny = (
+        list(TINY_TOWERS) if getattr(base.model, "image_encoder", "") == "vit-tiny" else []
+    )  # a copy: += below
+    tiny += TINY_FUSION if base.kind == "fusion" else []
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
     tiny += TINY_SEGMENTER if base.kind == "segmenter" else []
     generative = base.kind == "generative"

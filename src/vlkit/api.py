@@ -29,6 +29,7 @@ from vlkit.models.build import load_model
 from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
+from vlkit.models.fusion import FusionEncoder
 from vlkit.models.kinds import can_stand_in, per_kind
 from vlkit.models.segmenter import TextPromptedSegmenter
 from vlkit.models.towers import tokenize
@@ -317,6 +318,64 @@ class TrainingFreeModel(ContrastiveModel):
         return self.cfg.model.method
 
 
+class FusionModel:
+    """A loaded fusion encoder (ViLT; see `load`): scores image-text pairs together (ITM) and
+    fills masked words in a caption from the image (MLM)."""
+
+    MASK = "[MASK]"  # how a caller marks a blank (BERT's spelling); the tokenizer's own works too
+
+    def __init__(self, model: FusionEncoder, cfg: Config, path: Path | None = None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.path = path
+
+    def _pairs(self, images: Sequence[ImageInput], texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} texts: give one text per image")
+        texts = [t.replace(self.MASK, self.model.tokenizer.mask_token) for t in texts]
+        pixels = self.model.preprocess([as_array(im) for im in images])  # (N, 3, H, W)
+        return tokenize(self.model, texts) | {"pixel_values": pixels}
+
+    @torch.inference_mode()
+    def match(self, images: Sequence[ImageInput], texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """ITM logits float32[N] of the pairs (image n, text n); > 0: the model says they match."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self._pairs(images[start : start + batch_size], texts[start : start + batch_size])
+            out.append(self.model.match(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]))
+        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
+
+    def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
+        by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""
+        keys = [key for key, _ in hits]
+        scores = self.match(keys, [query] * len(keys))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(keys[i], float(scores[i])) for i in order]
+
+    @torch.inference_mode()
+    def fill_mask(
+        self, images: Sequence[ImageInput], texts: Sequence[str], choices: Sequence[str] = ()
+    ) -> list[str]:
+        """Per pair, the word for the text's `[MASK]` (one token) given the image: the MLM head's
+        best token, or the best of `choices` (single-token words) when given."""
+        batch = self._pairs(images, texts)
+        _, logits = self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        tk = self.model.tokenizer
+        allowed = [tk.convert_tokens_to_ids(c.lower()) for c in choices]
+        if any(i == tk.unk_token_id for i in allowed):
+            raise ValueError(f"fill_mask choices {list(choices)}: each must be one token of the tokenizer")
+        answers = []
+        for row, ids in zip(logits, batch["input_ids"]):
+            where = (ids == tk.mask_token_id).nonzero()
+            if not len(where):
+                raise ValueError(f"fill_mask: a text has no {self.MASK}")
+            scores = row[where[0, 0]]  # (V,)
+            best = allowed[int(scores[allowed].argmax())] if allowed else int(scores.argmax())
+            answers.append(tk.convert_ids_to_tokens(best))
+        return answers
+
+
 def _generative(model: torch.nn.Module, cfg: Config, path: Path):
     from vlkit.generation import GenerativeModel  # imported when needed: `vlkit classify` starts faster
 
@@ -332,6 +391,7 @@ WRAPPERS = per_kind(
         "detector": DetectorModel,
         "segmenter": SegmenterModel,
         "training-free": TrainingFreeModel,
+        "fusion": FusionModel,
     },
 )
 # model kind → what it is for, in a user's words (errors that refuse the wrong kind say it)
@@ -343,6 +403,7 @@ USES = per_kind(
         "detector": "an open-vocabulary detector (OWL-ViT): vlkit detect, model.detect and model.ground",
         "segmenter": "a text-prompted segmenter (CLIPSeg): vlkit segment, model.segment",
         "training-free": "frozen encoders joined without training (ASIF, ConSE): what a dual encoder does",
+        "fusion": "a fusion encoder (ViLT, FLAVA): model.match (image-text matching) and model.fill_mask",
     },
 )
 

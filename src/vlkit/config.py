@@ -236,6 +236,32 @@ class TrainingFreeConfig:
     scale: float = 100.0  # logit scale of classify's softmax (top-1 does not depend on it)
 
 
+@dataclass
+class FusionConfig:
+    """A fusion encoder (a `fusion` model's `model` section): one transformer over word tokens and
+    image patches together (ViLT, Kim et al. 2021: transformers' `ViltModel`), with an image-text
+    matching head (ITM) and a masked-language-modelling head (MLM). `contrastive_weight` > 0 adds
+    FLAVA's contrastive loss on unimodal encodings: the same encoder run on the image alone and on
+    the text alone (shared weights, as in VLMo), each projected into a shared space."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    vocab_size: int = 512  # BPE trained on the data's captions (`<mask>` is one of its tokens)
+    max_text_length: int = 32
+    mlm_probability: float = 0.15  # share of a caption's word tokens masked for MLM (at least one)
+    mlm_weight: float = 1.0
+    itm_weight: float = 1.0
+    # ITM negatives per image, drawn in these shares: its caption with colours swapped between
+    # objects (or a colour changed), with a shape changed, another image's caption
+    negative_shares: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
+    contrastive_weight: float = 0.0  # FLAVA: > 0 adds the unimodal contrastive (CLIP) loss
+    embed_dim: int = 128  # the unimodal projections' size (contrastive only)
+    init_temperature: float = 0.07
+
+
 # model kind → the sections that describe its model, and their types: all a kind's config carries
 # besides data / train / eval / stages. The config floor's per-kind table (`vlkit.models.kinds`
 # holds the models floor's, and checks that both name the same kinds).
@@ -245,6 +271,7 @@ KIND_SECTIONS: dict[str, dict[str, type]] = {
     "detector": {"model": ModelConfig, "detector": DetectorConfig},
     "segmenter": {"model": ModelConfig, "segmenter": SegmenterConfig},
     "training-free": {"model": TrainingFreeConfig},
+    "fusion": {"model": FusionConfig},
 }
 SECTIONS = ("model", "vlm", "detector", "segmenter")  # every section some kind has; one a kind lacks is None
 
@@ -314,6 +341,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.k": (1, None),
     "model.p": (0, None),
     "model.top": (1, None),
+    "model.mlm_probability": (0, 1),
     "data.image_size": (1, None),
 }
 

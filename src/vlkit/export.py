@@ -12,6 +12,9 @@
 - `clipseg`: a segmenter on CLIP towers with the patch stem is CLIPSeg: its decoder is
   transformers' `CLIPSegDecoder` and its towers are CLIP's, so `CLIPSegForImageSegmentation` is
   a weight copy (+ a CLIPProcessor with vlkit's image settings); its logits match vlkit's.
+- `vilt`: a fusion encoder is transformers' `ViltModel` plus `ViltForImageAndTextRetrieval`'s
+  one-logit head, so the export is a weight copy into that class (its MLM and contrastive heads
+  stay behind) and a `ViltProcessor` with vlkit's image size, mean and std and its tokenizer.
 - `anchors`: a training-free model (ASIF, ConSE), which no transformers class holds (`WHY_NOT`):
   its own tensors as safetensors and its settings as config.json, beside the named encoders.
 """
@@ -36,6 +39,9 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    ViltForImageAndTextRetrieval,
+    ViltImageProcessor,
+    ViltProcessor,
 )
 
 from vlkit.config import Config, load_config
@@ -53,6 +59,7 @@ FORMATS = {
     "llava": ("generative", "LLaVA"),
     "clipseg": ("segmenter", "CLIPSeg (CLIPSegForImageSegmentation)"),
     "anchors": ("training-free", "anchors (the method's tensors as safetensors + config.json)"),
+    "vilt": ("fusion", "ViLT (ViltForImageAndTextRetrieval)"),
 }
 LLAVA_CONNECTORS = ("linear", "mlp2x_gelu")
 # ChatML whose user content may also be a list of {"type": "image" | "text"} parts (HF chat
@@ -261,12 +268,35 @@ def export_anchors(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def export_vilt(model_path: str | Path, out_dir: str | Path) -> Path:
+    """A fusion encoder as `ViltForImageAndTextRetrieval` (its ITM logit is that class's
+    `logits`) + a `ViltProcessor` (the tokenizer; images resized to the model's size, CLIP's
+    mean and std as vlkit's preprocessing)."""
+    model, cfg = _load(model_path, "vilt")
+    hf = ViltForImageAndTextRetrieval(copy.deepcopy(model.vilt.config)).eval()
+    hf.vilt.load_state_dict(model.vilt.state_dict())
+    hf.rank_output.load_state_dict(model.rank_output.state_dict())
+    p = model.preprocess
+    images = ViltImageProcessor(
+        size={"shortest_edge": p.size},
+        size_divisor=cfg.model.patch_size,
+        image_mean=list(p.mean),
+        image_std=list(p.std),
+        do_pad=True,
+    )
+    out = Path(out_dir)
+    hf.save_pretrained(out)
+    ViltProcessor(image_processor=images, tokenizer=model.tokenizer).save_pretrained(out)
+    return out
+
+
 TOWERS = ("image_tower.", "text_tower.")
 WRITERS = {
     "transformers": export_transformers,
     "llava": export_llava,
     "clipseg": export_clipseg,
     "anchors": export_anchors,
+    "vilt": export_vilt,
 }
 # model kind → its export format, or None for a kind with none (`vlkit.models.kinds` has the
 # models floor's table)
@@ -278,6 +308,7 @@ EXPORTS = per_kind(
         "detector": None,
         "segmenter": "clipseg",
         "training-free": "anchors",
+        "fusion": "vilt",
     },
 )
 # model kind → why no (other) format holds it, added to a refusal; a kind without an export must say
@@ -299,6 +330,7 @@ WHY_NOT = per_kind(
             "class-name embeddings by the classifier's probabilities), so CLIPModel cannot hold it; "
             "its towers are the unchanged pretrained encoders"
         ),
+        "fusion": "",
     },
 )
 

@@ -86,6 +86,8 @@ def search(
     model: str | None = None,
     backend: Literal["auto", "numpy", "faiss"] = "auto",
     param: IndexParams = (),
+    rerank: str | None = None,
+    shortlist: int = 20,
 ) -> None:
     """Text → top-k images of an index.
 
@@ -96,6 +98,10 @@ def search(
         model: model folder (default: the one the index was built with)
         backend: an exact index's search: numpy, or faiss (auto: faiss from 50k images up)
         param: a search-time parameter of an approximate index, repeatable (nprobe, refine, ef_search)
+        rerank: a fusion model or run folder (ViLT, FLAVA) whose image-text matching re-orders
+            the index's best `shortlist` images per query (ALBEF / BLIP); the scores printed are
+            then its ITM logits
+        shortlist: images per query the index hands to --rerank
     """
     from vlkit.index import SearchIndex
     from vlkit.index.settings import parse
@@ -104,7 +110,14 @@ def search(
     model_path = model or loaded.metadata.get("model")
     if not model_path:
         raise ValueError(f"{index}: the index names no model; pass --model")
-    hits = _contrastive(model_path, "search", "search").search(loaded, list(query), k)
+    hits = _contrastive(model_path, "search", "search").search(
+        loaded, list(query), max(k, shortlist) if rerank else k
+    )
+    if rerank:
+        from vlkit.api import load
+
+        fused = load(rerank, kind="fusion", command="search --rerank")
+        hits = [fused.rerank(text, found, k) for text, found in zip(query, hits)]
     for text, results in zip(query, hits):
         print(f"# {text}")
         for key, score in results:

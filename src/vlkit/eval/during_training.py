@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from vlkit.api import ContrastiveModel, DetectorModel, SegmenterModel
+from vlkit.api import ContrastiveModel, DetectorModel, FusionModel, SegmenterModel
 from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
@@ -99,6 +99,13 @@ def evaluate_segmenter(model, cfg: Config) -> dict[str, float]:
     return flat_scores([result]) | {"mIoU_clip_alone": baseline}
 
 
+def evaluate_fusion(model, cfg: Config) -> dict[str, float]:
+    """Held-out scenes' colour-swap Winoground by image-text matching: `vlkit eval RUN --task
+    winoground`'s numbers."""
+    fm = model if isinstance(model, FusionModel) else FusionModel(model, cfg)
+    return flat_scores(_held_out_scenes(fm, cfg, ("winoground",)))
+
+
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)
 EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = per_kind(
     "training evaluators",
@@ -108,6 +115,7 @@ EVALUATORS: dict[str, Callable[[torch.nn.Module, Config], dict[str, float]]] = p
         "detector": evaluate_detector,
         "segmenter": evaluate_segmenter,
         "training-free": evaluate,
+        "fusion": evaluate_fusion,
     },
 )
 

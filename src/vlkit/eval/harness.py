@@ -11,6 +11,8 @@ each kind's `abilities`):
 - detector: detect, ground (vlkit `DetectorModel`, HF OWL-ViT): detection (COCO mAP), grounding.
 - segmenter: segment, mask_probabilities (vlkit `SegmenterModel`): segmentation (mIoU beside the
   CLIP alone).
+- fusion: match, fill_mask (vlkit `FusionModel`): Winoground and retrieval by image-text matching
+  (retrieval scores every pair: opt-in).
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.eval import contrastive, detection, generative, segmentation
+from vlkit.eval import contrastive, detection, fusion, generative, segmentation
 from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import TaskResult
 from vlkit.eval.tasks import TASKS
@@ -35,6 +37,7 @@ OPT_IN = per_kind(
         "detector": (),
         "segmenter": (),
         "training-free": ("grounding",),
+        "fusion": ("retrieval",),  # N images × M captions forward passes
     },
 )
 
@@ -79,6 +82,10 @@ RUNNERS = per_kind(
                 m, b, s["batch_size"], s["progress"]
             ),
         },
+        "fusion": {
+            "winoground": lambda m, b, f, s: fusion.winoground(m, b, s["batch_size"]),
+            "retrieval": lambda m, b, f, s: fusion.retrieval(m, b, s["batch_size"]),
+        },
     },
 )
 # task → the method it needs beyond the kind's abilities (not every generative model segments)
@@ -95,6 +102,7 @@ EXTRAS = per_kind(
         "detector": {},
         "segmenter": {},
         "training-free": {"segmentation": "segment"},
+        "fusion": {},
     },
 )
 # (model, batch_size, progress) → what a kind's runners share across tasks (`f` above), or None
@@ -106,6 +114,7 @@ SHARED = per_kind(
         "detector": lambda m, batch_size, progress: None,
         "segmenter": lambda m, batch_size, progress: None,
         "training-free": contrastive.ImageFeatures,
+        "fusion": lambda m, batch_size, progress: None,
     },
 )
 

@@ -7,6 +7,8 @@
                   a prompt's text embedding → a mask (CLIPSeg)
     training-free two frozen pretrained encoders joined without training (ASIF, ConSE): a dual
                   encoder's abilities, nothing to train, only the method's small tensors stored
+    fusion        one transformer over word tokens + image patches (ViLT; FLAVA's contrastive loss
+                  as an option): image-text matching and masked language modelling
 
 `cfg.kind` names an entry of `KINDS`; code that does something per kind looks the kind up, never
 branches on its name. This layer's entry holds what the models floor knows (build, save, load,
@@ -31,7 +33,7 @@ import torch
 from vlkit.config import Config
 from vlkit.data import iter_captions, iter_texts
 from vlkit.data.conversations import CAPTION_PROMPT, SHORT_ANSWER
-from vlkit.models import build_dual, build_training_free, detector, segmenter
+from vlkit.models import build_dual, build_training_free, detector, fusion, segmenter
 
 TOKENIZER_SAMPLES = 2_000  # samples whose texts train a from-scratch tokenizer (scenes: 10k captions)
 
@@ -157,6 +159,16 @@ KINDS: dict[str, ModelKind] = {
         # a dual encoder's abilities and its own: everything that takes a contrastive model takes it
         abilities=("embed_images", "embed_texts", "label_embeddings", "method"),
         trainable=False,
+    ),
+    "fusion": ModelKind(
+        name="fusion",
+        summary="fusion encoder: one transformer over words + patches, ITM and MLM heads (`model`)",
+        build=fusion.build_fusion,
+        save_files=fusion.save_fusion_files,
+        fill_external=build_dual.no_external,
+        initial_parts=build_dual.no_parts,
+        tokenizer_texts=_captions,
+        abilities=("match", "fill_mask"),
     ),
 }
 

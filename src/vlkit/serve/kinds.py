@@ -7,6 +7,7 @@
     detector      a `DetectorModel`: not served yet; `vlkit serve` refuses it (`vlkit detect` and the
                   Python API)
     segmenter     a `SegmenterModel`: not served yet either (`vlkit segment` and the Python API)
+    fusion        a `FusionModel`: not served yet; refused the same way (the Python API, `vlkit eval`)
 
 Keyed by `vlkit.models.kinds`' names (`per_kind` checks the table names every kind). An endpoint of
 another kind is OpenAI's 400 saying what the served model is for (`vlkit.api.USES`).
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vlkit.api import USES, ContrastiveModel, DetectorModel, SegmenterModel, TrainingFreeModel
+from vlkit.api import USES, ContrastiveModel, DetectorModel, FusionModel, SegmenterModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
@@ -38,19 +39,21 @@ def _batched(model: Any, batching: dict) -> BatchingEngine:
     return BatchingEngine(model.engine, **batching)
 
 
-# a kind with no endpoint → what to use instead
+# a kind with no endpoint → (its models, what to use instead)
 UNSERVED_USE = {
-    "detector": "use `vlkit detect` or vlkit.load(...).detect / .ground",
-    "segmenter": "use `vlkit segment` or vlkit.load(...).segment",
+    "detector": ("detectors", "use `vlkit detect` or vlkit.load(...).detect / .ground"),
+    "segmenter": ("segmenters", "use `vlkit segment` or vlkit.load(...).segment"),
+    "fusion": ("fusion encoders", "use vlkit.load(...).match / .fill_mask, or `vlkit eval`"),
 }
 
 
 def _not_served_yet(model: Any, batching: dict) -> Any:
     """A kind with no endpoint: `vlkit serve` refuses it, saying what does use it."""
     kind = model.cfg.kind
+    plural, use = UNSERVED_USE[kind]
     raise ValueError(
         f"vlkit serve: {model.path or 'this model'} is a {kind} model, {USES[kind]}; "
-        f"{kind}s are not served yet (no endpoint answers them): {UNSERVED_USE[kind]}"
+        f"{plural} are not served yet (no endpoint answers them): {use}"
     )
 
 
@@ -69,6 +72,7 @@ SERVED_KINDS = per_kind(
         ),
         "detector": ServedKind(DetectorModel, (), _not_served_yet),  # no endpoint yet: `vlkit detect`
         "segmenter": ServedKind(SegmenterModel, (), _not_served_yet),  # no endpoint yet: `vlkit segment`
+        "fusion": ServedKind(FusionModel, (), _not_served_yet),  # no endpoint yet: the Python API
     },
 )
 

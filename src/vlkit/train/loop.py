@@ -28,6 +28,7 @@ from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.detection import DetectionObjective
+from vlkit.train.fusion import FusionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 from vlkit.train.segmentation import SegmentationObjective
@@ -98,6 +99,10 @@ def segmentation_objective(cfg: Config, model: torch.nn.Module) -> SegmentationO
     return SegmentationObjective(model, cfg.segmenter, seed=cfg.train.seed)
 
 
+def fusion_objective(cfg: Config, model: torch.nn.Module) -> FusionObjective:
+    return FusionObjective(model, seed=cfg.train.seed)
+
+
 def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     """A training-free model is built, not trained: its command fills it from anchors / class names."""
     raise ValueError(
@@ -106,7 +111,9 @@ def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
     )
 
 
-Objective = ContrastiveObjective | GenerativeObjective | DetectionObjective | SegmentationObjective
+Objective = (
+    ContrastiveObjective | GenerativeObjective | DetectionObjective | SegmentationObjective | FusionObjective
+)
 # model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
 OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind(
     "objectives",
@@ -116,6 +123,7 @@ OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind
         "detector": detection_objective,
         "segmenter": segmentation_objective,
         "training-free": nothing_to_train,
+        "fusion": fusion_objective,
     },
 )
 

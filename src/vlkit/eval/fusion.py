@@ -1,0 +1,110 @@
+"""Fusion-encoder tasks: every score is the model's image-text matching (ITM) logit of a pair,
+`model.match(images, texts)` (a vlkit `FusionModel`).
+
+    winoground  the four (caption, image) pairs of each example; text / image / group scores
+    retrieval   every (image, caption) pair of a held-out set scored (N × M forward passes: keep
+                sets small), ranked per query; the same recall@k as the dual encoders'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlkit import metrics
+from vlkit.data.scenes import COLOR_NAMES, SHAPES
+from vlkit.eval.loaders import Benchmark
+from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult
+
+
+def winoground(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
+    """s[n, c, i] = ITM(caption c, image i) of example n; the same metrics as a dual encoder's."""
+    ex = bench.examples
+    images = [e["images"][i] for e in ex for _c in range(2) for i in range(2)]
+    texts = [e["captions"][c] for e in ex for c in range(2) for _i in range(2)]
+    s = model.match(images, texts, batch_size).reshape(len(ex), 2, 2)  # (N, caption, image)
+    scores = {
+        f"wino_{k}": v
+        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
+    }
+    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
+    return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(ex))
+
+
+def itm_similarity(model, images: list, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """ITM logits of every (image, text) pair → float32[N_images, N_texts]."""
+    pairs_images = [im for im in images for _ in texts]
+    pairs_texts = [t for _ in images for t in texts]
+    return model.match(pairs_images, pairs_texts, batch_size).reshape(len(images), len(texts))
+
+
+def retrieval(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
+    """Every caption of every image is a query, every image a candidate: recall@k by ITM."""
+    ex = bench.examples
+    texts = [c for e in ex for c in e["captions"]]
+    image_of_text = np.array([i for i, e in enumerate(ex) for _ in e["captions"]])
+    similarity = itm_similarity(model, [e["image"] for e in ex], texts, batch_size)  # (N_images, N_texts)
+    captions = [e["captions"] for e in ex]
+    scores = metrics.retrieval_recall(similarity, image_of_text, ks=(1, 5, 10))
+    scores |= metrics.t2i_recall_any(similarity, captions, ks=(1, 5, 10))
+    chance = metrics.retrieval_chance([len(c) for c in captions], ks=(1, 5, 10))
+    best = similarity.argmax(0)
+    preds = [
+        {"id": ex[i]["id"], "text": t, "top_image": ex[b]["id"], "correct": bool(b == i)}
+        for t, i, b in zip(texts, image_of_text, best)
+    ]
+    return TaskResult(
+        "retrieval", bench.name, scores, {RETRIEVAL_CHANCE: chance}, preds, split=bench.split, samples=len(ex)
+    )
+
+
+def rerank_similarity(similarity: np.ndarray, itm: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """A dual encoder's similarity float[N_images, N_texts] with each text's top-k images
+    (`top` int[k, N_texts]) re-ordered by their ITM logits `itm` float[k, N_texts], ahead of every
+    other image (ALBEF / BLIP: the dual encoder shortlists, the fusion encoder decides)."""
+    out = similarity.astype(np.float64)
+    above = out.max() - out.min() + 1.0 - itm.min()  # every shortlisted score above every other
+    np.put_along_axis(out, top, itm + above + out.max(), axis=0)
+    return out
+
+
+def rerank_retrieval(dual, fused, bench: Benchmark, k: int = 10, batch_size: int = 64) -> TaskResult:
+    """Text → image recall@k of `dual` (a dual encoder: embed_images / embed_texts) alone and
+    with its top-`k` images per caption re-ranked by `fused`'s ITM (k × N_texts pairs scored)."""
+    ex = bench.examples
+    texts = [c for e in ex for c in e["captions"]]
+    image_of_text = np.array([i for i, e in enumerate(ex) for _ in e["captions"]])
+    images = [e["image"] for e in ex]
+    similarity = dual.embed_images(images) @ dual.embed_texts(texts).T  # (N_images, N_texts)
+    k = min(k, len(ex))
+    top = np.argsort(-similarity, axis=0, kind="stable")[:k]  # (k, N_texts)
+    itm = fused.match([images[i] for i in top.T.ravel()], [t for t in texts for _ in range(k)], batch_size)
+    reranked = rerank_similarity(similarity, itm.reshape(len(texts), k).T, top)
+    ks = (1, 5, 10)
+    alone = {
+        key: v for key, v in metrics.retrieval_recall(similarity, image_of_text, ks).items() if "t2i" in key
+    }
+    after = {
+        key: v for key, v in metrics.retrieval_recall(reranked, image_of_text, ks).items() if "t2i" in key
+    }
+    scores = alone | {f"{key} reranked top-{k}": v for key, v in after.items()}
+    return TaskResult("retrieval", bench.name, scores, {}, [], split=bench.split, samples=len(ex))
+
+
+def fill_in_the_blank(model, scenes: list, batch_size: int = 64) -> dict[str, float]:
+    """MLM as a VQA-style probe on one-object scenes (`Scenes.single`): "a [MASK] circle" → its
+    colour among the 8, "a red [MASK]" → its shape among the 4; accuracy beside chance."""
+    objects = [s.objects[0] for s in scenes]
+    images = [s.image for s in scenes]
+    colour_q = [f"a {model.MASK} {o.shape}" for o in objects]
+    shape_q = [f"a {o.color} {model.MASK}" for o in objects]
+    found = {"colour": [], "shape": []}
+    for start in range(0, len(scenes), batch_size):
+        part = slice(start, start + batch_size)
+        found["colour"] += model.fill_mask(images[part], colour_q[part], COLOR_NAMES)
+        found["shape"] += model.fill_mask(images[part], shape_q[part], SHAPES)
+    return {
+        "mlm_colour_accuracy": float(np.mean([f == o.color for f, o in zip(found["colour"], objects)])),
+        "mlm_shape_accuracy": float(np.mean([f == o.shape for f, o in zip(found["shape"], objects)])),
+        "mlm_colour_chance": 1 / len(COLOR_NAMES),
+        "mlm_shape_chance": 1 / len(SHAPES),
+    }

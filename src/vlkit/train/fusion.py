@@ -1,0 +1,118 @@
+"""The fusion encoder's objective (ViLT's pretraining; FLAVA's with `model.contrastive_weight`).
+
+Per image, one of its captions (drawn by sample position) and one hard negative, in the shares
+`model.negative_shares`: the caption with colours swapped between its objects (a single object's
+colour changed), with a shape changed (the scenes' `negative_captions`), or another image's
+caption. Image-text matching (ITM): binary cross-entropy of the match logit on every pair.
+Masked language modelling (MLM): the true caption again with word tokens replaced by `<mask>`,
+cross-entropy on those tokens; a separate row, so ITM never sees masked captions. One forward
+over all 3B pairs.
+
+Batches (`collate`): pixel_values float[B, 3, H, W]; input_ids, attention_mask int64[3B, T]
+(rows: B true captions, B negatives, B masked captions; image b is row b's, B + b's and 2B + b's);
+itm_labels float[2B]; mlm_labels int64[B, T] (-100: not masked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlkit.models.fusion import FusionEncoder
+from vlkit.models.losses import clip_loss
+from vlkit.models.towers import tokenize
+
+NEGATIVE_KINDS = ("colour", "shape", "other image")
+
+
+def mask_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int, special: list[int], p: float, rng
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids int64[B, T] → (ids with a share `p` of each row's word tokens replaced by `mask_id`,
+    at least one; labels int64[B, T]: the original id where masked, else -100)."""
+    ids, labels = input_ids.clone(), torch.full_like(input_ids, -100)
+    words = (attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(special))).numpy()
+    for b, row in enumerate(words):
+        positions = np.flatnonzero(row)
+        if not len(positions):
+            continue
+        count = max(1, int(round(p * len(positions))))
+        chosen = torch.from_numpy(rng.choice(positions, size=count, replace=False))
+        labels[b, chosen] = input_ids[b, chosen]
+        ids[b, chosen] = mask_id
+    return ids, labels
+
+
+def pick_negative(sample: dict, pick: int, other: str | None, shares: list[float], rng) -> str:
+    """One hard negative for caption `pick` of `sample`: its colour or shape edit (the scenes'
+    `negative_captions`) or `other`, another image's caption (None: it says what this one does),
+    whichever of those the sample has when the drawn one is missing."""
+    kind = int(rng.choice(len(NEGATIVE_KINDS), p=np.array(shares) / sum(shares)))
+    edits = sample.get("negative_captions") or []
+    edits = list(edits[pick] if edits and isinstance(edits[0], list) else edits)[:2]
+    options = edits + [None] * (2 - len(edits)) + [other]  # colour, shape, other image
+    found = options[kind] or next((o for o in options if o), None)
+    if found is None:
+        raise ValueError(
+            f"sample {sample.get('key', '?')}: no negative caption for ITM (no negative_captions, "
+            "and every other caption of the batch is also one of its own)"
+        )
+    return found
+
+
+@dataclass
+class FusionObjective:
+    model: FusionEncoder
+    seed: int = 0
+
+    def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
+        m = self.model.cfg
+        rngs = [np.random.default_rng([self.seed, position]) for position, _ in samples]
+        picks = [int(rng.integers(len(s["captions"]))) for rng, (_, s) in zip(rngs, samples)]
+        captions = [s["captions"][k] for (_, s), k in zip(samples, picks)]
+        negatives = []
+        for b, ((_, sample), k, rng) in enumerate(zip(samples, picks, rngs)):
+            # another image's caption: the next sample's (never this one's), unless it says the same
+            other = captions[(b + 1) % len(samples)]
+            other = None if other in sample["captions"] else other
+            negatives.append(pick_negative(sample, k, other, m.negative_shares, rng))
+        enc = tokenize(self.model, captions + negatives + captions)  # (3B, T)
+        b = len(samples)
+        tk = self.model.tokenizer
+        special = [tk.pad_token_id, tk.bos_token_id, tk.eos_token_id]
+        masked, labels = mask_tokens(
+            enc["input_ids"][2 * b :], enc["attention_mask"][2 * b :], tk.mask_token_id, special,
+            m.mlm_probability, rngs[0],
+        )  # fmt: skip
+        enc["input_ids"] = torch.cat([enc["input_ids"][: 2 * b], masked])
+        itm = torch.cat([torch.ones(b), torch.zeros(b)])
+        pixel_values = self.model.preprocess([s["image"] for _, s in samples])  # (B, 3, H, W)
+        return enc | {"pixel_values": pixel_values, "itm_labels": itm, "mlm_labels": labels}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pixels = batch["pixel_values"]
+        b = pixels.shape[0]
+        itm, mlm = model(pixels.repeat(3, 1, 1, 1), batch["input_ids"], batch["attention_mask"])
+        m = self.model.cfg
+        itm_loss = F.binary_cross_entropy_with_logits(itm[: 2 * b].float(), batch["itm_labels"])
+        mlm_loss = F.cross_entropy(mlm[2 * b :].flatten(0, 1).float(), batch["mlm_labels"].flatten())
+        self._last = {"itm_loss": itm_loss.item(), "mlm_loss": mlm_loss.item()}
+        loss = m.itm_weight * itm_loss + m.mlm_weight * mlm_loss
+        if m.contrastive_weight > 0:  # FLAVA: the unimodal encodings of the true pairs
+            core = self.model  # parameters read outside forward come from the unwrapped model
+            images = core.encode_images(pixels)
+            texts = core.encode_texts(batch["input_ids"][:b], batch["attention_mask"][:b])
+            contrastive = clip_loss(images, texts, core.scale())
+            self._last["contrastive_loss"] = contrastive.item()
+            loss = loss + m.contrastive_weight * contrastive
+        return loss
+
+    @staticmethod
+    def batch_size(batch: dict[str, torch.Tensor]) -> int:
+        return batch["pixel_values"].shape[0]
+
+    def log_extras(self) -> dict[str, float]:
+        return dict(getattr(self, "_last", {}))

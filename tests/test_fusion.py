@@ -1,0 +1,168 @@
+"""The fusion encoder (ViLT; FLAVA's contrastive loss as an option): its ITM + MLM batches, its
+losses, its scores in the harness, and its export to transformers' ViltForImageAndTextRetrieval."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import ViltForImageAndTextRetrieval, ViltProcessor
+
+from tests.conftest import make_tiny_fusion_cfg
+from vlkit import api, export
+from vlkit.data import build_dataset
+from vlkit.eval import harness
+from vlkit.eval.embedded import scene_benchmarks
+from vlkit.eval.fusion import rerank_similarity
+from vlkit.models.build import build_model, save_model
+from vlkit.models.kinds import texts_for
+from vlkit.train.fusion import FusionObjective, mask_tokens, pick_negative
+from vlkit.train.loop import make_objective
+
+
+@pytest.fixture(scope="module")
+def fusion_folder(tmp_path_factory):
+    cfg = make_tiny_fusion_cfg()
+    folder = tmp_path_factory.mktemp("fusion") / "model"
+    save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, folder)
+    return folder
+
+
+def _samples(cfg, n=6):
+    dataset = build_dataset(cfg.data)
+    return [(i, dataset[i]) for i in range(n)]
+
+
+def test_a_batch_holds_true_captions_hard_negatives_and_masked_captions():
+    cfg = make_tiny_fusion_cfg()
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    samples = _samples(cfg)
+    batch = make_objective(cfg, model).collate(samples)
+    b, tk = len(samples), model.tokenizer
+    assert batch["pixel_values"].shape == (b, 3, 32, 32)
+    assert batch["input_ids"].shape[0] == 3 * b and batch["itm_labels"].tolist() == [1.0] * b + [0.0] * b
+    texts = tk.batch_decode(batch["input_ids"], skip_special_tokens=True)
+    norm = lambda t: t.lower().replace(" ", "")  # noqa: E731 (the BPE decoder joins pieces)
+    others = {norm(c) for _, s in samples for c in s["captions"]}
+    for k, (_, sample) in enumerate(samples):
+        # (cut at the tiny model's 32 tokens) the true caption is one of the sample's; the
+        # negative is one of its hard negatives or another sample's caption
+        captions = {norm(c) for c in sample["captions"]}
+        edits = {norm(e) for pair in sample["negative_captions"] for e in pair}
+        assert any(c.startswith(norm(texts[k])) for c in captions)
+        assert any(c.startswith(norm(texts[b + k])) for c in edits | (others - captions))
+    masked = batch["input_ids"][2 * b :] == tk.mask_token_id
+    labels = batch["mlm_labels"]
+    assert masked.any(1).all()  # every masked caption has at least one blank ...
+    assert torch.equal(masked, labels != -100)  # ... and the labels are exactly the blanks
+    assert torch.equal(labels[masked], batch["input_ids"][:b][masked])  # the true caption's tokens
+
+
+def test_negatives_follow_the_shares_and_fall_back_when_one_kind_is_missing():
+    sample = {"captions": ["a red circle"], "negative_captions": [["a blue circle", "a red square"]]}
+    rng = np.random.default_rng(0)
+    drawn = [pick_negative(sample, 0, "a green star", [0.5, 0.25, 0.25], rng) for _ in range(400)]
+    shares = {t: drawn.count(t) / len(drawn) for t in set(drawn)}
+    assert shares["a blue circle"] == pytest.approx(0.5, abs=0.08)
+    assert shares["a red square"] == pytest.approx(0.25, abs=0.08)
+    assert shares["a green star"] == pytest.approx(0.25, abs=0.08)
+    # no other image's caption to use: the colour swap stands in; nothing at all: a named error
+    assert pick_negative(sample, 0, None, [0, 0, 1], rng) == "a blue circle"
+    with pytest.raises(ValueError, match="sample s1: no negative caption"):
+        pick_negative({"key": "s1", "captions": ["x"]}, 0, None, [1, 1, 1], rng)
+
+
+def test_mask_tokens_never_masks_special_or_padding_tokens():
+    ids = torch.tensor([[3, 10, 11, 12, 4, 0], [3, 13, 4, 0, 0, 0]])
+    mask = (ids != 0).long()
+    out, labels = mask_tokens(ids, mask, 2, [0, 3, 4], 0.5, np.random.default_rng(0))
+    assert (out == 2).sum(1).tolist() == [2, 1]  # round(0.5 * 3) and at least one of one word
+    assert ((out == 2) <= torch.isin(ids, torch.tensor([10, 11, 12, 13]))).all()
+
+
+@pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])
+def test_losses_are_finite_and_flava_adds_the_contrastive_term(contrastive_weight):
+    cfg = make_tiny_fusion_cfg(contrastive_weight)
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    objective = FusionObjective(model)
+    loss = objective.loss(model.train(), objective.collate(_samples(cfg)))
+    loss.backward()
+    extras = objective.log_extras()
+    assert torch.isfinite(loss) and {"itm_loss", "mlm_loss"} <= set(extras)
+    assert ("contrastive_loss" in extras) == (contrastive_weight > 0)
+    grads = model.text_projection.weight.grad
+    assert (grads is not None and grads.abs().sum() > 0) == (contrastive_weight > 0)
+
+
+def test_winoground_by_itm_scores_each_pair_with_the_model(fusion_folder):
+    model = api.load(fusion_folder, kind="fusion")
+    (bench,) = scene_benchmarks(32, 1, 3, 7, 16, ("winoground",))
+    (result,) = harness.evaluate_benchmarks(model, [bench])
+    e = bench.examples[0]
+    direct = model.match([e["images"][0], e["images"][1]], [e["captions"][1], e["captions"][1]])
+    assert result.predictions[0]["scores"][1] == pytest.approx(direct.tolist(), abs=1e-4)
+    assert set(result.metrics) == {"wino_text", "wino_image", "wino_group"}
+    assert "retrieval" in harness.OPT_IN["fusion"] and "retrieval" in harness.supported_tasks(model)
+
+
+def test_fill_mask_answers_from_the_choices_and_refuses_a_text_without_a_blank(fusion_folder):
+    model = api.load(fusion_folder)
+    image = np.zeros((32, 32, 3), np.uint8)
+    answers = model.fill_mask([image, image], ["a [MASK] circle", "a red [MASK]"], ["red", "circle"])
+    assert set(answers) <= {"red", "circle"}
+    with pytest.raises(ValueError, match="a text has no \\[MASK\\]"):
+        model.fill_mask([image], ["a red circle"])
+
+
+def test_export_to_vilt_for_image_and_text_retrieval_gives_the_same_logits(fusion_folder, tmp_path):
+    out = export.export(fusion_folder, tmp_path / "vilt")
+    hf = ViltForImageAndTextRetrieval.from_pretrained(out).eval()
+    processor = ViltProcessor.from_pretrained(out)
+    ours = api.load(fusion_folder)
+    scenes = build_dataset(ours.cfg.data)
+    images = [scenes[i]["image"] for i in range(4)]
+    texts = [scenes[i]["captions"][0] for i in (0, 1, 1, 3)]
+    inputs = processor(images=images, text=texts, return_tensors="pt", padding=True)
+    pixels = ours.model.preprocess(images)
+    torch.testing.assert_close(inputs["pixel_values"], pixels, atol=1e-5, rtol=0)  # same pixels
+    with torch.no_grad():
+        theirs = hf(**inputs).logits[:, 0].numpy()
+    np.testing.assert_allclose(theirs, ours.match(images, texts), atol=1e-4)
+
+
+def test_rerank_orders_a_shortlist_by_itm_ahead_of_every_other_image():
+    similarity = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.3], [0.0, 0.9]])  # (4 images, 2 texts)
+    top = np.argsort(-similarity, axis=0, kind="stable")[:2]  # text 0: images 0, 1; text 1: 3, 2
+    itm = np.array([[-5.0, 1.0], [3.0, 2.0]])  # (k, texts): ITM prefers image 1 for text 0, 2 for 1
+    reranked = rerank_similarity(similarity, itm, top)
+    assert np.argsort(-reranked[:, 0]).tolist()[:2] == [1, 0]
+    assert np.argsort(-reranked[:, 1]).tolist()[:2] == [2, 3]
+    assert reranked[[0, 1], 0].min() > reranked[[2, 3], 0].max()  # the shortlist stays ahead
+
+
+def test_search_hits_rerank_by_the_fusion_models_match(fusion_folder, tmp_path):
+    model = api.load(fusion_folder)
+    scenes = build_dataset(model.cfg.data)
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(scenes[i]["image"]).save(paths[-1])
+    query = scenes[2]["captions"][0]
+    reranked = model.rerank(query, [(p, 0.5) for p in paths], k=3)
+    scores = model.match(paths, [query] * 4)
+    assert [key for key, _ in reranked] == [paths[i] for i in np.argsort(-scores, kind="stable")[:3]]
+    assert [s for _, s in reranked] == pytest.approx(sorted(scores, reverse=True)[:3], abs=1e-5)
+
+
+def test_negative_shares_that_draw_nothing_are_refused_naming_the_field():
+    cfg = make_tiny_fusion_cfg()
+    cfg.model.negative_shares = [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"model.negative_shares: \[0.0, 0.0\]; give 3 shares"):
+        build_model(cfg, texts=["a red circle"])
+
+
+def test_serve_refuses_a_fusion_model_saying_what_uses_it(fusion_folder):
+    from vlkit.serve.kinds import SERVED_KINDS
+
+    model = api.load(fusion_folder)
+    with pytest.raises(ValueError, match="fusion encoders are not served yet .*match / .fill_mask"):
+        SERVED_KINDS["fusion"].wrap(model, {})
