@@ -136,3 +136,10 @@ def test_training_free_smoke():
         assert f"{name}: {{'method': 'conse'" in out
         assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
     assert out.count("end-to-end agrees: True") == 2
+
+
+@pytest.mark.slow
+def test_magic_smoke():
+    out = run_smoke("magic.py")  # a tiny CLIP, VLM and caption LM trained for a few steps
+    for system in ("magic", "unguided", "magic, wrong image", "captioner"):
+        assert re.search(rf"^ *{system}: Bleu_4 \S+ .* caption_all_named \S+$", out, flags=re.M), system

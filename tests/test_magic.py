@@ -94,28 +94,31 @@ def test_magic_captioner_with_a_vlkit_contrastive_model(caption_lm, tiny_run):
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
 
 
-def test_vlkit_caption_guided_by(caption_lm, tiny_run, tmp_path, capsys, make_unreadable):
+def test_vlkit_train_lm_then_caption_guided_by(tiny_run, tmp_path, capsys, make_unreadable):
     from PIL import Image
 
-    _, _, folder = caption_lm
+    folder = tmp_path / "gpt-captions"
+    cli.main(
+        [
+            "train-lm",
+            "--data",
+            "scenes",
+            "--samples",
+            "20",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--out",
+            str(folder),
+        ]
+    )
+    assert "gpt-tiny on 100 captions of scenes, 2 steps" in capsys.readouterr().out  # 5 caption styles each
     image = tmp_path / "a.png"
     Image.fromarray(Scenes(ScenesConfig(image_size=32, seed=5))[0]["image"]).save(image)
     bad = make_unreadable(tmp_path / "bad")
-    cli.main(
-        [
-            "caption",
-            "--guided-by",
-            str(tiny_run),
-            "--lm",
-            str(folder),
-            str(image),
-            str(bad[0]),
-            "--max-new-tokens",
-            "6",
-            "--top-k",
-            "4",
-        ]
-    )
+    args = ["--guided-by", str(tiny_run), "--lm", str(folder), str(image), str(bad[0])]
+    cli.main(["caption", *args, "--max-new-tokens", "6", "--top-k", "4"])
     out, err = capsys.readouterr()
     assert out.startswith(f"{image}\t") and len(out.strip().splitlines()) == 1
     assert "1 of 2 images could not be read" in err
