@@ -40,7 +40,7 @@ from vlkit.train.loop import train
 from vlkit.train.text_lm import CaptionLM, train_caption_lm
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-SHOWN = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "caption_objects_named", "caption_all_named")
+SHOWN = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "caption_objects_named", "caption_all_named")
 
 
 class WrongImage:

@@ -142,4 +142,4 @@ def test_training_free_smoke():
 def test_magic_smoke():
     out = run_smoke("magic.py")  # a tiny CLIP, VLM and caption LM trained for a few steps
     for system in ("magic", "unguided", "magic, wrong image", "captioner"):
-        assert re.search(rf"^ *{system}: Bleu_4 \S+ .* caption_all_named \S+$", out, flags=re.M), system
+        assert re.search(rf"^ *{system}: BLEU-4 \S+ .* caption_all_named \S+$", out, flags=re.M), system
