@@ -162,3 +162,9 @@ def test_fusion_smoke():
     out = run_smoke("fusion.py")
     for expected in ('"wino_group"', '"t2i_R@1"', '"mlm_colour_accuracy"', '"mlm_shape_chance"'):
         assert expected in out
+
+
+def test_magic_smoke():
+    out = run_smoke("magic.py")  # a tiny CLIP, VLM and caption LM trained for a few steps
+    for system in ("magic", "unguided", "magic, wrong image", "captioner"):
+        assert re.search(rf"^ *{system}: BLEU-4 \S+ .* caption_all_named \S+$", out, flags=re.M), system

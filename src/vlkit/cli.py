@@ -83,6 +83,7 @@ Group = tuple[ModuleType, dict[str, Callable]]
 COMMANDS: dict[str, Callable | Group] = {
     "tour": training.tour,
     "train": training.train,
+    "train-lm": training.train_lm,
     "eval": evaluation.evaluate,
     "classify": contrastive.classify,
     "index": contrastive.index,

@@ -50,25 +50,65 @@ class Decode:
 CAPTION, ANSWER, REPLY = Decode(), replace(Decode(), max_new_tokens=8), replace(Decode(), max_new_tokens=128)
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """MaGiC search (with --guided-by): how the contrastive model steers the language model.
+
+    Args:
+        top_k: candidate tokens per step (the language model's top k)
+        alpha: weight of the degeneration penalty (repeating what was said)
+        beta: weight of the image-text similarity (0: the language model alone, unguided)
+    """
+
+    top_k: int = 8
+    alpha: float = 0.1
+    beta: float = 2.0
+
+
 def caption(
     model: str,
-    images: Sequence[str],
+    images: Sequence[str] = (),
     *,
     prompt: str | None = None,
     strict: bool = False,
+    guided_by: str | None = None,
+    lm: str | None = None,
     decode: Decode = CAPTION,
+    guidance: Guidance = Guidance(),
 ) -> None:
-    """Caption images with a generative model.
+    """Caption images with a generative model, or zero-shot with a language model steered by a contrastive one.
+
+    `--guided-by CLIP_RUN --lm LM` captions with MaGiC search: LM (a text-only language model: a
+    registry name such as smollm2-135m, or a transformers folder such as the caption LM
+    benchmarks/magic.py trains) proposes its top-k next tokens and CLIP_RUN (any contrastive or
+    training-free model) scores each continuation against the image; no image-text training.
+    Every word after the options is then an image.
 
     Args:
-        model: generative model or run folder, or a transformers folder (GIT, BLIP-2, LLaVA)
+        model: generative model or run folder, or a transformers folder (GIT, BLIP-2, LLaVA); with
+            --lm: the first image
         images: image files
         prompt: condition the caption on this instruction
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
-        decode: decoding options
+        guided_by: contrastive model or run folder that steers --lm's decoding (MaGiC search)
+        lm: the language model --guided-by steers (a registry name, hub id or transformers folder)
+        decode: decoding options (with --guided-by: only max-new-tokens applies)
+        guidance: MaGiC search options (with --guided-by)
+
+    Examples:
+        vlkit caption runs/llava-scenes a.png b.png
+        vlkit caption --guided-by runs/clip-scenes --lm runs/gpt-captions a.png b.png
     """
     from vlkit.data.images import ImageError
 
+    if (guided_by is None) != (lm is None):
+        raise ValueError(
+            "vlkit caption: --guided-by and --lm go together (a contrastive model steers a language model)"
+        )
+    if lm is not None:
+        return _guided_caption(guided_by, lm, [model, *images], prompt, strict, decode, guidance)
+    if not images:
+        raise ValueError("vlkit caption: give MODEL and at least one image")
     captions = _generative(model, "caption", "caption").caption(
         list(images), prompt, decode.decoding(), strict=strict
     )
@@ -76,6 +116,35 @@ def caption(
         if not isinstance(text, ImageError):
             print(f"{path}\t{text}")
     report_failures([x for x in captions if isinstance(x, ImageError)], len(images))
+
+
+def _guided_caption(
+    guide: str,
+    lm: str,
+    images: list[str],
+    prompt: str | None,
+    strict: bool,
+    decode: Decode,
+    guidance: Guidance,
+) -> None:
+    from vlkit.api import load
+    from vlkit.data.images import read_images, require_readable
+    from vlkit.generation.magic import MagicCaptioner, MagicSearch
+    from vlkit.serve.loading import load_language_model
+
+    if decode.beams > 1 or decode.sample:
+        raise ValueError(
+            "vlkit caption --guided-by decodes by MaGiC search: --beams and --sample do not apply"
+        )
+    search = MagicSearch(guidance.top_k, guidance.alpha, guidance.beta, decode.max_new_tokens)
+    captioner = MagicCaptioner(
+        *load_language_model(lm), load(guide, kind="contrastive", command="caption"), search
+    )
+    arrays, kept, failures = read_images(images, strict)
+    require_readable(len(images), failures)
+    for position, text in zip(kept, captioner.caption(arrays, prompt) if arrays else []):
+        print(f"{images[position]}\t{text}")
+    report_failures(failures, len(images))
 
 
 def ask(

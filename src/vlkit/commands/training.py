@@ -46,3 +46,42 @@ def train(
 
     out = train_stages(cfg, evaluate=training_evaluator(cfg.kind), progress=progress)
     print(f"run folder: {out}")
+
+
+def train_lm(
+    *,
+    out: str,
+    data: str = "scenes",
+    samples: int = 2000,
+    steps: int = 400,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> None:
+    """Train a text-only caption language model (gpt-tiny) on a data set's captions, never its images.
+
+    Each caption becomes a chat reply to "Describe the image in one sentence.", so the model is
+    the language model `vlkit caption --guided-by CLIP --lm OUT` steers (MaGiC). OUT is a
+    transformers causal-LM folder (`vlkit serve OUT` chats with it).
+
+    Args:
+        out: folder to write (config.json, model.safetensors, the tokenizer)
+        data: captioned data whose captions are read (scenes, photos, fashion-mnist, a folder, shards, ...)
+        samples: samples whose captions are read (all of them when the data has fewer)
+        steps: AdamW steps
+        batch_size: captions per step
+        lr: peak learning rate (warmup, then cosine to 0)
+        seed: initialisation and batch order
+
+    Examples:
+        vlkit train-lm --data scenes --out runs/gpt-captions
+        vlkit caption --guided-by runs/tour --lm runs/gpt-captions a.png
+    """
+    from vlkit.data import open_named
+    from vlkit.train.text_lm import CaptionLM, train_caption_lm
+
+    dataset = open_named(data)
+    captions = [c for i in range(min(samples, len(dataset))) for c in dataset[i]["captions"]]
+    settings = CaptionLM(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    train_caption_lm(captions, settings, out, log=lambda step, loss: print(f"step {step}: loss {loss:.3f}"))
+    print(f"wrote {out} (gpt-tiny on {len(captions)} captions of {data}, {steps} steps)")

@@ -5,6 +5,7 @@
     batching.py  micro-batching for concurrent callers (`vlkit serve`), bounded
     streaming.py each row's text handed on as it is generated (streamed requests, batched)
     model.py     `GenerativeModel`: caption / answer / chat / stream for trained VLMs
+    magic.py     MaGiC search: a text-only LM's zero-shot captions, steered by a contrastive model
 
 One settings type, `Decoding` (from `vlkit.decoding`), says how to decode everywhere.
 """
@@ -12,6 +13,7 @@ One settings type, `Decoding` (from `vlkit.decoding`), says how to decode everyw
 from vlkit.decoding import Decoding
 from vlkit.generation.batching import BatchingEngine, Busy
 from vlkit.generation.engine import Completion, Engine, PrefixCache, Request, RequestError, split_messages
+from vlkit.generation.magic import MagicCaptioner, MagicSearch
 from vlkit.generation.model import GenerativeModel
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "Decoding",
     "Engine",
     "GenerativeModel",
+    "MagicCaptioner",
+    "MagicSearch",
     "PrefixCache",
     "Request",
     "RequestError",

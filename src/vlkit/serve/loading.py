@@ -42,7 +42,7 @@ def load_served(
         raise ValueError(f"{model}: a file, not a model; vlkit serve takes {ACCEPTED}")
     elif path.is_absolute() or model.startswith("."):  # a hub id never starts so
         raise ValueError(f"{model}: no such file or folder; vlkit serve takes {ACCEPTED}")
-    lm, tokenizer = _language_model(model)
+    lm, tokenizer = load_language_model(model)
     return BatchingEngine(Engine(lm, tokenizer), **batching)
 
 
@@ -88,7 +88,9 @@ def _require_causal_lm_folder(path: Path) -> None:
         )
 
 
-def _language_model(name: str):
+def load_language_model(name: str):
+    """A registry language model, hub id in the local cache or transformers causal-LM folder → (model,
+    tokenizer with a chat template); any load failure is one ValueError line naming it."""
     from vlkit.config import VLMConfig
     from vlkit.models.registry import ModelNotFoundError, build_language_model
 
