@@ -60,8 +60,8 @@ def train_lm(
 ) -> None:
     """Train a text-only caption language model (gpt-tiny) on a data set's captions, never its images.
 
-    Each caption becomes a chat reply to "Describe the image in one sentence.", so the model is
-    the language model `vlkit caption --guided-by CLIP --lm OUT` steers (MaGiC). OUT is a
+    Each caption becomes a chat reply to "Describe the image in one sentence.", so the model is a
+    language model for `vlkit caption` to steer with a contrastive model (MaGiC search). OUT is a
     transformers causal-LM folder (`vlkit serve OUT` chats with it).
 
     Args:
@@ -75,7 +75,6 @@ def train_lm(
 
     Examples:
         vlkit train-lm --data scenes --out runs/gpt-captions
-        vlkit caption --guided-by runs/tour --lm runs/gpt-captions a.png
     """
     from vlkit.data import open_named
     from vlkit.train.text_lm import CaptionLM, train_caption_lm
