@@ -74,9 +74,7 @@ class SourceConfig:
     min_objects: int = 0
     max_objects: int = 0
     caption_styles: int = 0  # scenes: keep the first N of its 5 caption styles (1 = canonical); 0 = all
-    question_wordings: str = (
-        ""  # scenes: "varied" = many wordings per question form (training); "" = templates
-    )
+    question_wordings: str = ""  # scenes: "varied" = many wordings per question form; "" = templates
 
 
 def default_sources() -> list[SourceConfig]:
@@ -150,9 +148,7 @@ class VLMConfig:
     lm_vocab_size: int = 1024  # byte-level BPE trained on the data's texts
     max_length: int = 128  # tokens per training sequence, image tokens included
     connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
-    connector_positions: bool = (
-        False  # linear / mlp2x_gelu / merge2x2_mlp: a learned embedding per image token
-    )
+    connector_positions: bool = False  # linear / mlp2x_gelu / merge2x2_mlp: a learned embedding per token
     connector_tokens: int = 16  # qformer / resampler (and gated_xattn's resampler) output tokens
     connector_layers: int = 2  # qformer / resampler depth
     xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer
