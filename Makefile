@@ -35,3 +35,4 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/segmentation.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/index_scale.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/fusion.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/magic.py --smoke --threads 1
