@@ -25,13 +25,10 @@ from pathlib import Path
 import torch
 from common import SMOKE_MODEL, run_info, write_results
 from train_throughput import matmul_peak
+from trained import ROOT, train_recipe
 
-from vlkit.config import load_config
-from vlkit.eval.during_training import training_evaluator
 from vlkit.eval.run import run_eval
-from vlkit.train.loop import train
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [*SMOKE_MODEL, "model.image_size=32", "data.image_size=32", "train.steps=3", "train.batch_size=4"]
 
 
@@ -60,12 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             f"train.out_dir={out}",
             f"train.threads={args.threads}",
         ]
-        cfg = load_config(args.recipe, sets)
-        clock = time.perf_counter()
-        run = train(cfg, evaluate=training_evaluator(cfg.kind), progress=False)
-        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        evals = [r for r in log if any(k.startswith("eval/") for k in r)]
-        train_seconds = time.perf_counter() - clock
+        run, _, trained = train_recipe(args.recipe, sets)
         images = 8 if args.smoke else args.images
         clock = time.perf_counter()
         scored = run_eval(
@@ -74,20 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         eval_seconds = time.perf_counter() - clock
     (grounding,) = [r for r in scored["results"] if r.task == "grounding"]
     chance = grounding.breakdowns["grounding_acc@0.5 vs a random pick"]["random pick"]
-    result = run_info(load_before, args.threads) | {
-        "recipe": str(Path(args.recipe).relative_to(ROOT))
-        if Path(args.recipe).is_absolute()
-        else args.recipe,
-        "overrides": args.set,
-        "steps": cfg.train.steps,
-        "training_images": cfg.train.steps * cfg.train.batch_size,
-        "train_minutes": train_seconds / 60,  # the `train` call, its training-time evaluations included
-        "final_eval_seconds": eval_seconds,
-        "matmul_peak_gflops": peak,
-        "held_out_scenes": images,
-        "held_out": scored["metrics"] | {"grounding_random_pick": chance},
-        "training_evals": evals,
-    }
+    result = (
+        run_info(load_before, args.threads)
+        | trained
+        | {
+            "overrides": args.set,
+            "final_eval_seconds": eval_seconds,
+            "matmul_peak_gflops": peak,
+            "held_out_scenes": images,
+            "held_out": scored["metrics"] | {"grounding_random_pick": chance},
+        }
+    )
     print(json.dumps(result["held_out"], indent=1))
     if not args.smoke:
         write_results("detection" + (f"-{args.name}" if args.name else ""), result)

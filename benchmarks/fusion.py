@@ -29,17 +29,14 @@ from pathlib import Path
 import torch
 from common import run_info, write_results
 from train_throughput import matmul_peak
+from trained import ROOT, train_recipe
 
 from vlkit.api import load
-from vlkit.config import load_config
 from vlkit.data.scenes import COLOR_NAMES, SHAPES, Scenes, ScenesConfig
 from vlkit.eval import contrastive, fusion
-from vlkit.eval.during_training import training_evaluator
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.result import flat_scores
-from vlkit.train.loop import train
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [
     "model.width=16", "model.layers=1", "model.heads=2", "model.vocab_size=512", "model.embed_dim=8",
     "model.image_size=32", "data.image_size=32", "train.steps=3", "train.batch_size=4", "train.eval_every=0",
@@ -108,29 +105,23 @@ def main(argv: list[str] | None = None) -> int:
             f"train.out_dir={out}",
             f"train.threads={args.threads}",
         ]
-        cfg = load_config(args.recipe, sets)
-        clock = time.perf_counter()
-        run = train(cfg, evaluate=training_evaluator(cfg.kind), progress=False)
-        train_seconds = time.perf_counter() - clock
-        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        run, cfg, trained = train_recipe(args.recipe, sets)
         model = load(run, kind="fusion")
         clip = load(args.clip, kind="contrastive") if args.clip else None
         clock = time.perf_counter()
         scores = held_out(model, clip, args, cfg.data.image_size)
         eval_seconds = time.perf_counter() - clock
-    recipe = Path(args.recipe)
-    result = run_info(load_before, args.threads) | {
-        "recipe": str(recipe.relative_to(ROOT)) if recipe.is_absolute() else args.recipe,
-        "overrides": args.set,
-        "clip": args.clip,
-        "steps": cfg.train.steps,
-        "training_images": cfg.train.steps * cfg.train.batch_size,
-        "train_minutes": train_seconds / 60,  # the `train` call, its training-time evaluations included
-        "final_eval_seconds": eval_seconds,
-        "matmul_peak_gflops": peak,
-        "held_out": scores,
-        "training_evals": [r for r in log if any(k.startswith("eval/") for k in r)],
-    }
+    result = (
+        run_info(load_before, args.threads)
+        | trained
+        | {
+            "overrides": args.set,
+            "clip": args.clip,
+            "final_eval_seconds": eval_seconds,
+            "matmul_peak_gflops": peak,
+            "held_out": scores,
+        }
+    )
     print(json.dumps(result["held_out"], indent=1))
     if not args.smoke:
         write_results("fusion" + (f"-{args.name}" if args.name else ""), result)

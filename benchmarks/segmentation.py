@@ -21,18 +21,14 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from common import SMOKE_MODEL, run_info, write_results
 from train_throughput import matmul_peak
+from trained import ROOT, train_recipe
 
-from vlkit.config import load_config
-from vlkit.eval.during_training import training_evaluator
 from vlkit.eval.run import run_eval
-from vlkit.train.loop import train
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     *SMOKE_MODEL,
     "model.image_size=32",
@@ -60,25 +56,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def timed_train(recipe: str, sets: list[str]) -> tuple[Path, dict, float]:
-    """Trains `recipe` with `sets`; → (run folder, its config as recorded, minutes)."""
-    cfg = load_config(recipe, sets)
-    clock = time.perf_counter()
-    run = train(cfg, evaluate=training_evaluator(cfg.kind), progress=False)
-    minutes = (time.perf_counter() - clock) / 60
-    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in log if any(k.startswith("eval/") for k in r)]
-    settings = {
-        "recipe": str(Path(recipe).relative_to(ROOT)) if Path(recipe).is_absolute() else recipe,
-        "overrides": sets,
-        "steps": cfg.train.steps,
-        "training_images": cfg.train.steps * cfg.train.batch_size,
-        "train_minutes": minutes,
-        "training_evals": evals,
-    }
-    return run, settings, minutes
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
@@ -89,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         clip, clip_run = args.clip, {"folder": args.clip}
         if not clip:
             sets = [*args.clip_set, *(TINY if args.smoke else []), *common, f"train.out_dir={tmp}/clip"]
-            run, clip_run, _ = timed_train(args.clip_recipe, sets)
+            run, _, clip_run = train_recipe(args.clip_recipe, sets)
             clip = str(run)
         sets = [
             *args.set,
@@ -98,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             f"segmenter.clip_init={clip}",
             f"train.out_dir={tmp}/segmenter",
         ]
-        run, segmenter_run, _ = timed_train(args.recipe, sets)
+        run, _, segmenter_run = train_recipe(args.recipe, sets)
         images = 8 if args.smoke else args.images
         clock = time.perf_counter()
         scored = run_eval(str(run), "scenes", limit=images, task="segmentation", out_dir=f"{tmp}/eval")
