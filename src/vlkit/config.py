@@ -59,6 +59,9 @@ class ModelConfig(VisionConfig):
     lock_image: bool = False  # LiT: image tower frozen ...
     unlock_image_blocks: int = 0  # ... except its last N blocks
     lock_text: bool = False
+    # A contrastive run/model folder whose weights (tokenizer included) this model starts from,
+    # with a fresh optimizer and schedule: a curriculum's later stage. Contrastive models only.
+    init_from: str = ""
 
 
 @dataclass
@@ -206,7 +209,8 @@ class StageConfig:
     """One stage of a multi-stage recipe (LLaVA: align the connector, then instruction-tune).
 
     A stage is the recipe with `set` overrides applied; it trains into `<train.out_dir>/<name>`,
-    and every stage after the first starts from the previous one (`vlm.init_from`)."""
+    and every stage after the first starts from the previous one (`vlm.init_from` for a generative
+    recipe, `model.init_from` for a contrastive one)."""
 
     name: str = ""
     set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"
@@ -434,6 +438,11 @@ def config_from_dict(data: Any) -> Config:
     absent = [name for name in SECTIONS if name not in sections and data.get(name)]
     if absent:
         raise ConfigError(f"{absent[0]}: a {kind} config has no {absent[0]} section; got {data[absent[0]]!r}")
+    if kind != "contrastive" and getattr(sections["model"], "init_from", ""):
+        raise ConfigError(
+            f"model.init_from: a {kind} model does not continue a dual encoder's weights; "
+            "a detector or segmenter starts from a CLIP with detector.clip_init / segmenter.clip_init"
+        )
     rest = {k: v for k, v in data.items() if k not in SECTIONS}
     return dataclasses.replace(from_dict(Config, rest), **sections)
 
@@ -513,6 +522,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         raise ConfigError(f"{path or 'config'}: {e}") from None
 
 
+# kind → the section whose `init_from` a later stage sets to the previous stage's run
+_CONTINUES = {"contrastive": "model", "generative": "vlm"}
+
+
 def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
     """The configs of a multi-stage recipe, in order (see `StageConfig`); [] for a one-stage one."""
     out: list[tuple[str, Config]] = []
@@ -524,8 +537,11 @@ def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
         for assignment in stage.set:
             apply_override(data, assignment)
         data["train"]["out_dir"] = str(Path(cfg.train.out_dir) / stage.name)
-        if out and "vlm" in KIND_SECTIONS.get(data.get("kind"), {}):  # generative: continue the last
-            data.setdefault("vlm", {})["init_from"] = out[-1][1].train.out_dir
+        if out:  # every later stage continues the last one
+            section = _CONTINUES.get(data.get("kind", "contrastive"))
+            if section is None:
+                raise ConfigError(f"stages[{k}] ({stage.name}): a {data.get('kind')} recipe has no stages")
+            data.setdefault(section, {})["init_from"] = out[-1][1].train.out_dir
         try:
             out.append((stage.name, config_from_dict(data)))
             check_ranges(out[-1][1])

@@ -7,6 +7,7 @@ reloads offline from itself alone.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -24,11 +25,16 @@ def build_dual_encoder(
 ) -> DualEncoder:
     """A new dual encoder (pretrained towers loaded, from-scratch ones initialised with
     `cfg.train.seed`), or with `saved`, the structure of a saved folder (weights loaded separately)."""
+    previous = parts.pop("previous", None)
     if parts:
-        raise ValueError(f"a dual encoder starts from no trained parts; got {', '.join(parts)}")
+        raise ValueError(
+            f"a dual encoder starts from no trained parts but `previous`; got {', '.join(parts)}"
+        )
     m = cfg.model
     if m.loss not in LOSSES:
         raise ValueError(f"model.loss: {m.loss!r} is not a contrastive loss; valid: {', '.join(LOSSES)}")
+    if previous is not None and saved is None:
+        return _continued(m, *previous)
     torch.manual_seed(cfg.train.seed)
     image = build_image_tower(m.image_encoder, m, saved / "image_tower" if saved else None)
     text = build_text_tower(m.text_encoder, m, saved / "text_tower" if saved else None, texts)
@@ -47,6 +53,41 @@ def no_external(model: DualEncoder, cfg: Config, keys: list[str]) -> None:
     raise ValueError(f"a dual encoder stores every weight; its folder lists external ones: {keys[:5]}")
 
 
+def dual_parts(cfg: Config, load: Callable[[str], tuple[torch.nn.Module, Config]]) -> dict:
+    """`previous`: the (model, config) `model.init_from` names (a curriculum's earlier stage); {}
+    for a dual encoder that starts from scratch or pretrained towers."""
+    return {"previous": load(cfg.model.init_from)} if cfg.model.init_from else {}
+
+
+# What must match for a dual encoder to continue another's weights: the towers, the shared space
+# and the loss's parameters (the data, locks, temperature bounds and training may all change).
+SAME_ARCHITECTURE = (
+    "image_encoder", "vision_stem", "image_size", "patch_size", "vision_width", "vision_layers",
+    "vision_heads", "text_encoder", "text_width", "text_layers", "text_heads", "vocab_size",
+    "max_text_length", "embed_dim", "loss",
+)  # fmt: skip
+
+
+def _continued(m, previous: torch.nn.Module, previous_cfg: Config) -> DualEncoder:
+    """A dual encoder with `m`'s settings and `previous`'s weights and tokenizer (copied)."""
+    where = f"model.init_from={m.init_from!r}"
+    if previous_cfg.kind != "contrastive":
+        raise ValueError(
+            f"{where}: a {previous_cfg.kind} model; a contrastive recipe continues a contrastive one"
+        )
+    changed = [
+        f"{k} {getattr(previous_cfg.model, k)!r} -> {getattr(m, k)!r}"
+        for k in SAME_ARCHITECTURE
+        if getattr(previous_cfg.model, k, None) != getattr(m, k, None)
+    ]
+    if changed:
+        raise ValueError(f"{where}: the architecture differs ({'; '.join(changed)}); keep it the same")
+    model = DualEncoder(m, copy.deepcopy(previous.image_tower), copy.deepcopy(previous.text_tower))
+    model.load_state_dict(previous.state_dict())
+    model.apply_locks()
+    return model
+
+
 def no_parts(cfg: Config, load: Callable) -> dict:
-    """A dual encoder starts from no other run's trained parts."""
+    """A model that starts from no other run's trained parts."""
     return {}

@@ -113,7 +113,7 @@ KINDS: dict[str, ModelKind] = {
         build=build_dual.build_dual_encoder,
         save_files=build_dual.save_dual_files,
         fill_external=build_dual.no_external,
-        initial_parts=build_dual.no_parts,
+        initial_parts=build_dual.dual_parts,
         tokenizer_texts=_captions,
         abilities=("embed_images", "embed_texts", "label_embeddings"),
     ),
