@@ -438,7 +438,7 @@ def config_from_dict(data: Any) -> Config:
     absent = [name for name in SECTIONS if name not in sections and data.get(name)]
     if absent:
         raise ConfigError(f"{absent[0]}: a {kind} config has no {absent[0]} section; got {data[absent[0]]!r}")
-    if kind != "contrastive" and getattr(sections["model"], "init_from", ""):
+    if kind != "contrastive" and type(sections["model"]) is ModelConfig and sections["model"].init_from:
         raise ConfigError(
             f"model.init_from: a {kind} model does not continue a dual encoder's weights; "
             "a detector or segmenter starts from a CLIP with detector.clip_init / segmenter.clip_init"
