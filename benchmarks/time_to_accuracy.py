@@ -45,7 +45,7 @@ import torch
 from common import SMOKE_MODEL, SMOKE_VLM
 from train_throughput import matmul_peak
 
-from vlkit.config import Config, load_config
+from vlkit.config import Config, load_config, stage_configs
 from vlkit.data import build_dataset
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
 from vlkit.eval.during_training import training_evaluator
@@ -106,11 +106,19 @@ def make_config(args: argparse.Namespace, seed: int, out_dir: str) -> Config:
 
 
 class Curve:
-    """An `evaluate` callback that also stamps training time (its own time excluded) and images."""
+    """An `evaluate` callback that also stamps training time (its own time excluded) and images,
+    counted over all of a recipe's stages (`next_stage` before each)."""
 
     def __init__(self):
         self.points: list[dict] = []
         self.started, self.evaluating = time.perf_counter(), 0.0
+        self.done_steps = self.done_images = self.stage_points = 0
+
+    def next_stage(self, previous: Config | None) -> None:
+        if previous is not None:
+            self.done_steps += previous.train.steps
+            self.done_images += previous.train.steps * previous.train.batch_size
+        self.stage_points = 0
 
     def __call__(self, model: torch.nn.Module, cfg: Config, step: int | None = None) -> dict[str, float]:
         clock = time.perf_counter()
@@ -118,41 +126,63 @@ class Curve:
         train_s = clock - self.started - self.evaluating
         self.evaluating += time.perf_counter() - clock
         step = step if step is not None else self._step(cfg)
-        point = {"step": step, "images": step * cfg.train.batch_size, "train_minutes": train_s / 60}
+        images = self.done_images + step * cfg.train.batch_size
+        point = {"step": self.done_steps + step, "images": images, "train_minutes": train_s / 60}
         self.points.append(point | {k: scores[k] for k in KEYS[cfg.kind] if k in scores})
+        self.stage_points += 1
         return scores
 
     def _step(self, cfg: Config) -> int:
         # vlkit's loop evaluates every eval_every steps and at the end
-        done = (len(self.points) + 1) * cfg.train.eval_every
+        done = self.stage_points * cfg.train.eval_every + cfg.train.eval_every
         return min(done, cfg.train.steps) if cfg.train.eval_every else cfg.train.steps
 
 
+def stages(cfg: Config) -> list[Config]:
+    """The recipe's stages in order (a curriculum); [cfg] for a one-stage recipe."""
+    return [stage for _, stage in stage_configs(cfg)] or [cfg]
+
+
 def vlkit_run(cfg: Config) -> list[dict]:
-    curve = Curve()
-    train(cfg, evaluate=curve, progress=False)
+    curve, previous = Curve(), None
+    for stage in stages(cfg):
+        curve.next_stage(previous)
+        train(stage, evaluate=curve, progress=False)
+        previous = stage
     return curve.points
 
 
 def control_run(cfg: Config) -> list[dict]:
-    """transformers' CLIPModel (patch stem), bare loop; scored through a vlkit model with its weights."""
+    """transformers' CLIPModel (patch stem), bare loop; scored through a vlkit model with its weights.
+    A recipe with stages: each stage's data, a fresh optimizer and schedule, the same model."""
     from transformers import CLIPConfig, CLIPModel
 
-    cfg.model.vision_stem = "patch"
-    cfg.model.hard_negatives = False  # the textbook loss: one caption per image (collate reads it)
-    dataset = build_dataset(cfg.data)
-    vl = build_model(cfg, texts=tokenizer_texts(cfg, dataset))  # towers' configs and the tokenizer
+    plan = stages(cfg)
+    for stage in plan:
+        stage.model.vision_stem = "patch"
+        stage.model.init_from = ""  # the control carries its own weights from stage to stage
+        stage.model.hard_negatives = False  # the textbook loss: one caption per image (collate reads it)
+    first = plan[0]
+    vl = build_model(first, texts=tokenizer_texts(first, build_dataset(first.data)))  # configs, tokenizer
     image, text = vl.image_tower.model, vl.text_tower.model
     hf = CLIPModel(CLIPConfig(text_config=text.config.to_dict(), vision_config=image.config.to_dict()))
-    hf.config.projection_dim = cfg.model.embed_dim
-    hf.visual_projection = torch.nn.Linear(image.config.hidden_size, cfg.model.embed_dim, bias=False)
-    hf.text_projection = torch.nn.Linear(text.config.hidden_size, cfg.model.embed_dim, bias=False)
+    hf.config.projection_dim = first.model.embed_dim
+    hf.visual_projection = torch.nn.Linear(image.config.hidden_size, first.model.embed_dim, bias=False)
+    hf.text_projection = torch.nn.Linear(text.config.hidden_size, first.model.embed_dim, bias=False)
+    curve, previous = Curve(), None
+    for stage in plan:
+        curve.next_stage(previous)
+        _control_stage(hf, vl, stage, curve)
+        previous = stage
+    return curve.points
+
+
+def _control_stage(hf: torch.nn.Module, vl: torch.nn.Module, cfg: Config, curve: Curve) -> None:
     t = cfg.train
     optimizer = torch.optim.AdamW(hf.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     collate = ContrastiveObjective(vl, seed=t.seed)
-    batcher = Batcher(dataset, t.batch_size, t.seed)
-    curve = Curve()
+    batcher = Batcher(build_dataset(cfg.data), t.batch_size, t.seed)
     for step in range(t.steps):
         batch = collate.collate(batcher.samples(step))
         loss = hf(**batch, return_loss=True).loss
@@ -162,15 +192,14 @@ def control_run(cfg: Config) -> list[dict]:
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
         if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
-            image.load_state_dict(hf.vision_model.state_dict())
-            text.load_state_dict(hf.text_model.state_dict())
+            vl.image_tower.model.load_state_dict(hf.vision_model.state_dict())
+            vl.text_tower.model.load_state_dict(hf.text_model.state_dict())
             vl.visual_projection.load_state_dict(hf.visual_projection.state_dict())
             vl.text_projection.load_state_dict(hf.text_projection.state_dict())
             vl.logit_scale.data.copy_(hf.logit_scale.data)
             vl.eval()
             curve(vl, cfg, step=step + 1)
             hf.train()
-    return curve.points
 
 
 def summarise(runs: list[list[dict]], peak: float, kind: str) -> dict:

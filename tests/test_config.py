@@ -16,6 +16,7 @@ from vlkit.config import (
     SourceConfig,
     VisionConfig,
     VLMConfig,
+    default_stages,
     load_config,
     save_config,
     stage_configs,
@@ -53,8 +54,10 @@ def test_every_recipe_parses_and_starts_with_a_comment(recipe):
 
 
 def test_clip_scenes_recipe_documents_the_defaults():
+    """The recipe is the defaults with the tour's curriculum (`default_stages`)."""
     cfg = load_config(ROOT / "recipes" / "clip-scenes.yaml")
-    defaults = Config()
+    defaults = load_config(None, defaults={"stages": default_stages()})
+    assert [(s.name, s.set) for s in cfg.stages] == [(s.name, s.set) for s in defaults.stages]
     cfg.train.out_dir = defaults.train.out_dir
     assert cfg == defaults, {
         section: {

@@ -55,3 +55,18 @@ def test_a_changed_architecture_or_kind_is_refused_by_name(tmp_path):
     data["model"]["init_from"] = first.train.out_dir
     with pytest.raises(ConfigError, match=r"model.init_from: a segmenter model"):
         config_from_dict(data)
+
+
+def test_a_staged_run_folder_opens_as_its_last_trained_stage(tmp_path):
+    import vlkit
+    from vlkit.models.folders import resolve_model_dir
+
+    cfg = _recipe(tmp_path)
+    train_stages(cfg, progress=False)
+    run = tmp_path / "run"
+    assert resolve_model_dir(run) == run / "binding" / "checkpoints" / "step-0000002"
+    assert vlkit.load(run).embed_texts(["a red circle"]).shape == (1, cfg.model.embed_dim)
+    import shutil
+
+    shutil.rmtree(run / "binding")  # an interrupted curriculum: the last stage that trained
+    assert resolve_model_dir(run) == run / "shapes" / "checkpoints" / "step-0000002"

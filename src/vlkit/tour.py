@@ -1,4 +1,5 @@
-"""The main job: train the default contrastive recipe on scenes, evaluate it; then a short
+"""The main job: train the default contrastive recipe on scenes (the defaults in the curriculum
+`vlkit.config.default_stages`: colour × shape, then binding), evaluate it; then a short
 LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
 about held-out scenes; one report for both, written by `vlkit eval`'s `run_eval`: every task a
 dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by crops) with
@@ -13,14 +14,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from vlkit.config import load_config
+from vlkit.config import default_stages, load_config, stage_configs
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
 from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes
 from vlkit.eval.embedded import held_out_scenes
 from vlkit.eval.result import RETRIEVAL_CHANCE, flat_scores
 from vlkit.eval.run import run_eval
 from vlkit.train.checkpoint import latest_checkpoint
-from vlkit.train.loop import train
+from vlkit.train.loop import train, train_stages
 
 # The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
 # gpt-tiny), its vision tower the tour's CLIP tower, frozen, as LLaVA keeps CLIP's. Frozen, the
@@ -49,24 +50,25 @@ def run_tour(
     progress: bool = True,
     generative_overrides: list[str] = (),
 ) -> dict:
-    cfg = load_config(None, [f"train.out_dir={out}", *overrides])
+    cfg = load_config(None, [f"train.out_dir={out}", *overrides], defaults={"stages": default_stages()})
     run = Path(cfg.train.out_dir)
     if fresh and run.exists():
         import shutil
 
         shutil.rmtree(run)
     print(f"vlkit tour: training a CLIP-style dual encoder from scratch on procedural scenes → {run}")
+    stages = stage_configs(cfg)
     print(
-        f"  {cfg.train.steps} steps × {cfg.train.batch_size} image-caption pairs, "
-        f"{cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss"
+        f"  {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps × {cfg.train.batch_size} "
+        f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss"
     )
     started = time.perf_counter()
-    train(cfg, evaluate=evaluate_scenes, progress=progress)
+    clip = train_stages(cfg, evaluate=evaluate_scenes, progress=progress)  # the last stage's run
     minutes = (time.perf_counter() - started) / 60
-    generative, generative_minutes = run_generative_step(run, overrides, generative_overrides, progress)
+    generative, generative_minutes = run_generative_step(clip, run, overrides, generative_overrides, progress)
     # one report for both, written by `vlkit eval`'s run_eval: the CLIP's tasks, the VLM's scores
     result = run_eval(
-        str(run),
+        str(clip),
         "scenes",
         task=TOUR_TASKS,
         out_dir=str(run / "report"),
@@ -79,19 +81,20 @@ def run_tour(
             "training minutes (this session)": round(minutes, 2),
             "generative training minutes (this session)": round(generative_minutes, 2),
         },
-        extra_plots=sorted((run / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
+        extra_plots=sorted((clip / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
         extra_metrics={f"llava_{k}": v for k, v in generative.items()},
     )
     scores = result["metrics"]
     _print_contrastive(scores, result["results"])
-    print(f"report: {result['report']}   plots: {run / 'plots'}   model: {result['model']}")
+    print(f"report: {result['report']}   plots: {clip / 'plots'}   model: {result['model']}")
     return scores
 
 
 def run_generative_step(
-    run: Path, overrides: list[str], generative_overrides: list[str], progress: bool
+    clip: Path, run: Path, overrides: list[str], generative_overrides: list[str], progress: bool
 ) -> tuple[dict, float]:
-    """Trains the generative model from the CLIP run's tower, scores it, shows a few answers."""
+    """Trains the generative model (in `run`/llava) from the CLIP run's tower, scores it, shows a
+    few answers."""
     # the shared sizes (model.*, data.*) of the tour's overrides apply to both models
     shared = [o for o in overrides if o.startswith(("model.", "data."))]
     cfg = load_config(
@@ -100,7 +103,7 @@ def run_generative_step(
             *GENERATIVE,
             f"train.steps={GENERATIVE_STEPS}",
             f"train.out_dir={run / 'llava'}",
-            f"vlm.vision_init={run}",
+            f"vlm.vision_init={clip}",
             *shared,
             *generative_overrides,
         ],

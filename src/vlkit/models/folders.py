@@ -58,6 +58,18 @@ def load_weights(model: torch.nn.Module, path: Path) -> list[str]:
     return sorted(allowed)
 
 
+STAGES = "stages.json"  # in a multi-stage run's folder: {"stages": [its stages' sub-folders, in order]}
+
+
+def write_stages(out_dir: str | Path, names: list[str]) -> None:
+    """Marks `out_dir` as a multi-stage run (`resolve_model_dir` opens its last trained stage)."""
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{STAGES}.tmp"
+    tmp.write_text(json.dumps({"stages": names}) + "\n")
+    tmp.replace(root / STAGES)
+
+
 def checkpoint_dir(out_dir: str | Path) -> Path:
     return Path(out_dir) / "checkpoints"
 
@@ -72,11 +84,15 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A model folder, or a run folder (→ its latest complete checkpoint)."""
+    """A model folder, or a run folder (→ its latest complete checkpoint), or a multi-stage run's
+    folder (→ the latest complete checkpoint of its last stage that has one)."""
     path = Path(path)
     if (path / WEIGHTS).is_file():
         return path
     ckpt = latest_checkpoint(path)
+    if ckpt is None and (path / STAGES).is_file():
+        for name in reversed(json.loads((path / STAGES).read_text())["stages"]):
+            ckpt = ckpt or latest_checkpoint(path / name)
     if ckpt is None:
         raise FileNotFoundError(
             f"{path}: neither a vlkit model folder nor a run folder with a complete checkpoint "

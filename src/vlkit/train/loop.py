@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset
 from vlkit.jsonl import read_jsonl
 from vlkit.models.build import build_model, initial_parts
+from vlkit.models.folders import write_stages
 from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -269,6 +271,8 @@ def train_stages(
     """Trains a recipe's stages in order (each resumes like `train`); a recipe without stages is
     one `train`. Returns the last stage's run folder."""
     stages = stage_configs(cfg) or [("", cfg)]
+    if cfg.stages and int(os.environ.get("RANK", "0")) == 0:
+        write_stages(cfg.train.out_dir, [name for name, _ in stages])
     for name, stage_cfg in stages:
         if name:
             log.info("stage %s → %s", name, stage_cfg.train.out_dir)
