@@ -19,7 +19,7 @@ from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks, select
 from vlkit.eval.loaders import Benchmark, open_files
 from vlkit.eval.report import task_plots, write_predictions, write_report
-from vlkit.models.folders import checkpoint_dir
+from vlkit.models.folders import STAGES, checkpoint_dir
 from vlkit.models.kinds import kind_of
 
 
@@ -110,7 +110,10 @@ def _model_dir(model, model_path) -> Path | None:
 
 def _home(model_path, model_dir: Path | None) -> Path:
     """Where results go by default: the run folder the user named (not its checkpoint, so that
-    `<run>/eval-<data>` is where they look), else the model folder, else the working directory."""
-    if isinstance(model_path, str | Path) and checkpoint_dir(model_path).is_dir():
+    `<run>/eval-<data>` is where they look; a multi-stage run's folder too), else the model folder,
+    else the working directory."""
+    if isinstance(model_path, str | Path) and (
+        checkpoint_dir(model_path).is_dir() or (Path(model_path) / STAGES).is_file()
+    ):
         return Path(model_path)
     return model_dir or Path.cwd()
