@@ -7,16 +7,16 @@ import torch
 from PIL import Image
 from transformers import ViltForImageAndTextRetrieval, ViltProcessor
 
-from tests.conftest import make_tiny_fusion_cfg
+from tests.conftest import make_tiny_cfg, make_tiny_fusion_cfg
 from vlkit import api, export
 from vlkit.data import build_dataset
 from vlkit.eval import harness
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
-from vlkit.models.build import build_model, save_model
+from vlkit.models.build import build_model, initial_parts, load_model, save_model
 from vlkit.models.kinds import texts_for
 from vlkit.train.fusion import FusionObjective, mask_tokens, pick_negative
-from vlkit.train.loop import make_objective
+from vlkit.train.loop import make_objective, make_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,92 @@ def test_serve_refuses_a_fusion_model_saying_what_uses_it(fusion_folder):
     model = api.load(fusion_folder)
     with pytest.raises(ValueError, match="fusion encoders are not served yet .*match / .fill_mask"):
         SERVED_KINDS["fusion"].wrap(model, {})
+
+
+# ------------------------------------------------ image embedders: ViLT's patches, a conv stem, a CLIP tower
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """A tiny CLIP with a conv stem (batch norm in it), its weights random but its own."""
+    cfg = make_tiny_cfg()
+    cfg.model.vision_stem = "conv"
+    folder = tmp_path_factory.mktemp("clip") / "model"
+    save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, folder)
+    return folder
+
+
+def _clip_fusion_cfg(clip_folder, freeze: bool = True):
+    cfg = make_tiny_fusion_cfg()
+    cfg.model.image_embedder, cfg.model.vision_init, cfg.model.freeze_vision = (
+        "clip",
+        str(clip_folder),
+        freeze,
+    )
+    return cfg
+
+
+def test_a_clip_embedder_feeds_the_clip_towers_patch_tokens_projected_and_keeps_a_frozen_tower(clip_folder):
+    cfg = _clip_fusion_cfg(clip_folder)
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)), **initial_parts(cfg))
+    clip, _ = load_model(clip_folder)
+    embedder = model.vilt.embeddings.patch_embeddings.projection
+    tower = clip.image_tower.state_dict()
+    assert {k: torch.equal(v, tower[k]) for k, v in embedder.tower.state_dict().items()} == dict.fromkeys(
+        tower, True
+    )
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        grid = clip.image_tower.model(pixel_values=pixels).last_hidden_state[:, 1:]  # (2, 16, 16): no CLS
+        expected = embedder.proj(embedder.norm(grid))  # (2, 16, D)
+        tokens = model.vilt.embeddings.patch_embeddings(pixels).flatten(2).transpose(1, 2)  # row by row
+    torch.testing.assert_close(tokens, expected)
+    # a training step moves the projection and the transformer, never the frozen tower (nor its BN statistics)
+    objective = FusionObjective(model)
+    model.train()
+    assert not embedder.tower.training
+    optimizer, before = make_optimizer(model, cfg), embedder.proj.weight.detach().clone()
+    objective.loss(model, objective.collate(_samples(cfg))).backward()
+    optimizer.step()
+    assert all(torch.equal(v, tower[k]) for k, v in embedder.tower.state_dict().items())
+    assert not torch.equal(embedder.proj.weight, before)
+
+
+@pytest.mark.parametrize("embedder", ["conv", "clip"])
+def test_an_embedder_reloads_with_the_same_logits_and_refuses_the_vilt_export_saying_why(
+    embedder, clip_folder, tmp_path
+):
+    cfg = _clip_fusion_cfg(clip_folder, freeze=False) if embedder == "clip" else make_tiny_fusion_cfg()
+    cfg.model.image_embedder = embedder
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)), **initial_parts(cfg)).eval()
+    save_model(model, cfg, tmp_path / "model")
+    reloaded, _ = load_model(tmp_path / "model")
+    batch = FusionObjective(model).collate(_samples(cfg, 2))
+    args = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(*args)[0], model(*args)[0])
+    with pytest.raises(
+        ValueError, match=f"model.image_embedder={embedder} .*train with model.image_embedder=patch"
+    ):
+        export.export(tmp_path / "model", tmp_path / "vilt")
+
+
+@pytest.mark.parametrize(
+    ("sets", "error"),
+    [
+        ({"image_embedder": "resnet"}, r"model.image_embedder: 'resnet'; valid: patch, conv, clip"),
+        ({"image_embedder": "clip"}, r"image_embedder: clip .* set model.vision_init"),
+        (
+            {"vision_init": "runs/tour"},
+            r"model.vision_init / model.freeze_vision are for model.image_embedder: clip",
+        ),
+        (
+            {"image_embedder": "clip", "vision_init": "CLIP", "patch_size": 4},
+            r"patch_size: 32 / 4, but .* 8-px patches",
+        ),
+    ],
+)
+def test_an_image_embedder_that_cannot_work_is_refused_naming_the_field(sets, error, clip_folder):
+    cfg = make_tiny_fusion_cfg()
+    for key, value in sets.items():
+        setattr(cfg.model, key, str(clip_folder) if value == "CLIP" else value)
+    with pytest.raises(ValueError, match=error):
+        build_model(cfg, texts=["a red circle"], **initial_parts(cfg))

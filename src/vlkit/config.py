@@ -273,6 +273,13 @@ class FusionConfig:
     contrastive_weight: float = 0.0  # FLAVA: > 0 adds the unimodal contrastive (CLIP) loss
     embed_dim: int = 128  # the unimodal projections' size (contrastive only)
     init_temperature: float = 0.07
+    # what turns the image into the transformer's patch tokens: patch (ViLT's own: one linear map
+    # of each P×P patch; the only one that exports) | conv (a 3×3 conv stem, the CLIP's
+    # `vision_stem: conv`) | clip (a trained CLIP's image tower, `vision_init`: its per-patch
+    # output tokens, layer-normed and projected into `width`)
+    image_embedder: str = "patch"
+    vision_init: str = ""  # image_embedder clip: the contrastive run or model folder it starts from
+    freeze_vision: bool = False  # image_embedder clip: keep that tower as trained
 
 
 # model kind → the sections that describe its model, and their types: all a kind's config carries

@@ -273,6 +273,14 @@ def export_vilt(model_path: str | Path, out_dir: str | Path) -> Path:
     `logits`) + a `ViltProcessor` (the tokenizer; images resized to the model's size, CLIP's
     mean and std as vlkit's preprocessing)."""
     model, cfg = _load(model_path, "vilt")
+    if cfg.model.image_embedder != "patch":
+        raise ValueError(
+            f"export to ViltForImageAndTextRetrieval: this model embeds images with "
+            f"model.image_embedder={cfg.model.image_embedder} ({EMBEDDER_NAMES[cfg.model.image_embedder]}); "
+            "ViLT's patch embedding is one convolution with the patch size as kernel and stride and has "
+            "no place for it; train with model.image_embedder=patch to export, or use the model through "
+            "vlkit (load, eval, search --rerank)"
+        )
     hf = ViltForImageAndTextRetrieval(copy.deepcopy(model.vilt.config)).eval()
     hf.vilt.load_state_dict(model.vilt.state_dict())
     hf.rank_output.load_state_dict(model.rank_output.state_dict())
@@ -290,6 +298,7 @@ def export_vilt(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+EMBEDDER_NAMES = {"conv": "a stack of 3×3 convolutions", "clip": "a CLIP vision transformer's patch tokens"}
 TOWERS = ("image_tower.", "text_tower.")
 WRITERS = {
     "transformers": export_transformers,

@@ -8,13 +8,21 @@ and masked language modelling (`mlm_score`, transformers' `ViltMLMHead`). FLAVA-
 (`model.contrastive_weight` > 0) also project unimodal encodings (the same encoder over the image
 alone, over the text alone) into a shared space for a contrastive loss.
 
-A folder holds `config.yaml`, the weights and `vilt/` (the ViltConfig and the tokenizer).
+The image reaches the transformer as patch tokens made by `model.image_embedder`: ViLT's own
+linear map of each 8-px patch (`patch`), a 3×3 convolutional stem (`conv`, `conv_stem.py`, as the
+CLIP's), or a trained vlkit CLIP's image tower (`clip`, `model.vision_init`; `CLIPPatchTokens`).
+Either replaces `ViltModel`'s patch projection and nothing else: ViLT's position and modality
+embeddings, its encoder and heads are unchanged. Why: a linear map of raw 8-px patches learned
+colour and not shape, as the CLIP's patch stem did (benchmarks/README.md, "fusion.py").
+
+A folder holds `config.yaml`, the weights, `vilt/` (the ViltConfig and the tokenizer) and, for
+`image_embedder: clip`, `image_tower/` (the CLIP tower's config; its weights are stored).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -24,12 +32,16 @@ from transformers import PreTrainedTokenizerFast, ViltConfig, ViltModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.vilt.modeling_vilt import ViltMLMHead
 
-from vlkit.config import Config, FusionConfig, save_config
+from vlkit.config import Config, FusionConfig, VisionConfig, save_config
 from vlkit.models import tokenizer as tok
+from vlkit.models.conv_stem import ConvStem
 from vlkit.models.preprocess import ImagePreprocess
-from vlkit.models.towers import CLIP_MEAN, CLIP_STD
+from vlkit.models.registry import build_image_tower, save_tower_files
+from vlkit.models.towers import CLIP_MEAN, CLIP_STD, CLIPVisionTower
 
 FOLDER = "vilt"  # the ViltConfig and the tokenizer, inside a model folder
+TOWER_FOLDER = "image_tower"  # image_embedder clip: the CLIP tower's config
+EMBEDDERS = ("patch", "conv", "clip")
 
 
 def vilt_config(m: FusionConfig, vocab_size: int) -> ViltConfig:
@@ -50,6 +62,91 @@ def vilt_config(m: FusionConfig, vocab_size: int) -> ViltConfig:
     )
 
 
+class CLIPPatchTokens(nn.Module):
+    """A trained CLIP's image tower as ViLT's patch projection: float[B, 3, H, W] → the tower's
+    per-patch output tokens, layer-normed and projected into the fusion width, as the grid
+    float[B, D, H/P, W/P] a patch convolution gives (what `ViltEmbeddings.visual_embed` reads)."""
+
+    def __init__(self, tower: CLIPVisionTower, width: int, frozen: bool):
+        super().__init__()
+        self.tower = tower
+        self.patch_size = tower.model.config.patch_size
+        self.norm = nn.LayerNorm(tower.out_dim)  # CLIP's own post-layernorm only ever saw the CLS
+        self.proj = nn.Linear(tower.out_dim, width)
+        self.frozen = frozen
+        if frozen:
+            tower.requires_grad_(False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """`visual_embed` unpacks `projection.weight.shape` as a conv kernel's and casts by its dtype."""
+        return self.proj.weight[:, :, None, None]
+
+    def train(self, mode: bool = True) -> CLIPPatchTokens:
+        super().train(mode)
+        if self.frozen:  # a frozen tower keeps its conv stem's batch-norm statistics
+            self.tower.eval()
+        return self
+
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """float[B, 3, H, W] → float[B, P, D]: one fusion-width token per patch, row by row."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            grid = self.tower.grid(pixel_values)  # (B, P, D_clip), the CLS token left out
+        return self.proj(self.norm(grid))  # (B, P, D)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = pixel_values.shape
+        x = self.tokens(pixel_values)  # (B, P, D)
+        return x.transpose(1, 2).reshape(b, -1, h // self.patch_size, w // self.patch_size)
+
+
+def check_embedder(m: FusionConfig) -> None:
+    """`model.image_embedder` is one of EMBEDDERS, and `vision_init` / `freeze_vision` go with clip."""
+    if m.image_embedder not in EMBEDDERS:
+        raise ValueError(f"model.image_embedder: {m.image_embedder!r}; valid: {', '.join(EMBEDDERS)}")
+    if m.image_embedder == "clip" and not m.vision_init:
+        raise ValueError(
+            "model.image_embedder: clip starts from a trained CLIP's image tower; set model.vision_init "
+            "to a contrastive run or model folder (e.g. runs/tour)"
+        )
+    if m.image_embedder != "clip" and (m.vision_init or m.freeze_vision):
+        raise ValueError(
+            f"model.vision_init / model.freeze_vision are for model.image_embedder: clip; this one is "
+            f"{m.image_embedder!r} (vision_init={m.vision_init!r}, freeze_vision={m.freeze_vision})"
+        )
+
+
+def clip_tower(m: FusionConfig, tower: nn.Module, where: str) -> CLIPVisionTower:
+    """`tower` (the image tower of the CLIP at `where`), checked to give `m`'s patch grid."""
+    if not isinstance(tower, CLIPVisionTower):
+        raise ValueError(
+            f"model.vision_init: {where} has a {type(tower).__name__} image tower; image_embedder clip "
+            "reads a CLIP vision transformer's patch tokens (vit-tiny or a transformers CLIP)"
+        )
+    c = tower.model.config
+    if (c.image_size, c.patch_size) != (m.image_size, m.patch_size):
+        raise ValueError(
+            f"model.image_size / patch_size: {m.image_size} / {m.patch_size}, but the image tower of "
+            f"{where} takes {c.image_size}-px images in {c.patch_size}-px patches; set them to match"
+        )
+    return tower
+
+
+def image_embedder(m: FusionConfig, clip: nn.Module | None, saved: Path | None) -> nn.Module | None:
+    """The module that replaces ViLT's patch projection; None: keep ViLT's own (`patch`)."""
+    if m.image_embedder == "conv":
+        return ConvStem(m.width, m.patch_size)
+    if m.image_embedder != "clip":
+        return None
+    if saved is not None:  # the saved tower's structure (its stem included); weights load later
+        tower = clip_tower(m, build_image_tower("vit-tiny", VisionConfig(), saved / TOWER_FOLDER), str(saved))
+    elif clip is not None:
+        tower = clip_tower(m, clip.image_tower, m.vision_init)
+    else:
+        raise ValueError("model.image_embedder: clip: pass the CLIP (`clip_parts` loads model.vision_init)")
+    return CLIPPatchTokens(tower, m.width, m.freeze_vision)
+
+
 class FusionEncoder(nn.Module):
     """vilt: the single-stream transformer; rank_output: the ITM head; mlm_score: the MLM head;
     image_projection / text_projection / logit_scale: the unimodal contrastive heads (FLAVA)."""
@@ -68,12 +165,28 @@ class FusionEncoder(nn.Module):
         self.max_length = cfg.max_text_length
         self.preprocess = ImagePreprocess(cfg.image_size, CLIP_MEAN, CLIP_STD)
 
+    def image_embeddings(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values: float[B, 3, H, W] → ViLT's image embeddings float[B, 1 + P, D] (an image
+        CLS, then the embedder's patch tokens, position embeddings added) and their mask int64[B, 1 + P]."""
+        b, _, h, w = pixel_values.shape
+        ones = torch.ones(b, h, w, dtype=torch.long, device=pixel_values.device)
+        embeds, mask, _ = self.vilt.embeddings.visual_embed(
+            pixel_values, ones, max_image_length=self.vilt.config.max_image_length
+        )
+        return embeds, mask
+
     def forward(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixel_values: float[B, 3, H, W]; input_ids, attention_mask: int64[B, T] (pair b is
-        image b with text b) → (ITM logits float[B], MLM logits over the text tokens float[B, T, V])."""
-        out = self.vilt(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+        """pixel_values: float[B, 3, H, W]; input_ids, attention_mask: int64[kB, T] (text row r goes
+        with image r % B: each image is embedded once for its k texts) → (ITM logits float[kB],
+        MLM logits over the text tokens float[kB, T, V])."""
+        k = input_ids.shape[0] // pixel_values.shape[0]
+        embeds, mask = self.image_embeddings(pixel_values)  # (B, 1 + P, D), (B, 1 + P)
+        out = self.vilt(
+            input_ids=input_ids, attention_mask=attention_mask, image_embeds=embeds.repeat(k, 1, 1),
+            pixel_mask=mask.repeat(k, 1),
+        )  # fmt: skip
         text_states = out.last_hidden_state[:, : input_ids.shape[1]]  # (B, T, D): the text comes first
         return self.rank_output(out.pooler_output)[:, 0], self.mlm_score(text_states)
 
@@ -93,13 +206,8 @@ class FusionEncoder(nn.Module):
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: float[B, 3, H, W] → unit vectors float[B, E] (the image alone)."""
-        e = self.vilt.embeddings
-        b, _, h, w = pixel_values.shape
-        ones = torch.ones(b, h, w, dtype=torch.long, device=pixel_values.device)
-        patches, mask, _ = e.visual_embed(
-            pixel_values, ones, max_image_length=self.vilt.config.max_image_length
-        )
-        patches = patches + e.token_type_embeddings(torch.ones_like(mask))  # (B, 1 + P, D)
+        patches, mask = self.image_embeddings(pixel_values)
+        patches = patches + self.vilt.embeddings.token_type_embeddings(torch.ones_like(mask))  # (B, 1 + P, D)
         return F.normalize(self.image_projection(self._encode_alone(patches, mask)), dim=-1)
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -113,13 +221,13 @@ class FusionEncoder(nn.Module):
 
 
 def build_fusion(
-    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None, **parts: nn.Module
+    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None, clip: nn.Module | None = None
 ) -> FusionEncoder:
     """A new fusion encoder (its tokenizer trained on `texts`, weights initialised with
-    `cfg.train.seed`), or with `saved`, a saved folder's structure."""
-    if parts:
-        raise ValueError(f"a fusion encoder starts from no trained parts; got {', '.join(parts)}")
+    `cfg.train.seed`; with `image_embedder: clip`, `clip`'s image tower, loaded by `clip_parts`),
+    or with `saved`, a saved folder's structure."""
     m = cfg.model
+    check_embedder(m)
     shares = m.negative_shares
     if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
         raise ValueError(
@@ -135,7 +243,11 @@ def build_fusion(
         tokenizer = tok.train_tokenizer(texts, m.vocab_size, m.max_text_length)
         config = vilt_config(m, len(tokenizer))
     torch.manual_seed(cfg.train.seed)
-    return FusionEncoder(m, ViltModel(config), tokenizer)
+    vilt = ViltModel(config)
+    embedder = image_embedder(m, clip, saved)
+    if embedder is not None:
+        vilt.embeddings.patch_embeddings.projection = embedder
+    return FusionEncoder(m, vilt, tokenizer)
 
 
 def save_fusion_files(model: FusionEncoder, cfg: Config, folder: Path) -> None:
@@ -143,3 +255,19 @@ def save_fusion_files(model: FusionEncoder, cfg: Config, folder: Path) -> None:
     save_config(cfg, folder / "config.yaml")
     model.vilt.config.save_pretrained(folder / FOLDER)
     model.tokenizer.save_pretrained(folder / FOLDER)
+    embedder = model.vilt.embeddings.patch_embeddings.projection
+    if isinstance(embedder, CLIPPatchTokens):
+        save_tower_files(embedder.tower, folder / TOWER_FOLDER)
+
+
+def clip_parts(cfg: Config, load: Callable[[str], tuple[nn.Module, Config]]) -> dict:
+    """{"clip": the contrastive model `model.vision_init` names} for `image_embedder: clip`; else {}."""
+    check_embedder(cfg.model)
+    if cfg.model.image_embedder != "clip":
+        return {}
+    clip, clip_cfg = load(cfg.model.vision_init)
+    if clip_cfg.kind != "contrastive":
+        raise ValueError(
+            f"model.vision_init: {cfg.model.vision_init} is a {clip_cfg.kind} model, not a contrastive one"
+        )
+    return {"clip": clip}

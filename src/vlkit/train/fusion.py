@@ -95,7 +95,7 @@ class FusionObjective:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pixels = batch["pixel_values"]
         b = pixels.shape[0]
-        itm, mlm = model(pixels.repeat(3, 1, 1, 1), batch["input_ids"], batch["attention_mask"])
+        itm, mlm = model(pixels, batch["input_ids"], batch["attention_mask"])  # each image with 3 texts
         m = self.model.cfg
         itm_loss = F.binary_cross_entropy_with_logits(itm[: 2 * b].float(), batch["itm_labels"])
         mlm_loss = F.cross_entropy(mlm[2 * b :].flatten(0, 1).float(), batch["mlm_labels"].flatten())
