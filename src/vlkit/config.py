@@ -66,6 +66,7 @@ class SourceConfig:
     """One data source; several are mixed by weight."""
 
     # scenes | scenes-instruct | photos | fashion-mnist | folder | webdataset | hf | conversations | coco
+    # | hateful-memes (`split`: its <split>.jsonl)
     kind: str = "scenes"
     path: str = ""  # folder / shard pattern / saved dataset (user data only)
     weight: float = 1.0
@@ -256,6 +257,11 @@ class FusionConfig:
     contrastive_weight: float = 0.0  # FLAVA: > 0 adds the unimodal contrastive (CLIP) loss
     embed_dim: int = 128  # the unimodal projections' size (contrastive only)
     init_temperature: float = 0.07
+    # "pretrain": the ITM + MLM (+ contrastive) objective on captioned images; "classify": fine-tuning
+    # a binary classifier over the fused [CLS] (Hateful Memes, SNLI-VE style) on labelled pairs
+    # (samples' "label" 0 / 1: a `hateful-memes` data source), binary cross-entropy
+    objective: str = "pretrain"
+    init_from: str = ""  # a fusion run/model folder to start from (its tokenizer, encoder and heads)
 
 
 # model kind → the sections that describe its model, and their types: all a kind's config carries
