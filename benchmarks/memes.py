@@ -9,6 +9,8 @@ the control. Scored on the test split by `vlkit eval --task hateful-memes`'s cod
 accuracy beside the majority class, and the pre-trained model's ITM logit as a zero-shot score.
 
     python benchmarks/memes.py --threads 1 --pretrain-steps 150 --steps 200   # → results/memes.json
+    python benchmarks/memes.py --threads 1 --name small --image-size 32 --set model.image_size=32 \
+        --set data.image_size=32 --set model.width=64 --set model.layers=2 --set model.heads=2
     python benchmarks/memes.py --smoke                                        # tiny, seconds (CI)
 
 Writes benchmarks/results/memes[-<name>].json (date, commit, load, threads, each training's
@@ -45,6 +47,8 @@ SMOKE = [
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], help="config override for every training (sizes)")
+    p.add_argument("--image-size", type=int, default=64, help="the memes' scene size")
     p.add_argument(
         "--init", default="", help="a pre-trained fusion run to fine-tune (default: pre-train one)"
     )
@@ -66,6 +70,7 @@ def fine_tune(init: str, memes: Path, tmp: Path, name: str, args) -> tuple[Path,
         f"train.threads={args.threads}",
         f"train.steps={args.steps}",
         f"train.eval_every={args.steps}",
+        *args.set,
         *(SMOKE if args.smoke else []),
     ]
     run, _, settings = train_recipe(str(ROOT / "recipes" / "vilt-memes.yaml"), sets)
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         memes = tmp / "scene-memes"
-        write_scene_memes(memes, counts, image_size=32 if args.smoke else 64)
+        write_scene_memes(memes, counts, image_size=32 if args.smoke else args.image_size)
         init = args.init
         if not init:
             steps = 3 if args.smoke else args.pretrain_steps
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"train.threads={args.threads}",
                 f"train.steps={steps}",
             ]
-            sets += SMOKE if args.smoke else []
+            sets += [*args.set, *(SMOKE if args.smoke else [])]
             run, _, result["pretrain"] = train_recipe(str(ROOT / "recipes" / "vilt-scenes.yaml"), sets)
             init = str(run)
         runs = {}
