@@ -164,6 +164,17 @@ def test_fusion_smoke():
         assert expected in out
 
 
+def test_memes_smoke():
+    out = run_smoke("memes.py")  # pre-train, fine-tune twice and score, all tiny
+    for expected in (
+        '"fine-tuned"',
+        '"from scratch"',
+        '"pre-trained ITM logit, zero-shot"',
+        '"hm_majority_accuracy"',
+    ):
+        assert expected in out
+
+
 def test_magic_smoke():
     out = run_smoke("magic.py")  # a tiny CLIP, VLM and caption LM trained for a few steps
     for system in ("magic", "unguided", "magic, wrong image", "captioner"):

@@ -21,12 +21,16 @@ import yaml
 from PIL import Image
 
 import vlkit
+from tests.conftest import make_tiny_fusion_cfg
 from vlkit import cli
 from vlkit.commands import deploy, evaluation
+from vlkit.data import build_dataset
 from vlkit.data.scenes import Scenes, ScenesConfig
 from vlkit.data.shards import WebDatasetShards
 from vlkit.generation import Decoding
 from vlkit.index import SearchIndex
+from vlkit.models.build import build_model, save_model
+from vlkit.models.kinds import texts_for
 from vlkit.train.checkpoint import latest_checkpoint
 
 SUBCOMMANDS = list(cli.COMMANDS)  # from the CLI's one table: a new command is tested here unedited
@@ -164,6 +168,29 @@ def test_index_then_search(tiny_run, scene_pngs, tmp_path):
     faiss_out = ok(vlkit_cli("search", index_dir, "a red circle", "-k", "2", "--backend", "faiss"))
     faiss_keys = [line.split("\t")[1] for line in faiss_out.strip().splitlines()[1:]]
     assert faiss_keys == [key for _, key in results]
+
+
+@pytest.mark.slow
+def test_search_rerank_orders_the_shortlist_by_a_fusion_models_itm(tiny_run, scene_pngs, tmp_path):
+    """`vlkit search --rerank FUSION --shortlist N`: the index's best N images per query, re-ordered
+    by the fusion model's image-text matching, the best k printed with their ITM logits."""
+    cfg = make_tiny_fusion_cfg()
+    fusion = tmp_path / "fusion"
+    save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, fusion)
+    index_dir = tmp_path / "images.index"
+    ok(vlkit_cli("index", tiny_run, scene_pngs[0].parent, "--out", index_dir))
+    query = "a red circle"
+    shortlist = [
+        line.split("\t")[1] for line in ok(vlkit_cli("search", index_dir, query, "-k", "3")).splitlines()[1:]
+    ]
+    out = ok(vlkit_cli("search", index_dir, query, "-k", "2", "--rerank", fusion, "--shortlist", "3"))
+    lines = out.strip().splitlines()
+    assert lines[0] == f"# {query}" and len(lines) == 3
+    printed = [(key, float(score)) for score, key in (line.split("\t") for line in lines[1:])]
+    itm = vlkit.load(fusion).match(shortlist, [query] * 3)  # only the shortlist is re-ranked
+    best = np.argsort(-itm, kind="stable")[:2]
+    assert [key for key, _ in printed] == [shortlist[i] for i in best]
+    assert [score for _, score in printed] == pytest.approx(itm[best], abs=1e-4)
 
 
 @pytest.mark.slow

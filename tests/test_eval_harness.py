@@ -161,7 +161,7 @@ def test_hateful_memes_by_two_prompts(tmp_path):
             return np.array([[1.0, 0.0] if ("hateful" in t) == ("red" in t) else [0.0, 1.0] for t in texts])
 
     result = run_eval(Fake(), str(tmp_path / "hm"), out_dir=str(tmp_path / "out"))
-    assert result["metrics"] == {"hm_auroc": 1.0, "hm_accuracy": 1.0}
+    assert result["metrics"] == {"hm_auroc": 1.0, "hm_accuracy": 1.0, "hm_majority_accuracy": 0.5}
 
 
 def test_capability_errors_name_task_kind_and_alternatives(tiny_run):

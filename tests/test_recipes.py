@@ -9,6 +9,7 @@ import pytest
 import vlkit
 from vlkit.config import load_config
 from vlkit.data import open_named
+from vlkit.data.memes import write_scene_memes
 from vlkit.eval.during_training import training_evaluator
 from vlkit.generation import Decoding
 from vlkit.train.loop import train, train_stages
@@ -53,6 +54,17 @@ EVAL_KEYS = {
 TINY_SEGMENTER = ["segmenter.clip_init=", "segmenter.extract_layers=[0]"]
 
 
+def _tiny_memes(folder: Path) -> list[str]:
+    """A fine-tuning recipe's data (a Hateful Memes folder) written small, and the pre-trained run
+    it starts from left out (the tiny one starts from scratch): its overrides."""
+    write_scene_memes(folder, {"train": 8, "dev": 16}, image_size=32)
+    return [
+        "model.init_from=",
+        f"data.sources=[{{kind: hateful-memes, path: {folder}}}]",
+        f"eval.data={folder}",
+    ]
+
+
 def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -67,6 +79,8 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     tiny += TINY_FUSION if base.kind == "fusion" else []
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
     tiny += TINY_SEGMENTER if base.kind == "segmenter" else []
+    classifier = base.kind == "fusion" and base.model.objective == "classify"
+    tiny += _tiny_memes(tmp_path / "memes") if classifier else []
     generative = base.kind == "generative"
     cfg = load_config(
         recipe,
@@ -91,7 +105,7 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     if small:
         evals = [r for r in log if any(k.startswith("eval/") for k in r)]
-        key = EVAL_KEYS[cfg.kind]
+        key = "eval/hm_auroc" if classifier else EVAL_KEYS[cfg.kind]
         assert evals and 0.0 <= evals[-1].get(key, -1) <= 1.0
     else:
         image = open_named("scenes")[0]["image"]

@@ -345,6 +345,21 @@ class FusionModel:
             out.append(self.model.match(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]))
         return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
 
+    @torch.inference_mode()
+    def classify(
+        self, images: Sequence[ImageInput], texts: Sequence[str], batch_size: int = 64
+    ) -> np.ndarray:
+        """The fine-tuned classifier's logits float32[N] of the pairs (image n, text n); > 0:
+        label 1 (hateful, or in the scenes task: the text describes the image). A model without a
+        classification head (pre-trained only) says how to fine-tune one."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self._pairs(images[start : start + batch_size], texts[start : start + batch_size])
+            out.append(
+                self.model.classify(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+            )
+        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
+
     def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
         """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
         by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""

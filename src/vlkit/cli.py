@@ -74,6 +74,7 @@ EPILOG = """examples:
   vlkit train recipes/clipseg-scenes.yaml           a text-prompted segmenter (CLIPSeg) on a CLIP
   vlkit segment runs/clipseg-scenes scene.png --prompt "the large green triangle"
   vlkit data shards scenes --count 1000 --out shards/
+  vlkit data memes memes/ --train 2000              a scenes task in the Hateful Memes format (recipes/vilt-memes.yaml)
   vlkit serve runs/tour/llava --ui                  OpenAI-compatible API, and a web UI at /ui
   vlkit demo runs/tour                              the web UI alone (Gradio), at http://127.0.0.1:7860/
 """
@@ -96,7 +97,7 @@ COMMANDS: dict[str, Callable | Group] = {
     "detect": detection.detect,
     "segment": segmentation.segment,
     "export": deploy.export,
-    "data": (data, {"shards": data.shards}),
+    "data": (data, {"shards": data.shards, "memes": data.memes}),
     "instruct": (
         instruct,
         {

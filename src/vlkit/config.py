@@ -69,6 +69,7 @@ class SourceConfig:
     """One data source; several are mixed by weight."""
 
     # scenes | scenes-instruct | photos | fashion-mnist | folder | webdataset | hf | conversations | coco
+    # | hateful-memes (`split`: its <split>.jsonl)
     kind: str = "scenes"
     path: str = ""  # folder / shard pattern / saved dataset (user data only)
     weight: float = 1.0
@@ -280,6 +281,11 @@ class FusionConfig:
     image_embedder: str = "patch"
     vision_init: str = ""  # image_embedder clip: the contrastive run or model folder it starts from
     freeze_vision: bool = False  # image_embedder clip: keep that tower as trained
+    # "pretrain": the ITM + MLM (+ contrastive) objective on captioned images; "classify": fine-tuning
+    # a binary classifier over the fused [CLS] (Hateful Memes, SNLI-VE style) on labelled pairs
+    # (samples' "label" 0 / 1: a `hateful-memes` data source), binary cross-entropy
+    objective: str = "pretrain"
+    init_from: str = ""  # a fusion run/model folder to start from (its tokenizer, encoder and heads)
 
 
 # model kind → the sections that describe its model, and their types: all a kind's config carries

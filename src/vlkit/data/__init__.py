@@ -100,6 +100,12 @@ def _coco(source: SourceConfig, cfg: DataConfig) -> Any:
     return CocoCaptions(source.path)
 
 
+def _memes(source: SourceConfig, cfg: DataConfig) -> Any:
+    from vlkit.data.memes import Memes
+
+    return Memes(source.path, split=source.split)
+
+
 def _hf(source: SourceConfig, cfg: DataConfig) -> Any:
     from vlkit.data.hf import HFDiskDataset
 
@@ -119,9 +125,10 @@ SOURCE_KINDS: dict[str, Callable[[SourceConfig, DataConfig], Any]] = {
     "hf": _hf,
     "conversations": _conversations,  # LLaVA JSON or chat-messages JSONL
     "coco": _coco,  # COCO captions_*.json (or a folder of COCO files): images with their captions
+    "hateful-memes": _memes,  # a Hateful Memes folder's <split>.jsonl (or one file): image, text, label
 }
 SCENES_KINDS = ("scenes", "scenes-instruct", "scenes-boxes", "scenes-masks")
-USER_KINDS = ("folder", "webdataset", "hf", "conversations", "coco")
+USER_KINDS = ("folder", "webdataset", "hf", "conversations", "coco", "hateful-memes")
 
 
 def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sources[0]") -> Any:

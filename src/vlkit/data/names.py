@@ -6,6 +6,7 @@
     a folder of .tar shards, a .tar, a pattern  webdataset
     a .jsonl file, or a .json list              conversations (chat JSONL, LLaVA JSON)
     a .json object, or a folder of .json files  coco (captions_*.json / instances_*.json)
+    a folder with img/ and train.jsonl          hateful-memes (its train split)
 
 `vlkit.data.open_named` (data sets), `vlkit.data.contexts.open_source` (instruction sources) and
 `vlkit.eval.run.open_benchmarks` (after the benchmarks' own layouts) all resolve names here.
@@ -33,7 +34,7 @@ def resolve_name(name: str, what: str = "data") -> tuple[str, str]:
         raise ValueError(
             f"{what} {name!r}: not an embedded set ({', '.join(EMBEDDED_KINDS)}), nor a folder with "
             "captions.jsonl, a saved Hugging Face dataset, a directory of .tar shards or a shard pattern, "
-            "a conversation file (chat .jsonl, LLaVA .json) or COCO annotations"
+            "a conversation file (chat .jsonl, LLaVA .json), COCO annotations or a Hateful Memes folder"
         )
     return kind, str(path / "*.tar") if kind == "webdataset" and path.is_dir() else name
 
@@ -41,6 +42,8 @@ def resolve_name(name: str, what: str = "data") -> tuple[str, str]:
 def _kind_of_folder(path: Path) -> str | None:
     if (path / "captions.jsonl").is_file():
         return "folder"
+    if (path / "img").is_dir() and (path / "train.jsonl").is_file():
+        return "hateful-memes"
     if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
         return "hf"
     if any(path.glob("*.tar")):

@@ -7,6 +7,7 @@ Winoground) or a named data set; generative models: the scenes' VQA and caption 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,7 @@ from vlkit.api import ContrastiveModel, DetectorModel, FusionModel, SegmenterMod
 from vlkit.config import Config
 from vlkit.eval.embedded import named_benchmarks, scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.loaders import open_files
 from vlkit.eval.result import flat_scores
 from vlkit.eval.segmentation import BASELINE
 from vlkit.models.kinds import model_kind, per_kind
@@ -101,9 +103,25 @@ def evaluate_segmenter(model, cfg: Config) -> dict[str, float]:
 
 def evaluate_fusion(model, cfg: Config) -> dict[str, float]:
     """Held-out scenes' colour-swap Winoground by image-text matching: `vlkit eval RUN --task
-    winoground`'s numbers."""
+    winoground`'s numbers; a classifier being fine-tuned (`model.objective: classify`): Hateful
+    Memes AUROC and accuracy on `eval.data` (a Hateful Memes folder: its dev file, or one file),
+    its first `eval.num_images` memes, beside the majority class."""
     fm = model if isinstance(model, FusionModel) else FusionModel(model, cfg)
-    return flat_scores(_held_out_scenes(fm, cfg, ("winoground",)))
+    if cfg.model.objective != "classify":
+        return flat_scores(_held_out_scenes(fm, cfg, ("winoground",)))
+    path = Path(cfg.eval.data)
+    benches = [b for b in open_files(path) if b.task == "hateful-memes"] if path.exists() else []
+    if not benches:
+        raise ValueError(
+            f"eval.data: {cfg.eval.data!r} holds no Hateful Memes file; a classifier is scored on "
+            "one (a folder with img/ and dev.jsonl, or a .jsonl file)"
+        )
+    was_training = fm.model.training
+    fm.model.eval()
+    with torch.inference_mode():
+        results = evaluate_benchmarks(fm, [benches[0].limited(cfg.eval.num_images)])
+    fm.model.train(was_training)
+    return flat_scores(results)
 
 
 # model kind → what `vlkit train` evaluates it with (`vlkit.models.kinds` has the models floor's table)

@@ -4,6 +4,9 @@
     winoground  the four (caption, image) pairs of each example; text / image / group scores
     retrieval   every (image, caption) pair of a held-out set scored (N × M forward passes: keep
                 sets small), ranked per query; the same recall@k as the dual encoders'
+
+Hateful Memes is the exception: a fine-tuned model's classifier over the fused [CLS] scores each
+(meme image, meme text) pair, `model.classify(images, texts)`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 from vlkit import metrics
 from vlkit.data.scenes import COLOR_NAMES, SHAPES
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult
+from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult, hateful_memes_result
 
 
 def winoground(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
@@ -28,6 +31,13 @@ def winoground(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
     }
     preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
     return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(ex))
+
+
+def hateful_memes(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
+    """AUROC and accuracy of the classifier's logit (> 0: label 1) beside the majority class."""
+    ex = bench.examples
+    score = model.classify([e["image"] for e in ex], [e["text"] for e in ex], batch_size)
+    return hateful_memes_result(bench, score)
 
 
 def itm_similarity(model, images: list, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -12,7 +12,7 @@ each kind's `abilities`):
 - segmenter: segment, mask_probabilities (vlkit `SegmenterModel`): segmentation (mIoU beside the
   CLIP alone).
 - fusion: match, fill_mask (vlkit `FusionModel`): Winoground and retrieval by image-text matching
-  (retrieval scores every pair: opt-in).
+  (retrieval scores every pair: opt-in); Hateful Memes by a fine-tuned classifier (`classify`).
 The tables below are per model kind (checked by `per_kind` to name every kind).
 """
 
@@ -85,6 +85,7 @@ RUNNERS = per_kind(
         "fusion": {
             "winoground": lambda m, b, f, s: fusion.winoground(m, b, s["batch_size"]),
             "retrieval": lambda m, b, f, s: fusion.retrieval(m, b, s["batch_size"]),
+            "hateful-memes": lambda m, b, f, s: fusion.hateful_memes(m, b, s["batch_size"]),  # fine-tuned
         },
     },
 )

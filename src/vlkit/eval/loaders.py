@@ -19,8 +19,8 @@ Formats (file names as the benchmarks ship them):
 - COCO captions: annotations captions_<split>.json; Karpathy splits: dataset_coco.json,
   dataset_flickr30k.json (images[].filepath/filename/split/sentences[].raw), test split.
 - Winoground: examples.jsonl + images/<image_0>.png. Hateful Memes: dev_seen.jsonl, dev.jsonl,
-  test_seen.jsonl or train.jsonl (id, img, label, text) + img/. SNLI-VE: snli_ve_<split>.jsonl
-  (Flickr30K_ID, sentence2, gold_label) + <Flickr30K_ID>.jpg. NLVR2: <split>.json, one JSON per
+  test_seen.jsonl, test.jsonl or train.jsonl (id, img, label, text) + img/ (`vlkit.data.memes`).
+  SNLI-VE: snli_ve_<split>.jsonl (Flickr30K_ID, sentence2, gold_label) + <Flickr30K_ID>.jpg. NLVR2: <split>.json, one JSON per
   line (identifier, sentence, label, left/right image names or derived from identifier).
 - RefCOCO-style: refs(<who>).p (the refer toolkit's pickle, read as plain data only) or
   refs*.json, with instances.json (COCO boxes in x, y, w, h).
@@ -37,10 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.data.coco import read_coco, read_json
+from vlkit.data.memes import read_memes
 from vlkit.jsonl import iter_jsonl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-HATEFUL_MEMES_FILES = ("dev_seen.jsonl", "dev.jsonl", "dev_unseen.jsonl", "test_seen.jsonl", "train.jsonl")
+HATEFUL_MEMES_FILES = (
+    "dev_seen.jsonl", "dev.jsonl", "dev_unseen.jsonl", "test_seen.jsonl", "test.jsonl", "test_unseen.jsonl",
+    "train.jsonl",
+)  # fmt: skip
 
 
 @dataclass
@@ -188,21 +192,9 @@ def load_winoground(path: Path) -> Benchmark:
 
 
 def load_hateful_memes(path: Path) -> Benchmark:
-    find = ImageFinder(path.parent)
-    examples = []
-    for line, row in iter_jsonl(path):
-        where = f"{path}:{line}"
-        _need(row, ("id", "img", "label", "text"), where)
-        if row["label"] not in (0, 1):
-            raise ValueError(f"{where}: label must be 0 or 1, got {row['label']!r}")
-        examples.append(
-            {
-                "id": str(row["id"]),
-                "image": find(row["img"], where),
-                "text": row["text"],
-                "label": row["label"],
-            }
-        )
+    """One Hateful Memes file (`vlkit.data.memes.read_memes`: every line checked), images found
+    by relative path or by name anywhere under its folder."""
+    examples = read_memes(path, find=ImageFinder(path.parent))
     return Benchmark("hateful-memes", "hateful-memes", examples, split=path.stem, source=str(path))
 
 

@@ -33,11 +33,14 @@ class TaskResult:
 
 def hateful_memes_result(bench: Benchmark, score: np.ndarray) -> TaskResult:
     """Hateful Memes from one score per meme (> 0: hateful), however the model scored it
-    (contrastive: two prompts' similarity; generative: its yes / no): AUROC and accuracy."""
+    (contrastive: two prompts' similarity; generative: its yes / no; fusion: its classifier's
+    logit): AUROC and accuracy, beside the majority-class baseline's accuracy (the set's commoner
+    label for every meme; its AUROC, as any constant score's, is 0.5)."""
     labels = np.array([e["label"] for e in bench.examples])
     scores = {
         "hm_auroc": metrics.binary_auroc(score, labels),
         "hm_accuracy": float(np.mean((score > 0) == labels)),
+        "hm_majority_accuracy": float(max(labels.mean(), 1 - labels.mean())),
     }
     preds = [
         {"id": e["id"], "label": int(e["label"]), "score": float(s)} for e, s in zip(bench.examples, score)

@@ -15,6 +15,10 @@ Either replaces `ViltModel`'s patch projection and nothing else: ViLT's position
 embeddings, its encoder and heads are unchanged. Why: a linear map of raw 8-px patches learned
 colour and not shape, as the CLIP's patch stem did (benchmarks/README.md, "fusion.py").
 
+Fine-tuned for classification (`model.objective: classify`, from a pre-trained run named by
+`model.init_from`), it also holds `classifier`: ViLT's Hateful Memes / SNLI-VE head (Linear 2D,
+LayerNorm, GELU, Linear) over the pooled [CLS], here one logit (binary: > 0 is label 1).
+
 A folder holds `config.yaml`, the weights, `vilt/` (the ViltConfig and the tokenizer) and, for
 `image_embedder: clip`, `image_tower/` (the CLIP tower's config; its weights are stored).
 """
@@ -42,6 +46,18 @@ from vlkit.models.towers import CLIP_MEAN, CLIP_STD, CLIPVisionTower
 FOLDER = "vilt"  # the ViltConfig and the tokenizer, inside a model folder
 TOWER_FOLDER = "image_tower"  # image_embedder clip: the CLIP tower's config
 EMBEDDERS = ("patch", "conv", "clip")
+OBJECTIVES = ("pretrain", "classify")  # `model.objective`
+# what a pre-trained run must share with the config that starts from it (`model.init_from`)
+STRUCTURE = (
+    "image_size",
+    "patch_size",
+    "width",
+    "layers",
+    "heads",
+    "vocab_size",
+    "max_text_length",
+    "embed_dim",
+)
 
 
 def vilt_config(m: FusionConfig, vocab_size: int) -> ViltConfig:
@@ -149,7 +165,8 @@ def image_embedder(m: FusionConfig, clip: nn.Module | None, saved: Path | None) 
 
 class FusionEncoder(nn.Module):
     """vilt: the single-stream transformer; rank_output: the ITM head; mlm_score: the MLM head;
-    image_projection / text_projection / logit_scale: the unimodal contrastive heads (FLAVA)."""
+    image_projection / text_projection / logit_scale: the unimodal contrastive heads (FLAVA);
+    classifier: the fine-tuned classification head (`objective: classify`; else None)."""
 
     def __init__(self, cfg: FusionConfig, vilt: ViltModel, tokenizer: PreTrainedTokenizerFast):
         super().__init__()
@@ -161,6 +178,11 @@ class FusionEncoder(nn.Module):
         self.image_projection = nn.Linear(d, cfg.embed_dim, bias=False)
         self.text_projection = nn.Linear(d, cfg.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
+        self.classifier = None
+        if cfg.objective == "classify":  # ViltForQuestionAnswering's head, one logit
+            self.classifier = nn.Sequential(
+                nn.Linear(d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, 1)
+            )
         self.tokenizer = tokenizer  # what `towers.tokenize(model, texts)` reads, as a text tower's
         self.max_length = cfg.max_text_length
         self.preprocess = ImagePreprocess(cfg.image_size, CLIP_MEAN, CLIP_STD)
@@ -176,11 +198,18 @@ class FusionEncoder(nn.Module):
         return embeds, mask
 
     def forward(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        classify: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         """pixel_values: float[B, 3, H, W]; input_ids, attention_mask: int64[kB, T] (text row r goes
         with image r % B: each image is embedded once for its k texts) → (ITM logits float[kB],
-        MLM logits over the text tokens float[kB, T, V])."""
+        MLM logits over the text tokens float[kB, T, V]); with `classify` (pair b: image b, text b),
+        the classifier's logits float[B] (through forward, so DDP synchronises its gradients)."""
+        if classify:
+            return self.classify(pixel_values, input_ids, attention_mask)
         k = input_ids.shape[0] // pixel_values.shape[0]
         embeds, mask = self.image_embeddings(pixel_values)  # (B, 1 + P, D), (B, 1 + P)
         out = self.vilt(
@@ -194,6 +223,16 @@ class FusionEncoder(nn.Module):
         """ITM logits float[B] of the pairs (image b, text b); > 0: the model says they match."""
         out = self.vilt(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
         return self.rank_output(out.pooler_output)[:, 0]
+
+    def classify(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The classifier's logits float[B] of the pairs (image b, text b); > 0: label 1."""
+        if self.classifier is None:
+            raise ValueError(
+                "this fusion model has no classification head (model.objective: pretrain); fine-tune "
+                "one with model.objective: classify and model.init_from: this run (recipes/vilt-memes.yaml)"
+            )
+        out = self.vilt(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+        return self.classifier(out.pooler_output)[:, 0]  # (B,): the pooled [CLS] → one logit
 
     # ------------------------------------------------------------ unimodal (FLAVA's contrastive loss)
     def _encode_alone(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -221,19 +260,21 @@ class FusionEncoder(nn.Module):
 
 
 def build_fusion(
-    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None, clip: nn.Module | None = None
+    cfg: Config, texts: Iterable[str] | None = None, saved: Path | None = None, **parts: nn.Module
 ) -> FusionEncoder:
     """A new fusion encoder (its tokenizer trained on `texts`, weights initialised with
-    `cfg.train.seed`; with `image_embedder: clip`, `clip`'s image tower, loaded by `clip_parts`),
-    or with `saved`, a saved folder's structure."""
-    m = cfg.model
+    `cfg.train.seed`; with `image_embedder: clip`, the `clip` part's image tower, loaded by
+    `fusion_parts`); with `saved`, a saved folder's structure; with the `fusion` part (a pre-trained
+    FusionEncoder, `model.init_from`), that model's tokenizer, encoder and heads, and a new
+    classifier when `model.objective` is classify."""
+    m = check_fusion_config(cfg.model)
     check_embedder(m)
-    shares = m.negative_shares
-    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
+    if set(parts) - {"fusion", "clip"}:
         raise ValueError(
-            f"model.negative_shares: {shares!r}; give 3 shares >= 0, not all 0 (colours swapped, a shape "
-            "changed, another image's caption)"
+            f"a fusion encoder starts from a fusion model or a CLIP only; got {', '.join(parts)}"
         )
+    if "fusion" in parts:
+        return from_pretrained(cfg, parts["fusion"])
     if saved is not None:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(saved / FOLDER)
         config = ViltConfig.from_pretrained(saved / FOLDER)
@@ -244,10 +285,54 @@ def build_fusion(
         config = vilt_config(m, len(tokenizer))
     torch.manual_seed(cfg.train.seed)
     vilt = ViltModel(config)
-    embedder = image_embedder(m, clip, saved)
+    embedder = image_embedder(m, parts.get("clip"), saved)
     if embedder is not None:
         vilt.embeddings.patch_embeddings.projection = embedder
     return FusionEncoder(m, vilt, tokenizer)
+
+
+def check_fusion_config(m: FusionConfig) -> FusionConfig:
+    """Raises ValueError naming the field, its value and what is valid."""
+    shares = m.negative_shares
+    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
+        raise ValueError(
+            f"model.negative_shares: {shares!r}; give 3 shares >= 0, not all 0 (colours swapped, a shape "
+            "changed, another image's caption)"
+        )
+    if m.objective not in OBJECTIVES:
+        raise ValueError(f"model.objective: {m.objective!r}; valid: {', '.join(OBJECTIVES)}")
+    return m
+
+
+def from_pretrained(cfg: Config, base: FusionEncoder) -> FusionEncoder:
+    """`base`'s encoder, tokenizer and heads under `cfg.model` (a classifier, new, initialised with
+    `cfg.train.seed`, when it classifies)."""
+    torch.manual_seed(cfg.train.seed)
+    model = FusionEncoder(cfg.model, base.vilt, base.tokenizer)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    stray = [k for k in missing + unexpected if not k.startswith("classifier.")]
+    if stray:  # only the classifier may be new (or left behind)
+        raise ValueError(f"model.init_from: its weights do not fit this fusion encoder: {stray[:5]}")
+    return model
+
+
+def fusion_parts(cfg: Config, load: Callable[[str], tuple[nn.Module, Config]]) -> dict:
+    """The trained parts a fusion recipe starts from: {"fusion": the fusion model `model.init_from`
+    names, checked to have the structure the config describes} or else `clip_parts`'s CLIP."""
+    init = cfg.model.init_from
+    if not init:
+        return clip_parts(cfg, load)
+    base, base_cfg = load(init)
+    if base_cfg.kind != "fusion":
+        raise ValueError(f"model.init_from: {init} is a {base_cfg.kind} model, not a fusion one")
+    for name in STRUCTURE:
+        mine, theirs = getattr(cfg.model, name), getattr(base_cfg.model, name)
+        if mine != theirs:
+            raise ValueError(
+                f"model.{name}: {mine!r}, but model.init_from ({init}) has {theirs!r}; the model "
+                "section must describe the encoder it starts from"
+            )
+    return {"fusion": base}
 
 
 def save_fusion_files(model: FusionEncoder, cfg: Config, folder: Path) -> None:

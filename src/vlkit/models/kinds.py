@@ -166,7 +166,7 @@ KINDS: dict[str, ModelKind] = {
         build=fusion.build_fusion,
         save_files=fusion.save_fusion_files,
         fill_external=build_dual.no_external,
-        initial_parts=fusion.clip_parts,
+        initial_parts=fusion.fusion_parts,
         tokenizer_texts=_captions,
         abilities=("match", "fill_mask"),
     ),

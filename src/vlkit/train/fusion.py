@@ -21,11 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlkit.data.negatives import pick_negative
 from vlkit.models.fusion import FusionEncoder
 from vlkit.models.losses import clip_loss
 from vlkit.models.towers import tokenize
-
-NEGATIVE_KINDS = ("colour", "shape", "other image")
 
 
 def mask_tokens(
@@ -44,23 +43,6 @@ def mask_tokens(
         labels[b, chosen] = input_ids[b, chosen]
         ids[b, chosen] = mask_id
     return ids, labels
-
-
-def pick_negative(sample: dict, pick: int, other: str | None, shares: list[float], rng) -> str:
-    """One hard negative for caption `pick` of `sample`: its colour or shape edit (the scenes'
-    `negative_captions`) or `other`, another image's caption (None: it says what this one does),
-    whichever of those the sample has when the drawn one is missing."""
-    kind = int(rng.choice(len(NEGATIVE_KINDS), p=np.array(shares) / sum(shares)))
-    edits = sample.get("negative_captions") or []
-    edits = list(edits[pick] if edits and isinstance(edits[0], list) else edits)[:2]
-    options = edits + [None] * (2 - len(edits)) + [other]  # colour, shape, other image
-    found = options[kind] or next((o for o in options if o), None)
-    if found is None:
-        raise ValueError(
-            f"sample {sample.get('key', '?')}: no negative caption for ITM (no negative_captions, "
-            "and every other caption of the batch is also one of its own)"
-        )
-    return found
 
 
 @dataclass
@@ -108,6 +90,44 @@ class FusionObjective:
             contrastive = clip_loss(images, texts, core.scale())
             self._last["contrastive_loss"] = contrastive.item()
             loss = loss + m.contrastive_weight * contrastive
+        return loss
+
+    @staticmethod
+    def batch_size(batch: dict[str, torch.Tensor]) -> int:
+        return batch["pixel_values"].shape[0]
+
+    def log_extras(self) -> dict[str, float]:
+        return dict(getattr(self, "_last", {}))
+
+
+@dataclass
+class ClassificationObjective:
+    """Fine-tuning the classifier over the fused [CLS] (`model.objective: classify`): binary
+    cross-entropy of its logit against each sample's "label" (0 / 1), the pair being the sample's
+    image and its first caption (a meme's text).
+
+    Batches: pixel_values float[B, 3, H, W]; input_ids, attention_mask int64[B, T]; labels float[B]."""
+
+    model: FusionEncoder
+
+    def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
+        for _, s in samples:
+            if s.get("label") not in (0, 1):
+                raise ValueError(
+                    f"sample {s.get('key', '?')}: label {s.get('label')!r}; classification fine-tuning "
+                    "needs labels 0 / 1 (a hateful-memes data source)"
+                )
+        enc = tokenize(self.model, [s["captions"][0] for _, s in samples])  # (B, T)
+        pixel_values = self.model.preprocess([s["image"] for _, s in samples])  # (B, 3, H, W)
+        labels = torch.tensor([float(s["label"]) for _, s in samples])
+        return enc | {"pixel_values": pixel_values, "labels": labels}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(
+            batch["pixel_values"], batch["input_ids"], batch["attention_mask"], classify=True
+        )  # (B,)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        self._last = {"accuracy": float(((logits > 0).float() == batch["labels"]).float().mean())}
         return loss
 
     @staticmethod

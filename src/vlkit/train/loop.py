@@ -30,7 +30,7 @@ from vlkit.models.kinds import model_kind, per_kind, texts_for
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.detection import DetectionObjective
-from vlkit.train.fusion import FusionObjective
+from vlkit.train.fusion import ClassificationObjective, FusionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
 from vlkit.train.segmentation import SegmentationObjective
@@ -101,7 +101,11 @@ def segmentation_objective(cfg: Config, model: torch.nn.Module) -> SegmentationO
     return SegmentationObjective(model, cfg.segmenter, seed=cfg.train.seed)
 
 
-def fusion_objective(cfg: Config, model: torch.nn.Module) -> FusionObjective:
+def fusion_objective(cfg: Config, model: torch.nn.Module) -> FusionObjective | ClassificationObjective:
+    """Pre-training (ITM + MLM, + FLAVA's contrastive loss), or fine-tuning the classifier over the
+    fused [CLS] (`model.objective: classify`)."""
+    if cfg.model.objective == "classify":
+        return ClassificationObjective(model)
     return FusionObjective(model, seed=cfg.train.seed)
 
 
@@ -114,7 +118,12 @@ def nothing_to_train(cfg: Config, model: torch.nn.Module) -> None:
 
 
 Objective = (
-    ContrastiveObjective | GenerativeObjective | DetectionObjective | SegmentationObjective | FusionObjective
+    ContrastiveObjective
+    | GenerativeObjective
+    | DetectionObjective
+    | SegmentationObjective
+    | FusionObjective
+    | ClassificationObjective
 )
 # model kind → its training objective (`vlkit.models.kinds` has the models floor's table)
 OBJECTIVES: dict[str, Callable[[Config, torch.nn.Module], Objective]] = per_kind(
