@@ -57,15 +57,15 @@ def index(
     """Embed a folder of images into a search index.
 
     Args:
-        model: model or run folder
+        model: model or run folder, or a transformers folder (CLIP, SigLIP, BLIP retrieval, CLIPSeg)
         folder: folder of images (searched recursively)
         out: index folder to write (with failures.jsonl listing the images skipped)
         kind: exact search, or an approximate faiss index (auto: exact below 200,000 images, ivf-pq from there)
         param: an index parameter, repeatable (ivf-pq: nlist, m, nbits, nprobe, refine; hnsw: M, ef_construction, ef_search)
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
     """
-    from vlkit.api import FAILURES_FILE
     from vlkit.index.settings import parse
+    from vlkit.models.predictions import FAILURES_FILE
 
     params = parse(param)
     files = image_files(folder)
@@ -136,8 +136,8 @@ def image_files(folder: str) -> list[Path]:
 
 
 def _contrastive(path: str, command: str, needs: str):
-    """A vlkit or transformers model (`vlkit.eval.hf_models.load`), refused with what to do when it
-    is a generative model (no embeddings) or lacks the method `needs`."""
-    from vlkit.eval.hf_models import load
+    """A vlkit or transformers model (`vlkit.load`), refused with what to do when it is a
+    generative model (no embeddings) or lacks the method `needs`."""
+    from vlkit.api import load
 
     return load(path, kind="contrastive", command=command, needs=needs)
