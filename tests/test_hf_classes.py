@@ -394,6 +394,39 @@ def test_classify_index_and_search_open_a_transformers_dual_encoder(tiny, tmp_pa
     assert [line.split("\t")[1] for line in lines[1:]] == [paths[i] for i in np.argsort(-cosines)[:2]]
 
 
+def test_search_reranks_by_blip_s_matching_head(tiny, tmp_path, capsys):
+    folder = tiny("BlipForImageTextRetrieval")
+    (tmp_path / "pictures").mkdir()
+    paths = [_png(tmp_path / "pictures", im, f"{i}.png") for i, im in enumerate(_images())]
+    model = vlkit.load(folder)
+    enc = model.processor(
+        images=_pil(_images()), text=["a red circle"] * 3, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        scores = model.model(**enc, use_itm_head=True).itm_score  # (3, 2): no match, match
+    logits = (scores[:, 1] - scores[:, 0]).numpy()
+    np.testing.assert_allclose(model.match(paths, ["a red circle"] * 3), logits, atol=1e-5)
+    cli.main(["index", str(folder), str(tmp_path / "pictures"), "--out", str(tmp_path / "idx")])
+    capsys.readouterr()
+    cli.main(
+        [
+            "search",
+            str(tmp_path / "idx"),
+            "a red circle",
+            "-k",
+            "2",
+            "--rerank",
+            str(folder),
+            "--shortlist",
+            "3",
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()[1:]
+    best = np.argsort(-logits, kind="stable")[:2]
+    assert [line.split("\t")[1] for line in lines] == [paths[i] for i in best]
+    assert [float(line.split("\t")[0]) for line in lines] == pytest.approx(logits[best].tolist(), abs=1e-3)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -473,3 +506,12 @@ def test_a_command_the_class_cannot_serve_names_it_and_what_it_can(
     error = capsys.readouterr().err
     assert stopped.value.code == 2 and f"vlkit {command[0]}: {tiny(name)} is a transformers {name}" in error
     assert error.rstrip().endswith(f"it can: {can}"), error
+
+
+def test_a_path_with_nothing_on_disk_says_what_was_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a vlkit model folder nor a run folder"):
+        vlkit.load(tmp_path / "missing")  # a path, not a hub id: vlkit's own message
+    with pytest.raises(
+        FileNotFoundError, match="no-such-org/no-such-model: no such folder .* not a hub id in the"
+    ):
+        vlkit.load("no-such-org/no-such-model")

@@ -1,6 +1,7 @@
 """Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search;
 for open-vocabulary detectors (`DetectorModel`: detect, ground) and text-prompted segmenters
-(`SegmenterModel`: segment).
+(`SegmenterModel`: segment). A transformers folder loads as its `vlkit.models.hf_models` wrapper,
+which has the same task methods.
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
@@ -30,7 +31,7 @@ from vlkit.models.folders import resolve_model_dir
 from vlkit.models.fusion import FusionEncoder
 from vlkit.models.hf_models import is_transformers, load_transformers
 from vlkit.models.kinds import can_stand_in, model_kind, per_kind
-from vlkit.models.predictions import Classification, Detections, ImageSearch
+from vlkit.models.predictions import Classification, Detections, ImageSearch, MatchReranking
 from vlkit.models.segmenter import TextPromptedSegmenter
 from vlkit.models.towers import tokenize
 
@@ -249,7 +250,7 @@ class TrainingFreeModel(ContrastiveModel):
         return self.cfg.model.method
 
 
-class FusionModel:
+class FusionModel(MatchReranking):
     """A loaded fusion encoder (ViLT; see `load`): scores image-text pairs together (ITM) and
     fills masked words in a caption from the image (MLM)."""
 
@@ -275,14 +276,6 @@ class FusionModel:
             batch = self._pairs(images[start : start + batch_size], texts[start : start + batch_size])
             out.append(self.model.match(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]))
         return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
-
-    def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
-        by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""
-        keys = [key for key, _ in hits]
-        scores = self.match(keys, [query] * len(keys))
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(keys[i], float(scores[i])) for i in order]
 
     @torch.inference_mode()
     def fill_mask(
@@ -371,13 +364,16 @@ def load(
     return model
 
 
+# the task methods an error lists when it says what a model can do instead
 TASK_METHODS = ("classify", "embed_images", "index_files", "answer", "caption", "detect", "ground", "segment")
-TASK_METHODS += ("itm", "match", "fill_mask")
+TASK_METHODS += ("itm", "match", "rerank", "fill_mask")
 
 
 def _refuse(model, path: str | Path, command: str, cannot: str) -> None:
     """A ValueError: the model (a transformers one by its class) cannot do `cannot`; what it can."""
-    what = getattr(model, "architecture", "") or type(model).__name__
+    if hasattr(model, "architecture"):
+        source = f"a transformers {model.architecture} ({type(model).__name__})"
+    else:
+        source = f"a {model.cfg.kind} model ({type(model).__name__})"
     can = ", ".join(m for m in TASK_METHODS if hasattr(model, m))
-    source = f"a transformers {what} ({type(model).__name__})" if hasattr(model, "architecture") else what
     raise ValueError(f"vlkit {command or 'load'}: {path} is {source}, which cannot {cannot}; it can: {can}")

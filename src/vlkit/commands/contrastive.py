@@ -98,9 +98,9 @@ def search(
         model: model folder (default: the one the index was built with)
         backend: an exact index's search: numpy, or faiss (auto: faiss from 50k images up)
         param: a search-time parameter of an approximate index, repeatable (nprobe, refine, ef_search)
-        rerank: a fusion model or run folder (ViLT, FLAVA) whose image-text matching re-orders
-            the index's best `shortlist` images per query (ALBEF / BLIP); the scores printed are
-            then its ITM logits
+        rerank: a fusion model or run folder (ViLT, FLAVA), or a transformers BLIP retrieval
+            folder, whose image-text matching re-orders the index's best `shortlist` images per
+            query (ALBEF / BLIP); the scores printed are then its ITM logits
         shortlist: images per query the index hands to --rerank
     """
     from vlkit.index import SearchIndex
@@ -116,7 +116,7 @@ def search(
     if rerank:
         from vlkit.api import load
 
-        fused = load(rerank, kind="fusion", command="search --rerank")
+        fused = load(rerank, command="search --rerank", needs="rerank")
         hits = [fused.rerank(text, found, k) for text, found in zip(query, hits)]
     for text, results in zip(query, hits):
         print(f"# {text}")

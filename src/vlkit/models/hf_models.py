@@ -38,7 +38,7 @@ from PIL import Image
 
 from vlkit.config import DEFAULT_TEMPLATES
 from vlkit.data.images import ImageError, as_array, read_images, require_readable
-from vlkit.models.predictions import Classification, Detections, ImageSearch
+from vlkit.models.predictions import Classification, Detections, ImageSearch, MatchReranking
 
 CONTRASTIVE_TYPES = ("clip", "siglip", "siglip2")
 # LLaVA-1.5's own VQA instruction; captioning asks for one sentence.
@@ -205,9 +205,10 @@ class HFContrastiveModel(ImageSearch):
         return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy(), rows, failures)
 
 
-class HFBlipRetrieval(HFContrastiveModel):
+class HFBlipRetrieval(HFContrastiveModel, MatchReranking):
     """BlipForImageTextRetrieval: the contrastive head (its `use_itm_head=False` score) as a dual
-    encoder, and `itm`, the image-text matching head."""
+    encoder, and the image-text matching head: `itm` (its probability), `match` (its logit) and
+    so `rerank` (`vlkit search --rerank`)."""
 
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         tokens = self.model.vision_model(pixel_values=pixel_values)[0]  # (B, 1 + P, D)
@@ -229,6 +230,23 @@ class HFBlipRetrieval(HFContrastiveModel):
         """float[N]: the matching head's probability that text n describes image n."""
         enc = self.processor(images=_pil(images), text=list(texts), padding=True, return_tensors="pt")
         return self.model(**enc, use_itm_head=True).itm_score.softmax(-1)[:, 1].float().numpy()
+
+    @torch.inference_mode()
+    def match(self, images: Sequence, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """float32[N]: the matching head's logit that text n describes image n (match minus
+        no-match: > 0 when `itm` passes 0.5), as `vlkit.api.FusionModel.match`'s."""
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} texts: give one text per image")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            images_, texts_ = (
+                _pil(images[start : start + batch_size]),
+                list(texts[start : start + batch_size]),
+            )
+            enc = self.processor(images=images_, text=texts_, padding=True, return_tensors="pt")
+            scores = self.model(**enc, use_itm_head=True).itm_score  # (B, 2): no match, match
+            out.append(scores[:, 1] - scores[:, 0])
+        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
 
 
 class HFAnswerClassifier:
@@ -473,11 +491,12 @@ ARCHITECTURES: dict[str, type] = {
 
 def is_transformers(path: str | Path) -> bool:
     """Whether `path` is for `load_transformers`: a folder with config.json and no vlkit
-    config.yaml, or no folder at all (a hub id in the local cache)."""
+    config.yaml, or nothing on disk by a name a hub id could be (a hub id in the local cache)."""
     folder = Path(path)
     if (folder / "config.yaml").is_file():
         return False
-    return (folder / "config.json").is_file() or not folder.exists()
+    hub_id = not folder.exists() and not folder.is_absolute() and not str(path).startswith(".")
+    return (folder / "config.json").is_file() or hub_id
 
 
 def load_transformers(path: str | Path, max_new_tokens: int = 16):
@@ -507,6 +526,7 @@ def _architecture(path: str) -> tuple[str, str]:
         loaded = AutoConfig.from_pretrained(path)
     except OSError as err:
         raise FileNotFoundError(
-            f"{path}: no such folder, and not a hub id in the local cache ({err})"
+            f"{path}: no such folder (a vlkit model or run folder, or a transformers folder), "
+            f"and not a hub id in the local cache ({err})"
         ) from err
     return (loaded.architectures or [""])[0], loaded.model_type

@@ -2,8 +2,8 @@
 
 Shared by vlkit's own wrappers (`vlkit.api`) and transformers' (`vlkit.models.hf_models`), so it
 sits on the floor below both: `Classification` (zero-shot), `Detections` (open-vocabulary
-detection) and `ImageSearch`, the index / search methods of any model that embeds images and
-texts into one space.
+detection), `ImageSearch`, the index / search methods of any model that embeds images and
+texts into one space, and `MatchReranking`, a search's hits re-ordered by image-text matching.
 """
 
 from __future__ import annotations
@@ -98,3 +98,16 @@ class ImageSearch:
     ) -> list[list[tuple[str, float]]]:
         """Image → whatever the index holds (images, or texts embedded with `embed_texts`)."""
         return index.search(self.embed_images(images), k)
+
+
+class MatchReranking:
+    """`rerank` for a model with `match(images, texts)` → ITM logits float32[N] of the pairs
+    (> 0: the model says they match): a fusion encoder (ViLT), BLIP's matching head."""
+
+    def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
+        by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""
+        keys = [key for key, _ in hits]
+        scores = self.match(keys, [query] * len(keys))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(keys[i], float(scores[i])) for i in order]
