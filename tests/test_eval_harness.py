@@ -366,7 +366,7 @@ def test_every_zero_shot_entry_point_defaults_to_the_one_template():
     """`vlkit.load(...).classify`, the harness and the transformers wrappers share config's default."""
     from vlkit.api import ContrastiveModel
     from vlkit.config import DEFAULT_TEMPLATES
-    from vlkit.eval.hf_models import HFContrastiveModel
+    from vlkit.models.hf_models import HFContrastiveModel
 
     functions = [
         harness.evaluate_benchmarks,

@@ -7,9 +7,9 @@ import torch
 
 import vlkit
 from vlkit.eval import harness
-from vlkit.eval.hf_models import HFContrastiveModel, HFGenerativeModel, load_for_eval
 from vlkit.eval.run import open_benchmarks, run_eval
 from vlkit.export import export_transformers
+from vlkit.models.hf_models import HFContrastiveModel, HFGenerativeModel
 
 WORDS = ["<unk>", "<pad>", "<s>", "</s>", "<image>", "USER:", "ASSISTANT:", "what", "colour", "is", "the"]
 WORDS += ["circle", "red", "blue", "yes", "no", "a", "?", "Answer", "question", "using", "single", "word"]
@@ -84,7 +84,7 @@ def tiny_llava(tmp_path_factory):
 
 def test_exported_clip_scores_like_the_vlkit_model(tiny_run, tmp_path):
     exported = export_transformers(tiny_run, tmp_path / "clip-hf")
-    hf = load_for_eval(str(exported))
+    hf = vlkit.load(str(exported))
     assert isinstance(hf, HFContrastiveModel)
     ours = vlkit.load(tiny_run)
     benches = [
@@ -103,7 +103,7 @@ def test_exported_clip_scores_like_the_vlkit_model(tiny_run, tmp_path):
 
 
 def test_llava_answers_in_batches_and_decodes_only_new_tokens(tiny_llava):
-    model = load_for_eval(str(tiny_llava), max_new_tokens=1)
+    model = vlkit.load(str(tiny_llava), max_new_tokens=1)
     assert isinstance(model, HFGenerativeModel)
     assert model.prompt_format == "USER: <image>\n{text} ASSISTANT:"
     images = [np.full((20, 24, 3), v, np.uint8) for v in (0, 90, 255)]

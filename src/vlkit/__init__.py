@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load(path):
-    """Loads a trained vlkit model (model folder or run folder); see `vlkit.api.load`."""
+def load(path, **options):
+    """Loads a trained vlkit model (model folder or run folder) or a transformers folder;
+    `options` and the rest: see `vlkit.api.load`."""
     from vlkit.api import load as _load
 
-    return _load(path)
+    return _load(path, **options)

@@ -1,6 +1,7 @@
 """Python API for trained dual encoders: `vlkit.load(path)` → embed, classify, index, search;
 for open-vocabulary detectors (`DetectorModel`: detect, ground) and text-prompted segmenters
-(`SegmenterModel`: segment).
+(`SegmenterModel`: segment). A transformers folder loads as its `vlkit.models.hf_models` wrapper,
+which has the same task methods.
 
 Images may be file paths, PIL images or uint8 arrays [H, W, 3]. A file that cannot be read is
 an `ImageError` naming it; with `strict=False` (what the batch commands use) it is skipped and
@@ -14,7 +15,6 @@ fast compared with calling a pipeline per image. Batches of 32 measured faster t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,46 +22,33 @@ import torch
 import torch.nn.functional as F
 
 from vlkit.config import DEFAULT_TEMPLATES, Config
-from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable, write_failures
-from vlkit.index import SearchIndex
+from vlkit.data.images import ImageError, ImageInput, as_array, read_images, require_readable
 from vlkit.models.boxes import cxcywh_to_xyxy
 from vlkit.models.build import load_model
 from vlkit.models.detector import OpenVocabDetector
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.folders import resolve_model_dir
 from vlkit.models.fusion import FusionEncoder
-from vlkit.models.kinds import can_stand_in, per_kind
+from vlkit.models.hf_models import is_transformers, load_transformers
+from vlkit.models.kinds import can_stand_in, model_kind, per_kind
+from vlkit.models.predictions import Classification, Detections, ImageSearch, MatchReranking
 from vlkit.models.segmenter import TextPromptedSegmenter
 from vlkit.models.towers import tokenize
 
-FAILURES_FILE = "failures.jsonl"  # written into an index folder when some images were skipped
 
-
-@dataclass
-class Classification:
-    labels: list[str]
-    probs: np.ndarray  # float[N, C], softmax over labels of the scaled cosine similarities
-    logits: np.ndarray  # float[N, C]
-    rows: list[int] | None = None  # the input position of each row (None: every input, in order)
-    failures: list[ImageError] = field(default_factory=list)  # inputs skipped (strict=False)
-
-    def __post_init__(self) -> None:
-        if self.rows is None:
-            self.rows = list(range(len(self.probs)))
-
-    @property
-    def top(self) -> list[str]:
-        return [self.labels[i] for i in self.probs.argmax(1)]
-
-
-class ContrastiveModel:
-    """A loaded dual encoder with inference helpers (see `load`)."""
+class ContrastiveModel(ImageSearch):
+    """A loaded dual encoder with inference helpers (see `load`); index and search are
+    `ImageSearch`'s."""
 
     def __init__(self, model: DualEncoder, cfg: Config, path: Path | None = None):
         self.model = model.eval()
         self.cfg = cfg
         self.path = path
         self._label_cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.embed_dim
 
     # ------------------------------------------------------------------ embeddings
     def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
@@ -126,61 +113,6 @@ class ContrastiveModel:
         require_readable(len(images), failures)
         logits = torch.from_numpy(image_emb @ label_emb.T) * self.model.scale().item()
         return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy(), rows, failures)
-
-    def build_index(
-        self, images: Sequence[ImageInput], keys: Sequence[str], batch_size: int = 32
-    ) -> SearchIndex:
-        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": str(self.path or "")})
-        index.add(self.embed_images(images, batch_size), list(keys))
-        return index
-
-    def index_files(
-        self,
-        files: Sequence[str | Path],
-        out: str | Path,
-        batch_size: int = 32,
-        strict: bool = False,
-        kind: str = "auto",
-        params: dict[str, int] | None = None,
-    ) -> tuple[SearchIndex, list[ImageError]]:
-        """Embeds image files into a search index saved in folder `out` (keys: the paths as given),
-        and returns it with the files that could not be read. Those are skipped and listed in
-        `out/failures.jsonl` (one {"path", "reason"} per line; removed when there are none);
-        strict: the first one raises and nothing is written. A ValueError when none can be read.
-        kind, params: the index's (`vlkit.index.settings`), checked before any image is embedded."""
-        model = str(self.path.resolve()) if self.path else ""
-        index = SearchIndex(dim=self.model.embed_dim, metadata={"model": model}, kind=kind, params=params)
-        embeddings, rows, failures = self.embed_readable(files, batch_size, strict)
-        require_readable(len(files), failures)
-        index.add(embeddings, [str(files[i]) for i in rows])
-        index.save(out)
-        write_failures(failures, Path(out) / FAILURES_FILE)
-        return index, failures
-
-    def search(self, index: SearchIndex, queries: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
-        """Text → image: the k best keys of `index` per query text, with cosine scores."""
-        return index.search(self.embed_texts(queries), k)
-
-    def search_by_image(
-        self, index: SearchIndex, images: Sequence[ImageInput], k: int = 5
-    ) -> list[list[tuple[str, float]]]:
-        """Image → whatever the index holds (images, or texts embedded with `embed_texts`)."""
-        return index.search(self.embed_images(images), k)
-
-
-@dataclass
-class Detections:
-    """One image's detections, best first. boxes: float[K, 4] (x1, y1, x2, y2) pixels."""
-
-    boxes: np.ndarray
-    labels: list[str]
-    scores: np.ndarray  # float[K], sigmoid of the (patch, query) logit
-
-    def as_json(self) -> list[dict]:
-        return [
-            {"label": label, "score": float(score), "box": [round(float(v), 2) for v in box]}
-            for box, label, score in zip(self.boxes, self.labels, self.scores)
-        ]
 
 
 class DetectorModel:
@@ -318,7 +250,7 @@ class TrainingFreeModel(ContrastiveModel):
         return self.cfg.model.method
 
 
-class FusionModel:
+class FusionModel(MatchReranking):
     """A loaded fusion encoder (ViLT; see `load`): scores image-text pairs together (ITM) and
     fills masked words in a caption from the image (MLM)."""
 
@@ -359,14 +291,6 @@ class FusionModel:
                 self.model.classify(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
             )
         return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
-
-    def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
-        by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""
-        keys = [key for key, _ in hits]
-        scores = self.match(keys, [query] * len(keys))
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(keys[i], float(scores[i])) for i in order]
 
     @torch.inference_mode()
     def fill_mask(
@@ -423,20 +347,48 @@ USES = per_kind(
 )
 
 
-def load(path: str | Path, kind: str | None = None, command: str = ""):
+def load(
+    path: str | Path, kind: str | None = None, command: str = "", needs: str = "", max_new_tokens: int = 16
+):
     """Loads a trained vlkit model from a model/checkpoint folder or a run folder: a
     `ContrastiveModel` (embed, classify, search), a `vlkit.generation.GenerativeModel`
     (caption, answer, chat), a `DetectorModel` (detect, ground) or a `SegmenterModel` (segment),
-    by the model's kind. `kind`: the
-    kind the caller (`command`, a `vlkit` command's name) needs; a kind that cannot stand in for it
-    (`kinds.can_stand_in`: a training-free model can for a contrastive one) is a ValueError saying
-    what each kind is for."""
-    folder = resolve_model_dir(path)
-    model, cfg = load_model(folder)
-    if kind is not None and not can_stand_in(cfg.kind, kind):
-        what = command or "the caller"
-        raise ValueError(
-            f"vlkit {command or 'load'}: {path} is a {cfg.kind} model; {what} needs a {kind} one, "
-            f"{USES[kind]}. This model is {USES[cfg.kind]}"
-        )
-    return WRAPPERS[cfg.kind](model, cfg, folder)
+    by the model's kind; a transformers folder (config.json, no config.yaml) or a hub id in the
+    local cache → its `vlkit.models.hf_models` wrapper, which has the same task methods.
+    `kind`: the kind the caller (`command`, a `vlkit` command's name) needs; a model that cannot
+    do what that kind does (`kinds.can_stand_in`: a training-free model can for a contrastive one)
+    is a ValueError saying what each kind is for. `needs`: the method the caller will call
+    (`vlkit caption` needs `caption`, which a VQA classifier lacks). `max_new_tokens`: a
+    transformers generative model's reply length (vlkit's own take a `Decoding` per call)."""
+    if is_transformers(path):
+        model = load_transformers(path, max_new_tokens)
+        if kind is not None and not all(hasattr(model, a) for a in model_kind(kind).abilities):
+            _refuse(model, path, command, f"stand in for a {kind} model, {USES[kind]}")
+    else:
+        folder = resolve_model_dir(path)
+        net, cfg = load_model(folder)
+        if kind is not None and not can_stand_in(cfg.kind, kind):
+            what = command or "the caller"
+            raise ValueError(
+                f"vlkit {command or 'load'}: {path} is a {cfg.kind} model; {what} needs a {kind} one, "
+                f"{USES[kind]}. This model is {USES[cfg.kind]}"
+            )
+        model = WRAPPERS[cfg.kind](net, cfg, folder)
+    if needs and not hasattr(model, needs):
+        _refuse(model, path, command, needs)
+    return model
+
+
+# the task methods an error lists when it says what a model can do instead
+TASK_METHODS = ("classify", "embed_images", "index_files", "answer", "caption", "detect", "ground", "segment")
+TASK_METHODS += ("itm", "match", "rerank", "fill_mask")
+
+
+def _refuse(model, path: str | Path, command: str, cannot: str) -> None:
+    """A ValueError: the model (a transformers one by its class) cannot do `cannot`; what it can."""
+    if hasattr(model, "architecture"):
+        source = f"a transformers {model.architecture} ({type(model).__name__})"
+    else:
+        source = f"a {model.cfg.kind} model ({type(model).__name__})"
+    can = ", ".join(m for m in TASK_METHODS if hasattr(model, m))
+    raise ValueError(f"vlkit {command or 'load'}: {path} is {source}, which cannot {cannot}; it can: {can}")

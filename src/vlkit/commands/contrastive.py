@@ -57,15 +57,15 @@ def index(
     """Embed a folder of images into a search index.
 
     Args:
-        model: model or run folder
+        model: model or run folder, or a transformers folder (CLIP, SigLIP, BLIP retrieval, CLIPSeg)
         folder: folder of images (searched recursively)
         out: index folder to write (with failures.jsonl listing the images skipped)
         kind: exact search, or an approximate faiss index (auto: exact below 200,000 images, ivf-pq from there)
         param: an index parameter, repeatable (ivf-pq: nlist, m, nbits, nprobe, refine; hnsw: M, ef_construction, ef_search)
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
     """
-    from vlkit.api import FAILURES_FILE
     from vlkit.index.settings import parse
+    from vlkit.models.predictions import FAILURES_FILE
 
     params = parse(param)
     files = image_files(folder)
@@ -98,9 +98,9 @@ def search(
         model: model folder (default: the one the index was built with)
         backend: an exact index's search: numpy, or faiss (auto: faiss from 50k images up)
         param: a search-time parameter of an approximate index, repeatable (nprobe, refine, ef_search)
-        rerank: a fusion model or run folder (ViLT, FLAVA) whose image-text matching re-orders
-            the index's best `shortlist` images per query (ALBEF / BLIP); the scores printed are
-            then its ITM logits
+        rerank: a fusion model or run folder (ViLT, FLAVA), or a transformers BLIP retrieval
+            folder, whose image-text matching re-orders the index's best `shortlist` images per
+            query (ALBEF / BLIP); the scores printed are then its ITM logits
         shortlist: images per query the index hands to --rerank
     """
     from vlkit.index import SearchIndex
@@ -116,7 +116,7 @@ def search(
     if rerank:
         from vlkit.api import load
 
-        fused = load(rerank, kind="fusion", command="search --rerank")
+        fused = load(rerank, command="search --rerank", needs="rerank")
         hits = [fused.rerank(text, found, k) for text, found in zip(query, hits)]
     for text, results in zip(query, hits):
         print(f"# {text}")
@@ -136,8 +136,8 @@ def image_files(folder: str) -> list[Path]:
 
 
 def _contrastive(path: str, command: str, needs: str):
-    """A vlkit or transformers model (`vlkit.eval.hf_models.load`), refused with what to do when it
-    is a generative model (no embeddings) or lacks the method `needs`."""
-    from vlkit.eval.hf_models import load
+    """A vlkit or transformers model (`vlkit.load`), refused with what to do when it is a
+    generative model (no embeddings) or lacks the method `needs`."""
+    from vlkit.api import load
 
     return load(path, kind="contrastive", command=command, needs=needs)

@@ -20,11 +20,11 @@ def detect(
         model: detector model or run folder, or a transformers OWL-ViT folder
         image: image file
         queries: comma-separated phrases, e.g. "red circle,small blue star"
-        threshold: keep boxes scoring above this (default: the model's detector.score_threshold)
+        threshold: keep boxes scoring above this (default: the model's detector.score_threshold; OWL-ViT: 0.1)
         out: PNG to draw the boxes on (default: the image's name with .detections.png)
     """
+    from vlkit.api import load
     from vlkit.data.images import as_array
-    from vlkit.eval.hf_models import load
     from vlkit.plots import draw_boxes
 
     names = [q.strip() for q in queries.split(",") if q.strip()]

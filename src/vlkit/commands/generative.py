@@ -237,8 +237,8 @@ def _stream_reply(loaded, messages: list[dict], decoding) -> str | None:
 
 
 def _generative(path: str, command: str, needs: str):
-    """A vlkit or transformers model (`vlkit.eval.hf_models.load`), refused with what to do when it
-    is a contrastive model (no text out) or lacks the method `needs`."""
-    from vlkit.eval.hf_models import load
+    """A vlkit or transformers model (`vlkit.load`), refused with what to do when it is a
+    contrastive model (no text out) or lacks the method `needs`."""
+    from vlkit.api import load
 
     return load(path, kind="generative", command=command, needs=needs)

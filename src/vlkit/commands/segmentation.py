@@ -18,10 +18,10 @@ def segment(
     summary, and prints the summary.
 
     Args:
-        model: segmenter model or run folder
+        model: segmenter model or run folder, or a transformers CLIPSeg folder
         image: image file
         prompt: the phrase, e.g. "the large green triangle"
-        threshold: keep pixels whose probability passes this (default: the model's segmenter.mask_threshold)
+        threshold: keep pixels whose probability passes this (default: the model's segmenter.mask_threshold; CLIPSeg: 0.5)
         out: file stem for <out>.mask.png, <out>.overlay.png and <out>.json (default: next to the image)
     """
     from PIL import Image
@@ -33,7 +33,8 @@ def segment(
     if not prompt.strip():
         raise ValueError("--prompt: give a phrase, e.g. 'the large green triangle'")
     picture = as_array(image)
-    mask = load(model, kind="segmenter", command="segment").segment(picture, prompt.strip(), threshold)
+    loaded = load(model, kind="segmenter", command="segment", needs="segment")
+    mask = loaded.segment(picture, prompt.strip(), threshold)
     stem = Path(out) if out else Path(image).with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
     mask_png, overlay_png, summary = (Path(f"{stem}{s}") for s in (".mask.png", ".overlay.png", ".json"))

@@ -1,3 +1,3 @@
 """Evaluation: benchmarks (`loaders`, `embedded`), task runners (`contrastive`, `generative`),
-the harness that joins them (`harness`), transformers adapters (`hf_models`), outputs (`report`,
+the harness that joins them (`harness`), outputs (`report`,
 `cards`) and `vlkit eval` (`run`). Every score comes from `vlkit.metrics`."""

@@ -3,7 +3,7 @@ Hateful Memes by two prompts.
 
 The model is anything with `embed_images(images) -> float[N, E]` and `embed_texts(texts) ->
 float[N, E]` (unit vectors) and `label_embeddings(labels, templates) -> float[C, E]`: a vlkit
-`ContrastiveModel` or a transformers CLIP / SigLIP folder (`vlkit.eval.hf_models`). Every score
+`ContrastiveModel` or a transformers CLIP / SigLIP folder (`vlkit.models.hf_models`). Every score
 comes from `vlkit.metrics`; training-time evaluation (`vlkit.eval.during_training`) runs the same
 functions through the harness.
 """

@@ -4,7 +4,7 @@ answers, grounding and segmentation.
 A generative model is anything with
     answer(images: list, questions: list[str]) -> list[str]      short answers, one per image
     caption(images: list, prompt: str | None = None) -> list[str]
-(vlkit's own VLMs and `vlkit.eval.hf_models.HFGenerativeModel` for transformers
+(vlkit's own VLMs and `vlkit.models.hf_models.HFGenerativeModel` for transformers
 image-text-to-text models), optionally `segment(images, phrases) -> list[bool[H, W]]` and
 `ground(images, phrases) -> list[(x1, y1, x2, y2)]`. Images are passed as uint8[H, W, 3] arrays.
 """

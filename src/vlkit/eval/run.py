@@ -60,10 +60,10 @@ def run_eval(
     """Loads the model (unless given one), runs the task(s) (None: every task the model and the
     data support), writes the outputs; returns metrics, paths and the per-task results.
     `extra_*`: what joins the report from elsewhere (the tour: its generative model's scores)."""
-    from vlkit.eval.hf_models import load_for_eval
+    from vlkit.api import load
 
     loaded = isinstance(model_path, str | Path)
-    model = load_for_eval(str(model_path), max_new_tokens) if loaded else model_path
+    model = load(model_path, max_new_tokens=max_new_tokens) if loaded else model_path
     cfg = getattr(model, "cfg", None)
     benches = open_benchmarks(data, limit, cfg.data if cfg else None, cfg.eval if cfg else None)
     chosen = select(model, benches, task)

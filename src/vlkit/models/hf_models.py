@@ -1,11 +1,14 @@
 """transformers models in vlkit's task API, so vlkit can use and score models it did not train.
 
 One table, `ARCHITECTURES`, maps a transformers class (config.json's "architectures") to the
-wrapper that gives it vlkit's task methods; `load(path)` reads the folder's config and builds it.
-The wrappers run the transformers model itself (its own processor, forward and `generate`):
+wrapper that gives it vlkit's task methods; `load_transformers(path)` reads the folder's config
+and builds it. `vlkit.load` (and so every task command and `vlkit eval`) opens a transformers
+folder with it. The wrappers run the transformers model itself (its own processor, forward and
+`generate`):
 
 - `HFContrastiveModel` (CLIPModel, SiglipModel): embed_images, embed_texts, label_embeddings,
-  classify: a dual encoder's tasks (zero-shot, retrieval, Winoground).
+  classify, and `ImageSearch`'s index_files / search: a dual encoder's tasks (zero-shot,
+  retrieval, Winoground, `vlkit index` and `search`).
 - `HFBlipRetrieval` (BlipForImageTextRetrieval): the same from BLIP's contrastive head, plus `itm`
   (its image-text matching head's match probability per pair).
 - `HFAnswerClassifier` (ViltForQuestionAnswering): `answer`, VQA as a classifier over its answers.
@@ -14,12 +17,13 @@ The wrappers run the transformers model itself (its own processor, forward and `
 - `HFGenerativeModel` (Blip2ForConditionalGeneration; any other image-text-to-text model such as
   LLaVA): `answer` / `caption` through its processor's prompt.
 - `HFDetector` (OwlViTForObjectDetection): predict, detect, ground: a detector's tasks.
-- `HFSegmenter` (CLIPSegForImageSegmentation): its CLIP's contrastive methods, plus `segment`.
+- `HFSegmenter` (CLIPSegForImageSegmentation): its CLIP's contrastive methods, plus
+  `mask_probabilities` and `segment`: a segmenter's tasks.
 
 Generation is batched where the model allows it and only the new tokens are decoded. The
-methods take the arguments of vlkit's own models (`decoding`, `strict`), so `vlkit caption`,
-`ask`, `classify` and `detect` take a transformers folder as they take a vlkit run.
-`load_for_eval(path)`: a vlkit checkpoint or run folder, or one of the above.
+methods take the arguments of vlkit's own models (`decoding`, `strict`, `threshold`), so
+`vlkit caption`, `ask`, `classify`, `index`, `search`, `detect` and `segment` take a transformers
+folder as they take a vlkit run. Each wrapper's `architecture` is the transformers class it runs.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ import torch
 from PIL import Image
 
 from vlkit.config import DEFAULT_TEMPLATES
-from vlkit.data.images import ImageError, read_images, require_readable
-from vlkit.models.kinds import can_stand_in, kind_of
+from vlkit.data.images import ImageError, as_array, read_images, require_readable
+from vlkit.models.predictions import Classification, Detections, ImageSearch, MatchReranking
 
 CONTRASTIVE_TYPES = ("clip", "siglip", "siglip2")
 # LLaVA-1.5's own VQA instruction; captioning asks for one sentence.
@@ -44,9 +48,7 @@ BATCH = 32  # images per forward pass when a caller hands over a whole list
 
 
 def _pil(images: Sequence) -> list[Image.Image]:
-    from vlkit.eval.embedded import as_arrays
-
-    return [Image.fromarray(a) for a in as_arrays(list(images))]
+    return [Image.fromarray(as_array(im)) for im in images]
 
 
 def _load(path: str | Path, architecture: str):
@@ -87,8 +89,9 @@ def _each_readable(
     return out
 
 
-class HFContrastiveModel:
-    """A transformers dual encoder (CLIP, SigLIP) with vlkit's contrastive inference methods."""
+class HFContrastiveModel(ImageSearch):
+    """A transformers dual encoder (CLIP, SigLIP) with vlkit's contrastive inference methods
+    (index and search are `ImageSearch`'s)."""
 
     def __init__(self, path: str | Path, architecture: str = "", max_new_tokens: int = 16):
         from transformers import AutoModel, AutoProcessor
@@ -143,6 +146,27 @@ class HFContrastiveModel:
             out.append(self._image_features(pixels["pixel_values"]))
         return torch.nn.functional.normalize(torch.cat(out), dim=-1).float().numpy()
 
+    def embed_readable(
+        self, images: Sequence, batch_size: int = 32, strict: bool = False
+    ) -> tuple[np.ndarray, list[int], list[ImageError]]:
+        """As `vlkit.api.ContrastiveModel.embed_readable`: (unit vectors float32[M, E] of the
+        readable images, their M input positions, the errors of the others), a batch at a time."""
+        out, rows, failures = [], [], []
+        for start in range(0, len(images), batch_size):
+            chunk, positions, errors = read_images(list(images[start : start + batch_size]), strict)
+            failures += errors
+            rows += [start + p for p in positions]
+            if chunk:
+                out.append(self.embed_images(chunk, batch_size))
+        return (np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)), rows, failures
+
+    @property
+    def embed_dim(self) -> int:
+        """E: read off one text's embedding (each model family names its projection size differently)."""
+        if not hasattr(self, "_embed_dim"):
+            self._embed_dim = self.embed_texts(["a"]).shape[1]
+        return self._embed_dim
+
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """→ unit vectors float32[N, E]."""
@@ -172,20 +196,19 @@ class HFContrastiveModel:
         strict: bool = True,
     ):
         """As `vlkit.api.ContrastiveModel.classify`: logits are the model's scaled (and biased) cosines."""
-        from vlkit.api import Classification
-
         if not labels:
             raise ValueError("classify needs at least one label")
-        arrays, rows, failures = read_images(list(images), strict)
+        image_emb, rows, failures = self.embed_readable(images, batch_size, strict)  # (N, E)
         require_readable(len(images), failures)
-        cosines = self.embed_images(arrays, batch_size) @ self.label_embeddings(labels, templates).T
+        cosines = image_emb @ self.label_embeddings(labels, templates).T
         logits = torch.from_numpy(cosines) * self.scale() + self.bias()  # (N, C)
         return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy(), rows, failures)
 
 
-class HFBlipRetrieval(HFContrastiveModel):
+class HFBlipRetrieval(HFContrastiveModel, MatchReranking):
     """BlipForImageTextRetrieval: the contrastive head (its `use_itm_head=False` score) as a dual
-    encoder, and `itm`, the image-text matching head."""
+    encoder, and the image-text matching head: `itm` (its probability), `match` (its logit) and
+    so `rerank` (`vlkit search --rerank`)."""
 
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         tokens = self.model.vision_model(pixel_values=pixel_values)[0]  # (B, 1 + P, D)
@@ -207,6 +230,23 @@ class HFBlipRetrieval(HFContrastiveModel):
         """float[N]: the matching head's probability that text n describes image n."""
         enc = self.processor(images=_pil(images), text=list(texts), padding=True, return_tensors="pt")
         return self.model(**enc, use_itm_head=True).itm_score.softmax(-1)[:, 1].float().numpy()
+
+    @torch.inference_mode()
+    def match(self, images: Sequence, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """float32[N]: the matching head's logit that text n describes image n (match minus
+        no-match: > 0 when `itm` passes 0.5), as `vlkit.api.FusionModel.match`'s."""
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} texts: give one text per image")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            images_, texts_ = (
+                _pil(images[start : start + batch_size]),
+                list(texts[start : start + batch_size]),
+            )
+            enc = self.processor(images=images_, text=texts_, padding=True, return_tensors="pt")
+            scores = self.model(**enc, use_itm_head=True).itm_score  # (B, 2): no match, match
+            out.append(scores[:, 1] - scores[:, 0])
+        return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
 
 
 class HFAnswerClassifier:
@@ -364,11 +404,12 @@ class HFDetector:
 
     @staticmethod
     def _pixel_boxes(pred_boxes: torch.Tensor, arrays: list) -> np.ndarray:
-        """cx, cy, w, h relative to the (resized, unpadded) image → x1, y1, x2, y2 pixels, float[N, P, 4]."""
+        """cx, cy, w, h relative to the (resized, unpadded) image → x1, y1, x2, y2 pixels, float[N, P, 4],
+        clipped to the image as `vlkit.api.DetectorModel`'s are (transformers' post-processing is not)."""
         from vlkit.models.boxes import cxcywh_to_xyxy
 
         sizes = torch.tensor([[a.shape[1], a.shape[0], a.shape[1], a.shape[0]] for a in arrays]).float()
-        return (cxcywh_to_xyxy(pred_boxes) * sizes[:, None, :]).float().numpy()
+        return (cxcywh_to_xyxy(pred_boxes).clamp(0, 1) * sizes[:, None, :]).float().numpy()
 
     def predict(self, images: Sequence, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """→ (scores float[N, P, Q], boxes float[N, P, 4] x1, y1, x2, y2 pixels), P the patches."""
@@ -380,8 +421,6 @@ class HFDetector:
 
     def detect(self, image, queries: Sequence[str], threshold: float | None = None):
         """threshold: default 0.1, transformers' post-processing default."""
-        from vlkit.api import Detections
-
         threshold = 0.1 if threshold is None else threshold
         scores, boxes = self.predict([image], queries)
         best, label = scores[0].max(-1), scores[0].argmax(-1)  # (P,)
@@ -401,9 +440,10 @@ class HFDetector:
 
 
 class HFSegmenter(HFContrastiveModel):
-    """CLIPSegForImageSegmentation: its CLIP's contrastive methods, plus `segment`."""
+    """CLIPSegForImageSegmentation: its CLIP's contrastive methods, plus `vlkit.api.SegmenterModel`'s
+    `mask_probabilities` and `segment`."""
 
-    threshold = 0.5  # a pixel is the phrase's when its probability passes this
+    threshold = 0.5  # a pixel is the phrase's when its probability passes this (the default)
 
     @torch.inference_mode()
     def segment_logits(self, images: Sequence, phrases: Sequence[str]) -> torch.Tensor:
@@ -412,15 +452,27 @@ class HFSegmenter(HFContrastiveModel):
         logits = self.model(**enc).logits
         return logits if logits.dim() == 3 else logits[None]  # one image: transformers squeezes it
 
-    def segment(self, images: Sequence, phrases: Sequence[str]) -> list[np.ndarray]:
-        """→ one bool[H, W] mask per (image, phrase), at each image's own size."""
+    def mask_probabilities(self, images: Sequence, prompts: Sequence[str]) -> list[np.ndarray]:
+        """One prompt per image → each pixel's probability, float[H, W] at each image's own size
+        (the logits resized, then the sigmoid)."""
+        if len(images) != len(prompts):
+            raise ValueError(
+                f"segment: {len(images)} images but {len(prompts)} prompts; give one prompt per image"
+            )
         arrays, _, _ = read_images(list(images), strict=True)
-        masks = []
-        for array, logits in zip(arrays, self.segment_logits(arrays, phrases)):
-            size = array.shape[:2]
-            up = torch.nn.functional.interpolate(logits[None, None], size=size, mode="bilinear")
-            masks.append((up[0, 0].sigmoid() > self.threshold).numpy())
-        return masks
+        probs = []
+        for array, logits in zip(arrays, self.segment_logits(arrays, prompts)):
+            up = torch.nn.functional.interpolate(logits[None, None], size=array.shape[:2], mode="bilinear")
+            probs.append(up[0, 0].sigmoid().numpy())
+        return probs
+
+    def segment(self, image, prompt, threshold: float | None = None):
+        """The mask (bool[H, W], the image's size) of what `prompt` names; given lists of images and
+        prompts, one mask per pair. threshold: default 0.5."""
+        threshold = self.threshold if threshold is None else threshold
+        if isinstance(prompt, str):
+            return self.segment([image], [prompt], threshold)[0]
+        return [p > threshold for p in self.mask_probabilities(image, prompt)]
 
 
 # transformers class (config.json's "architectures") → the wrapper giving it vlkit's task methods
@@ -437,18 +489,20 @@ ARCHITECTURES: dict[str, type] = {
 }
 
 
-def load(
-    path: str | Path, kind: str | None = None, command: str = "", needs: str = "", max_new_tokens: int = 16
-):
-    """A vlkit model or run folder → `vlkit.load`; a transformers folder or cached hub id → its
-    wrapper by architecture (`ARCHITECTURES`; others by model_type: CLIP / SigLIP types
-    contrastive, the rest image-text-to-text). `kind` and `command` as in `vlkit.load`; `needs`: the
-    method the caller will call (`vlkit caption` needs `caption`, which a VQA classifier lacks)."""
-    from vlkit.api import load as load_vlkit
-
+def is_transformers(path: str | Path) -> bool:
+    """Whether `path` is for `load_transformers`: a folder with config.json and no vlkit
+    config.yaml, or nothing on disk by a name a hub id could be (a hub id in the local cache)."""
     folder = Path(path)
-    if (folder / "config.yaml").is_file() or (folder.is_dir() and not (folder / "config.json").is_file()):
-        return load_vlkit(folder, kind=kind, command=command)
+    if (folder / "config.yaml").is_file():
+        return False
+    hub_id = not folder.exists() and not folder.is_absolute() and not str(path).startswith(".")
+    return (folder / "config.json").is_file() or hub_id
+
+
+def load_transformers(path: str | Path, max_new_tokens: int = 16):
+    """A transformers folder or cached hub id → its wrapper by architecture (`ARCHITECTURES`;
+    others by model_type: CLIP / SigLIP types contrastive, the rest image-text-to-text);
+    `max_new_tokens`: a generative model's default reply length."""
     architecture, model_type = _architecture(str(path))
     if architecture in ARCHITECTURES:
         model = ARCHITECTURES[architecture](str(path), architecture, max_new_tokens)
@@ -456,22 +510,8 @@ def load(
         model = HFContrastiveModel(str(path))
     else:
         model = HFGenerativeModel(str(path), max_new_tokens=max_new_tokens)
-    if (kind and not can_stand_in(kind_of(model), kind)) or (needs and not hasattr(model, needs)):
-        can = sorted(
-            m
-            for m in ("classify", "embed_images", "answer", "caption", "detect", "ground", "segment", "itm")
-            if hasattr(model, m)
-        )
-        raise ValueError(
-            f"vlkit {command or 'load'}: {path} is a transformers {architecture or model_type} "
-            f"({type(model).__name__}), which cannot {needs or f'stand in for a {kind} model'}; it can: {', '.join(can)}"
-        )
+    model.architecture = type(model.model).__name__
     return model
-
-
-def load_for_eval(path: str, max_new_tokens: int = 16):
-    """A vlkit model/run folder → `vlkit.load`; a transformers folder or cached hub id → its wrapper."""
-    return load(path, max_new_tokens=max_new_tokens)
 
 
 def _architecture(path: str) -> tuple[str, str]:
@@ -486,6 +526,7 @@ def _architecture(path: str) -> tuple[str, str]:
         loaded = AutoConfig.from_pretrained(path)
     except OSError as err:
         raise FileNotFoundError(
-            f"{path}: not a vlkit model or run folder, a transformers folder, or a hub id in the local cache ({err})"
+            f"{path}: no such folder (a vlkit model or run folder, or a transformers folder), "
+            f"and not a hub id in the local cache ({err})"
         ) from err
     return (loaded.architectures or [""])[0], loaded.model_type
