@@ -13,6 +13,7 @@ pixels within 1 or 2 pixels of the true mask's edge (an edge in the wrong place)
 
     python benchmarks/segmentation_ceiling.py                                   # ceilings only, seconds
     python benchmarks/segmentation_ceiling.py --model runs/clipseg-scenes --name base800
+    python benchmarks/segmentation_ceiling.py --smoke                           # 8 scenes, no results file
 
 Writes benchmarks/results/segmentation-ceiling[-<name>].json.
 """
@@ -91,11 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=512, help="held-out scenes (as segmentation.py)")
     p.add_argument("--model", default="", help="a trained segmenter run/model folder to diagnose")
     p.add_argument("--name", default="", help="results file suffix: segmentation-ceiling-<name>.json")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true", help="8 held-out scenes, no results file")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    images = 8 if args.smoke else args.images
     load_before = os.getloadavg()[0]
     cfg = load_config(args.recipe)
-    (bench,) = [b for b in open_benchmarks("scenes", args.images, cfg.data) if b.task == "segmentation"]
+    (bench,) = [b for b in open_benchmarks("scenes", images, cfg.data) if b.task == "segmentation"]
     truth = np.stack([e["mask"] for e in bench.examples]).astype(bool)
     phrases = [e["phrase"] for e in bench.examples]
     token_grid = cfg.model.image_size // cfg.model.patch_size
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("nearest", "bilinear"):
             s = scores(coarse(truth, grid, mode), truth, phrases)
             ceilings[f"{grid}x{grid} {mode}"] = {"mIoU": s["mIoU"], "by_size": s["by_size"]}
-    out = run_info(load_before, 1) | {
+    out = run_info(load_before, args.threads) | {
         "recipe": args.recipe,
         "held_out_prompts": len(truth),
         "token_grid": token_grid,
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ceiling {name:>18}: mIoU {c['mIoU']:.3f} {c['by_size']}")
     if "model" in out:
         print({k: v for k, v in out["model"].items() if k != "folder"})
-    write_results("segmentation-ceiling" + (f"-{args.name}" if args.name else ""), out)
+    if not args.smoke:
+        write_results("segmentation-ceiling" + (f"-{args.name}" if args.name else ""), out)
     return 0
 
 
