@@ -136,6 +136,13 @@ def test_segmentation_smoke():
         assert expected in out
 
 
+def test_segmentation_ceiling_smoke():
+    out = run_smoke("segmentation_ceiling.py")  # the coarse-grid ceilings on 8 held-out scenes
+    for expected in ("ceiling        8x8 nearest", "ceiling     16x16 bilinear"):
+        assert expected in out
+    assert "results:" not in out
+
+
 def test_training_free_smoke():
     out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
     for name in ("fashion-mnist", "digits"):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import make_tiny_segmenter_cfg
-from vlkit import api, export
+from vlkit import api, export, metrics
 from vlkit.data import build_dataset
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
@@ -157,6 +157,55 @@ def test_a_conv_stem_segmenter_is_refused_by_the_export_saying_why(tmp_path):
     save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, tmp_path / "m")
     with pytest.raises(ValueError, match="export to CLIPSeg: this vision tower has a convolutional stem"):
         export.export(tmp_path / "m", tmp_path / "out")
+
+
+def test_a_refined_segmenter_is_refused_by_the_export_naming_the_option(tmp_path):
+    cfg = make_tiny_segmenter_cfg()  # the patch stem: only the refinement stands in the way
+    cfg.segmenter.refine = "pixels"
+    save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, tmp_path / "m")
+    with pytest.raises(
+        ValueError, match="segmenter.refine='pixels'.* CLIPSegForImageSegmentation has no place for"
+    ):
+        export.export(tmp_path / "m", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_refinement_is_refused_naming_the_valid_ones():
+    cfg = make_tiny_segmenter_cfg()
+    cfg.segmenter.refine = "crf"
+    with pytest.raises(ValueError, match="segmenter.refine: 'crf'; valid: 'none' .* or 'pixels'"):
+        build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+
+
+def _fit_one_batch(refine: str, steps: int = 30, images: int = 8) -> tuple[float, float]:
+    """A tiny segmenter fitted to one batch of scenes: (its mIoU on that batch before, after)."""
+    cfg = make_tiny_segmenter_cfg()
+    cfg.segmenter.refine = refine
+    dataset = build_dataset(cfg.data)
+    model = build_model(cfg, texts=texts_for(cfg, dataset))
+    objective = make_objective(cfg, model)
+    batch = objective.collate([(i, dataset[i]) for i in range(images)])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+
+    def miou() -> float:
+        with torch.inference_mode():
+            logits = model.eval()(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        return metrics.mean_iou((logits > 0).numpy(), batch["masks"].bool().numpy())
+
+    before = miou()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        objective.loss(model.train(), batch).backward()
+        optimizer.step()
+    return before, miou()
+
+
+def test_the_pixel_refinement_starts_as_the_decoder_and_learns_edges_the_token_grid_cannot():
+    plain_before, plain = _fit_one_batch("none")
+    refined_before, refined = _fit_one_batch("pixels")
+    assert refined_before == plain_before  # its last layer starts at zero: the decoder's mask, unchanged
+    # 4 × 4 tokens for 32-px scenes: the decoder alone barely draws them; from the pixels, most of each mask
+    assert refined > 0.4 and refined > plain + 0.2, (plain, refined)
 
 
 def test_serve_refuses_a_segmenter_saying_what_uses_it(tiny_segmenter):

@@ -216,6 +216,11 @@ class SegmenterConfig:
     dice_weight: float = 1.0  # loss = BCE + dice_weight * dice
     absent_prompts: float = 0.1  # share of training prompts naming an object the scene lacks (empty mask)
     mask_threshold: float = 0.5  # `segment` keeps pixels whose probability passes this
+    # "pixels": a few small convolutions over the image's own pixels and the decoder's mask logits
+    # redraw the mask at full resolution (edges the 8-px token grid cannot place); "none": CLIPSeg's
+    # decoder alone, the only one `vlkit export --format clipseg` takes
+    refine: str = "none"
+    refine_width: int = 16  # channels of the refinement's convolutions
 
 
 @dataclass

@@ -11,7 +11,8 @@
   as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
 - `clipseg`: a segmenter on CLIP towers with the patch stem is CLIPSeg: its decoder is
   transformers' `CLIPSegDecoder` and its towers are CLIP's, so `CLIPSegForImageSegmentation` is
-  a weight copy (+ a CLIPProcessor with vlkit's image settings); its logits match vlkit's.
+  a weight copy (+ a CLIPProcessor with vlkit's image settings); its logits match vlkit's. A
+  segmenter with `segmenter.refine: pixels` is refused: CLIPSeg has no refinement stage.
 - `vilt`: a fusion encoder is transformers' `ViltModel` plus `ViltForImageAndTextRetrieval`'s
   one-logit head, so the export is a weight copy into that class (its MLM and contrastive heads
   stay behind) and a `ViltProcessor` with vlkit's image size, mean and std and its tokenizer.
@@ -230,6 +231,14 @@ def export_clipseg(model_path: str | Path, out_dir: str | Path) -> Path:
     """Writes a CLIPSegForImageSegmentation + CLIPProcessor folder; returns it. Its `logits` for
     (pixel_values, input_ids, attention_mask) are vlkit's mask logits."""
     model, cfg = _load(model_path, "clipseg")
+    if cfg.segmenter.refine != "none":
+        raise ValueError(
+            f"export to CLIPSeg: this segmenter has segmenter.refine={cfg.segmenter.refine!r}, a "
+            "refinement stage over the image's pixels that CLIPSegForImageSegmentation has no place "
+            "for (its mask is the decoder's transposed convolution alone), so the exported logits "
+            "would not be this model's; train with segmenter.refine=none to export, or use the model "
+            "through vlkit (load, segment, eval)"
+        )
     clip = model.clip
     _require_patch_stem(clip.image_tower, "CLIPSeg")
     hf = CLIPSegForImageSegmentation(clipseg_config(clip, cfg.segmenter)).eval()
