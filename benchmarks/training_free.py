@@ -50,6 +50,7 @@ from vlkit.data.fashion_mnist import FashionMNIST
 from vlkit.data.photos import Photos
 from vlkit.eval.embedded import named_benchmarks
 from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.result import RETRIEVAL_CHANCE
 from vlkit.models.build import build_model, save_model
 from vlkit.models.build_training_free import choose_anchors, fill_class_names
 from vlkit.models.feature_cache import FeatureCache, encoder_fingerprint
@@ -84,9 +85,10 @@ class Embedder:
             with torch.inference_mode():
                 return embed_image_features(self.towers, missing).unsqueeze(1)
 
-        out = self.cache.get_or_compute(images, compute).squeeze(1)
+        # in chunks: each chunk is on disk once computed, so an interrupted run loses one chunk
+        chunks = [self.cache.get_or_compute(images[i : i + 128], compute) for i in range(0, len(images), 128)]
         self.seconds += time.perf_counter() - started
-        return out
+        return torch.cat(chunks).squeeze(1)
 
     def texts(self, texts: list[str]) -> torch.Tensor:
         with torch.inference_mode():
@@ -199,8 +201,15 @@ def classified(
     test images agrees), ConSE, LiT, chance."""
     model = asif_model(emb, train, best["k"], best["p"])
     agrees = end_to_end_agrees(model, raw, test.features[: len(raw)], classes)
+    print(f"end-to-end agrees: {agrees}", flush=True)
     rows = [{"method": "asif", "anchors": len(train.captions), "k": best["k"], "p": best["p"],
              "top1": asif_top1(model, test, classes), "end_to_end_agrees": agrees}]  # fmt: skip
+    shuffled = np.random.default_rng(0).permutation(len(train.captions))  # the pairs broken
+    control = Pairs(train.features, [train.captions[i] for i in shuffled], train.labels)
+    acc = asif_top1(asif_model(emb, control, best["k"], best["p"]), test, classes)
+    rows.append(
+        {"method": "asif, captions shuffled among the anchors", "k": best["k"], "p": best["p"], "top1": acc}
+    )
     user = TrainingFreeModel(conse, Config(kind="training-free", model=conse.cfg))
     for top in (1, 5, 10):
         conse.cfg.top = top
@@ -295,9 +304,11 @@ def photos(emb: Embedder, conse, args) -> dict:
     rows = []
     for method, user in models.items():
         result = evaluate_benchmarks(user, benchmarks)[0]
-        rows.append({"method": method} | result.metrics)
-        print(f"photos {method}: {result.metrics}", flush=True)
-    rows.append({"method": "chance", "R@1": 1 / len(benchmarks[0].examples)})
+        scores = {key: result.metrics[key] for key in ("i2t_R@1", "t2i_R@1")}
+        rows.append({"method": method} | scores)
+        print(f"photos {method}: {scores}", flush=True)
+    chance = result.breakdowns[RETRIEVAL_CHANCE]
+    rows.append({"method": "chance"} | {key: chance[key] for key in ("i2t_R@1", "t2i_R@1")})
     return {"test_images": len(benchmarks[0].examples), "rows": rows}
 
 
@@ -316,16 +327,20 @@ def end_to_end_agrees(model: ASIF, raw: list[np.ndarray], features: torch.Tensor
 def table(result: dict) -> str:
     """benchmarks/README.md's table, from a results file."""
     lines = ["| data (test images, metric) | method | settings | score | chance |", "|---|---|---|---|---|"]
-    for name, metric in (("digits", "top-1"), ("fashion-mnist", "top-1"), ("photos", "image→text R@1")):
+    for name, metric in (
+        ("digits", "top1"),
+        ("fashion-mnist", "top1"),
+        ("photos", "i2t_R@1"),
+        ("photos", "t2i_R@1"),
+    ):
         r = result[name]
-        chance = next(row for row in r["rows"] if row["method"] == "chance")
-        chance = chance.get("top1", chance.get("R@1"))
+        chance = next(row for row in r["rows"] if row["method"] == "chance")[metric]
         for row in r["rows"]:
             if row["method"] == "chance":
                 continue
             keys = ("anchors", "k", "p", "top", "pairs", "steps")
             settings = ", ".join(f"{key}={row[key]}" for key in keys if key in row)
-            score = row["top1"] if "top1" in row else row["R@1"]
+            score = row[metric]
             where = f"{name} ({r['test_images']}, {metric})"
             lines.append(f"| {where} | {row['method']} | {settings} | {score:.3f} | {chance:.3f} |")
     return "\n".join(lines)
