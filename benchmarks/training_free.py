@@ -1,20 +1,31 @@
-"""Training-free VLMs from vlkit's pretrained parts: ASIF and ConSE zero-shot top-1.
+"""Training-free VLMs from vlkit's pretrained parts (ASIF, ConSE) beside a LiT trained on the same pairs.
 
-    python benchmarks/training_free.py --threads 1     # Fashion-MNIST + sklearn digits, ~10 min
-    python benchmarks/training_free.py --smoke         # 16 anchors, 16 test images, seconds
+    python benchmarks/training_free.py --threads 1     # digits, Fashion-MNIST, photos; ~15-25 min cold
+    python benchmarks/training_free.py --smoke         # tiny sizes, a minute
     python benchmarks/training_free.py --table         # the README's table, from the results file
 
-EfficientNet-Lite0 (ImageNet) + MiniLM-L6, nothing trained. Fashion-MNIST: anchors drawn from
-the train split with vlkit's label captions ("a photo of a trouser", as `vlkit asif --data
-fashion-mnist` draws them), scored on random test-split images. sklearn digits (1,797 8x8
-images): anchors from a random half with template captions, scored on the other half.
-The image features are computed once and held in memory; every row below reuses them through
-the library's own code (`ASIF.set_anchors` / `encode_image_features`, `ConSE`, the label
-embeddings of `vlkit.api`), and one check classifies images end to end with `vlkit.load` to show
-the cached path gives the same labels. Rows: an ASIF sweep over anchors / k / p, ConSE (top-T of
-the 1,000 ImageNet classes), chance, and ASIF with the anchors' captions shuffled among them (the
-pairs broken: what the anchors' pairing is worth).
-Writes benchmarks/results/training_free.json (not in --smoke).
+EfficientNet-Lite0 (ImageNet) + MiniLM-L6, frozen. Every choice (ASIF's k and p; for digits also
+the rendering's margin and the anchors' caption wording) is made on a validation split carved from
+the training pairs (the last fifth), then the model is rebuilt with all the training pairs and
+scored once on the test images:
+
+- sklearn digits (`vlkit.data.digits`): anchors are the "train" half, test the other half; the
+  validation rows also record each margin's nearest-neighbour accuracy between images (does the
+  image side separate the classes?) and ASIF with one-hot class "captions" (the image side's
+  ceiling), so a shortfall can be placed on the image or the text side.
+- Fashion-MNIST: anchors drawn from train as `vlkit asif --data fashion-mnist` draws them, scored
+  on random test images.
+- photos: the 13 training photographs, every caption an anchor pair; retrieval on the 7 held-out
+  ones through `vlkit.eval.harness` (R@1 chance 1/7; a sanity check, not a measurement).
+
+LiT is `recipes/lit-scenes.yaml`'s model (locked EfficientNet-Lite0, MiniLM-L6 and projections
+trained, CLIP loss, its lr, warmup and AdamW) trained on the same training pairs. The image tower
+is locked and in eval mode, so its features are computed once and the trained parts see them
+exactly as `vlkit train` would show them. Image features are cached on disk
+(`runs/cache/training-free`, `vlkit.models.feature_cache`, keyed by image bytes and encoder
+weights), so a rerun embeds nothing. One check classifies raw images end to end with `vlkit.load`
+to show the cached path gives the same labels. Writes benchmarks/results/training_free-lit.json
+(not in --smoke); the earlier training_free.json (digits without a margin, mixed wordings) stays.
 """
 
 from __future__ import annotations
@@ -29,181 +40,309 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from common import RESULTS, run_info, write_results
 
-from vlkit.api import TrainingFreeModel, load
-from vlkit.config import DEFAULT_TEMPLATES, Config, TrainingFreeConfig
+from vlkit.api import ContrastiveModel, TrainingFreeModel, load
+from vlkit.config import DEFAULT_TEMPLATES, Config, TrainingFreeConfig, load_config
+from vlkit.data.digits import WORDS, Digits
 from vlkit.data.fashion_mnist import FashionMNIST
+from vlkit.data.photos import Photos
+from vlkit.eval.embedded import named_benchmarks
+from vlkit.eval.harness import evaluate_benchmarks
+from vlkit.eval.result import RETRIEVAL_CHANCE
 from vlkit.models.build import build_model, save_model
 from vlkit.models.build_training_free import choose_anchors, fill_class_names
-from vlkit.models.training_free import ASIF, ConSE, TrainingFree, embed_image_features, embed_text_features
+from vlkit.models.feature_cache import FeatureCache, encoder_fingerprint
+from vlkit.models.losses import clip_loss
+from vlkit.models.towers import tokenize
+from vlkit.models.training_free import ASIF, TrainingFree, embed_image_features, embed_text_features
+from vlkit.train.loop import lr_lambda, make_optimizer
 
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "training_free-lit"
 GOALS = {"fashion-mnist": 0.85, "digits": 0.90}  # issue 12's ASIF goals
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+WORDINGS = ["a handwritten digit {}", "the number {}", "a picture of the number {}"]
 
 
-class Task:
-    """One data set, embedded once: anchor pairs (image features, captions) and test images
-    (features, labels), with the class names zero-shot classification picks from."""
+class Embedder:
+    """The frozen towers, with image features cached on disk."""
 
-    def __init__(self, name, classes, anchors, test_images, test_labels, model):
-        self.name, self.classes = name, classes
-        self.anchor_captions = [a["caption"] for a in anchors]
-        started = time.perf_counter()
-        with torch.inference_mode():
-            self.anchor_images = embed_image_features(model, [a["image"] for a in anchors])
-            self.anchor_texts = embed_text_features(model, self.anchor_captions)
-            self.test_images = embed_image_features(model, test_images)
-        self.test_labels = np.asarray(test_labels)
-        self.raw_test_images = test_images[:32]
-        self.embed_seconds = time.perf_counter() - started
-        print(
-            f"{name}: {len(anchors)} anchors + {len(test_images)} test images embedded "
-            f"in {self.embed_seconds:.0f} s",
-            flush=True,
+    def __init__(self, towers: TrainingFree):
+        self.towers = towers
+        key = encoder_fingerprint(towers.image_tower, towers.cfg.image_encoder)
+        self.cache = FeatureCache(
+            ROOT / "runs" / "cache" / "training-free", key, (1, towers.image_tower.out_dim)
         )
+        self.seconds = 0.0
+
+    def images(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8[H, W, 3] arrays → float[N, D_img] pooled features."""
+        started = time.perf_counter()
+
+        def compute(missing):
+            print(f"embedding {len(missing)} images", flush=True)
+            with torch.inference_mode():
+                return embed_image_features(self.towers, missing).unsqueeze(1)
+
+        # in chunks: each chunk is on disk once computed, so an interrupted run loses one chunk
+        chunks = [self.cache.get_or_compute(images[i : i + 128], compute) for i in range(0, len(images), 128)]
+        self.seconds += time.perf_counter() - started
+        return torch.cat(chunks).squeeze(1)
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        with torch.inference_mode():
+            return embed_text_features(self.towers, texts)
 
 
-def fashion_mnist(model, anchors: int, test: int, seed: int) -> Task:
-    train, held_out = FashionMNIST("train"), FashionMNIST("test")
-    pairs = choose_anchors(train, anchors, seed)
-    rows = np.random.default_rng(seed + 1).permutation(len(held_out))[:test]
-    images = [held_out[int(i)]["image"] for i in rows]
-    return Task("fashion-mnist", list(held_out.classes), pairs, images, held_out.labels[rows], model)
+class Pairs:
+    """Image features float[N, D] with captions and (optionally) class labels."""
+
+    def __init__(self, features, captions, labels=None):
+        self.features, self.captions = features, list(captions)
+        self.labels = None if labels is None else np.asarray(labels)
+
+    def split(self, fraction: float = 0.2) -> tuple[Pairs, Pairs]:
+        """(the first 1 - fraction, the last fraction): fit and validation."""
+        cut = len(self.captions) - max(1, int(len(self.captions) * fraction))
+        head = Pairs(
+            self.features[:cut], self.captions[:cut], None if self.labels is None else self.labels[:cut]
+        )
+        tail = Pairs(
+            self.features[cut:], self.captions[cut:], None if self.labels is None else self.labels[cut:]
+        )
+        return head, tail
 
 
-def digits(model, anchors: int, test: int, seed: int) -> Task:
-    """sklearn's 8x8 digits as uint8 RGB (ink dark on white), half anchors, half test."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    images = [
-        np.repeat((255 - data.images[i] * 255 / 16).astype(np.uint8)[:, :, None], 3, 2)
-        for i in range(len(data.images))
-    ]
-    order = np.random.default_rng(seed).permutation(len(images))
-    half = len(order) // 2
-    rng = np.random.default_rng(seed + 2)
-    captions = ["a handwritten digit {}", "the number {}", "a picture of the number {}"]
-    pairs = [
-        {"image": images[i], "caption": captions[rng.integers(3)].format(DIGIT_WORDS[data.target[i]])}
-        for i in order[:half][:anchors]
-    ]
-    rows = order[half:][:test]
-    return Task("digits", DIGIT_WORDS, pairs, [images[i] for i in rows], data.target[rows], model)
-
-
-def asif(towers, task: Task, anchors: int, k: int, p: float, shuffle: bool = False) -> ASIF:
-    """An ASIF model over `towers`' encoders with the task's first `anchors` pairs (their captions
-    permuted among them when `shuffle`)."""
-    cfg = TrainingFreeConfig(method="asif", anchors=anchors, k=k, p=p, anchor_data=task.name)
-    model = ASIF(cfg, towers.image_tower, towers.text_tower)
-    texts = task.anchor_texts[:anchors]
-    if shuffle:
-        texts = texts[torch.from_numpy(np.random.default_rng(0).permutation(anchors))]
-    model.set_anchors(task.anchor_images[:anchors], texts)
+def asif_model(emb: Embedder, anchors: Pairs, k: int, p: float) -> ASIF:
+    cfg = TrainingFreeConfig(
+        method="asif", anchors=len(anchors.captions), k=min(k, len(anchors.captions)), p=p
+    )
+    model = ASIF(cfg, emb.towers.image_tower, emb.towers.text_tower)
+    model.set_anchors(anchors.features, emb.texts(anchors.captions))
     return model
 
 
-def predictions(model: TrainingFree, task: Task, features: torch.Tensor | None = None) -> np.ndarray:
-    """Zero-shot labels of the cached image features, through the library's label embeddings."""
+def zero_shot(user: ContrastiveModel, images: torch.Tensor, test: Pairs, classes: list[str]) -> float:
+    """Top-1 of image embeddings float[N, E] against the classes' label embeddings."""
+    labels = torch.from_numpy(user.label_embeddings(classes, DEFAULT_TEMPLATES))  # (C, E)
+    return float(((images @ labels.T).argmax(1).numpy() == test.labels).mean())
+
+
+def asif_top1(model: ASIF, test: Pairs, classes: list[str]) -> float:
     user = TrainingFreeModel(model, Config(kind="training-free", model=model.cfg))
-    labels = torch.from_numpy(user.label_embeddings(task.classes, DEFAULT_TEMPLATES))  # (C, E)
     with torch.inference_mode():
-        images = model.encode_image_features(task.test_images if features is None else features)
-    return (images @ labels.T).argmax(1).numpy()
+        return zero_shot(user, model.encode_image_features(test.features), test, classes)
 
 
-def accuracy(model: TrainingFree, task: Task) -> float:
-    return float((predictions(model, task) == task.test_labels).mean())
+def image_side(fit: Pairs, val: Pairs, k: int, p: float) -> dict:
+    """Nearest anchor image's label, and ASIF with one-hot class 'captions' (perfect text side)."""
+    mean = fit.features.mean(0)
+    a, v = F.normalize(fit.features - mean, dim=-1), F.normalize(val.features - mean, dim=-1)
+    nearest = float((fit.labels[(v @ a.T).argmax(1).numpy()] == val.labels).mean())
+    from vlkit.models.training_free import relative
+
+    onehot = torch.zeros(len(fit.labels), 10)
+    onehot[torch.arange(len(fit.labels)), torch.from_numpy(fit.labels)] = 1
+    oracle = (relative(v, a, min(k, len(a)), p) @ onehot).argmax(1).numpy()
+    return {"nearest_image": nearest, "asif_one_hot_text": float((oracle == val.labels).mean())}
 
 
-def end_to_end_agrees(model: TrainingFree, task: Task) -> bool:
-    """Save, `vlkit.load`, classify raw images: the same labels as the cached-feature path."""
+def choose_asif(emb: Embedder, train: Pairs, classes: list[str], grid: dict, tag: dict) -> list[dict]:
+    """ASIF on the validation fifth of `train` for every (k, p): rows tagged with `tag`."""
+    fit, val = train.split()
+    rows = []
+    for k in grid["k"]:
+        for p in grid["p"]:
+            acc = asif_top1(asif_model(emb, fit, k, p), val, classes)
+            rows.append(tag | {"k": k, "p": p, "validation_top1": acc})
+            print(f"validation {tag} k={k} p={p}: {acc:.3f}", flush=True)
+    return rows
+
+
+def train_lit(train: Pairs, steps: int, batch: int, seed: int) -> ContrastiveModel:
+    """recipes/lit-scenes.yaml's model and optimiser on `train`'s cached features (its image tower
+    is locked: only the text tower, the projections and the temperature learn)."""
+    cfg = load_config(ROOT / "recipes" / "lit-scenes.yaml")
+    cfg.train.steps, cfg.train.warmup_steps = steps, min(cfg.train.warmup_steps, steps // 10)
+    torch.manual_seed(seed)
+    model = build_model(cfg).train()
+    optimizer = make_optimizer(model, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    for step in range(steps):
+        rows = rng.choice(len(train.captions), size=min(batch, len(train.captions)), replace=False)
+        images = F.normalize(model.visual_projection(train.features[rows]), dim=-1)  # (B, E)
+        enc = tokenize(model.text_tower, [train.captions[i] for i in rows])
+        texts = model.encode_texts(enc["input_ids"], enc["attention_mask"])  # (B, E)
+        loss = clip_loss(images, texts, model.scale())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % 50 == 0 or step == steps - 1:
+            print(f"LiT step {step}: loss {loss.item():.3f}", flush=True)
+    user = ContrastiveModel(model.eval(), cfg)
+    user.train_seconds = time.perf_counter() - started
+    return user
+
+
+def lit_images(user: ContrastiveModel, features: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return F.normalize(user.model.visual_projection(features), dim=-1)
+
+
+def classified(
+    emb: Embedder, conse, train: Pairs, test: Pairs, classes: list[str], best: dict, args, raw
+) -> list[dict]:
+    """The test rows of a labelled set: ASIF as chosen (and whether `vlkit.load` on the raw first
+    test images agrees), ConSE, LiT, chance."""
+    model = asif_model(emb, train, best["k"], best["p"])
+    agrees = end_to_end_agrees(model, raw, test.features[: len(raw)], classes)
+    print(f"end-to-end agrees: {agrees}", flush=True)
+    rows = [{"method": "asif", "anchors": len(train.captions), "k": best["k"], "p": best["p"],
+             "top1": asif_top1(model, test, classes), "end_to_end_agrees": agrees}]  # fmt: skip
+    shuffled = np.random.default_rng(0).permutation(len(train.captions))  # the pairs broken
+    control = Pairs(train.features, [train.captions[i] for i in shuffled], train.labels)
+    acc = asif_top1(asif_model(emb, control, best["k"], best["p"]), test, classes)
+    rows.append(
+        {"method": "asif, captions shuffled among the anchors", "k": best["k"], "p": best["p"], "top1": acc}
+    )
+    user = TrainingFreeModel(conse, Config(kind="training-free", model=conse.cfg))
+    for top in (1, 5, 10):
+        conse.cfg.top = top
+        with torch.inference_mode():
+            acc = zero_shot(user, conse.encode_image_features(test.features), test, classes)
+        rows.append({"method": "conse", "top": top, "top1": acc})
+    lit = train_lit(train, args.lit_steps, 64, args.seed)
+    rows.append({"method": "lit (trained on the anchor pairs)", "pairs": len(train.captions),
+                 "steps": args.lit_steps, "batch": 64, "train_seconds": round(lit.train_seconds),
+                 "top1": zero_shot(lit, lit_images(lit, test.features), test, classes)})  # fmt: skip
+    rows.append({"method": "chance", "top1": 1 / len(classes)})
+    return rows
+
+
+def best_row(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: r["validation_top1"])
+
+
+def digits(emb: Embedder, conse, args, sizes: dict) -> dict:
+    """Margins x wordings x (k, p) on validation; the best rebuilt on the train half, tested once;
+    the same settings with no margin (how the digits were rendered before) tested beside it."""
+    validation, image_rows, train_sets = [], [], {}
+    for margin in args.margins:
+        train = Digits("train", margin=margin)
+        n = min(len(train), sizes["digits"])
+        feats, labels = emb.images([train[i]["image"] for i in range(n)]), train.labels[:n]
+        train_sets[margin] = (feats, labels)
+        fit, val = Pairs(feats, [""] * n, labels).split()
+        image_rows.append({"margin": margin} | image_side(fit, val, 800, 8.0))
+        print(f"digits margin {margin}: {image_rows[-1]}", flush=True)
+        captions = {"one wording": [WORDINGS[0].format(WORDS[c]) for c in labels],
+                    "three wordings": [WORDINGS[i % 3].format(WORDS[c]) for i, c in enumerate(labels)]}  # fmt: skip
+        for wording, caps in captions.items():
+            tag = {"margin": margin, "captions": wording}
+            validation += choose_asif(emb, Pairs(feats, caps, labels), WORDS, args.grid, tag)
+    best = best_row(validation)
+    feats, labels = train_sets[best["margin"]]
+    wording = WORDINGS[0] if best["captions"] == "one wording" else None
+    caps = [(wording or WORDINGS[i % 3]).format(WORDS[c]) for i, c in enumerate(labels)]
+    tests = {}
+    for margin in [best["margin"]]:
+        held = Digits("test", margin=margin)
+        n = min(len(held), sizes["digits"])
+        tests[margin] = Pairs(emb.images([held[i]["image"] for i in range(n)]), [""] * n, held.labels[:n])
+    raw = [Digits("test", margin=best["margin"])[i]["image"] for i in range(8)]
+    rows = classified(emb, conse, Pairs(feats, caps, labels), tests[best["margin"]], WORDS, best, args, raw)
+    if best["margin"] != 0:
+        plain = Pairs(train_sets[0][0], caps, train_sets[0][1]) if 0 in train_sets else None
+        if plain is not None:
+            acc = asif_top1(asif_model(emb, plain, best["k"], best["p"]), tests[0], WORDS)
+            rows.insert(1, {"method": "asif, no margin (as rendered before)", "anchors": len(caps),
+                            "k": best["k"], "p": best["p"], "top1": acc})  # fmt: skip
+    return {"validation": validation, "image_side_on_validation": image_rows, "chosen": best,
+            "test_images": len(tests[best["margin"]].labels), "rows": rows}  # fmt: skip
+
+
+def fashion(emb: Embedder, conse, args, sizes: dict) -> dict:
+    """Anchors drawn as `vlkit asif --data fashion-mnist` draws them; (k, p) chosen on their last
+    fifth; ASIF, ConSE and LiT on random test images."""
+    train_set, held_out = FashionMNIST("train"), FashionMNIST("test")
+    pairs = choose_anchors(train_set, sizes["fashion_anchors"], args.seed)
+    labels = [int(a["key"].rsplit("/", 1)[1]) for a in pairs]
+    train = Pairs(
+        emb.images([a["image"] for a in pairs]), [a["caption"] for a in pairs], train_set.labels[labels]
+    )
+    rows = np.random.default_rng(args.seed + 1).permutation(len(held_out))[: sizes["fashion_test"]]
+    images = [held_out[int(i)]["image"] for i in rows]
+    test = Pairs(emb.images(images), [""] * len(rows), held_out.labels[rows])
+    classes = list(held_out.classes)
+    validation = choose_asif(emb, train, classes, args.grid, {})
+    best = best_row(validation)
+    return {"validation": validation, "chosen": best, "test_images": len(rows),
+            "rows": classified(emb, conse, train, test, classes, best, args, images[:8])}  # fmt: skip
+
+
+def photos(emb: Embedder, conse, args) -> dict:
+    """Retrieval among the 7 held-out photos by the harness: ASIF with every (photo, caption) of
+    the 13 training photos as an anchor (k = all, p = `vlkit asif`'s default; too few to validate),
+    ConSE, and LiT trained on those pairs."""
+    train = Photos(split="train")
+    pairs = [(train[i]["image"], c) for i in range(len(train)) for c in train[i]["captions"]]
+    anchors = Pairs(emb.images([im for im, _ in pairs]), [c for _, c in pairs])
+    benchmarks = [b for b in named_benchmarks("photos") if b.task == "retrieval"]
+    asif = asif_model(emb, anchors, len(pairs), TrainingFreeConfig().p)
+    lit = train_lit(anchors, args.lit_steps, 64, args.seed)
+    conse.cfg.top = 5
+    models = {
+        f"asif ({len(pairs)} anchor pairs, k={len(pairs)}, p={asif.cfg.p})": TrainingFreeModel(asif, Config(kind="training-free", model=asif.cfg)),
+        "conse (top 5)": TrainingFreeModel(conse, Config(kind="training-free", model=conse.cfg)),
+        f"lit (trained on the {len(pairs)} pairs, {args.lit_steps} steps)": lit,
+    }  # fmt: skip
+    rows = []
+    for method, user in models.items():
+        result = evaluate_benchmarks(user, benchmarks)[0]
+        scores = {key: result.metrics[key] for key in ("i2t_R@1", "t2i_R@1")}
+        rows.append({"method": method} | scores)
+        print(f"photos {method}: {scores}", flush=True)
+    chance = result.breakdowns[RETRIEVAL_CHANCE]
+    rows.append({"method": "chance"} | {key: chance[key] for key in ("i2t_R@1", "t2i_R@1")})
+    return {"test_images": len(benchmarks[0].examples), "rows": rows}
+
+
+def end_to_end_agrees(model: ASIF, raw: list[np.ndarray], features: torch.Tensor, classes: list[str]) -> bool:
+    """Save the ASIF model, `vlkit.load` it, classify raw images: the cached features' labels."""
     with tempfile.TemporaryDirectory() as folder:
         save_model(model, Config(kind="training-free", model=model.cfg), Path(folder))
-        loaded = load(folder, kind="contrastive")
-        top = loaded.classify(task.raw_test_images, task.classes).probs.argmax(1)
-    cached = predictions(model, task, task.test_images[: len(task.raw_test_images)])
+        top = load(folder, kind="contrastive").classify(raw, classes).probs.argmax(1)
+    user = TrainingFreeModel(model, Config(kind="training-free", model=model.cfg))
+    labels = torch.from_numpy(user.label_embeddings(classes, DEFAULT_TEMPLATES))
+    with torch.inference_mode():
+        cached = (model.encode_image_features(features) @ labels.T).argmax(1).numpy()
     return bool((top == cached).all())
-
-
-def sweep(towers, task: Task, grid: dict) -> list[dict]:
-    rows = []
-    for anchors in grid["anchors"]:
-        for k in grid["k"]:
-            for p in grid["p"]:
-                if k > anchors:
-                    continue
-                acc = accuracy(asif(towers, task, anchors, k, p), task)
-                rows.append({"method": "asif", "anchors": anchors, "k": k, "p": p, "top1": acc})
-                print(f"{task.name}: ASIF anchors={anchors} k={k} p={p}: {acc:.3f}", flush=True)
-    return rows
-
-
-def baselines(towers, conse: ConSE, task: Task, grid: dict) -> list[dict]:
-    best = max(grid["anchors"])
-    k, p = max(x for x in grid["k"] if x <= best), max(grid["p"])
-    rows = [{"method": "chance", "top1": 1 / len(task.classes)}]
-    shuffled = accuracy(asif(towers, task, best, k, p, shuffle=True), task)
-    rows.append(
-        {
-            "method": "asif, captions shuffled among the anchors",
-            "anchors": best,
-            "k": k,
-            "p": p,
-            "top1": shuffled,
-        }
-    )
-    for top in grid["top"]:
-        conse.cfg.top = top
-        rows.append({"method": "conse", "top": top, "top1": accuracy(conse, task)})
-    for row in rows:
-        print(f"{task.name}: {row}", flush=True)
-    return rows
-
-
-def run(task: Task, towers, conse: ConSE, grid: dict) -> dict:
-    rows = sweep(towers, task, grid)
-    best = max(rows, key=lambda r: r["top1"])  # chosen on the test images: optimistic
-    # `vlkit asif`'s defaults (k=800, p=8; anchors: 2,000 or all there are), fixed in advance
-    d = TrainingFreeConfig()
-    anchors = min(d.anchors, len(task.anchor_captions))
-    default = asif(towers, task, anchors, min(d.k, anchors), d.p)
-    defaults = {
-        "method": "asif",
-        "anchors": anchors,
-        "k": min(d.k, anchors),
-        "p": d.p,
-        "top1": accuracy(default, task),
-    }
-    return {
-        "anchors_available": len(task.anchor_captions),
-        "test_images": len(task.test_labels),
-        "embed_seconds": round(task.embed_seconds, 1),
-        "rows": rows + baselines(towers, conse, task, grid),
-        "asif_command_defaults": defaults,
-        "best_asif_chosen_on_test": best,
-        "goal": GOALS[task.name],
-        "goal_met_by_defaults": defaults["top1"] >= GOALS[task.name],
-        "end_to_end_agrees": end_to_end_agrees(default, task),
-    }
 
 
 def table(result: dict) -> str:
     """benchmarks/README.md's table, from a results file."""
-    lines = ["| data | method | anchors | k | p | top-T | top-1 |", "|---|---|---|---|---|---|---|"]
-    for name in ("fashion-mnist", "digits"):
+    lines = ["| data (test images, metric) | method | settings | score | chance |", "|---|---|---|---|---|"]
+    for name, metric in (
+        ("digits", "top1"),
+        ("fashion-mnist", "top1"),
+        ("photos", "i2t_R@1"),
+        ("photos", "t2i_R@1"),
+    ):
         r = result[name]
-        d, best = r["asif_command_defaults"], r["best_asif_chosen_on_test"]
-        rows = [
-            ("ASIF, `vlkit asif`'s defaults", d),
-            ("ASIF, best of the sweep (chosen on the test images)", best),
-        ]
-        rows += [(row["method"], row) for row in r["rows"] if row["method"] != "asif"]
-        for method, row in rows:
-            cells = [row.get(key, "") for key in ("anchors", "k", "p", "top")]
-            lines.append(f"| {name} | {method} | " + " | ".join(map(str, cells)) + f" | {row['top1']:.3f} |")
+        chance = next(row for row in r["rows"] if row["method"] == "chance")[metric]
+        for row in r["rows"]:
+            if row["method"] == "chance":
+                continue
+            keys = ("anchors", "k", "p", "top", "pairs", "steps")
+            settings = ", ".join(f"{key}={row[key]}" for key in keys if key in row)
+            score = row[metric]
+            where = f"{name} ({r['test_images']}, {metric})"
+            lines.append(f"| {where} | {row['method']} | {settings} | {score:.3f} | {chance:.3f} |")
     return "\n".join(lines)
 
 
@@ -214,52 +353,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lit-steps", type=int, default=150, help="LiT's steps (recipes/lit-scenes.yaml: 300)"
+    )
     parser.add_argument("--table", action="store_true", help="print the README table from the results file")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads((RESULTS / "training_free.json").read_text())))
+        print(table(json.loads((RESULTS / f"{NAME}.json").read_text())))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     if args.smoke:
-        grid, sizes = {"anchors": [8, 16], "k": [4, 16], "p": [1.0, 8.0], "top": [5]}, (16, 16, 16, 16)
+        args.grid, args.margins, args.lit_steps = {"k": [4, 16], "p": [1.0, 8.0]}, [0, 4], 3
+        sizes = {"digits": 24, "fashion_anchors": 20, "fashion_test": 16}
     else:
-        grid = {
-            "anchors": [500, 1000, 2000, 4000],
-            "k": [100, 400, 800],
-            "p": [1.0, 4.0, 8.0],
-            "top": [1, 5, 10],
-        }
-        sizes = (4000, 1000, 898, 899)
+        args.grid, args.margins = {"k": [100, 400, 800], "p": [1.0, 4.0, 8.0]}, [0, 4]
+        sizes = {"digits": 10_000, "fashion_anchors": 1000, "fashion_test": 500}
     conse = fill_class_names(
         build_model(Config(kind="training-free", model=TrainingFreeConfig(method="conse")))
     )
-    towers = conse  # the same pretrained encoders: ASIF reuses them
-    tasks = [
-        fashion_mnist(towers, sizes[0], sizes[1], args.seed),
-        digits(towers, sizes[2], sizes[3], args.seed),
-    ]
-    available = len(tasks[1].anchor_captions)  # digits: fewer anchors than the grid's largest
-    grid_digits = {**grid, "anchors": sorted({a for a in grid["anchors"] if a < available} | {available})}
-    result = {
-        "fashion-mnist": run(tasks[0], towers, conse, grid),
-        "digits": run(tasks[1], towers, conse, grid_digits),
-        "encoders": "efficientnet-lite0 (ImageNet) + minilm-l6",
-        "templates": list(DEFAULT_TEMPLATES),
-    }
-    for name in ("fashion-mnist", "digits"):
-        r = result[name]
-        d, best = r["asif_command_defaults"], r["best_asif_chosen_on_test"]
-        print(
-            f"{name}: ASIF with vlkit asif's defaults {d['top1']:.3f} (anchors={d['anchors']}), goal "
-            f"{r['goal']}: {'met' if r['goal_met_by_defaults'] else 'NOT met'}; best of the sweep "
-            f"{best['top1']:.3f} (anchors={best['anchors']} k={best['k']} p={best['p']}, chosen on the "
-            f"test images); end-to-end agrees: {r['end_to_end_agrees']}"
-        )
+    emb = Embedder(conse)  # the same pretrained towers: ASIF and the cache reuse them
+    result = {"digits": digits(emb, conse, args, sizes), "fashion-mnist": fashion(emb, conse, args, sizes)}
+    result["photos"] = photos(emb, conse, args)
+    result |= {"encoders": "efficientnet-lite0 (ImageNet) + minilm-l6", "templates": list(DEFAULT_TEMPLATES),
+               "embed_seconds": round(emb.seconds), "lit_recipe": "recipes/lit-scenes.yaml"}  # fmt: skip
+    print(table(result))
+    agree = all(r["rows"][0]["end_to_end_agrees"] for r in (result["digits"], result["fashion-mnist"]))
+    for name in ("digits", "fashion-mnist"):
+        asif = result[name]["rows"][0]["top1"]
+        print(f"{name}: ASIF {asif:.3f}, goal {GOALS[name]}: {'met' if asif >= GOALS[name] else 'NOT met'}")
+        result[name]["goal"], result[name]["goal_met"] = GOALS[name], asif >= GOALS[name]
     if not args.smoke:
-        write_results("training_free", run_info(load_before, torch.get_num_threads()) | result)
-    return 0 if all(result[n]["end_to_end_agrees"] for n in ("fashion-mnist", "digits")) else 1
+        write_results(NAME, run_info(load_before, torch.get_num_threads()) | result)
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":

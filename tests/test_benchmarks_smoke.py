@@ -146,9 +146,10 @@ def test_segmentation_ceiling_smoke():
 def test_training_free_smoke():
     out = run_smoke("training_free.py")  # exits 1 when vlkit.load's labels differ from the cached path's
     for name in ("fashion-mnist", "digits"):
-        assert f"{name}: ASIF with vlkit asif's defaults" in out
-        assert f"{name}: {{'method': 'conse'" in out
-        assert f"{name}: {{'method': 'asif, captions shuffled among the anchors'" in out
+        assert f"{name}: ASIF " in out and f"| {name} (" in out
+    for method in ("conse", "asif, captions shuffled among the anchors", "lit (trained on the anchor pairs)"):
+        assert f"| {method} |" in out
+    assert "photos (7, i2t_R@1) | conse (top 5)" in out and "photos (7, t2i_R@1) | lit (trained on" in out
     assert out.count("end-to-end agrees: True") == 2
 
 

@@ -135,32 +135,52 @@ def test_a_conse_folder_embeds_images_as_a_mix_of_imagenet_class_names(tmp_path)
     assert result.probs.shape == (1, 2)
 
 
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def test_asif_with_the_pretrained_encoders_reads_digits_far_above_chance():
-    """Learning-style: sklearn digits, 150 anchors captioned "a handwritten digit seven", 60 other
-    digits classified among the ten words (chance 0.1), nothing trained."""
+def digits_asif_accuracy(margin: int) -> float:
+    """sklearn digits rendered by `vlkit.data.digits.render_digit`, 150 anchors captioned "a
+    handwritten digit seven", the next 60 classified among the ten words, nothing trained."""
     from sklearn.datasets import load_digits
 
     from vlkit.config import Config, TrainingFreeConfig
+    from vlkit.data.digits import WORDS, render_digit
     from vlkit.models.build import build_model
     from vlkit.models.build_training_free import choose_anchors, fill_anchors
 
     data = load_digits()
-    images = [
-        np.repeat((255 - data.images[i] * 255 / 16).astype(np.uint8)[:, :, None], 3, 2) for i in range(210)
-    ]
+    images = [render_digit(data.images[i], margin) for i in range(210)]
     samples = [
-        {"image": images[i], "captions": [f"a handwritten digit {DIGIT_WORDS[data.target[i]]}"]}
-        for i in range(150)
+        {"image": images[i], "captions": [f"a handwritten digit {WORDS[data.target[i]]}"]} for i in range(150)
     ]
     cfg = Config(kind="training-free", model=TrainingFreeConfig(anchors=150, k=100, p=8.0))
     model = fill_anchors(build_model(cfg), choose_anchors(samples, 150, seed=0))
-    user = api.TrainingFreeModel(model, cfg)
-    top = user.classify(images[150:], DIGIT_WORDS).probs.argmax(1)
-    accuracy = float((top == data.target[150:210]).mean())
-    assert accuracy >= 0.5, accuracy
+    top = api.TrainingFreeModel(model, cfg).classify(images[150:], WORDS).probs.argmax(1)
+    return float((top == data.target[150:210]).mean())
+
+
+def test_asif_with_the_pretrained_encoders_reads_margined_digits():
+    """Learning-style: chance is 0.1. Drawn edge to edge (margin 0, how the digits were fed
+    before) the same 60 digits scored 0.75, with the margin 0.87 (measured once)."""
+    accuracy = digits_asif_accuracy(margin=4)
+    assert accuracy >= 0.8, accuracy
+
+
+def test_render_digit_draws_dark_ink_on_white_inside_a_margin():
+    from vlkit.data.digits import Digits, render_digit
+
+    pixels = np.full((8, 8), 16.0)  # ink everywhere
+    image = render_digit(pixels, margin=3)
+    assert image.shape == (14, 14, 3) and image.dtype == np.uint8
+    assert (image[3:11, 3:11] == 0).all()  # full ink is black
+    inner = np.zeros((14, 14), bool)
+    inner[3:11, 3:11] = True
+    assert (image[~inner] == 255).all()  # the margin is paper
+    with pytest.raises(ValueError, match="0..16"):
+        render_digit(np.full((8, 8), 17.0))
+    train, test = Digits("train"), Digits("test")
+    assert len(train) + len(test) == 1797
+    assert not {train[i]["key"] for i in range(len(train))} & {test[i]["key"] for i in range(len(test))}
+    sample = train[0]
+    assert sample["captions"] == [f"a handwritten digit {Digits.classes[sample['label']]}"]
+    assert sample["image"].shape == (16, 16, 3)
 
 
 def test_a_training_free_config_round_trips_quietly(tmp_path, caplog):
