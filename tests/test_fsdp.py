@@ -33,7 +33,7 @@ def _launch(config: Path, processes: int, stop_at: int | None = None) -> None:
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     tail = [] if stop_at is None else [str(stop_at)]
-    subprocess.run([*launcher, WORKER, str(config), *tail], check=True, env=env, timeout=600)
+    subprocess.run([*launcher, WORKER, str(config), *tail], check=True, env=env, timeout=1800)
 
 
 def _config(cfg, tmp_path: Path, name: str) -> Path:

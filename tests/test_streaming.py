@@ -77,7 +77,7 @@ def _launch(config: Path, processes: int, record: Path, stop_at: int | None = No
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     tail = [] if stop_at is None else [str(stop_at)]
     worker = str(ROOT / "tests" / "train_worker.py")
-    subprocess.run([*launcher, worker, str(config), *tail], check=True, env=env, timeout=600)
+    subprocess.run([*launcher, worker, str(config), *tail], check=True, env=env, timeout=1800)
 
 
 def _sequence(record: Path) -> list[tuple[int, int, str]]:
