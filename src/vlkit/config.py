@@ -129,6 +129,10 @@ class TrainConfig:
     save_every: int = 200
     keep_last: int = 2
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # How several processes (torchrun / accelerate launch) share the model: ddp = a full copy
+    # each; fsdp = each holds 1/N of the weights, gradients and AdamW state (generative models;
+    # see vlkit/train/sharding.py). One process trains the same either way.
+    distributed: str = "ddp"
 
 
 # The one default prompt template for zero-shot labels that are bare nouns ("cat" → "a photo of
@@ -377,8 +381,15 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 
+DISTRIBUTED = ("ddp", "fsdp")  # train.distributed
+
+
 def check_ranges(cfg: Config) -> None:
     """Raises ConfigError naming the key, the value and the valid range of the first value out of range."""
+    if cfg.train.distributed not in DISTRIBUTED:
+        raise ConfigError(
+            f"train.distributed={cfg.train.distributed!r}: valid values are {', '.join(DISTRIBUTED)}"
+        )
     for key, (lo, hi) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name, None)

@@ -6,17 +6,23 @@ A sample needs an image (.jpg .jpeg .png .webp) and a caption: `.json` with "cap
 or "captions" (list[str]), else `.txt`. A `.json` "label"/"boxes" or a `.cls` member pass
 through.
 
-Training needs `dataset[i]`, not a stream, so construction scans the tar headers once and
-keeps each member's byte offset; `__getitem__` then reads exactly the bytes it needs.
+Training needs `dataset[i]`, not a stream: a shard's tar headers are scanned for each member's
+byte offset, and `__getitem__` then reads exactly the bytes it needs. That is lazy, so a data set
+of thousands of shards opens only the shards it reads: construction needs each shard's sample
+count, which the shard's index file (`<shard>.idx`, written by `write_shards` and
+`write_shard_index`) holds on its first line; a shard without one (or with a stale one: its tar
+changed size) is scanned once to count. The offsets of at most `cached_shards` shards are kept.
 """
 
 from __future__ import annotations
 
+import bisect
 import glob
 import io
 import itertools
 import json
 import tarfile
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,21 +62,27 @@ class WebDatasetShards:
 
     `pattern_or_paths`: a brace pattern ("data/shard-{000000..000003}.tar"), a glob
     ("data/*.tar"), or a list of either. Shards must be uncompressed tars (random access).
+    Sample `i` is the shards' samples in order (shard by shard, each in its tar's order).
     """
 
-    def __init__(self, pattern_or_paths: str | Path | Sequence[str | Path]):
+    def __init__(self, pattern_or_paths: str | Path | Sequence[str | Path], cached_shards: int = 16):
         self.shards = expand_shards(pattern_or_paths)
-        self._samples: list[_Sample] = []
+        self.cached_shards = max(1, cached_shards)
+        self._indexed: OrderedDict[int, list[_Sample]] = OrderedDict()  # shard → its samples, LRU
+        self._starts = [0]  # sample number of each shard's first sample, then the total
         for shard_index, shard in enumerate(self.shards):
-            self._samples.extend(_index_shard(shard, shard_index))
-        if not self._samples:
+            count = _indexed_count(shard)
+            if count is None:  # no index file: scan it now, and keep the scan while it is recent
+                count = len(self._remember(shard_index, _index_shard(shard, shard_index)))
+            self._starts.append(self._starts[-1] + count)
+        if not self._starts[-1]:
             raise ValueError(f"no samples in shards {pattern_or_paths!r}")
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return self._starts[-1]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        entry = self._samples[self._check_index(i)]
+        entry = self._entry(self._check_index(i))
         name = self._name(entry)
         sample = self._metadata(entry)
         sample["image"] = load_image(self._read(entry, entry.image), name=name)
@@ -79,7 +91,21 @@ class WebDatasetShards:
 
     def captions(self, i: int) -> list[str]:
         """The captions of sample `i` without decoding its image."""
-        return self._metadata(self._samples[self._check_index(i)])["captions"]
+        return self._metadata(self._entry(self._check_index(i)))["captions"]
+
+    def _entry(self, i: int) -> _Sample:
+        shard = bisect.bisect_right(self._starts, i) - 1
+        samples = self._indexed.get(shard)
+        if samples is None:
+            samples = self._remember(shard, _read_index(self.shards[shard], shard))
+        self._indexed.move_to_end(shard)
+        return samples[i - self._starts[shard]]
+
+    def _remember(self, shard: int, samples: list[_Sample]) -> list[_Sample]:
+        self._indexed[shard] = samples
+        while len(self._indexed) > self.cached_shards:
+            self._indexed.popitem(last=False)
+        return samples
 
     def _metadata(self, entry: _Sample) -> dict[str, Any]:
         """{"captions", "label"?, "boxes"?} from the sample's .json / .txt / .cls members."""
@@ -119,7 +145,7 @@ class WebDatasetShards:
         return f"{self.shards[entry.shard]}#{entry.key}"
 
     def _check_index(self, i: int) -> int:
-        return check_index(i, len(self._samples), f"samples in {len(self.shards)} shards")
+        return check_index(i, len(self), f"samples in {len(self.shards)} shards")
 
 
 def expand_shards(pattern_or_paths: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -140,6 +166,53 @@ def expand_shards(pattern_or_paths: str | Path | Sequence[str | Path]) -> list[P
             else:
                 raise FileNotFoundError(f"shard not found: {expanded} (from {str(pattern)!r})")
     return shards
+
+
+def index_path(shard: Path) -> Path:
+    return shard.with_name(shard.name + ".idx")
+
+
+def write_shard_index(shard: str | Path) -> Path:
+    """Writes `<shard>.idx`: a first line {"samples": n, "tar_bytes": size} (all construction
+    reads), then one JSON line per sample: its key and members' (offset, size)."""
+    shard = Path(shard)
+    samples = _index_shard(shard, 0)
+    lines = [json.dumps({"samples": len(samples), "tar_bytes": shard.stat().st_size})]
+    for s in samples:
+        members = [s.image, s.json, s.txt, s.cls]
+        lines.append(json.dumps([s.key, s.image_ext, *[[m.offset, m.size] if m else None for m in members]]))
+    path = index_path(shard)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _indexed_count(shard: Path) -> int | None:
+    """The sample count on the first line of the shard's index file; None without a current one."""
+    path = index_path(shard)
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        try:
+            head = json.loads(f.readline())
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"{path}: not a shard index (first line is not JSON); delete it to rescan"
+            ) from None
+    return head["samples"] if head.get("tar_bytes") == shard.stat().st_size else None
+
+
+def _read_index(shard: Path, shard_index: int) -> list[_Sample]:
+    """The shard's samples from its index file when current, else from a scan of its headers."""
+    if _indexed_count(shard) is None:
+        return _index_shard(shard, shard_index)
+    samples = []
+    with open(index_path(shard)) as f:
+        next(f)
+        for line in f:
+            key, ext, *members = json.loads(line)
+            image, meta, txt, cls = (_Member(*m) if m else None for m in members)
+            samples.append(_Sample(shard_index, key, ext, image, meta, txt, cls))
+    return samples
 
 
 def _split_key(member_name: str) -> tuple[str, str] | None:
@@ -200,7 +273,7 @@ def write_shards(
 
     `out_pattern_or_dir`: a pattern with a printf field for the shard number
     ("out/shard-%06d.tar", webdataset's ShardWriter convention) or a directory, which gets
-    shard-000000.tar, shard-000001.tar, ... Each sample becomes `<n>.<image_format>`,
+    shard-000000.tar, shard-000001.tar, ... (each with its `.idx`, `write_shard_index`). Each sample becomes `<n>.<image_format>`,
     `<n>.json` ({"captions": [...], "label"?: int, "boxes"?: ...}) and `<n>.txt` (the first
     caption), with `n` its running index, zero-padded.
     """
@@ -222,6 +295,7 @@ def write_shards(
             for n, sample in itertools.chain([first], itertools.islice(numbered, max_per_shard - 1)):
                 for extension, data in _encode_sample(sample, n, image_format).items():
                     _add_member(tar, f"{n:09d}.{extension}", data)
+        write_shard_index(paths[-1])
     if not paths:
         raise ValueError("write_shards: no samples to write")
     return paths

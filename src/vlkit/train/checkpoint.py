@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +56,18 @@ def save_checkpoint(
     step: int,
     model: torch.nn.Module,
     cfg: Config,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     counters: dict[str, int],
 ) -> Path:
+    """optimizer_state: `optimizer.state_dict()` (a sharded run's gathered whole, same format)."""
     root = checkpoint_dir(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
     final, tmp = root / name, root / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, cfg, tmp)
-    tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    tensors, meta = _flatten_optimizer(optimizer_state)
     save_file(tensors, tmp / "optimizer.safetensors")
     save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
     state = {"step": step, "scheduler": scheduler.state_dict(), "optimizer": meta, "counters": counters}
@@ -79,16 +81,19 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: Path,
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    load_optimizer: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Restores model, optimizer, scheduler and RNG in place; returns the trainer state."""
+    """Restores model (None: its weights are loaded already), optimizer, scheduler and RNG in
+    place; returns the trainer state. load_optimizer: how the optimizer takes the saved
+    `state_dict` (default `optimizer.load_state_dict`; a sharded run's shards it)."""
     state = json.loads((path / "trainer_state.json").read_text())
-    load_weights(model, path / WEIGHTS)
-    optimizer.load_state_dict(
-        _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"])
-    )
+    if model is not None:
+        load_weights(model, path / WEIGHTS)
+    saved = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"])
+    (load_optimizer or optimizer.load_state_dict)(saved)
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(load_file(path / "rng.safetensors")["torch"])
     return state

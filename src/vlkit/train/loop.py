@@ -1,7 +1,8 @@
 """The one training loop: AdamW, warmup + cosine, clipping, accumulation, bf16, eval, checkpoints.
 
 Runs as one process or under `torchrun` / `accelerate launch` (accelerate wraps the model in
-DDP; each process takes its slice of every global batch). Everything a run writes goes to
+DDP, or `train.distributed: fsdp` shards it, `vlkit.train.sharding`; each process takes its slice
+of every global batch). Everything a run writes goes to
 `train.out_dir`: `config.yaml`, `metrics.jsonl`, `checkpoints/`, `plots/`.
 """
 
@@ -25,8 +26,9 @@ from vlkit.config import Config, check_ranges, save_config, stage_configs
 from vlkit.data import build_dataset
 from vlkit.jsonl import read_jsonl
 from vlkit.models.build import build_model, initial_parts
-from vlkit.models.folders import write_stages
+from vlkit.models.folders import WEIGHTS, load_weights, write_stages
 from vlkit.models.kinds import model_kind, per_kind, texts_for
+from vlkit.train import sharding
 from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.detection import DetectionObjective
@@ -157,6 +159,20 @@ class Run:
     objective: Objective
     batcher: Batcher
     start: int  # the step this process starts from (0, or the resumed checkpoint's)
+    sharded: bool = False  # FSDP: `model` holds this process's shards, `host` the whole on process 0
+    host: torch.nn.Module | None = None  # process 0's unsharded copy, filled by `gathered` to save / evaluate
+
+
+def check_shardable(cfg: Config) -> None:
+    """`train.distributed: fsdp` shards a generative model, whose loss is one forward call; other
+    kinds' losses call their towers' methods outside `forward`, where FSDP has not gathered them."""
+    if cfg.kind != "generative":
+        raise ValueError(f"train.distributed: fsdp trains kind: generative only, not {cfg.kind!r}; use ddp")
+    if cfg.vlm.feature_cache and cfg.vlm.freeze_vision:
+        raise ValueError(
+            "train.distributed: fsdp cannot fill vlm.feature_cache (it runs the vision tower outside "
+            "the model's forward, where FSDP has not gathered it); set vlm.feature_cache=''"
+        )
 
 
 def prepare(cfg: Config) -> Run:
@@ -164,6 +180,8 @@ def prepare(cfg: Config) -> Run:
     check_ranges(cfg)  # configs built in code skip load_config's check
     if not model_kind(cfg.kind).trainable:  # refused before the data and encoders load
         nothing_to_train(cfg, None)
+    if cfg.train.distributed == "fsdp":
+        check_shardable(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     accelerator = make_accelerator()
@@ -176,19 +194,30 @@ def prepare(cfg: Config) -> Run:
         # The parts are loaded right before building: the new parts' initialisation goes on from
         # the RNG state loading leaves (see build_vlm), as before the loading moved here.
         model = build_model(cfg, texts=texts, **initial_parts(cfg))
+    sharded = cfg.train.distributed == "fsdp" and accelerator.num_processes > 1  # 1 process: nothing to shard
+    host = None
+    if sharded:  # weights load before sharding, the optimizer is built on the shards
+        if resume_from is not None:
+            load_weights(model, resume_from / WEIGHTS)
+        host = sharding.skeleton(model) if accelerator.is_main_process else None
+        sharding.shard(model)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start, skipped = 0, 0
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        load_optimizer = (lambda s: sharding.load_optimizer_state(model, optimizer, s)) if sharded else None
+        state = load_checkpoint(resume_from, None if sharded else model, optimizer, scheduler, load_optimizer)
         start, skipped = state["step"], state["counters"]["skipped"]
         log.info("resumed from %s at step %d", resume_from, start)
     objective = make_objective(cfg, model)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP's model is already distributed, and accelerate's CPU path would wrap it in DDP too
+    wrapped, optimizer = (model, optimizer) if sharded else accelerator.prepare(model, optimizer)
     t = cfg.train
     batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
     batcher.skipped = skipped
-    return Run(cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start)
+    return Run(
+        cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start, sharded, host
+    )
 
 
 def train_step(run: Run, step: int) -> tuple[float, int, float]:
@@ -253,15 +282,10 @@ def train(
                 _append_log(out / "metrics.jsonl", record)
                 bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{seen / busy:.0f}")
             seen, busy = 0, 0.0
-        if evaluate and main and ((t.eval_every and done % t.eval_every == 0) or done == t.steps):
-            scores = evaluate(run.model, cfg)
-            _append_log(out / "metrics.jsonl", {"step": done} | {f"eval/{k}": v for k, v in scores.items()})
-            bar.write(f"step {done}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-        if (t.save_every and done % t.save_every == 0) or done == t.steps:
-            if main:
-                counters = {"skipped": run.batcher.skipped}
-                save_checkpoint(out, done, run.model, cfg, run.optimizer, run.scheduler, counters)
-            acc.wait_for_everyone()
+        evaluating = evaluate and ((t.eval_every and done % t.eval_every == 0) or done == t.steps)
+        saving = (t.save_every and done % t.save_every == 0) or done == t.steps
+        if evaluating or saving:
+            _evaluate_and_save(run, done, evaluate if evaluating else None, saving, bar)
     bar.close()
     if run.batcher.skipped:
         log.warning(
@@ -289,6 +313,32 @@ def train_stages(
     if torch.distributed.is_initialized():  # a clean gloo teardown: exiting with live comm threads can abort
         torch.distributed.destroy_process_group()
     return out
+
+
+def gathered(run: Run, optimizer: bool) -> tuple[torch.nn.Module | None, dict | None]:
+    """Collective: the whole model and (if asked) the optimizer's state on process 0, (None, None)
+    elsewhere. A sharded run gathers them into `run.host` (`sharding.release` frees it)."""
+    main = run.accelerator.is_main_process
+    if run.sharded:
+        state = sharding.gather(run.model, run.optimizer if optimizer else None, run.host)
+        return run.host, state
+    return (run.model if main else None), (run.optimizer.state_dict() if main and optimizer else None)
+
+
+def _evaluate_and_save(run: Run, done: int, evaluate: Callable | None, saving: bool, bar) -> None:
+    """Process 0 evaluates and saves the whole model; every process takes part in gathering it."""
+    cfg, out = run.cfg, Path(run.cfg.train.out_dir)
+    model, optimizer_state = gathered(run, optimizer=saving)
+    if model is not None and evaluate:
+        scores = evaluate(model, cfg)
+        _append_log(out / "metrics.jsonl", {"step": done} | {f"eval/{k}": v for k, v in scores.items()})
+        bar.write(f"step {done}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    if model is not None and saving:
+        counters = {"skipped": run.batcher.skipped}
+        save_checkpoint(out, done, model, cfg, optimizer_state, run.scheduler, counters)
+    if run.host is not None:
+        sharding.release(run.host)
+    run.accelerator.wait_for_everyone()
 
 
 def _append_log(path: Path, record: dict) -> None:
