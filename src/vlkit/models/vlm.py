@@ -109,15 +109,22 @@ class GenerativeVLM(nn.Module):
         pixel_values: torch.Tensor | None = None,
         vision_grid: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | None = None,
     ):
         """input_ids, attention_mask: int64[B, T]; labels: int64[B, T] (-100 = ignored);
-        pixel_values: float[B, 3, H, W] or vision_grid: float[B, N, Dv] → the LM's output (loss, logits)."""
+        pixel_values: float[B, 3, H, W] or vision_grid: float[B, N, Dv] → the LM's output (loss, logits).
+        `num_items_in_batch`: the loss is the sum over answer tokens divided by it (transformers'
+        loss functions), not their mean: processes that hold different numbers of answer tokens
+        then add up to the one-process loss (`GenerativeObjective.loss`)."""
         image_embeds = None
         if pixel_values is not None or vision_grid is not None:
             image_embeds = self.image_embeds(pixel_values, vision_grid)
         embeds = self.input_embeddings(input_ids, image_embeds)
         with self._media(image_embeds):
-            return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+            extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+            return self.language_model(
+                inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **extra
+            )
 
     @torch.inference_mode()
     def generate(

@@ -115,6 +115,19 @@ def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) 
     return batch
 
 
+def answer_tokens_per_process(labels: torch.Tensor) -> torch.Tensor:
+    """The global batch's predicted answer tokens (labels shifted by one, as the LM's loss reads
+    them) over the process count: each process's loss is its tokens' loss sum over this, so the
+    mean over processes (what DDP / FSDP average gradients by) is the global token mean, whatever
+    each process holds; one process: its own count, the plain mean."""
+    count = (labels[:, 1:] != IGNORE).sum().to(torch.float32)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return count
+
+
 @dataclass
 class GenerativeObjective:
     """Next-token loss on assistant tokens, for every generative strategy."""
@@ -150,7 +163,7 @@ class GenerativeObjective:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if not (batch["labels"] != IGNORE).any():
             raise ValueError("a batch whose labels are all masked: nothing to train on")
-        return model(**batch).loss
+        return model(**batch, num_items_in_batch=answer_tokens_per_process(batch["labels"])).loss
 
     @staticmethod
     def batch_size(batch: dict[str, torch.Tensor]) -> int:

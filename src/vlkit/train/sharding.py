@@ -71,11 +71,13 @@ def skeleton(model: nn.Module) -> nn.Module:
 
 
 def release(model: nn.Module) -> None:
-    """Puts a skeleton's parameters back on the meta device (buffers stay: they are small)."""
+    """Puts a skeleton's parameters back on the meta device (buffers stay: they are small); tied
+    parameters stay tied (one meta parameter per tensor)."""
+    metas: dict[int, nn.Parameter] = {}
     for module in model.modules():
         for name, p in list(module._parameters.items()):
             if p is not None:
-                module._parameters[name] = _meta(p)
+                module._parameters[name] = metas.setdefault(id(p), _meta(p))
 
 
 def _meta(p: nn.Parameter) -> nn.Parameter:
@@ -90,12 +92,26 @@ def gather(model: nn.Module, optimizer: torch.optim.Optimizer | None, host: nn.M
     state = get_optimizer_state_dict(model, optimizer, options=FULL_ON_RANK0) if optimizer else None
     if host is None:
         return None
-    # the gathered tensors are views into all-gather buffers: each gets its own storage to save
+    # the gathered tensors are views into all-gather buffers: each gets its own storage to save;
+    # `assign` puts a new tensor under every name, so tied weights (a tied LM head) are tied again
+    tied = _tied_names(host)
     host.load_state_dict({k: v.clone() for k, v in weights.items()}, assign=True)
+    for first, *others in tied:
+        for name in others:
+            owner, _, leaf = name.rpartition(".")
+            setattr(host.get_submodule(owner), leaf, host.get_parameter(first))
     if state is None:
         return None
     state["state"] = {k: {n: _own(v) for n, v in slots.items()} for k, slots in state["state"].items()}
     return _by_index(state)
+
+
+def _tied_names(model: nn.Module) -> list[list[str]]:
+    """Groups of parameter names that share one tensor (a tied LM head and its embeddings)."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def _own(value):
