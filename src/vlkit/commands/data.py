@@ -41,7 +41,7 @@ def memes(
     line). Label 1: one of the scene's own captions; label 0: a hard negative in the same wording
     (colours swapped between its objects, a shape changed) or another scene's caption. Each split
     comes from its own scenes world. Fine-tune a fusion model on it with recipes/vilt-memes.yaml,
-    then score it: vlkit eval RUN --task hateful-memes --data OUT/test.jsonl
+    then score it with vlkit eval (task hateful-memes, data OUT/test.jsonl)
 
     Args:
         out: output folder
