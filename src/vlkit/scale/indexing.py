@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from vlkit.api import FAILURES_FILE, ContrastiveModel
+from vlkit.api import ContrastiveModel
 from vlkit.data.images import ImageError, as_array, require_readable, write_failures
 from vlkit.index import SearchIndex
+from vlkit.models.predictions import FAILURES_FILE
 from vlkit.scale.cluster import actor_pool, pool_size
 
 
