@@ -159,9 +159,7 @@ def test_index_on_the_cluster_equals_one_process(ray_cluster, tiny_run, make_unr
     address = ray_cluster["address"]
     cli.main(["index", str(tiny_run), str(folder), "--out", str(tmp_path / "ray"), "--ray", address])
     _same_index(tmp_path / "one", tmp_path / "ray")
-    assert (
-        len(json.loads("[" + ",".join((tmp_path / "ray" / "failures.jsonl").read_text().split()) + "]")) == 2
-    )
+    assert len((tmp_path / "ray" / "failures.jsonl").read_text().splitlines()) == 2
     assert not (tmp_path / "ray.embeddings").exists()  # the shards are merged and removed
 
 
