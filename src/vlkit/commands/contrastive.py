@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from vlkit.commands import Arg, report_failures
+from vlkit.commands import Arg, RayAddress, report_failures
 from vlkit.config import DEFAULT_TEMPLATES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -53,6 +53,9 @@ def index(
     kind: Literal["auto", "exact", "ivf-pq", "hnsw"] = "auto",
     param: IndexParams = (),
     strict: bool = False,
+    batch_size: int = 32,
+    ray: RayAddress = None,
+    ray_workers: int | None = None,
 ) -> None:
     """Embed a folder of images into a search index.
 
@@ -63,15 +66,26 @@ def index(
         kind: exact search, or an approximate faiss index (auto: exact below 200,000 images, ivf-pq from there)
         param: an index parameter, repeatable (ivf-pq: nlist, m, nbits, nprobe, refine; hnsw: M, ef_construction, ef_search)
         strict: stop at the first unreadable image (default: skip it, go on, and list the skipped ones)
+        batch_size: images per model call
+        ray: embed on Ray actors: alone, a Ray started here; with ADDRESS, that cluster's (the
+            same index as without)
+        ray_workers: actors embedding at once with --ray (default: one per CPU of the cluster)
     """
     from vlkit.index.settings import parse
     from vlkit.models.predictions import FAILURES_FILE
 
     params = parse(param)
     files = image_files(folder)
-    built, failures = _contrastive(model, "index", "index_files").index_files(
-        files, out, strict=strict, kind=kind, params=params
-    )
+    loaded = _contrastive(model, "index", "index_files")
+    if ray:
+        from vlkit.scale import cluster, indexing
+
+        with cluster.connected(ray):
+            built, failures = indexing.index_files(
+                loaded, files, out, batch_size, strict, kind, params, workers=ray_workers
+            )
+    else:
+        built, failures = loaded.index_files(files, out, batch_size, strict, kind, params)
     kind_used, params_used = built.resolved()
     settings = ", ".join(f"{name}={value}" for name, value in params_used.items())
     print(f"indexed {len(built)} images into {out} ({kind_used}{': ' + settings if settings else ''})")

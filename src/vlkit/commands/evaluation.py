@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Annotated
 
-from vlkit.commands import Arg
+from vlkit.commands import Arg, RayAddress
 from vlkit.eval.tasks import Task  # `vlkit eval --task` choices (a leaf: the parser stays cheap)
 
 
@@ -21,6 +21,8 @@ def evaluate(
     max_new_tokens: int = 16,
     card: bool = False,
     compare: Annotated[Sequence[str] | None, Arg(nargs="+", metavar="RESULT")] = None,
+    ray: RayAddress = None,
+    ray_workers: int | None = None,
     progress: bool = True,
 ) -> None:
     """Evaluate a model on benchmarks: JSON, predictions, markdown report, plots (and a model card).
@@ -38,6 +40,9 @@ def evaluate(
         max_new_tokens: generation length for generative models
         card: also write a model card (README.md with a model-index block) into the model folder
         compare: print result.json files / eval folders side by side (MODEL, if given, first)
+        ray: answer the batches on Ray actors: alone, a Ray started here; with ADDRESS, that
+            cluster's (metrics computed here, once: the same as without)
+        ray_workers: actors at once with --ray (default: one per CPU of the cluster)
     """
     if compare:
         from vlkit.eval.report import compare as compare_results
@@ -46,19 +51,17 @@ def evaluate(
         return
     if not model:
         raise ValueError("vlkit eval: give a MODEL (or --compare RESULT ...)")
-    from vlkit.eval.run import run_eval
+    arguments = dict(data=data, limit=limit, out_dir=out, task=task, batch_size=batch_size)
+    arguments |= dict(max_new_tokens=max_new_tokens, progress=progress, model_card=card)
+    if ray:
+        from vlkit.scale import cluster, evaluation
 
-    result = run_eval(
-        model,
-        data,
-        limit=limit,
-        out_dir=out,
-        task=task,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        progress=progress,
-        model_card=card,
-    )
+        with cluster.connected(ray, progress):
+            result = evaluation.evaluate(model, ray_workers, **arguments)
+    else:
+        from vlkit.eval.run import run_eval
+
+        result = run_eval(model, **arguments)
     print(json.dumps(result["metrics"], indent=1))
     if result["note"]:
         print(f"note: {result['note']}")

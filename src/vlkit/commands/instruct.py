@@ -20,11 +20,12 @@ Examples:
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from vlkit.commands import Arg
+from vlkit.commands import Arg, RayAddress
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class TeacherCalls:
         retries: retries on timeouts, 429 and 5xx (backoff doubles)
         timeout: seconds per teacher call
         cache: SQLite file of teacher replies (default: <out>/cache.sqlite)
+        ray: make the teacher calls on Ray actors, each holding the teacher once: alone, a Ray
+            started here; with ADDRESS, that cluster's (cache, resume and records as without)
+        ray_workers: teacher actors with --ray (default: one per CPU of the cluster)
     """
 
     api_key_env: str = "OPENAI_API_KEY"
@@ -50,6 +54,8 @@ class TeacherCalls:
     retries: int = 4
     timeout: float = 120.0
     cache: str | None = None
+    ray: RayAddress = None
+    ray_workers: int | None = None
 
     def generator_kwargs(self) -> dict:
         """The keyword arguments the LLM-teacher generators (llava, minigpt4) take."""
@@ -65,6 +71,23 @@ class TeacherCalls:
         return dict(
             concurrency=self.concurrency, settings=settings, api_key_env=self.api_key_env, cache=self.cache
         )
+
+    def on_ray(self) -> AbstractContextManager:
+        """Connected to Ray for the run with --ray; nothing to do without."""
+        if not self.ray:
+            return nullcontext()
+        from vlkit.scale.cluster import connected
+
+        return connected(self.ray)
+
+    def teacher(self, spec: str):
+        """The teacher spec, or with --ray (inside `on_ray`) the teacher on Ray actors."""
+        if not self.ray:
+            return spec
+        from vlkit.scale.cluster import pool_size
+        from vlkit.scale.teaching import RayTeacher
+
+        return RayTeacher(spec, self.api_key_env, pool_size(self.ray_workers), self.concurrency)
 
 
 CALLS = TeacherCalls()
@@ -107,9 +130,10 @@ def llava(
     from vlkit import instruct
 
     kwargs = data.generator_kwargs() | calls.generator_kwargs()
-    stats = instruct.generate_llava(
-        data.source, data.out, teacher, kinds.split(","), progress=progress, **kwargs
-    )
+    with calls.on_ray():
+        stats = instruct.generate_llava(
+            data.source, data.out, calls.teacher(teacher), kinds.split(","), progress=progress, **kwargs
+        )
     _report(stats, data.out)
 
 
@@ -132,9 +156,16 @@ def minigpt4(
 
     kwargs = data.generator_kwargs() | calls.generator_kwargs()
     model, name = vlkit.load(describer), str(Path(describer).resolve())
-    stats = instruct.generate_minigpt4(
-        data.source, data.out, model, teacher, describer_name=name, progress=progress, **kwargs
-    )
+    with calls.on_ray():
+        stats = instruct.generate_minigpt4(
+            data.source,
+            data.out,
+            model,
+            calls.teacher(teacher),
+            describer_name=name,
+            progress=progress,
+            **kwargs,
+        )
     _report(stats, data.out)
 
 

@@ -9,8 +9,9 @@ with the contrastive or generative methods (see `vlkit.eval.harness`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from vlkit.config import DEFAULT_TEMPLATES, DataConfig, EvalConfig
 from vlkit.data import EMBEDDED_KINDS
@@ -56,21 +57,21 @@ def run_eval(
     extra_details: dict | None = None,
     extra_plots: Sequence[Path] = (),
     extra_metrics: dict[str, float] | None = None,
+    wrap: Callable[[Any], Any] | None = None,
+    call_size: int | None = None,
 ) -> dict:
     """Loads the model (unless given one), runs the task(s) (None: every task the model and the
     data support), writes the outputs; returns metrics, paths and the per-task results.
-    `extra_*`: what joins the report from elsewhere (the tour: its generative model's scores)."""
-    from vlkit.api import load
-
-    loaded = isinstance(model_path, str | Path)
-    model = load(model_path, max_new_tokens=max_new_tokens) if loaded else model_path
+    `extra_*`: what joins the report from elsewhere (the tour: its generative model's scores).
+    `wrap` the model first, hand it `call_size` examples per call (`vlkit.scale`: Ray's actors)."""
+    model = _open(model_path, max_new_tokens, wrap)
     cfg = getattr(model, "cfg", None)
     benches = open_benchmarks(data, limit, cfg.data if cfg else None, cfg.eval if cfg else None)
     chosen = select(model, benches, task)
     templates = (
         cfg.eval.templates if cfg else (EvalConfig().templates if data == "scenes" else DEFAULT_TEMPLATES)
     )
-    results = evaluate_benchmarks(model, chosen, templates, batch_size, progress)
+    results = evaluate_benchmarks(model, chosen, templates, call_size or batch_size, progress)
     metrics = {k: v for r in results for k, v in r.metrics.items()} | (extra_metrics or {})
     breakdowns = {f"{r.benchmark} {r.task}: {k}": v for r in results for k, v in r.breakdowns.items()}
     model_dir = _model_dir(model, model_path)
@@ -100,6 +101,15 @@ def run_eval(
         "results": results,
         **details,
     }
+
+
+def _open(model_path, max_new_tokens: int, wrap: Callable[[Any], Any] | None):
+    """The model (loaded, unless given one), through `wrap` if given."""
+    from vlkit.api import load
+
+    loaded = isinstance(model_path, str | Path)
+    model = load(model_path, max_new_tokens=max_new_tokens) if loaded else model_path
+    return wrap(model) if wrap else model
 
 
 def _model_dir(model, model_path) -> Path | None:
