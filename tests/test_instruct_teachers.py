@@ -165,10 +165,8 @@ def test_cache_makes_a_rerun_free(tmp_path):
     assert (tmp_path / "a" / "llava.json").read_text() == (tmp_path / "b" / "llava.json").read_text()
 
 
-@pytest.mark.slow  # two CLI processes (~8 s)
-def test_killed_run_resumes_without_losing_or_repeating(tmp_path):
-    server = FakeServer(lambda caption, attempt, system: ("ok", good_reply(BY_CAPTION[caption], system)))
-    out = tmp_path / "set"
+def llava_command(url: str) -> list[str]:
+    """`vlkit instruct llava` on 12 scenes through the fake teacher at `url` (no --out)."""
     command = [
         sys.executable,
         "-m",
@@ -181,14 +179,21 @@ def test_killed_run_resumes_without_losing_or_repeating(tmp_path):
         "--count",
         "12",
     ]
-    command += [
+    return command + [
         "--kinds",
         "conversation,reasoning",
         "--teacher",
-        f"openai:fake@{server.url}",
+        f"openai:fake@{url}",
         "--concurrency",
         "3",
     ]
+
+
+@pytest.mark.slow  # two CLI processes (~8 s)
+def test_killed_run_resumes_without_losing_or_repeating(tmp_path):
+    server = FakeServer(lambda caption, attempt, system: ("ok", good_reply(BY_CAPTION[caption], system)))
+    out = tmp_path / "set"
+    command = llava_command(server.url)
     command += ["--out", str(out)]
     env = {**os.environ, "PYTHONPATH": SRC, "VLKIT_INSTRUCT_KILL_AFTER": "7"}
     try:

@@ -232,29 +232,10 @@ def test_index_survives_a_killed_actor_with_identical_output(ray_cluster, tiny_r
 
 @pytest.mark.slow
 def test_instruct_on_the_cluster_equals_one_process_and_a_killed_run_resumes(ray_cluster, tmp_path):
-    from test_instruct_teachers import BY_CAPTION, FakeServer, good_reply
+    from test_instruct_teachers import BY_CAPTION, FakeServer, good_reply, llava_command
 
     server = FakeServer(lambda caption, attempt, system: ("ok", good_reply(BY_CAPTION[caption], system)))
-    command = [
-        sys.executable,
-        "-m",
-        "vlkit",
-        "-q",
-        "instruct",
-        "llava",
-        "--source",
-        "scenes",
-        "--count",
-        "12",
-    ]
-    command += [
-        "--kinds",
-        "conversation,reasoning",
-        "--teacher",
-        f"openai:fake@{server.url}",
-        "--concurrency",
-        "3",
-    ]
+    command = llava_command(server.url)
     env = {**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "ignore"}
     on_ray = ["--ray", ray_cluster["address"], "--ray-workers", "2"]
     try:
