@@ -7,7 +7,6 @@ reloads offline from itself alone.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -69,7 +68,8 @@ SAME_ARCHITECTURE = (
 
 
 def _continued(m, previous: torch.nn.Module, previous_cfg: Config) -> DualEncoder:
-    """A dual encoder with `m`'s settings and `previous`'s weights and tokenizer (copied)."""
+    """A dual encoder with `m`'s settings and `previous`'s towers (their weights and tokenizer),
+    projections and temperature; `previous` is loaded for this alone, so its towers are taken."""
     where = f"model.init_from={m.init_from!r}"
     if previous_cfg.kind != "contrastive":
         raise ValueError(
@@ -82,7 +82,7 @@ def _continued(m, previous: torch.nn.Module, previous_cfg: Config) -> DualEncode
     ]
     if changed:
         raise ValueError(f"{where}: the architecture differs ({'; '.join(changed)}); keep it the same")
-    model = DualEncoder(m, copy.deepcopy(previous.image_tower), copy.deepcopy(previous.text_tower))
+    model = DualEncoder(m, previous.image_tower, previous.text_tower)
     model.load_state_dict(previous.state_dict())
     model.apply_locks()
     return model
