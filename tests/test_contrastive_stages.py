@@ -49,7 +49,7 @@ def test_a_changed_architecture_or_kind_is_refused_by_name(tmp_path):
     second.model.text_layers = 2
     from vlkit.models.build import build_model, initial_parts
 
-    with pytest.raises(ValueError, match=r"model.init_from=.*text_layers 1 -> 2"):
+    with pytest.raises(ValueError, match=r"model.init_from=.*model.text_layers: 1 there, 2 here"):
         build_model(second, **initial_parts(second))
     data = to_dict(make_tiny_cfg()) | {"kind": "segmenter"}
     data["model"]["init_from"] = first.train.out_dir

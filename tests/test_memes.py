@@ -131,7 +131,7 @@ def test_an_unknown_objective_and_a_mismatched_init_are_refused(tmp_path):
     cfg = make_tiny_fusion_cfg()
     cfg.model.objective, cfg.model.init_from, cfg.model.width = "classify", str(tmp_path / "base"), 32
     cfg.train.out_dir = str(tmp_path / "run")
-    with pytest.raises(ValueError, match=r"model.width: 32, but model.init_from \(.*base\) has 16"):
+    with pytest.raises(ValueError, match=r"model.init_from=.*base.*model.width: 16 there, 32 here"):
         train(cfg, progress=False)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -593,6 +594,25 @@ def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
         except ConfigError as e:
             raise ConfigError(f"stages[{k}] ({stage.name}): {e}") from None
     return out
+
+
+def check_continues(cfg: Config, previous: Config, fields: Sequence[str]) -> None:
+    """A model that starts from another run's weights (`model.init_from`) must be of its kind and
+    describe the same architecture (`fields` of the model section); else a ValueError naming the
+    run and every field that differs."""
+    where = f"model.init_from={cfg.model.init_from!r}"
+    if previous.kind != cfg.kind:
+        raise ValueError(f"{where}: a {previous.kind} model; a {cfg.kind} recipe continues a {cfg.kind} one")
+    changed = [
+        f"model.{k}: {getattr(previous.model, k, None)!r} there, {getattr(cfg.model, k, None)!r} here"
+        for k in fields
+        if getattr(previous.model, k, None) != getattr(cfg.model, k, None)
+    ]
+    if changed:
+        raise ValueError(
+            f"{where}: the architecture differs ({'; '.join(changed)}); the model section must "
+            "describe the run it continues"
+        )
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

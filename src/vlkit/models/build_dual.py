@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from vlkit.config import Config, save_config
+from vlkit.config import Config, check_continues, save_config
 from vlkit.models.dual_encoder import DualEncoder
 from vlkit.models.registry import build_image_tower, build_text_tower, save_tower_files
 
@@ -33,7 +33,7 @@ def build_dual_encoder(
     if m.loss not in LOSSES:
         raise ValueError(f"model.loss: {m.loss!r} is not a contrastive loss; valid: {', '.join(LOSSES)}")
     if previous is not None and saved is None:
-        return _continued(m, *previous)
+        return _continued(cfg, *previous)
     torch.manual_seed(cfg.train.seed)
     image = build_image_tower(m.image_encoder, m, saved / "image_tower" if saved else None)
     text = build_text_tower(m.text_encoder, m, saved / "text_tower" if saved else None, texts)
@@ -67,22 +67,11 @@ SAME_ARCHITECTURE = (
 )  # fmt: skip
 
 
-def _continued(m, previous: torch.nn.Module, previous_cfg: Config) -> DualEncoder:
-    """A dual encoder with `m`'s settings and `previous`'s towers (their weights and tokenizer),
+def _continued(cfg: Config, previous: torch.nn.Module, previous_cfg: Config) -> DualEncoder:
+    """A dual encoder with `cfg`'s settings and `previous`'s towers (their weights and tokenizer),
     projections and temperature; `previous` is loaded for this alone, so its towers are taken."""
-    where = f"model.init_from={m.init_from!r}"
-    if previous_cfg.kind != "contrastive":
-        raise ValueError(
-            f"{where}: a {previous_cfg.kind} model; a contrastive recipe continues a contrastive one"
-        )
-    changed = [
-        f"{k} {getattr(previous_cfg.model, k)!r} -> {getattr(m, k)!r}"
-        for k in SAME_ARCHITECTURE
-        if getattr(previous_cfg.model, k, None) != getattr(m, k, None)
-    ]
-    if changed:
-        raise ValueError(f"{where}: the architecture differs ({'; '.join(changed)}); keep it the same")
-    model = DualEncoder(m, previous.image_tower, previous.text_tower)
+    check_continues(cfg, previous_cfg, SAME_ARCHITECTURE)
+    model = DualEncoder(cfg.model, previous.image_tower, previous.text_tower)
     model.load_state_dict(previous.state_dict())
     model.apply_locks()
     return model

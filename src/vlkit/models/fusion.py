@@ -36,7 +36,7 @@ from transformers import PreTrainedTokenizerFast, ViltConfig, ViltModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.vilt.modeling_vilt import ViltMLMHead
 
-from vlkit.config import Config, FusionConfig, VisionConfig, save_config
+from vlkit.config import Config, FusionConfig, VisionConfig, check_continues, save_config
 from vlkit.models import tokenizer as tok
 from vlkit.models.conv_stem import ConvStem
 from vlkit.models.preprocess import ImagePreprocess
@@ -323,15 +323,7 @@ def fusion_parts(cfg: Config, load: Callable[[str], tuple[nn.Module, Config]]) -
     if not init:
         return clip_parts(cfg, load)
     base, base_cfg = load(init)
-    if base_cfg.kind != "fusion":
-        raise ValueError(f"model.init_from: {init} is a {base_cfg.kind} model, not a fusion one")
-    for name in STRUCTURE:
-        mine, theirs = getattr(cfg.model, name), getattr(base_cfg.model, name)
-        if mine != theirs:
-            raise ValueError(
-                f"model.{name}: {mine!r}, but model.init_from ({init}) has {theirs!r}; the model "
-                "section must describe the encoder it starts from"
-            )
+    check_continues(cfg, base_cfg, STRUCTURE)
     return {"fusion": base}
 
 
