@@ -6,7 +6,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from vlkit.config import VLMConfig
-from vlkit.models.connectors import CONNECTORS, build_connector
+from vlkit.models.connectors import CONNECTORS, build_connector, grid_coordinates
 
 DV, DLM = 24, 16
 
@@ -121,6 +121,30 @@ def test_connector_positions_add_one_learned_embedding_per_image_token(kind):
     assert grads.shape == (1, m, DLM) and grads.abs().sum() > 0
 
 
+@pytest.mark.parametrize("kind", ["linear", "mlp2x_gelu", "merge2x2_mlp"])
+def test_connector_coordinates_tell_apart_one_feature_at_two_places(kind):
+    torch.manual_seed(0)
+    tagged = build_connector(VLMConfig(connector=kind, connector_coordinates=True), DV, DLM, 16)
+    same = torch.randn(1, 1, DV).expand(2, 16, DV)  # one feature at every place
+    out = tagged(same)
+    assert out.shape == (2, tagged.num_tokens(16), DLM)
+    assert not torch.allclose(out[0, 0], out[0, -1])  # two places, two tokens
+    # the coordinates are fixed features (no parameters), the same for every image
+    torch.testing.assert_close(out[0], out[1])
+    assert {n for n, _ in tagged.named_parameters()} == {
+        f"inner.{n}" for n, _ in tagged.inner.named_parameters()
+    }
+    coords = grid_coordinates(16)
+    assert coords.shape == (16, 32) and coords.abs().max() <= 1
+    # a column's features are shared down the column and differ across columns
+    torch.testing.assert_close(coords[0, :16], coords[4, :16])
+    assert not torch.allclose(coords[0, :16], coords[1, :16])
+    with pytest.raises(ValueError, match="built for 16 grid features, given 9"):
+        tagged(torch.zeros(1, 9, DV))
+
+
 def test_connector_positions_are_refused_for_query_connectors():
     with pytest.raises(ValueError, match="connector_positions applies to the linear, mlp2x_gelu"):
         build_connector(VLMConfig(connector="qformer", connector_positions=True), DV, DLM, 16)
+    with pytest.raises(ValueError, match="connector_coordinates applies to the linear, mlp2x_gelu"):
+        build_connector(VLMConfig(connector="resampler", connector_coordinates=True), DV, DLM, 16)

@@ -133,8 +133,13 @@ def test_what_cannot_be_exported_is_named(tiny_run, tmp_path):
     placed = make_tiny_vlm_cfg()
     placed.vlm.connector_positions = True
     save_model(build_model(placed, texts=TEXTS), placed, tmp_path / "placed")
-    with pytest.raises(ValueError, match=r"no position embedding.*'mlp2x_gelu' with positions"):
+    with pytest.raises(ValueError, match=r"features alone.*'mlp2x_gelu' with positions$"):
         export_llava(tmp_path / "placed", tmp_path / "out3")
+    tagged = make_tiny_vlm_cfg()
+    tagged.vlm.connector_coordinates = True
+    save_model(build_model(tagged, texts=TEXTS), tagged, tmp_path / "tagged")
+    with pytest.raises(ValueError, match=r"features alone.*'mlp2x_gelu' with coordinates$"):
+        export_llava(tmp_path / "tagged", tmp_path / "out4")
     with pytest.raises(ValueError, match="contrastive model; LLaVA export needs a generative one"):
         export_llava(tiny_run, tmp_path / "out2")
 

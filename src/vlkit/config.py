@@ -171,6 +171,9 @@ class VLMConfig:
     max_length: int = 128  # tokens per training sequence, image tokens included
     connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
     connector_positions: bool = False  # linear / mlp2x_gelu / merge2x2_mlp: a learned embedding per token
+    # linear / mlp2x_gelu / merge2x2_mlp: each grid feature gets its fixed 2-D sin-cos coordinates
+    # appended before the connector (models/connectors.py `CoordinateConnector`)
+    connector_coordinates: bool = False
     connector_tokens: int = 16  # qformer / resampler (and gated_xattn's resampler) output tokens
     connector_layers: int = 2  # qformer / resampler depth
     xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer

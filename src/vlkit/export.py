@@ -172,13 +172,20 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     if (
         v.connector not in LLAVA_CONNECTORS
         or v.connector_positions
+        or v.connector_coordinates
         or not isinstance(model.vision, CLIPVisionTower)
     ):
+        added = [
+            n
+            for n, on in (("positions", v.connector_positions), ("coordinates", v.connector_coordinates))
+            if on
+        ]
         raise ValueError(
             f"export to LLaVA needs a CLIP vision tower (vit-tiny or transformers CLIP) and a "
-            f"{' or '.join(LLAVA_CONNECTORS)} connector without vlm.connector_positions (LLaVA's "
-            f"projector has no position embedding); this model has {cfg.model.image_encoder!r} + "
-            f"{v.connector!r}{' with positions' if v.connector_positions else ''}"
+            f"{' or '.join(LLAVA_CONNECTORS)} connector without vlm.connector_positions or "
+            f"vlm.connector_coordinates (LLaVA's projector reads the tower's features alone); this "
+            f"model has {cfg.model.image_encoder!r} + {v.connector!r}"
+            f"{' with ' + ' and '.join(added) if added else ''}"
         )
     _require_patch_stem(model.vision, "LLaVA")
     if v.peft not in ("none", "lora"):

@@ -23,6 +23,12 @@ caller reserves that many image placeholders in the prompt).
   through contrastive training: a linear probe reads a patch's column from the tour CLIP's last
   layer at 73%). The language model then compares two objects' places by their features instead
   of through rotary offsets between token positions.
+- `vlm.connector_coordinates` (linear, mlp2x_gelu, merge2x2_mlp): each grid feature gets its
+  patch's place appended as fixed features (sin and cos of 8 frequencies of its column and row
+  centre, 32 channels) before the connector, as CoordConv and Relation Networks tag features with
+  coordinates: `benchmarks/patch_probe.py` finds the tour CLIP's last layer keeps a patch's column
+  only to ~1.3 patches (0.5 at its input), and nothing learned (`connector_positions`) has to grow
+  from a small start before the language model can read it.
 - `gated_xattn` (Flamingo): the same resampler; its tokens are the media that
   `vlkit.models.flamingo` cross-attends to (media width = LM width), not tokens in the prompt.
 """
@@ -112,6 +118,47 @@ class PositionedConnector(nn.Module):
         return self.inner.num_tokens(n_features)
 
 
+COORDINATE_FREQUENCIES = 8  # per axis; sin and cos of each: 4 * 8 = 32 channels
+
+
+def grid_coordinates(n_features: int) -> torch.Tensor:
+    """float[N, 32]: sin and cos of k·π·c (k = 1..8) of each feature's column and row centre c in
+    (0, 1), for a square grid of N features in row-major order."""
+    side = round(n_features**0.5)
+    if side * side != n_features:
+        raise ValueError(
+            f"vlm.connector_coordinates needs a square grid of features; the vision tower gives {n_features}"
+        )
+    centre = (torch.arange(side) + 0.5) / side
+    row, column = torch.meshgrid(centre, centre, indexing="ij")
+    k = torch.arange(1, COORDINATE_FREQUENCIES + 1) * torch.pi
+    parts = []
+    for axis in (column.reshape(-1, 1), row.reshape(-1, 1)):
+        parts += [torch.sin(axis * k), torch.cos(axis * k)]
+    return torch.cat(parts, 1)
+
+
+class CoordinateConnector(nn.Module):
+    """A soft-token connector whose input features get `grid_coordinates` appended."""
+
+    def __init__(self, inner: nn.Module, n_features: int):
+        super().__init__()
+        self.inner = inner  # built for vision_dim + 4 * COORDINATE_FREQUENCIES input channels
+        self.register_buffer("coordinates", grid_coordinates(n_features), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.shape[1] != len(self.coordinates):
+            raise ValueError(
+                f"vlm.connector_coordinates: built for {len(self.coordinates)} grid features, given "
+                f"{features.shape[1]}"
+            )
+        where = self.coordinates.to(features.dtype).expand(features.shape[0], -1, -1)
+        return self.inner(torch.cat([features, where], -1))  # (B, M, D_lm)
+
+    def num_tokens(self, n_features: int) -> int:
+        return self.inner.num_tokens(n_features)
+
+
 def _even_side(n: int) -> int:
     side = round(n**0.5)
     if side * side != n or side % 2:
@@ -180,12 +227,14 @@ def build_connector(cfg: VLMConfig, vision_dim: int, lm_dim: int, n_features: in
     """The connector named by `cfg.connector` (sizes from `cfg.connector_tokens/_layers`) for a
     tower giving `n_features` features of width `vision_dim`."""
     kind = cfg.connector
-    if cfg.connector_positions and kind not in SOFT_TOKEN:
-        raise ValueError(
-            f"vlm.connector_positions applies to the {', '.join(SOFT_TOKEN)} connectors, not {kind!r}"
-        )
+    for option in ("connector_positions", "connector_coordinates"):
+        if getattr(cfg, option) and kind not in SOFT_TOKEN:
+            raise ValueError(f"vlm.{option} applies to the {', '.join(SOFT_TOKEN)} connectors, not {kind!r}")
     if kind in SOFT_TOKEN:
-        connector = SOFT_TOKEN[kind](vision_dim, lm_dim)
+        extra = 4 * COORDINATE_FREQUENCIES if cfg.connector_coordinates else 0
+        connector = SOFT_TOKEN[kind](vision_dim + extra, lm_dim)
+        if cfg.connector_coordinates:
+            connector = CoordinateConnector(connector, n_features)
         if not cfg.connector_positions:
             return connector
         return PositionedConnector(connector, connector.num_tokens(n_features), lm_dim)
