@@ -250,7 +250,8 @@ def digits(emb: Embedder, conse, args, sizes: dict) -> dict:
     wording = WORDINGS[0] if best["captions"] == "one wording" else None
     caps = [(wording or WORDINGS[i % 3]).format(WORDS[c]) for i, c in enumerate(labels)]
     tests = {}
-    for margin in [best["margin"]]:
+    # the chosen margin's test images, and the unmargined ones for the "as rendered before" row
+    for margin in {best["margin"], 0} & set(train_sets):
         held = Digits("test", margin=margin)
         n = min(len(held), sizes["digits"])
         tests[margin] = Pairs(emb.images([held[i]["image"] for i in range(n)]), [""] * n, held.labels[:n])
