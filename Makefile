@@ -24,6 +24,7 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/time_to_accuracy.py --smoke --threads 1 --seeds 0 --recipe recipes/llava-scenes.yaml
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/shape_probe.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/patch_probe.py --smoke
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/relation_control.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_plateau.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_template_speed.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_throughput.py --smoke --threads 1
