@@ -165,9 +165,9 @@ def export_transformers(model_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
-    """Writes a LlavaForConditionalGeneration + LlavaProcessor folder; returns it."""
-    model, cfg = _load(model_path, "llava")
+def _check_llava_exportable(model, cfg) -> None:
+    """LLaVA's layout: a CLIP tower with the patch stem, a linear or MLP projector that reads the
+    tower's features alone, and at most LoRA on the LM; else a ValueError naming what differs."""
     v = cfg.vlm
     if (
         v.connector not in LLAVA_CONNECTORS
@@ -190,6 +190,13 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     _require_patch_stem(model.vision, "LLaVA")
     if v.peft not in ("none", "lora"):
         raise ValueError(f"export to LLaVA: {v.peft!r} tuning adds virtual tokens LLaVA has no place for")
+
+
+def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
+    """Writes a LlavaForConditionalGeneration + LlavaProcessor folder; returns it."""
+    model, cfg = _load(model_path, "llava")
+    v = cfg.vlm
+    _check_llava_exportable(model, cfg)
     lm = model.language_model.merge_and_unload() if v.peft == "lora" else model.language_model
     tower = model.vision.model
     config = LlavaConfig(
