@@ -28,7 +28,9 @@ caller reserves that many image placeholders in the prompt).
   centre, 32 channels) before the connector, as CoordConv and Relation Networks tag features with
   coordinates: `benchmarks/patch_probe.py` finds the tour CLIP's last layer keeps a patch's column
   only to ~1.3 patches (0.5 at its input), and nothing learned (`connector_positions`) has to grow
-  from a small start before the language model can read it.
+  from a small start before the language model can read it. Measured on the tour's VLM it did not
+  lift relation questions off their prior and cost count and reworded questions (benchmarks/
+  README.md, "Why relation stays at its prior"), so no recipe turns it on.
 - `gated_xattn` (Flamingo): the same resampler; its tokens are the media that
   `vlkit.models.flamingo` cross-attends to (media width = LM width), not tokens in the prompt.
 """
