@@ -54,7 +54,9 @@ class PixelRefiner(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """pixel_values: float[B, 3, H, W]; logits: float[B, H, W] → refined logits float[B, H, W]."""
-        x = torch.cat([pixel_values, logits.sigmoid()[:, None]], dim=1)  # (B, 4, H, W)
+        # the decoder's mask as an input only: its own gradient comes from its own loss (the
+        # objective's deep supervision), never through what the refinement makes of it
+        x = torch.cat([pixel_values, logits.detach().sigmoid()[:, None]], dim=1)  # (B, 4, H, W)
         return logits + self.out(self.body(x))[:, 0]
 
 
@@ -133,13 +135,19 @@ class TextPromptedSegmenter(nn.Module):
         return size, size
 
     def forward(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """One prompt per image → mask logits float[B, H, W] at the tower's input resolution."""
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        with_coarse: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """One prompt per image → mask logits float[B, H, W] at the tower's input resolution;
+        `with_coarse`: (those, the decoder's own logits before any refinement)."""
         logits = self.decode(
             self.activations(pixel_values), self.prompt_embeddings(input_ids, attention_mask)
         )
-        return logits if self.refiner is None else self.refiner(pixel_values, logits)
+        refined = logits if self.refiner is None else self.refiner(pixel_values, logits)
+        return (refined, logits) if with_coarse else refined
 
 
 def build_segmenter(

@@ -92,11 +92,20 @@ class SegmentationObjective:
         return {"pixel_values": pixel_values, "masks": target} | tokenize(self.model.clip.text_tower, texts)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(
-            batch["pixel_values"], batch["input_ids"], batch["attention_mask"]
-        ).float()  # (B, H, W)
-        bce = F.binary_cross_entropy_with_logits(logits, batch["masks"])
-        return bce + self.cfg.dice_weight * dice_loss(logits, batch["masks"])
+        """BCE + dice of the mask; with a refinement, of the decoder's own mask too (deep
+        supervision: the decoder keeps learning which object, the refinement where its edges are)."""
+        refined, coarse = model(
+            batch["pixel_values"], batch["input_ids"], batch["attention_mask"], with_coarse=True
+        )
+        loss = self._mask_loss(refined.float(), batch["masks"])
+        if self.cfg.refine != "none":
+            loss = loss + self._mask_loss(coarse.float(), batch["masks"])
+        return loss
+
+    def _mask_loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """logits, masks: float[B, H, W] → BCE + dice_weight * dice."""
+        bce = F.binary_cross_entropy_with_logits(logits, masks)
+        return bce + self.cfg.dice_weight * dice_loss(logits, masks)
 
     @staticmethod
     def batch_size(batch: dict[str, torch.Tensor]) -> int:
