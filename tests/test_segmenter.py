@@ -208,6 +208,33 @@ def test_the_pixel_refinement_starts_as_the_decoder_and_learns_edges_the_token_g
     assert refined > 0.4 and refined > plain + 0.2, (plain, refined)
 
 
+def test_the_refinement_passes_the_decoders_gradient_through_unchanged():
+    """Deep supervision: the refinement reads the decoder's mask as an input only (the gradient
+    reaching the decoder through it is the residual's identity), and the objective adds the
+    decoder's own mask loss, so the decoder learns which object as it would alone."""
+    from vlkit.models.segmenter import PixelRefiner
+
+    torch.manual_seed(0)
+    refiner = PixelRefiner(8)
+    torch.nn.init.normal_(refiner.out.weight)  # a trained refinement: its correction depends on the mask
+    logits = torch.randn(2, 16, 16, requires_grad=True)
+    refined = refiner(torch.randn(2, 3, 16, 16), logits)
+    assert not torch.allclose(refined, logits)
+    refined.square().sum().backward()
+    assert torch.allclose(logits.grad, 2 * refined.detach())  # d(refined)/d(logits) = identity
+
+    cfg = make_tiny_segmenter_cfg()
+    cfg.segmenter.refine = "pixels"
+    dataset = build_dataset(cfg.data)
+    model = build_model(cfg, texts=texts_for(cfg, dataset))
+    objective = make_objective(cfg, model)
+    batch = objective.collate([(i, dataset[i]) for i in range(4)])
+    with torch.no_grad():
+        refined, coarse = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], True)
+        both = objective._mask_loss(refined, batch["masks"]) + objective._mask_loss(coarse, batch["masks"])
+        assert torch.allclose(objective.loss(model, batch), both)
+
+
 def test_serve_refuses_a_segmenter_saying_what_uses_it(tiny_segmenter):
     folder, _ = tiny_segmenter
     with pytest.raises(ValueError, match="segmenters are not served yet .*vlkit segment"):
