@@ -369,8 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         args.grid, args.margins, args.lit_steps = {"k": [4, 16], "p": [1.0, 8.0]}, [0, 4], 3
         sizes = {"digits": 24, "fashion_anchors": 20, "fashion_test": 16}
     else:
-        args.grid, args.margins = {"k": [100, 400, 800], "p": [1.0, 4.0, 8.0]}, [0, 4]
-        sizes = {"digits": 10_000, "fashion_anchors": 1000, "fashion_test": 500}
+        # k up to 1000: template captions repeat (Fashion-MNIST's 20 captions over 4,000 anchors,
+        # ~200 anchors each), and a text's top-k must reach past one caption's copies to say anything
+        args.grid, args.margins = {"k": [100, 300, 1000], "p": [1.0, 4.0, 8.0, 16.0]}, [0, 4]
+        sizes = {"digits": 10_000, "fashion_anchors": 4000, "fashion_test": 2000}
     conse = fill_class_names(
         build_model(Config(kind="training-free", model=TrainingFreeConfig(method="conse")))
     )
