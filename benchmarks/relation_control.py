@@ -3,6 +3,8 @@ object a relative to object b" from image tokens, when the question's parsing is
 
     python benchmarks/relation_control.py --run runs/tour      # the tour's CLIP tower, 4 arms
     python benchmarks/relation_control.py --smoke              # an untrained tiny tower, seconds
+    python benchmarks/relation_control.py --arms oracle,bidirectional --steps 4800 --name long
+                                                               # one arm, longer: does its plateau end?
 
 Each held-out or training example is a scene of 2-3 objects, two of them picked as a and b, and
 the answer `relation(a, b)` (left, right, above, below: what the scenes' relation questions ask).
@@ -15,7 +17,7 @@ object's colour × shape, so nothing has to be read from words), then an answer 
 of the object covering it: perfect recognition), each with causal attention (as the language
 model reads the prompt) or bidirectional attention. If even oracle features learn slowly, the
 time goes into learning two lookups and a comparison, not into what the tower sees.
-Writes benchmarks/results/relation_control.json.
+Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--train-scenes", type=int, default=19200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--arms", nargs="+", default=["tower,causal", "tower,bidirectional", "oracle,causal",
+                   "oracle,bidirectional"], help="features,attention pairs to train")  # fmt: skip
+    p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -139,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     tower = tower_of(args.run, args.smoke)
     train, test = examples(tower, 0, args.train_scenes), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
-    arms = {
-        f"{features}, {'causal' if causal else 'bidirectional'}": train_arm(
-            train, test, features, causal, args.steps, every
-        )
-        for features in ("tower", "oracle")
-        for causal in (True, False)
-    }
+    arms = {}
+    for arm in args.arms:
+        features, attention = arm.split(",")
+        if features not in ("tower", "oracle") or attention not in ("causal", "bidirectional"):
+            raise SystemExit(f"--arms {arm!r}: want tower|oracle,causal|bidirectional")
+        causal = attention == "causal"
+        arms[f"{features}, {attention}"] = train_arm(train, test, features, causal, args.steps, every)
     result = {
         "run": args.run,
         "chance": 1 / len(RELATIONS),
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         **run_info(load, args.threads),
     }
     if not args.smoke:
-        write_results("relation_control", result)
+        write_results("relation_control" + (f"-{args.name}" if args.name else ""), result)
     return 0
 
 

@@ -11,7 +11,7 @@ def _user_turns(n: int) -> set[str]:
     """Every question text the scenes sources train on: QA pairs and instruction conversations."""
     world = ScenesConfig(seed=0)
     texts = {qa.question for i in range(n) for qa in Scenes(world).scene(i).qa}
-    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied"))
+    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied", position_questions=True))
     texts |= {qa.question for i in range(n) for qa in varied.scene(i).qa}
     instruct = InstructScenes(world)
     for i in range(n):
@@ -55,7 +55,7 @@ def test_every_varied_wording_is_used_and_keeps_its_answer():
     same objects, so its count questions agree."""
     from vlkit.data.scenes_wordings import VARIED
 
-    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied"))
+    varied = Scenes(ScenesConfig(seed=0, question_wordings="varied", position_questions=True))
     asked = {qa.question for i in range(400) for qa in varied.scene(i).qa}
     for form, options in VARIED.items():
         for wording in options:

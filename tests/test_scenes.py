@@ -175,6 +175,38 @@ def test_qa_answers_agree_with_objects(scenes):
     assert types == {"count", "color", "shape", "existence", "relation"}
 
 
+def test_position_questions_are_true_and_leave_the_scene_as_it_was():
+    """`position_questions` adds "Where is the red circle?" → the region of its box centre, and
+    changes nothing else: the same pictures, objects and questions, then the new ones."""
+    plain = Scenes(ScenesConfig(seed=3, question_wordings="varied"))
+    asked = Scenes(ScenesConfig(seed=3, question_wordings="varied", position_questions=True))
+    regions = set()
+    for i in range(60):
+        before, after = plain.scene(i), asked.scene(i)
+        assert np.array_equal(before.image, after.image) and before.captions == after.captions
+        assert after.qa[: len(before.qa)] == before.qa
+        added = after.qa[len(before.qa) :]
+        assert 1 <= len(added) <= 2 and all(qa.type == "position" for qa in added)
+        for qa in added:
+            (obj,) = [o for o in after.objects if f"{o.color} {o.shape}" in qa.question]
+            cx, cy = (obj.box[0] + obj.box[2]) / 2, (obj.box[1] + obj.box[3]) / 2
+            column = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+            row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+            assert qa.answer == (f"{row} {column}".strip() or "center"), (qa, obj.box)
+            regions.add(qa.answer)
+    assert len(regions) == 9  # every region of the 3 x 3 grid is asked about
+
+
+def test_a_source_passes_position_questions_on():
+    from vlkit.config import DataConfig, SourceConfig
+    from vlkit.data import build_source
+
+    world = build_source(SourceConfig(kind="scenes", position_questions=True), DataConfig())
+    assert any(qa.type == "position" for qa in world.scene(0).qa)
+    with pytest.raises(ValueError, match=r"data.sources\[0\].position_questions: True applies to scenes"):
+        build_source(SourceConfig(kind="photos", position_questions=True), DataConfig())
+
+
 def test_swap_pair_twins_share_layout_with_colours_swapped():
     world = Scenes()
     for i in range(30):

@@ -80,6 +80,7 @@ class SourceConfig:
     max_objects: int = 0
     caption_styles: int = 0  # scenes: keep the first N of its 5 caption styles (1 = canonical); 0 = all
     question_wordings: str = ""  # scenes: "varied" = many wordings per question form; "" = templates
+    position_questions: bool = False  # scenes: also ask "Where is the red circle?" → "top left"
 
 
 def default_sources() -> list[SourceConfig]:

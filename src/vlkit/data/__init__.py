@@ -54,6 +54,7 @@ def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
         seed=cfg.seed,
         caption_styles=source.caption_styles,
         question_wordings=source.question_wordings or "templates",
+        position_questions=source.position_questions,
     )
     return Scenes(config)
 
@@ -144,7 +145,8 @@ def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sourc
             f"{where}.path: kind {source.kind!r} is embedded and takes no path (got {source.path!r}); "
             f"paths are for kinds {', '.join(USER_KINDS)}"
         )
-    for key in ("min_objects", "max_objects", "caption_styles", "question_wordings"):  # scenes-only fields
+    scenes_only = ("min_objects", "max_objects", "caption_styles", "question_wordings", "position_questions")
+    for key in scenes_only:
         value = getattr(source, key)
         if value and source.kind not in SCENES_KINDS:
             raise ValueError(f"{where}.{key}: {value!r} applies to scenes sources only, not {source.kind!r}")

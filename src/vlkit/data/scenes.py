@@ -75,6 +75,9 @@ class ScenesConfig:
     # "templates" (the fixed forms held-out evaluation asks in) or "varied" (many wordings per
     # form, for training: vlkit.data.scenes_wordings)
     question_wordings: str = "templates"
+    # also ask where objects are ("Where is the red circle?" → "top left"; a training aid: drawn
+    # from their own random stream, so the scenes and their other questions stay as they are)
+    position_questions: bool = False
 
     def __post_init__(self) -> None:
         wordings(self.question_wordings)  # a clear error for an unknown name
@@ -348,6 +351,9 @@ class Scenes:
             objects.append(SceneObject(p.shape, p.color, p.size, box, mask))
         captions = scenes_text.captions(objects, rng)[: self.config.caption_styles or None]
         qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES, wordings(self.config.question_wordings))
+        if self.config.position_questions:
+            where = random.Random(f"{key}/position")
+            qa += scenes_text.position_questions(objects, where, wordings(self.config.question_wordings))
         edits = [
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),
             scenes_text.shape_edit(objects, rng, SHAPES),

@@ -46,7 +46,8 @@ class Described(Protocol):
 class QA:
     """One question about a scene with a short answer: a word, a number, yes/no or a relation.
 
-    type is one of "color", "shape", "count", "existence", "relation".
+    type is one of "color", "shape", "count", "existence", "relation" (and "position" where a
+    source asks `position_questions`).
     """
 
     question: str
@@ -265,4 +266,18 @@ def _relation_questions(objects: Sequence[Described], rng: random.Random, wordin
     return [
         QA(_pick(wording[axis], rng).format(a=a_name, b=b_name), rel, "relation"),
         QA(_pick(wording["where"], rng).format(a=b_name, b=a_name), OPPOSITE[rel], "relation"),
+    ]
+
+
+def region(obj: Described) -> str:
+    """`position` as a short answer: "top left", "left", "top", "center"."""
+    return position(obj).split(" ", 2)[-1]
+
+
+def position_questions(objects: Sequence[Described], rng: random.Random, wording: Wordings) -> list[QA]:
+    """Where up to two objects lie in the picture ("Where is the red circle?" → "top left"): one
+    object found and its place read, the half of a relation question that can be learned alone."""
+    return [
+        QA(_pick(wording["position"], rng).format(a=f"{o.color} {o.shape}"), region(o), "position")
+        for o in rng.sample(list(objects), min(2, len(objects)))
     ]

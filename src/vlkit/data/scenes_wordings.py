@@ -11,7 +11,8 @@ on them (`question_wordings: varied` on a scenes source) teaches which words car
 `tests/test_paraphrase.py` checks that no wording here is a held-out paraphrase.
 
 Slots: {shape}, {color}, {noun} (with its article: "a red circle"), {a} and {b} (colour +
-shape, e.g. "red circle"; the question asks where {a} lies relative to {b}).
+shape, e.g. "red circle"; the question asks where {a} lies relative to {b}, or, in "position"
+questions, where {a} lies in the picture).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "left_right": ("Is the {a} left or right of the {b}?",),
     "above_below": ("Is the {a} above or below the {b}?",),
     "where": ("Where is the {a} relative to the {b}?",),
+    "position": ("Where is the {a}?",),
 }
 
 VARIED: dict[str, tuple[str, ...]] = {
@@ -118,6 +120,15 @@ VARIED: dict[str, tuple[str, ...]] = {
         "What is the position of the {a} relative to the {b}?",
         "In relation to the {b}, where is the {a}?",
         "Is the {a} left of, right of, above or below the {b}?",
+    ),
+    "position": TEMPLATES["position"]
+    + (
+        "Where in the picture is the {a}?",
+        "In which part of the image is the {a}?",
+        "Which part of the picture is the {a} in?",
+        "Where can the {a} be found?",
+        "Where does the {a} sit in the image?",
+        "What part of the image holds the {a}?",
     ),
 }
 
