@@ -350,10 +350,10 @@ class Scenes:
             box = (p.x / n, p.y / n, (p.x + w) / n, (p.y + h) / n)
             objects.append(SceneObject(p.shape, p.color, p.size, box, mask))
         captions = scenes_text.captions(objects, rng)[: self.config.caption_styles or None]
-        qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES, wordings(self.config.question_wordings))
+        wording = wordings(self.config.question_wordings)
+        qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES, wording)
         if self.config.position_questions:
-            where = random.Random(f"{key}/position")
-            qa += scenes_text.position_questions(objects, where, wordings(self.config.question_wordings))
+            qa += scenes_text.position_questions(objects, random.Random(f"{key}/position"), wording)
         edits = [
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),
             scenes_text.shape_edit(objects, rng, SHAPES),
