@@ -77,8 +77,6 @@ def worker(args: argparse.Namespace) -> None:
         "steps": losses,
     }
     Path(args.out, f"{args.mode}-rank{figures['rank']}.json").write_text(json.dumps(figures))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def launch(args: argparse.Namespace, mode: str, out: str) -> list[dict]:
@@ -104,7 +102,10 @@ def main() -> None:
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        return worker(args)
+        from vlkit.train.loop import exit_distributed_process
+
+        worker(args)
+        return exit_distributed_process()  # after the worker's models are gone
     if args.smoke:
         args.set = [*SMOKE_VLM, "train.batch_size=4", *args.set]
     # a frozen tower's feature cache runs outside forward, which FSDP refuses: both modes go without

@@ -11,11 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from vlkit.config import load_config
 from vlkit.train.batches import Batcher
-from vlkit.train.loop import train
+from vlkit.train.loop import exit_distributed_process, train
 
 if os.environ.get("RECORD_SAMPLES"):
     folder, read = Path(os.environ["RECORD_SAMPLES"]), Batcher.samples
@@ -31,5 +29,4 @@ if os.environ.get("RECORD_SAMPLES"):
 cfg = load_config(sys.argv[1])
 stop_at_step = int(sys.argv[2]) if len(sys.argv) > 2 else None
 train(cfg, stop_at_step=stop_at_step, progress=False)
-if torch.distributed.is_initialized():  # a clean gloo teardown: exiting with live comm threads can abort
-    torch.distributed.destroy_process_group()
+exit_distributed_process()  # as `vlkit train` ends a torchrun process

@@ -42,10 +42,11 @@ def train(
         save_config(cfg, "/dev/stdout")
         return
     from vlkit.eval.during_training import training_evaluator
-    from vlkit.train.loop import train_stages
+    from vlkit.train.loop import exit_distributed_process, train_stages
 
     out = train_stages(cfg, evaluate=training_evaluator(cfg.kind), progress=progress)
     print(f"run folder: {out}")
+    exit_distributed_process()
 
 
 def train_lm(

@@ -9,10 +9,12 @@ of every global batch). Everything a run writes goes to
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +73,34 @@ def make_accelerator() -> Accelerator:
     # bf16 is applied with torch.autocast in the loop rather than accelerate's mixed_precision, whose
     # process-wide state refuses a second training with another setting in the same process.
     return Accelerator(cpu=not torch.accelerator.is_available())
+
+
+def close_distributed() -> None:
+    """Ends this process's part of a distributed run: a barrier, then the process group destroyed
+    and, where nothing else holds it any more (DDP runs), collected, which joins its gloo threads."""
+    if not torch.distributed.is_initialized():
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    gc.collect()  # the DDP wrapper, in reference cycles, still holds the group
+
+
+def exit_distributed_process() -> None:
+    """Ends a process that took part in a `torchrun` launch with `os._exit(0)`, output flushed.
+
+    A gloo thread retires each finished collective after the fact, taking the GIL to release its
+    tensors; if Python is shutting down by then, the process aborts ("terminate called without an
+    active exception", SIGABRT) after a run that succeeded, and torchrun reports it failed. Only
+    destroying the group joins those threads, and an FSDP run's group stays referenced by torch's
+    DTensor metadata past `destroy_process_group`, so the process ends before Python's shutdown.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    close_distributed()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def tokenizer_texts(cfg: Config, dataset) -> list[str]:
@@ -310,8 +340,7 @@ def train_stages(
         if name:
             log.info("stage %s → %s", name, stage_cfg.train.out_dir)
         out = train(stage_cfg, evaluate=evaluate, **kwargs)
-    if torch.distributed.is_initialized():  # a clean gloo teardown: exiting with live comm threads can abort
-        torch.distributed.destroy_process_group()
+    close_distributed()
     return out
 
 
