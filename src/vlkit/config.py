@@ -255,9 +255,9 @@ class TrainingFreeConfig:
     image_encoder: str = "efficientnet-lite0"  # a pretrained one (conse: an ImageNet classifier)
     text_encoder: str = "minilm-l6"
     max_text_length: int = 64
-    anchors: int = 2000  # asif: anchor image-caption pairs (what `vlkit asif` built it from)
+    anchors: int = 4000  # asif: anchor image-caption pairs (what `vlkit asif` built it from)
     anchor_data: str = ""  # asif: the data name the anchors came from (a record, `vlkit asif --data`)
-    k: int = 800  # asif: similarities kept per relative representation (the rest are 0)
+    k: int = 1000  # asif: similarities kept per relative representation (the rest are 0)
     p: float = 8.0  # asif: the kept similarities are raised to this power
     center: bool = True  # asif: subtract the anchors' mean feature before the cosines
     top: int = 5  # conse: the classifier's top-T classes in the convex combination

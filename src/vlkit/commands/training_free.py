@@ -14,8 +14,8 @@ def asif(
     *,
     data: str,
     out: str,
-    anchors: int = 2000,
-    k: int = 800,
+    anchors: int = 4000,
+    k: int = 1000,
     p: float = 8.0,
     split: str = "train",
     center: bool = True,
@@ -30,7 +30,8 @@ def asif(
         data: captioned data the anchors come from (scenes, photos, fashion-mnist, a folder, shards, ...)
         out: model folder to write (config.yaml, model.safetensors with the anchors, anchors.jsonl)
         anchors: anchor image-caption pairs, drawn at random from the data
-        k: similarities kept per relative representation
+        k: similarities kept per relative representation (anchors, k and p: the setting chosen on
+            Fashion-MNIST validation images by benchmarks/training_free.py)
         p: power the kept similarities are raised to
         split: the data's split (photos, fashion-mnist, a saved DatasetDict)
         center: subtract the anchors' mean features before the cosines (the paper uses raw cosines)
@@ -39,7 +40,7 @@ def asif(
         seed: which anchors and captions are drawn
 
     Examples:
-        vlkit asif --data fashion-mnist --anchors 2000 --k 800 --p 8 --out runs/asif-fmnist
+        vlkit asif --data fashion-mnist --anchors 4000 --k 1000 --p 8 --out runs/asif-fmnist
         vlkit eval runs/asif-fmnist --data fashion-mnist
     """
     from vlkit.config import Config, TrainingFreeConfig
