@@ -77,7 +77,8 @@ def make_accelerator() -> Accelerator:
 
 def close_distributed() -> None:
     """Ends this process's part of a distributed run: a barrier, then the process group destroyed
-    and, where nothing else holds it any more (DDP runs), collected, which joins its gloo threads."""
+    and, where nothing else holds it any more (DDP runs), collected, which joins its gloo threads.
+    An FSDP run's group outlives it (see `exit_distributed_process`, which a process's end calls)."""
     if not torch.distributed.is_initialized():
         return
     torch.distributed.barrier()
