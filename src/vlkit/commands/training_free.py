@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vlkit.config import TrainingFreeConfig
+
+_DEFAULT = TrainingFreeConfig()  # one place for the defaults: the config the commands write
+
 
 def asif(
     *,
     data: str,
     out: str,
-    anchors: int = 4000,
-    k: int = 1000,
-    p: float = 8.0,
+    anchors: int = _DEFAULT.anchors,
+    k: int = _DEFAULT.k,
+    p: float = _DEFAULT.p,
     split: str = "train",
-    center: bool = True,
-    image_encoder: str = "efficientnet-lite0",
-    text_encoder: str = "minilm-l6",
+    center: bool = _DEFAULT.center,
+    image_encoder: str = _DEFAULT.image_encoder,
+    text_encoder: str = _DEFAULT.text_encoder,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -43,7 +47,7 @@ def asif(
         vlkit asif --data fashion-mnist --anchors 4000 --k 1000 --p 8 --out runs/asif-fmnist
         vlkit eval runs/asif-fmnist --data fashion-mnist
     """
-    from vlkit.config import Config, TrainingFreeConfig
+    from vlkit.config import Config
     from vlkit.data import open_named
     from vlkit.models.build import build_model, save_model
     from vlkit.models.build_training_free import choose_anchors, fill_anchors
@@ -65,9 +69,9 @@ def asif(
 def conse(
     *,
     out: str,
-    top: int = 5,
-    image_encoder: str = "efficientnet-lite0",
-    text_encoder: str = "minilm-l6",
+    top: int = _DEFAULT.top,
+    image_encoder: str = _DEFAULT.image_encoder,
+    text_encoder: str = _DEFAULT.text_encoder,
 ) -> Path:
     """Build a ConSE model: the ImageNet classifier's top classes, as a mix of their names' embeddings.
 
@@ -81,7 +85,7 @@ def conse(
         vlkit conse --out runs/conse
         vlkit eval runs/conse
     """
-    from vlkit.config import Config, TrainingFreeConfig
+    from vlkit.config import Config
     from vlkit.models.build import build_model, save_model
     from vlkit.models.build_training_free import fill_class_names
 
