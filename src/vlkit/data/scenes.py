@@ -358,7 +358,7 @@ class Scenes:
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),
             scenes_text.shape_edit(objects, rng, SHAPES),
         ]
-        negatives = [[scenes_text.apply_edit(c, e) for e in edits] for c in captions]
+        negatives = [_negatives(objects, c, edits, f"{key}/negatives/{i}") for i, c in enumerate(captions)]
         return Scene(
             image=image,
             objects=objects,
@@ -369,6 +369,25 @@ class Scenes:
             shape_negative_caption=negatives[0][1],
             caption_negatives=negatives,
         )
+
+
+def _negatives(objects: list[SceneObject], caption: str, edits: list, key: str) -> list[str]:
+    """[colours swapped, a shape changed] of `caption` by the scene's `edits`; where that does not
+    make it false (the edit changes an object the caption does not name: a relation caption names
+    two of three), that edit drawn again among the named objects (its own seeded draw, so the
+    scene's other text stays as it was)."""
+    out = [scenes_text.apply_edit(caption, e) for e in edits]
+    if all(scenes_text.shows_edit(n, e, objects) for n, e in zip(out, edits)):
+        return out
+    named, rng = scenes_text.named_in(caption, objects), random.Random(key)
+    again = [
+        scenes_text.binding_edit(objects, rng, COLOR_NAMES, among=named),
+        scenes_text.shape_edit(objects, rng, SHAPES, among=named),
+    ]
+    return [
+        n if scenes_text.shows_edit(n, e, objects) else scenes_text.apply_edit(caption, a)
+        for n, e, a in zip(out, edits, again)
+    ]
 
 
 _ATTRIBUTE_WORDS = re.compile(rf"\b(?:{'|'.join(COLOR_NAMES)})\b|\b(?:{'|'.join(SHAPES)})s?\b")

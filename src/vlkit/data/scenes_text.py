@@ -134,16 +134,19 @@ def captions(objects: Sequence[Described], rng: random.Random) -> list[str]:
 Edit = dict[tuple[str, str], tuple[str, str]]  # (colour, shape) of an object -> what a negative says
 
 
-def binding_edit(objects: Sequence[Described], rng: random.Random, colors: Sequence[str]) -> Edit:
+def binding_edit(
+    objects: Sequence[Described], rng: random.Random, colors: Sequence[str], among: Sequence[Described] = ()
+) -> Edit:
     """The colour-swap hard negative, as an edit: false of the image, same words otherwise.
 
     Swaps the colours of two objects that differ in both colour and shape (a swap between two
     same-shape objects would describe the same set). Without such a pair (one object, or all
     objects share a colour or a shape) one object gets a colour no object of its shape has.
-    Both ways the negative names a (colour, shape) the scene does not contain.
+    Both ways the negative names a (colour, shape) the scene does not contain. `among`: edit only
+    these of the scene's `objects` (those a caption names); the check is against all of them.
     """
-    ordered = left_to_right(objects)
-    present = {(o.color, o.shape) for o in ordered}
+    ordered = left_to_right(among or objects)
+    present = {(o.color, o.shape) for o in objects}
     # A swap must create an object the scene lacks; with a red circle, a blue square, a blue
     # circle and a red square, swapping the first two would only repeat present objects.
     pairs = [
@@ -158,20 +161,35 @@ def binding_edit(objects: Sequence[Described], rng: random.Random, colors: Seque
         a, b = rng.choice(pairs)
         return {(a.color, a.shape): (b.color, a.shape), (b.color, b.shape): (a.color, b.shape)}
     obj = ordered[rng.randrange(len(ordered))]
-    taken = {o.color for o in ordered if o.shape == obj.shape}
+    taken = {o.color for o in objects if o.shape == obj.shape}
     return {(obj.color, obj.shape): (rng.choice([c for c in colors if c not in taken]), obj.shape)}
 
 
-def shape_edit(objects: Sequence[Described], rng: random.Random, shapes: Sequence[str]) -> Edit:
-    """One object's shape changed to one no object of its colour has.
+def shape_edit(
+    objects: Sequence[Described], rng: random.Random, shapes: Sequence[str], among: Sequence[Described] = ()
+) -> Edit:
+    """One object's shape changed to one no object of its colour has (`among`: as binding_edit's).
 
     The colour swap tests binding; this one makes shape matter on its own (a single red circle
     vs "a red square"), which in-batch negatives rarely do when colours already differ.
     """
-    ordered = left_to_right(objects)
+    ordered = left_to_right(among or objects)
     obj = ordered[rng.randrange(len(ordered))]
-    taken = {o.shape for o in ordered if o.color == obj.color}
+    taken = {o.shape for o in objects if o.color == obj.color}
     return {(obj.color, obj.shape): (obj.color, rng.choice([s for s in shapes if s not in taken]))}
+
+
+def named_in(caption: str, objects: Sequence[Described]) -> list[Described]:
+    """The objects whose "<colour> <shape>" `caption` says (a relation caption names two of three)."""
+    return [o for o in objects if re.search(rf"\b{o.color} {o.shape}\b", caption)]
+
+
+def shows_edit(negative: str, edit: Edit, objects: Sequence[Described]) -> bool:
+    """Whether `negative` (a caption with `edit` applied) names an object the scene lacks: what
+    makes it false. Not so when the edit changed objects the caption does not name, or only the
+    one of a swap's pair that it names and that the scene also has."""
+    present = {(o.color, o.shape) for o in objects}
+    return any(new not in present and re.search(rf"\b{new[0]} {new[1]}\b", negative) for new in edit.values())
 
 
 def apply_edit(caption: str, edit: Edit) -> str:
