@@ -14,7 +14,8 @@ scored once on the test images:
   image side separate the classes?) and ASIF with one-hot class "captions" (the image side's
   ceiling), so a shortfall can be placed on the image or the text side.
 - Fashion-MNIST: anchors drawn from train as `vlkit asif --data fashion-mnist` draws them, scored
-  on random test images.
+  on the whole test split (10,000 images; the run at commit 6f09da1 scored a random
+  2,000 of them).
 - photos: the 13 training photographs, every caption an anchor pair; retrieval on the 7 held-out
   ones through `vlkit.eval.harness` (R@1 chance 1/7; a sanity check, not a measurement).
 
@@ -269,7 +270,8 @@ def digits(emb: Embedder, conse, args, sizes: dict) -> dict:
 
 def fashion(emb: Embedder, conse, args, sizes: dict) -> dict:
     """Anchors drawn as `vlkit asif --data fashion-mnist` draws them; (k, p) chosen on their last
-    fifth; ASIF, ConSE and LiT on random test images."""
+    fifth; ASIF, ConSE and LiT on `sizes["fashion_test"]` test images in a random order (all of them
+    at full size)."""
     train_set, held_out = FashionMNIST("train"), FashionMNIST("test")
     pairs = choose_anchors(train_set, sizes["fashion_anchors"], args.seed)
     labels = [int(a["key"].rsplit("/", 1)[1]) for a in pairs]
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         # k up to 1000: template captions repeat (Fashion-MNIST's 20 captions over 4,000 anchors,
         # ~200 anchors each), and a text's top-k must reach past one caption's copies to say anything
         args.grid, args.margins = {"k": [100, 300, 1000], "p": [1.0, 4.0, 8.0, 16.0]}, [0, 4]
-        sizes = {"digits": 10_000, "fashion_anchors": 4000, "fashion_test": 2000}
+        sizes = {"digits": 10_000, "fashion_anchors": 4000, "fashion_test": 10_000}
     conse = fill_class_names(
         build_model(Config(kind="training-free", model=TrainingFreeConfig(method="conse")))
     )
