@@ -5,6 +5,9 @@ the same examples in the same run:
 - colour-swap Winoground text / image / group by ITM (the CLIP's by cosine);
 - text → image R@1 by ITM over every pair of a small held-out set; with `--clip`, the CLIP's own
   R@k and the CLIP's top-10 per caption re-ranked by ITM (ALBEF / BLIP);
+- ITM accuracy per kind of pair (true caption, colours swapped, a shape changed, another image's
+  caption) and per object count on 1-3-object scenes (`fusion.matching_by_kind`): which of its
+  training negatives the model tells apart;
 - MLM fill-in-the-blank on one-object scenes: "a [MASK] circle" → colour (of 8), "a red [MASK]"
   → shape (of 4).
 
@@ -55,6 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--retrieval-images", type=int, default=64, help="held-out images for ITM retrieval")
     p.add_argument("--blanks", type=int, default=256, help="one-object scenes for fill-in-the-blank")
+    p.add_argument("--kinds", type=int, default=300, help="1-3-object scenes for ITM by kind of pair")
     p.add_argument("--clip", default="", help="a contrastive run scored beside it (e.g. runs/tour)")
     p.add_argument("--name", default="", help="results file suffix: fusion-<name>.json")
     p.add_argument("--out", default="", help="run folder (default: a temporary one)")
@@ -73,9 +77,12 @@ def held_out(model, clip, args, image_size: int) -> dict:
     count = 8 if args.smoke else args.blanks
     # every colour with every shape: colour i % 8, shape (i + i // 8) % 4
     singles = [world.single(i, COLOR_NAMES[i % 8], SHAPES[(i + i // 8) % 4]) for i in range(count)]
+    crowd = Scenes(ScenesConfig(image_size=image_size, min_objects=1, max_objects=3, seed=SEED + 11))
+    crowded = [crowd.scene(i) for i in range(8 if args.smoke else args.kinds)]
     scores = {
         "itm": flat_scores([fusion.winoground(model, wino), fusion.retrieval(model, ret)]),
         "fill_in_the_blank": fusion.fill_in_the_blank(model, singles),
+        "itm_accuracy_by_kind": fusion.matching_by_kind(model, crowded),
         "winoground_pairs": len(wino.examples),
         "retrieval_images": len(ret.examples),
         "chance": {

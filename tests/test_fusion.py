@@ -10,7 +10,8 @@ from transformers import ViltForImageAndTextRetrieval, ViltProcessor
 from tests.conftest import make_tiny_cfg, make_tiny_fusion_cfg
 from vlkit import api, export
 from vlkit.data import build_dataset
-from vlkit.eval import harness
+from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.eval import fusion, harness
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
 from vlkit.models.build import build_model, initial_parts, load_model, save_model
@@ -102,6 +103,26 @@ def test_winoground_by_itm_scores_each_pair_with_the_model(fusion_folder):
     assert result.predictions[0]["scores"][1] == pytest.approx(direct.tolist(), abs=1e-4)
     assert set(result.metrics) == {"wino_text", "wino_image", "wino_group"}
     assert "retrieval" in harness.OPT_IN["fusion"] and "retrieval" in harness.supported_tasks(model)
+
+
+class _Matcher:
+    """A stand-in model whose ITM logit is +1 exactly on the (image, text) pairs it is told are true."""
+
+    def __init__(self, accepts):
+        self.accepts = accepts
+
+    def match(self, images, texts, batch_size=64):
+        return np.array([1.0 if self.accepts(i, t) else -1.0 for i, t in zip(images, texts)])
+
+
+def test_matching_by_kind_scores_each_kind_of_pair_and_object_count():
+    world = Scenes(ScenesConfig(image_size=32, min_objects=1, max_objects=3, seed=5))
+    scenes = [world.scene(i) for i in range(24)]
+    truths = {id(s.image): s.captions[0] for s in scenes}
+    perfect = fusion.matching_by_kind(_Matcher(lambda image, t: truths[id(image)] == t), scenes)
+    assert set(perfect.values()) == {1.0} and len(perfect) == 12  # 4 kinds x 1-3 objects
+    yes = fusion.matching_by_kind(_Matcher(lambda image, t: True), scenes)  # accepts every pair
+    assert all(v == (1.0 if k.startswith("true caption") else 0.0) for k, v in yes.items())
 
 
 def test_fill_mask_answers_from_the_choices_and_refuses_a_text_without_a_blank(fusion_folder):

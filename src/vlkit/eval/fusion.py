@@ -5,6 +5,9 @@
     retrieval   every (image, caption) pair of a held-out set scored (N × M forward passes: keep
                 sets small), ranked per query; the same recall@k as the dual encoders'
 
+    matching_by_kind  ITM accuracy per kind of pair (true caption, colours swapped, a shape changed,
+                another image's caption) and per object count: which of them the model tells apart
+
 Hateful Memes is the exception: a fine-tuned model's classifier over the fused [CLS] scores each
 (meme image, meme text) pair, `model.classify(images, texts)`.
 """
@@ -118,3 +121,29 @@ def fill_in_the_blank(model, scenes: list, batch_size: int = 64) -> dict[str, fl
         "mlm_colour_chance": 1 / len(COLOR_NAMES),
         "mlm_shape_chance": 1 / len(SHAPES),
     }
+
+
+PAIR_KINDS = ("true caption", "colours swapped", "shape changed")  # + "another image's caption"
+
+
+def matching_by_kind(model, scenes: list, batch_size: int = 64) -> dict[str, float]:
+    """ITM accuracy (logit > 0 is "match") on held-out scenes (`Scenes.scene`'s), by
+    kind of pair and number of objects: each scene's canonical caption and its two edits (the
+    hard negatives ITM trains on), and the next scene's canonical caption. A model that checks
+    only which colours and shapes are present passes one-object edits and accepts multi-object
+    colour swaps; one that binds colour to shape rejects both."""
+    images, texts, keys = [], [], []
+    for i, s in enumerate(scenes):
+        objects = len(s.objects)
+        other = scenes[(i + 1) % len(scenes)].captions[0]
+        pairs = [s.captions[0], *s.caption_negatives[0][:2]]
+        if other not in s.captions:
+            pairs.append(other)
+        for kind, text in zip((*PAIR_KINDS, "another image's caption"), pairs):
+            images.append(s.image)
+            texts.append(text)
+            keys.append(f"{kind}, {objects} object{'s' * (objects > 1)}")
+    right = (model.match(images, texts, batch_size) > 0) == np.array(
+        [k.startswith(PAIR_KINDS[0]) for k in keys]
+    )
+    return {key: float(right[[k == key for k in keys]].mean()) for key in sorted(set(keys))}
