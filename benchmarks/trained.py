@@ -24,7 +24,8 @@ def train_recipe(recipe: str, sets: list[str]) -> tuple[Path, Config, dict]:
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     path = Path(recipe)
     settings = {
-        "recipe": str(path.relative_to(ROOT)) if path.is_absolute() else recipe,
+        # a recipe outside the repository is recorded by its full path (after training, never a crash)
+        "recipe": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else recipe,
         "overrides": sets,
         "steps": cfg.train.steps,
         "training_images": cfg.train.steps * cfg.train.batch_size,
