@@ -16,7 +16,7 @@ from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
 from vlkit.models.build import build_model, initial_parts, load_model, save_model
 from vlkit.models.kinds import texts_for
-from vlkit.train.fusion import FusionObjective, mask_tokens, pick_negative
+from vlkit.train.fusion import FusionObjective, mask_tokens, pick_negative, word_labels
 from vlkit.train.loop import make_objective, make_optimizer
 
 
@@ -78,6 +78,29 @@ def test_mask_tokens_never_masks_special_or_padding_tokens():
     out, labels = mask_tokens(ids, mask, 2, [0, 3, 4], 0.5, np.random.default_rng(0))
     assert (out == 2).sum(1).tolist() == [2, 1]  # round(0.5 * 3) and at least one of one word
     assert ((out == 2) <= torch.isin(ids, torch.tensor([10, 11, 12, 13]))).all()
+
+
+def test_word_labels_mark_the_words_a_negative_changed_and_skip_pairs_that_do_not_line_up():
+    # rows: two true captions, then their negatives (the first: two words changed; the second
+    # another caption, one token longer)
+    ids = torch.tensor(
+        [[3, 10, 11, 12, 4, 0], [3, 13, 14, 4, 0, 0], [3, 15, 11, 16, 4, 0], [3, 13, 17, 18, 4, 0]]
+    )
+    labels = word_labels(ids, (ids != 0).long(), [0, 3, 4])
+    assert labels[0].tolist() == [-1, 1, -1, 1, -1, -1] and labels[2].tolist() == [-1, 0, -1, 0, -1, -1]
+    assert (labels[[1, 3]] == -1).all()
+
+
+def test_word_level_matching_adds_its_loss_and_trains_its_head():
+    cfg = make_tiny_fusion_cfg(0.0)
+    cfg.model.token_itm_weight = 1.0
+    cfg.model.negative_shares = [1.0, 0.0, 0.0]  # colour edits only: words line up
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    objective = FusionObjective(model)
+    batch = objective.collate(_samples(cfg))
+    assert (batch["word_labels"] == 0).any() and (batch["word_labels"] == 1).any()
+    objective.loss(model.train(), batch).backward()
+    assert "word_itm_loss" in objective.log_extras() and model.token_match.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])

@@ -271,6 +271,11 @@ class FusionConfig:
     # objects (or a colour changed), with a shape changed, another image's caption
     negative_shares: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])
     contrastive_weight: float = 0.0  # FLAVA: > 0 adds the unimodal contrastive (CLIP) loss
+    # > 0 adds word-level matching: a logit per word token, trained on the words a colour or shape
+    # negative changed (false in the negative, true at the same place in the caption), so the check
+    # of each "colour shape" phrase against the image is taught where the phrase is, not only
+    # through the one pooled ITM logit (`vlkit.train.fusion`)
+    token_itm_weight: float = 0.0
     embed_dim: int = 128  # the unimodal projections' size (contrastive only)
     init_temperature: float = 0.07
     # what turns the image into the transformer's patch tokens: patch (ViLT's own: one linear map

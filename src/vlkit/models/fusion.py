@@ -178,6 +178,8 @@ class FusionEncoder(nn.Module):
         self.image_projection = nn.Linear(d, cfg.embed_dim, bias=False)
         self.text_projection = nn.Linear(d, cfg.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
+        # word-level matching (`token_itm_weight` > 0): one logit per text token
+        self.token_match = nn.Linear(d, 1) if cfg.token_itm_weight > 0 else None
         self.classifier = None
         if cfg.objective == "classify":  # ViltForQuestionAnswering's head, one logit
             self.classifier = nn.Sequential(
@@ -203,11 +205,12 @@ class FusionEncoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         classify: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | torch.Tensor:
         """pixel_values: float[B, 3, H, W]; input_ids, attention_mask: int64[kB, T] (text row r goes
         with image r % B: each image is embedded once for its k texts) → (ITM logits float[kB],
-        MLM logits over the text tokens float[kB, T, V]); with `classify` (pair b: image b, text b),
-        the classifier's logits float[B] (through forward, so DDP synchronises its gradients)."""
+        MLM logits over the text tokens float[kB, T, V], word-level matching logits float[kB, T] or
+        None without that head); with `classify` (pair b: image b, text b), the classifier's
+        logits float[B] (through forward, so DDP synchronises its gradients)."""
         if classify:
             return self.classify(pixel_values, input_ids, attention_mask)
         k = input_ids.shape[0] // pixel_values.shape[0]
@@ -217,7 +220,8 @@ class FusionEncoder(nn.Module):
             pixel_mask=mask.repeat(k, 1),
         )  # fmt: skip
         text_states = out.last_hidden_state[:, : input_ids.shape[1]]  # (B, T, D): the text comes first
-        return self.rank_output(out.pooler_output)[:, 0], self.mlm_score(text_states)
+        words = None if self.token_match is None else self.token_match(text_states)[..., 0]  # (kB, T)
+        return self.rank_output(out.pooler_output)[:, 0], self.mlm_score(text_states), words
 
     def match(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """ITM logits float[B] of the pairs (image b, text b); > 0: the model says they match."""
@@ -310,8 +314,8 @@ def from_pretrained(cfg: Config, base: FusionEncoder) -> FusionEncoder:
     torch.manual_seed(cfg.train.seed)
     model = FusionEncoder(cfg.model, base.vilt, base.tokenizer)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    stray = [k for k in missing + unexpected if not k.startswith("classifier.")]
-    if stray:  # only the classifier may be new (or left behind)
+    stray = [k for k in missing + unexpected if not k.startswith(("classifier.", "token_match."))]
+    if stray:  # only the classifier and the word-level matching head may be new (or left behind)
         raise ValueError(f"model.init_from: its weights do not fit this fusion encoder: {stray[:5]}")
     return model
 

@@ -10,7 +10,8 @@ over all 3B pairs.
 
 Batches (`collate`): pixel_values float[B, 3, H, W]; input_ids, attention_mask int64[3B, T]
 (rows: B true captions, B negatives, B masked captions; image b is row b's, B + b's and 2B + b's);
-itm_labels float[2B]; mlm_labels int64[B, T] (-100: not masked).
+itm_labels float[2B]; mlm_labels int64[B, T] (-100: not masked); with `model.token_itm_weight` > 0,
+word_labels float[2B, T] (`word_labels`: word-level matching on the words a negative changed).
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def mask_tokens(
     return ids, labels
 
 
+def word_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: list[int]) -> torch.Tensor:
+    """Word-level matching targets of ITM's rows int64[2B, T] (B true captions, then each one's
+    negative) → float[2B, T]: 0 at the words a negative changed, 1 at the same places in its true
+    caption, -1 (not trained) elsewhere and on pairs whose token counts differ (another image's
+    caption, mostly), where no word lines up with another."""
+    b = input_ids.shape[0] // 2
+    true, negative = input_ids[:b], input_ids[b:]
+    same_length = (attention_mask[:b].sum(1) == attention_mask[b:].sum(1))[:, None]
+    words = attention_mask[:b].bool() & ~torch.isin(true, torch.tensor(special))
+    changed = (true != negative) & words & same_length  # (B, T)
+    labels = torch.full(input_ids.shape, -1.0)
+    labels[:b][changed] = 1.0
+    labels[b:][changed] = 0.0
+    return labels
+
+
 @dataclass
 class FusionObjective:
     model: FusionEncoder
@@ -72,17 +89,31 @@ class FusionObjective:
         enc["input_ids"] = torch.cat([enc["input_ids"][: 2 * b], masked])
         itm = torch.cat([torch.ones(b), torch.zeros(b)])
         pixel_values = self.model.preprocess([s["image"] for _, s in samples])  # (B, 3, H, W)
-        return enc | {"pixel_values": pixel_values, "itm_labels": itm, "mlm_labels": labels}
+        out = enc | {"pixel_values": pixel_values, "itm_labels": itm, "mlm_labels": labels}
+        if m.token_itm_weight > 0:
+            out["word_labels"] = word_labels(
+                enc["input_ids"][: 2 * b], enc["attention_mask"][: 2 * b], special
+            )
+        return out
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pixels = batch["pixel_values"]
         b = pixels.shape[0]
-        itm, mlm = model(pixels, batch["input_ids"], batch["attention_mask"])  # each image with 3 texts
+        itm, mlm, words = model(pixels, batch["input_ids"], batch["attention_mask"])  # each image, 3 texts
         m = self.model.cfg
         itm_loss = F.binary_cross_entropy_with_logits(itm[: 2 * b].float(), batch["itm_labels"])
         mlm_loss = F.cross_entropy(mlm[2 * b :].flatten(0, 1).float(), batch["mlm_labels"].flatten())
         self._last = {"itm_loss": itm_loss.item(), "mlm_loss": mlm_loss.item()}
         loss = m.itm_weight * itm_loss + m.mlm_weight * mlm_loss
+        if m.token_itm_weight > 0:  # the changed words of the negatives and their originals
+            labels = batch["word_labels"]
+            known = labels >= 0
+            if known.any():
+                word_loss = F.binary_cross_entropy_with_logits(words[: 2 * b][known].float(), labels[known])
+            else:  # no colour or shape edit in this batch
+                word_loss = words.sum() * 0.0
+            self._last["word_itm_loss"] = word_loss.item()
+            loss = loss + m.token_itm_weight * word_loss
         if m.contrastive_weight > 0:  # FLAVA: the unimodal encodings of the true pairs
             core = self.model  # parameters read outside forward come from the unwrapped model
             images = core.encode_images(pixels)
