@@ -52,6 +52,9 @@ EVAL_KEYS = {
 # a segmenter's recipe reads a trained CLIP (`segmenter.clip_init`) at three of its four layers:
 # the tiny one starts from scratch and reads its only layer
 TINY_SEGMENTER = ["segmenter.clip_init=", "segmenter.extract_layers=[0]"]
+# a fusion recipe on a trained CLIP's image tower (`image_embedder: clip`): the tiny one embeds
+# patches itself (tests/test_fusion.py trains the CLIP embedder on a tiny CLIP)
+TINY_CLIP_EMBEDDER = ["model.image_embedder=patch", "model.vision_init=", "model.freeze_vision=false"]
 
 
 def _tiny_memes(folder: Path) -> list[str]:
@@ -79,6 +82,7 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     tiny += TINY_FUSION if base.kind == "fusion" else []
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
     tiny += TINY_SEGMENTER if base.kind == "segmenter" else []
+    tiny += TINY_CLIP_EMBEDDER if getattr(base.model, "image_embedder", "") == "clip" else []
     classifier = base.kind == "fusion" and base.model.objective == "classify"
     tiny += _tiny_memes(tmp_path / "memes") if classifier else []
     generative = base.kind == "generative"
