@@ -207,6 +207,13 @@ def test_a_stage_override_out_of_range_names_the_stage(tmp_path):
         stage_configs(load_config(recipe))
 
 
+def test_stages_in_a_kind_that_cannot_continue_a_run_are_refused_naming_it(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("kind: detector\nstages:\n  - name: a\n  - name: b\n")
+    with pytest.raises(ConfigError, match=r"stages\[1\] \(b\): a detector recipe has no stages"):
+        stage_configs(load_config(recipe))
+
+
 # ------------------------------------------------------------------ each kind carries its own fields
 
 DUAL_ONLY = {f.name for f in dataclasses.fields(ModelConfig)} - {

@@ -11,17 +11,17 @@ from sklearn.metrics import roc_auc_score
 
 from tests.conftest import make_tiny_fusion_cfg
 from vlkit import api
-from vlkit.config import SourceConfig
+from vlkit.config import SourceConfig, StageConfig, stage_configs
 from vlkit.data import build_dataset, open_named, resolve_name
 from vlkit.data.memes import Memes, read_memes, scene_memes, write_memes, write_scene_memes
 from vlkit.data.scenes import Scenes, ScenesConfig
 from vlkit.eval.during_training import training_evaluator
 from vlkit.eval.loaders import open_files
 from vlkit.eval.run import run_eval
-from vlkit.models.build import build_model, load_model, save_model
+from vlkit.models.build import build_model, initial_parts, load_model, save_model
 from vlkit.models.kinds import texts_for
 from vlkit.train.checkpoint import latest_checkpoint
-from vlkit.train.loop import train
+from vlkit.train.loop import train, train_stages
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +190,27 @@ def test_fine_tuning_from_a_pretrained_run_beats_the_majority_class(tmp_path):
     fm = api.load(run)
     with torch.inference_mode():
         assert fm.classify([memes / "img" / "07000.png"], ["a red circle"]).shape == (1,)
+
+
+def test_a_fusion_recipe_pretrains_then_fine_tunes_a_classifier_in_stages(tmp_path, scene_memes_folder):
+    """`stages:` in a fusion recipe: the classify stage starts from the pre-training stage's
+    encoder and tokenizer (`model.init_from`), adds its head, and the run folder opens as it."""
+    cfg = make_tiny_fusion_cfg()
+    cfg.train.out_dir, cfg.train.batch_size = str(tmp_path / "run"), 4
+    memes = f"[{{kind: hateful-memes, path: {scene_memes_folder}}}]"
+    cfg.stages = [
+        StageConfig(name="pretrain", set=["train.steps=2"]),
+        StageConfig(name="memes", set=["train.steps=2", "model.objective=classify", f"data.sources={memes}"]),
+    ]
+    (_, first), (_, second) = stage_configs(cfg)
+    assert second.model.init_from == first.train.out_dir and second.model.objective == "classify"
+    train_stages(cfg, progress=False)
+    pretrained, _ = load_model(latest_checkpoint(first.train.out_dir))
+    started = build_model(second, **initial_parts(second))  # what the classify stage trained from
+    assert started.tokenizer.get_vocab() == pretrained.tokenizer.get_vocab()
+    for name, weight in pretrained.state_dict().items():
+        assert torch.equal(weight, started.state_dict()[name]), name
+    fm = api.load(cfg.train.out_dir)  # the staged folder opens as its last stage
+    assert fm.cfg.model.objective == "classify" and fm.model.classifier is not None
+    pairs = zip(fm.model.classifier.parameters(), started.classifier.parameters())
+    assert not all(torch.equal(a, b) for a, b in pairs)  # and it trained

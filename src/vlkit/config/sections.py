@@ -223,7 +223,9 @@ class StageConfig:
 
     A stage is the recipe with `set` overrides applied; it trains into `<train.out_dir>/<name>`,
     and every stage after the first starts from the previous one (`vlm.init_from` for a generative
-    recipe, `model.init_from` for a contrastive one)."""
+    recipe, `model.init_from` for a contrastive or fusion one; a fusion recipe can pre-train, then
+    fine-tune a classifier with `model.objective=classify`). Detector, segmenter and training-free
+    recipes have no stages."""
 
     name: str = ""
     set: list[str] = field(default_factory=list)  # overrides, as on the command line: "vlm.peft=lora"

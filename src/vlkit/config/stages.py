@@ -13,7 +13,7 @@ from vlkit.config.schema import Config, check_ranges
 from vlkit.config.sections import ConfigError
 
 # kind → the section whose `init_from` a later stage sets to the previous stage's run
-_CONTINUES = {"contrastive": "model", "generative": "vlm"}
+_CONTINUES = {"contrastive": "model", "generative": "vlm", "fusion": "model"}
 
 
 def stage_configs(cfg: Config) -> list[tuple[str, Config]]:
