@@ -1,9 +1,12 @@
 """`vlkit serve MODEL`: what it loads (vlkit run folders of both kinds, a transformers causal-LM
 folder, `--lm` as an alias), "ready" only once loaded, and one clear line for anything else."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import vlkit
 from vlkit import cli
 from vlkit.api import ContrastiveModel
 from vlkit.config import VLMConfig
@@ -64,6 +67,45 @@ def test_a_transformers_causal_lm_folder_and_the_lm_alias(served, tmp_path):
     assert out.startswith(f"ready: serving {path} (generative)")
     assert isinstance(app.state.served.model, BatchingEngine)
     assert load_served(path).engine.vlm is False  # text only
+
+
+def test_a_transformers_clip_folder_is_served_as_a_contrastive_model(served, tiny_run, tmp_path):
+    """An exported (or any local) CLIPModel folder: the embeddings, classify and search endpoints
+    answer with `vlkit.load`'s own results for that folder, and the web UI builds for it."""
+    from fastapi.testclient import TestClient
+
+    from tests.test_serve_search import data_url, picture
+    from vlkit.export import export_transformers
+    from vlkit.models.hf_models import HFContrastiveModel
+    from vlkit.serve.ui import build_ui
+
+    hf = str(export_transformers(tiny_run, tmp_path / "hf"))
+    reference = vlkit.load(hf)
+    images = [tmp_path / f"{i}.png" for i in range(3)]
+    for path, channel in zip(images, range(3)):
+        Image.fromarray(picture(channel, 12 + 4 * channel)).save(path)
+    reference.index_files(images, tmp_path / "my.index")
+    out, app = served(hf, "--index", str(tmp_path / "my.index"))
+    assert out.startswith(f"ready: serving {hf} (contrastive)")
+    assert isinstance(app.state.served.model, HFContrastiveModel)
+    client = TestClient(app)
+    texts = ["a small red circle", "a large blue star"]
+    reply = client.post("/v1/embeddings", json={"model": hf, "input": texts}).json()
+    np.testing.assert_allclose(
+        [row["embedding"] for row in reply["data"]], reference.embed_texts(texts), atol=1e-6
+    )
+    assert reply["usage"]["prompt_tokens"] == reference.count_tokens(texts) > len(texts)
+    body = {"model": hf, "images": [data_url(picture(2, 20))], "labels": ["red square", "blue square"]}
+    reply = client.post("/v1/classify", json=body).json()
+    expected = reference.classify([picture(2, 20)], body["labels"])
+    np.testing.assert_allclose(reply["data"][0]["probs"], expected.probs[0], atol=1e-5)
+    reply = client.post("/v1/search", json={"model": hf, "query": "a blue square", "k": 2}).json()
+    from vlkit.index import SearchIndex
+
+    hits = reference.search(SearchIndex.load(tmp_path / "my.index"), ["a blue square"], k=2)[0]
+    assert [hit["key"] for hit in reply["data"]] == [key for key, _ in hits]
+    blocks, _ = build_ui(reference, "clip", folder=hf)
+    assert "Classify" in {block.label for block in blocks.blocks.values() if hasattr(block, "label")}
 
 
 def _llava_folder(tmp_path, tiny_vlm_run):

@@ -50,6 +50,10 @@ class ContrastiveModel(ImageSearch):
     def embed_dim(self) -> int:
         return self.model.embed_dim
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """How many text tokens (padding aside) the model reads of `texts` (what /v1/embeddings bills)."""
+        return int(tokenize(self.model.text_tower, list(texts))["attention_mask"].sum())
+
     # ------------------------------------------------------------------ embeddings
     def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
         """→ unit vectors float32[N, E]; an unreadable image raises its `ImageError`."""

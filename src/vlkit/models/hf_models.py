@@ -167,6 +167,11 @@ class HFContrastiveModel(ImageSearch):
             self._embed_dim = self.embed_texts(["a"]).shape[1]
         return self._embed_dim
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """How many text tokens (padding aside) the model reads of `texts` (what /v1/embeddings bills)."""
+        ids = self.processor.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return sum(len(row) for row in ids)
+
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """→ unit vectors float32[N, E]."""

@@ -1,6 +1,7 @@
 """What the server does per model kind: the one table the endpoints look their model up in.
 
-    contrastive   a `ContrastiveModel`: /v1/embeddings, /v1/classify, /v1/search
+    contrastive   a `ContrastiveModel`, or a transformers dual encoder's `HFContrastiveModel` (a
+                  CLIPModel / SiglipModel folder): /v1/embeddings, /v1/classify, /v1/search
     generative    a `BatchingEngine` around the model's `Engine` (text LMs too): /v1/chat/completions,
                   /v1/caption, /v1/answer
     training-free a `TrainingFreeModel` (a `ContrastiveModel`): the contrastive endpoints
@@ -21,6 +22,7 @@ from typing import Any
 
 from vlkit.api import USES, ContrastiveModel, DetectorModel, FusionModel, SegmenterModel, TrainingFreeModel
 from vlkit.generation import BatchingEngine
+from vlkit.models.hf_models import HFContrastiveModel
 from vlkit.models.kinds import per_kind
 from vlkit.serve.errors import ApiError
 
@@ -29,7 +31,7 @@ from vlkit.serve.errors import ApiError
 class ServedKind:
     """One kind, as the server sees it."""
 
-    serves: type  # what the app is given (and `Served.model` holds)
+    serves: tuple[type, ...]  # what the app is given (and `Served.model` holds)
     endpoints: tuple[str, ...]
     # (`vlkit.load`'s model, batching options) → what is served
     wrap: Callable[[Any, dict], Any]
@@ -37,6 +39,12 @@ class ServedKind:
 
 def _batched(model: Any, batching: dict) -> BatchingEngine:
     return BatchingEngine(model.engine, **batching)
+
+
+# what embeds images and texts: vlkit's dual encoders (training-free ones are a subclass) and a
+# transformers CLIPModel / SiglipModel folder through its `vlkit.load` wrapper
+DUAL_ENCODERS = (ContrastiveModel, HFContrastiveModel)
+EMBEDDING_ENDPOINTS = ("/v1/embeddings", "/v1/classify", "/v1/search")
 
 
 # a kind with no endpoint → (its models, what to use instead)
@@ -60,30 +68,33 @@ def _not_served_yet(model: Any, batching: dict) -> Any:
 SERVED_KINDS = per_kind(
     "served kinds",
     {
-        "contrastive": ServedKind(
-            ContrastiveModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
-        ),
+        "contrastive": ServedKind(DUAL_ENCODERS, EMBEDDING_ENDPOINTS, lambda m, _: m),
         "generative": ServedKind(
-            BatchingEngine, ("/v1/chat/completions", "/v1/caption", "/v1/answer"), _batched
+            (BatchingEngine,), ("/v1/chat/completions", "/v1/caption", "/v1/answer"), _batched
         ),
         # ASIF / ConSE: a ContrastiveModel, served as one
-        "training-free": ServedKind(
-            TrainingFreeModel, ("/v1/embeddings", "/v1/classify", "/v1/search"), lambda m, _: m
-        ),
-        "detector": ServedKind(DetectorModel, (), _not_served_yet),  # no endpoint yet: `vlkit detect`
-        "segmenter": ServedKind(SegmenterModel, (), _not_served_yet),  # no endpoint yet: `vlkit segment`
-        "fusion": ServedKind(FusionModel, (), _not_served_yet),  # no endpoint yet: the Python API
+        "training-free": ServedKind((TrainingFreeModel,), EMBEDDING_ENDPOINTS, lambda m, _: m),
+        "detector": ServedKind((DetectorModel,), (), _not_served_yet),  # no endpoint yet: `vlkit detect`
+        "segmenter": ServedKind((SegmenterModel,), (), _not_served_yet),  # no endpoint yet: `vlkit segment`
+        "fusion": ServedKind((FusionModel,), (), _not_served_yet),  # no endpoint yet: the Python API
     },
 )
 
 
 def served_kind(model: object) -> str:
-    """The kind of what the app is given: a `ContrastiveModel` (or its `TrainingFreeModel`
-    subclass: the most specific class wins) or a `BatchingEngine`."""
+    """The kind of what the app is given: a dual encoder (a `TrainingFreeModel` is a
+    `ContrastiveModel` subclass: the most specific class wins) or a `BatchingEngine`."""
+    mro = type(model).__mro__
+
+    def distance(name: str) -> int:  # how far up the model's classes its kind's class sits
+        return min((mro.index(c) for c in SERVED_KINDS[name].serves if c in mro), default=len(mro))
+
     matches = [name for name, kind in SERVED_KINDS.items() if isinstance(model, kind.serves)]
     if matches:
-        return max(matches, key=lambda name: len(SERVED_KINDS[name].serves.__mro__))
-    takes = ", ".join(f"{k.serves.__name__} ({name})" for name, k in SERVED_KINDS.items())
+        return min(matches, key=distance)
+    takes = ", ".join(
+        f"{' / '.join(c.__name__ for c in k.serves)} ({name})" for name, k in SERVED_KINDS.items()
+    )
     raise TypeError(f"vlkit serve: cannot serve a {type(model).__name__}; it serves {takes}")
 
 

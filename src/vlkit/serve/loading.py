@@ -1,6 +1,8 @@
 """What `vlkit serve MODEL` serves, and the error when MODEL is none of them.
 
     a vlkit run or model folder      generative → chat; contrastive → embeddings and classify
+    a transformers dual encoder      embeddings, classify and search (a CLIPModel / SiglipModel
+                                     folder, `vlkit export`'s or any local one), as `vlkit.load` reads it
     a transformers causal-LM folder  chat (text only)
     a registry LM name               chat (text only): smollm2-135m, or a hub id in the local cache
 
@@ -18,11 +20,16 @@ from vlkit.api import ContrastiveModel, load
 from vlkit.generation import BatchingEngine, Engine
 from vlkit.index import SearchIndex
 from vlkit.models.folders import resolve_model_dir
+from vlkit.models.hf_models import ARCHITECTURES, HFContrastiveModel
 from vlkit.serve.kinds import SERVED_KINDS, served_kind
 
+# the transformers classes served as dual encoders: those `vlkit.load` wraps as one
+DUAL_ENCODER_CLASSES = tuple(a for a, wrapper in ARCHITECTURES.items() if wrapper is HFContrastiveModel)
+
 ACCEPTED = (
-    "a vlkit run or model folder (vlkit train writes one), a transformers causal-LM folder "
-    "(config.json + weights), or a registry language model"
+    "a vlkit run or model folder (vlkit train writes one), a transformers dual-encoder folder "
+    f"({' / '.join(DUAL_ENCODER_CLASSES)}) or causal-LM folder (config.json + weights), or a "
+    "registry language model"
 )
 
 
@@ -36,6 +43,8 @@ def load_served(
     if path.is_dir() and _vlkit_folder(path):
         loaded = load(path)
         return SERVED_KINDS[loaded.cfg.kind].wrap(loaded, batching)
+    if path.is_dir() and _transformers_architectures(path)[0] in DUAL_ENCODER_CLASSES:
+        return load(path)  # its HFContrastiveModel, served as a contrastive model
     if path.is_dir():
         _require_causal_lm_folder(path)
     elif path.exists():
@@ -54,10 +63,10 @@ def load_index(path: str, served: BatchingEngine | ContrastiveModel) -> SearchIn
             f"--index {path}: searching needs a model that embeds images and texts; this one is {served_kind(served)}"
         )
     index = SearchIndex.load(path)
-    if index.dim != served.model.embed_dim:
+    if index.dim != served.embed_dim:
         raise ValueError(
             f"--index {path}: its embeddings have {index.dim} dimensions, the model's "
-            f"{served.model.embed_dim}: build it with this model (vlkit index MODEL FOLDER --out {path})"
+            f"{served.embed_dim}: build it with this model (vlkit index MODEL FOLDER --out {path})"
         )
     return index
 
@@ -70,7 +79,8 @@ def _vlkit_folder(path: Path) -> bool:
     return (folder / "config.yaml").is_file()  # a transformers folder has model.safetensors too
 
 
-def _require_causal_lm_folder(path: Path) -> None:
+def _transformers_architectures(path: Path) -> list[str]:
+    """config.json's "architectures" (at least [""]); a folder without one is a ValueError."""
     config = path / "config.json"
     if not config.is_file():
         raise ValueError(
@@ -78,9 +88,13 @@ def _require_causal_lm_folder(path: Path) -> None:
             f"checkpoint) nor a transformers folder (no config.json); vlkit serve takes {ACCEPTED}"
         )
     try:
-        architectures = json.loads(config.read_text()).get("architectures") or []
+        return json.loads(config.read_text()).get("architectures") or [""]
     except (json.JSONDecodeError, AttributeError) as e:
         raise ValueError(f"{config}: not a valid transformers config ({e})") from e
+
+
+def _require_causal_lm_folder(path: Path) -> None:
+    architectures = [a for a in _transformers_architectures(path) if a]
     if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
         raise ValueError(
             f"{path}: a transformers {', '.join(architectures)} folder; vlkit serve takes {ACCEPTED}. "

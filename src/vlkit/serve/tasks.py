@@ -21,7 +21,6 @@ import threading
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from vlkit.models.towers import tokenize
 from vlkit.serve.errors import ApiError
 from vlkit.serve.requests import Served, parse_json, read_body, served
 from vlkit.serve.schemas import classify_request, embeddings_request, search_request
@@ -37,7 +36,7 @@ def _embed(model: Served, raw: bytes) -> tuple[list, int]:
     tokens = 0
     with MODEL_LOCK:
         if "texts" in inputs:
-            tokens = int(tokenize(encoder.model.text_tower, inputs["texts"])["attention_mask"].sum())
+            tokens = encoder.count_tokens(inputs["texts"])
             vectors = encoder.embed_texts(inputs["texts"])  # (N, E)
         else:
             vectors = encoder.embed_images(inputs["images"])  # (N, E)

@@ -40,7 +40,7 @@ from vlkit.decoding import Decoding  # noqa: E402
 from vlkit.generation import BatchingEngine, Busy, RequestError  # noqa: E402
 from vlkit.index import SearchIndex  # noqa: E402
 from vlkit.models.folders import resolve_model_dir  # noqa: E402
-from vlkit.serve.kinds import served_kind  # noqa: E402
+from vlkit.serve.kinds import DUAL_ENCODERS, served_kind  # noqa: E402
 from vlkit.serve.tasks import MODEL_LOCK  # noqa: E402
 
 FONTS = ("ui-sans-serif", "system-ui", "sans-serif")  # local fonts: nothing fetched to render
@@ -134,7 +134,7 @@ def model_card(folder: str | Path | None) -> str:
 def describe(name: str, model: BatchingEngine | ContrastiveModel, folder: str | None) -> str:
     """Markdown header: which model is loaded, its kind, folder and size, and its card."""
     kind = served_kind(model)
-    weights = model.model if isinstance(model, ContrastiveModel) else model.engine.model
+    weights = model.model if isinstance(model, DUAL_ENCODERS) else model.engine.model
     params = sum(p.numel() for p in weights.parameters())
     where = f" · folder `{Path(folder).resolve()}`" if folder and Path(folder).exists() else ""
     head = f"## vlkit · `{name}`\n\n**{kind}** model · {params / 1e6:.2f} M parameters{where}"
@@ -282,7 +282,7 @@ def build_ui(
     examples = example_images()
     example_dir = Path(tempfile.mkdtemp(prefix="vlkit-ui-"))
     paths = write_examples(examples, example_dir)
-    contrastive = isinstance(model, ContrastiveModel)  # training-free models too (a subclass)
+    contrastive = isinstance(model, DUAL_ENCODERS)  # training-free and transformers ones too
     searched = _search_index(model, examples, index) if contrastive else None
     with gr.Blocks(title=f"vlkit · {name}", analytics_enabled=False) as blocks:
         gr.Markdown(describe(name, model, folder), elem_id="model-info")
