@@ -55,6 +55,9 @@ TINY_SEGMENTER = ["segmenter.clip_init=", "segmenter.extract_layers=[0]"]
 # a fusion recipe on a trained CLIP's image tower (`image_embedder: clip`): the tiny one embeds
 # patches itself (tests/test_fusion.py trains the CLIP embedder on a tiny CLIP)
 TINY_CLIP_EMBEDDER = ["model.image_embedder=patch", "model.vision_init=", "model.freeze_vision=false"]
+# a generative recipe on a trained CLIP's tower (`vlm.vision_init`): the tiny one trains its own
+# (tests/test_generative.py starts a VLM from a tiny CLIP run)
+TINY_VISION_INIT = ["vlm.vision_init=", "vlm.freeze_vision=false"]
 
 
 def _tiny_memes(folder: Path) -> list[str]:
@@ -83,6 +86,7 @@ def test_recipe_trains_two_steps_and_evaluates(recipe, tmp_path):
     tiny += TINY_LM if base.kind == "generative" and base.vlm.language_model == "gpt-tiny" else []
     tiny += TINY_SEGMENTER if base.kind == "segmenter" else []
     tiny += TINY_CLIP_EMBEDDER if getattr(base.model, "image_embedder", "") == "clip" else []
+    tiny += TINY_VISION_INIT if base.kind == "generative" and base.vlm.vision_init else []
     classifier = base.kind == "fusion" and base.model.objective == "classify"
     tiny += _tiny_memes(tmp_path / "memes") if classifier else []
     generative = base.kind == "generative"
