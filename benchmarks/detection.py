@@ -51,13 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     peak, _ = matmul_peak()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or str(Path(tmp) / "run")
-        sets = [
-            *args.set,
-            *(SMOKE if args.smoke else []),
-            f"train.out_dir={out}",
-            f"train.threads={args.threads}",
-        ]
-        run, _, trained = train_recipe(args.recipe, sets)
+        sets = [*args.set, *(SMOKE if args.smoke else [])]
+        run, _, trained = train_recipe(args.recipe, sets, out, args.threads)
         images = 8 if args.smoke else args.images
         clock = time.perf_counter()
         scored = run_eval(

@@ -106,13 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     peak, _ = matmul_peak()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or str(Path(tmp) / "run")
-        sets = [
-            *args.set,
-            *(SMOKE if args.smoke else []),
-            f"train.out_dir={out}",
-            f"train.threads={args.threads}",
-        ]
-        run, cfg, trained = train_recipe(args.recipe, sets)
+        sets = [*args.set, *(SMOKE if args.smoke else [])]
+        run, cfg, trained = train_recipe(args.recipe, sets, out, args.threads)
         model = load(run, kind="fusion")
         clip = load(args.clip, kind="contrastive") if args.clip else None
         clock = time.perf_counter()

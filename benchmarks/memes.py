@@ -66,14 +66,12 @@ def fine_tune(init: str, memes: Path, tmp: Path, name: str, args) -> tuple[Path,
         f"model.init_from={init}",
         f"data.sources=[{{kind: hateful-memes, path: {memes}}}]",
         f"eval.data={memes}",
-        f"train.out_dir={tmp / name}",
-        f"train.threads={args.threads}",
         f"train.steps={args.steps}",
         f"train.eval_every={args.steps}",
         *args.set,
         *(SMOKE if args.smoke else []),
     ]
-    run, _, settings = train_recipe(str(ROOT / "recipes" / "vilt-memes.yaml"), sets)
+    run, _, settings = train_recipe(str(ROOT / "recipes" / "vilt-memes.yaml"), sets, tmp / name, args.threads)
     return run, settings
 
 
@@ -90,13 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         init = args.init
         if not init:
             steps = 3 if args.smoke else args.pretrain_steps
-            sets = [
-                f"train.out_dir={tmp / 'pretrain'}",
-                f"train.threads={args.threads}",
-                f"train.steps={steps}",
-            ]
-            sets += [*args.set, *(SMOKE if args.smoke else [])]
-            run, _, result["pretrain"] = train_recipe(str(ROOT / "recipes" / "vilt-scenes.yaml"), sets)
+            sets = [f"train.steps={steps}", *args.set, *(SMOKE if args.smoke else [])]
+            recipe = str(ROOT / "recipes" / "vilt-scenes.yaml")
+            run, _, result["pretrain"] = train_recipe(recipe, sets, tmp / "pretrain", args.threads)
             init = str(run)
         runs = {}
         for name, start in (("fine-tuned", init), ("from scratch", "")):

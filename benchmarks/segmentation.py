@@ -61,21 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     peak, _ = matmul_peak()
-    common = [f"train.threads={args.threads}"]
     with tempfile.TemporaryDirectory() as tmp:
         clip, clip_run = args.clip, {"folder": args.clip}
         if not clip:
-            sets = [*args.clip_set, *(TINY if args.smoke else []), *common, f"train.out_dir={tmp}/clip"]
-            run, _, clip_run = train_recipe(args.clip_recipe, sets)
+            sets = [*args.clip_set, *(TINY if args.smoke else [])]
+            run, _, clip_run = train_recipe(args.clip_recipe, sets, f"{tmp}/clip", args.threads)
             clip = str(run)
         sets = [
             *args.set,
             *(SMOKE_SEGMENTER if args.smoke else []),
-            *common,
             f"segmenter.clip_init={clip}",
-            f"train.out_dir={tmp}/segmenter",
         ]
-        run, _, segmenter_run = train_recipe(args.recipe, sets)
+        run, _, segmenter_run = train_recipe(args.recipe, sets, f"{tmp}/segmenter", args.threads)
         images = 8 if args.smoke else args.images
         clock = time.perf_counter()
         scored = run_eval(str(run), "scenes", limit=images, task="segmentation", out_dir=f"{tmp}/eval")

@@ -13,10 +13,14 @@ from vlkit.train.loop import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_recipe(recipe: str, sets: list[str]) -> tuple[Path, Config, dict]:
-    """Trains `recipe` with the overrides `sets` (its training-time evaluations on) → (run folder,
-    config, what a results file records: recipe, overrides, steps, images, minutes of the `train`
-    call with its evaluations included, and those evaluations)."""
+def train_recipe(
+    recipe: str, sets: list[str], out_dir: str | Path, threads: int
+) -> tuple[Path, Config, dict]:
+    """Trains `recipe` with the overrides `sets` into `out_dir` on `threads` torch threads (its
+    training-time evaluations on) → (run folder, config, what a results file records: recipe,
+    overrides, steps, images, minutes of the `train` call with its evaluations included, and those
+    evaluations)."""
+    sets = [*sets, f"train.out_dir={out_dir}", f"train.threads={threads}"]
     cfg = load_config(recipe, sets)
     clock = time.perf_counter()
     run = train(cfg, evaluate=training_evaluator(cfg.kind), progress=False)
