@@ -2,9 +2,11 @@
 trained and scored on held-out scenes, beside chance and, given `--clip RUN`, a CLIP scored on
 the same examples in the same run:
 
-- colour-swap Winoground text / image / group by ITM (the CLIP's by cosine);
+- colour-swap Winoground text / image / group by ITM (the CLIP's by cosine; with `--clip`, also
+  by ITM + the CLIP's logit, cosine x its scale);
 - text → image R@1 by ITM over every pair of a small held-out set; with `--clip`, the CLIP's own
-  R@k and the CLIP's top-10 per caption re-ranked by ITM (ALBEF / BLIP);
+  R@k and the CLIP's top-10 per caption re-ranked (ALBEF / BLIP) by ITM alone, by ITM + cosine
+  (BLIP's retrieval score) and by ITM + the CLIP's logit;
 - ITM accuracy per kind of pair (true caption, colours swapped, a shape changed, another image's
   caption) and per object count on 1-3-object scenes (`fusion.matching_by_kind`): which of its
   training negatives the model tells apart;
@@ -96,6 +98,7 @@ def held_out(model, clip, args, image_size: int) -> dict:
         features = contrastive.ImageFeatures(clip)
         scores["clip"] = flat_scores([contrastive.winoground(clip, wino, features)])
         scores["clip"] |= flat_scores([fusion.rerank_retrieval(clip, model, ret, k=10)])
+        scores["itm + clip logit"] = flat_scores([fusion.winoground(model, wino, dual=clip)])
     return scores
 
 

@@ -128,6 +128,41 @@ def test_winoground_by_itm_scores_each_pair_with_the_model(fusion_folder):
     assert "retrieval" in harness.OPT_IN["fusion"] and "retrieval" in harness.supported_tasks(model)
 
 
+class _Dual:
+    """A stand-in dual encoder: a fixed random unit vector per image (by identity) and per text."""
+
+    def __init__(self, scale: float):
+        self._scale, self.rng, self.vectors = scale, np.random.default_rng(0), {}
+
+    def _vector(self, key):
+        if key not in self.vectors:
+            v = self.rng.normal(size=8)
+            self.vectors[key] = v / np.linalg.norm(v)
+        return self.vectors[key]
+
+    def embed_images(self, images):
+        return np.stack([self._vector(id(image)) for image in images])
+
+    def embed_texts(self, texts):
+        return np.stack([self._vector(text) for text in texts])
+
+    def scale(self):
+        return self._scale
+
+
+def test_winoground_with_a_dual_encoder_adds_its_logit_to_each_pairs_itm(fusion_folder):
+    model = api.load(fusion_folder, kind="fusion")
+    (bench,) = scene_benchmarks(32, 1, 3, 7, 8, ("winoground",))
+    dual = _Dual(scale=10.0)
+    result = fusion.winoground(model, bench, dual=dual)
+    e = bench.examples[0]
+    itm = model.match([e["images"][0], e["images"][1]], [e["captions"][1], e["captions"][1]])
+    cosine = dual.embed_images(e["images"]) @ dual.embed_texts([e["captions"][1]])[0]
+    assert result.predictions[0]["scores"][1] == pytest.approx((itm + 10.0 * cosine).tolist(), abs=1e-4)
+    alone = fusion.winoground(model, bench)
+    assert alone.predictions[0]["scores"][1] == pytest.approx(itm.tolist(), abs=1e-4)
+
+
 class _Matcher:
     """A stand-in model whose ITM logit is +1 exactly on the (image, text) pairs it is told are true."""
 
@@ -181,6 +216,16 @@ def test_rerank_orders_a_shortlist_by_itm_ahead_of_every_other_image():
     assert np.argsort(-reranked[:, 0]).tolist()[:2] == [1, 0]
     assert np.argsort(-reranked[:, 1]).tolist()[:2] == [2, 3]
     assert reranked[[0, 1], 0].min() > reranked[[2, 3], 0].max()  # the shortlist stays ahead
+
+
+def test_rerank_with_a_weight_adds_the_dual_encoders_similarity_to_the_itm_logit():
+    similarity = np.array([[0.9], [0.8], [0.1]])  # (3 images, 1 text)
+    top = np.array([[0], [1]])  # the shortlist: images 0, 1
+    itm = np.array([[-0.05], [0.0]])  # ITM alone prefers image 1 by a hair
+    assert np.argmax(rerank_similarity(similarity, itm, top)[:, 0]) == 1
+    combined = rerank_similarity(similarity, itm, top, weight=1.0)  # BLIP: ITM + cosine
+    assert np.argsort(-combined[:, 0]).tolist() == [0, 1, 2]
+    assert combined[0, 0] - combined[1, 0] == pytest.approx((0.9 - 0.05) - (0.8 + 0.0))
 
 
 def test_search_hits_rerank_by_the_fusion_models_match(fusion_folder, tmp_path):

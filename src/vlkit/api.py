@@ -99,6 +99,10 @@ class ContrastiveModel(ImageSearch):
             self._label_cache[key] = torch.nn.functional.normalize(emb.mean(1), dim=-1)
         return self._label_cache[key].numpy()
 
+    def scale(self) -> float:
+        """The logit scale (1 / temperature) that turns cosines into the model's logits."""
+        return float(self.model.scale())
+
     # ------------------------------------------------------------------ tasks
     def classify(
         self,
@@ -115,7 +119,7 @@ class ContrastiveModel(ImageSearch):
         label_emb = self.label_embeddings(labels, templates)  # (C, E)
         image_emb, rows, failures = self.embed_readable(images, batch_size, strict)  # (N, E)
         require_readable(len(images), failures)
-        logits = torch.from_numpy(image_emb @ label_emb.T) * self.model.scale().item()
+        logits = torch.from_numpy(image_emb @ label_emb.T) * self.scale()
         return Classification(list(labels), logits.softmax(-1).numpy(), logits.numpy(), rows, failures)
 
 

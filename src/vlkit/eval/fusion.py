@@ -22,12 +22,17 @@ from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult, hateful_memes_result
 
 
-def winoground(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
-    """s[n, c, i] = ITM(caption c, image i) of example n; the same metrics as a dual encoder's."""
+def winoground(model, bench: Benchmark, batch_size: int = 64, dual=None) -> TaskResult:
+    """s[n, c, i] = ITM(caption c, image i) of example n; the same metrics as a dual encoder's.
+    With `dual` (a dual encoder: embed_images / embed_texts / scale), each pair's score is its ITM
+    logit + the dual encoder's logit (cosine x its scale)."""
     ex = bench.examples
     images = [e["images"][i] for e in ex for _c in range(2) for i in range(2)]
     texts = [e["captions"][c] for e in ex for c in range(2) for _i in range(2)]
-    s = model.match(images, texts, batch_size).reshape(len(ex), 2, 2)  # (N, caption, image)
+    s = model.match(images, texts, batch_size)
+    if dual is not None:
+        s = s + dual.scale() * np.einsum("ne,ne->n", dual.embed_images(images), dual.embed_texts(texts))
+    s = s.reshape(len(ex), 2, 2)  # (N, caption, image)
     scores = {
         f"wino_{k}": v
         for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
@@ -70,19 +75,25 @@ def retrieval(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
     )
 
 
-def rerank_similarity(similarity: np.ndarray, itm: np.ndarray, top: np.ndarray) -> np.ndarray:
+def rerank_similarity(
+    similarity: np.ndarray, itm: np.ndarray, top: np.ndarray, weight: float = 0.0
+) -> np.ndarray:
     """A dual encoder's similarity float[N_images, N_texts] with each text's top-k images
-    (`top` int[k, N_texts]) re-ordered by their ITM logits `itm` float[k, N_texts], ahead of every
-    other image (ALBEF / BLIP: the dual encoder shortlists, the fusion encoder decides)."""
+    (`top` int[k, N_texts]) re-ordered by their ITM logits `itm` float[k, N_texts] plus `weight` x
+    their similarity, ahead of every other image (ALBEF / BLIP: the dual encoder shortlists, the
+    fusion encoder decides; BLIP ranks by ITM + cosine, weight 1)."""
     out = similarity.astype(np.float64)
-    above = out.max() - out.min() + 1.0 - itm.min()  # every shortlisted score above every other
-    np.put_along_axis(out, top, itm + above + out.max(), axis=0)
+    score = itm + weight * np.take_along_axis(out, top, axis=0)
+    above = out.max() - out.min() + 1.0 - score.min()  # every shortlisted score above every other
+    np.put_along_axis(out, top, score + above + out.max(), axis=0)
     return out
 
 
 def rerank_retrieval(dual, fused, bench: Benchmark, k: int = 10, batch_size: int = 64) -> TaskResult:
-    """Text → image recall@k of `dual` (a dual encoder: embed_images / embed_texts) alone and
-    with its top-`k` images per caption re-ranked by `fused`'s ITM (k × N_texts pairs scored)."""
+    """Text → image recall@k of `dual` (a dual encoder: embed_images / embed_texts / scale) alone
+    and with its top-`k` images per caption re-ranked by `fused`'s ITM (k × N_texts pairs scored):
+    by the ITM logit alone, by ITM + cosine (BLIP's retrieval score) and by ITM + the dual
+    encoder's own logit (cosine x its scale: two log-odds added, neither model's scale retuned)."""
     ex = bench.examples
     texts = [c for e in ex for c in e["captions"]]
     image_of_text = np.array([i for i, e in enumerate(ex) for _ in e["captions"]])
@@ -91,15 +102,15 @@ def rerank_retrieval(dual, fused, bench: Benchmark, k: int = 10, batch_size: int
     k = min(k, len(ex))
     top = np.argsort(-similarity, axis=0, kind="stable")[:k]  # (k, N_texts)
     itm = fused.match([images[i] for i in top.T.ravel()], [t for t in texts for _ in range(k)], batch_size)
-    reranked = rerank_similarity(similarity, itm.reshape(len(texts), k).T, top)
+    itm = itm.reshape(len(texts), k).T
     ks = (1, 5, 10)
-    alone = {
+    scores = {
         key: v for key, v in metrics.retrieval_recall(similarity, image_of_text, ks).items() if "t2i" in key
     }
-    after = {
-        key: v for key, v in metrics.retrieval_recall(reranked, image_of_text, ks).items() if "t2i" in key
-    }
-    scores = alone | {f"{key} reranked top-{k}": v for key, v in after.items()}
+    for suffix, weight in (("", 0.0), (" itm+cosine", 1.0), (" itm+logit", dual.scale())):
+        reranked = rerank_similarity(similarity, itm, top, weight)
+        after = metrics.retrieval_recall(reranked, image_of_text, ks)
+        scores |= {f"{key} reranked top-{k}{suffix}": v for key, v in after.items() if "t2i" in key}
     return TaskResult("retrieval", bench.name, scores, {}, [], split=bench.split, samples=len(ex))
 
 
