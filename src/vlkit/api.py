@@ -101,7 +101,7 @@ class ContrastiveModel(ImageSearch):
 
     def scale(self) -> float:
         """The logit scale (1 / temperature) that turns cosines into the model's logits."""
-        return float(self.model.scale())
+        return self.model.scale().item()
 
     # ------------------------------------------------------------------ tasks
     def classify(
