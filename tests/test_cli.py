@@ -173,24 +173,29 @@ def test_index_then_search(tiny_run, scene_pngs, tmp_path):
 @pytest.mark.slow
 def test_search_rerank_orders_the_shortlist_by_a_fusion_models_itm(tiny_run, scene_pngs, tmp_path):
     """`vlkit search --rerank FUSION --shortlist N`: the index's best N images per query, re-ordered
-    by the fusion model's image-text matching, the best k printed with their ITM logits."""
+    by the fusion model's ITM logit + the index model's logit (cosine x its scale), the best k
+    printed with that score; `--rerank-by itm` orders and prints by the ITM logit alone."""
     cfg = make_tiny_fusion_cfg()
     fusion = tmp_path / "fusion"
     save_model(build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data))), cfg, fusion)
     index_dir = tmp_path / "images.index"
     ok(vlkit_cli("index", tiny_run, scene_pngs[0].parent, "--out", index_dir))
     query = "a red circle"
-    shortlist = [
-        line.split("\t")[1] for line in ok(vlkit_cli("search", index_dir, query, "-k", "3")).splitlines()[1:]
-    ]
-    out = ok(vlkit_cli("search", index_dir, query, "-k", "2", "--rerank", fusion, "--shortlist", "3"))
-    lines = out.strip().splitlines()
-    assert lines[0] == f"# {query}" and len(lines) == 3
-    printed = [(key, float(score)) for score, key in (line.split("\t") for line in lines[1:])]
+    found = ok(vlkit_cli("search", index_dir, query, "-k", "3")).splitlines()[1:]
+    shortlist = [line.split("\t")[1] for line in found]
     itm = vlkit.load(fusion).match(shortlist, [query] * 3)  # only the shortlist is re-ranked
-    best = np.argsort(-itm, kind="stable")[:2]
-    assert [key for key, _ in printed] == [shortlist[i] for i in best]
-    assert [score for _, score in printed] == pytest.approx(itm[best], abs=1e-4)
+    dual = vlkit.load(tiny_run)
+    combined = itm + dual.scale() * (dual.embed_images(shortlist) @ dual.embed_texts([query])[0])
+    for extra, expected in (([], combined), (["--rerank-by", "itm"], itm)):
+        out = ok(
+            vlkit_cli("search", index_dir, query, "-k", "2", "--rerank", fusion, "--shortlist", "3", *extra)
+        )
+        lines = out.strip().splitlines()
+        assert lines[0] == f"# {query}" and len(lines) == 3
+        printed = [(key, float(score)) for score, key in (line.split("\t") for line in lines[1:])]
+        best = np.argsort(-expected, kind="stable")[:2]
+        assert [key for key, _ in printed] == [shortlist[i] for i in best]
+        assert [score for _, score in printed] == pytest.approx(expected[best], abs=1e-3)
 
 
 @pytest.mark.slow

@@ -419,6 +419,8 @@ def test_search_reranks_by_blip_s_matching_head(tiny, tmp_path, capsys):
             str(folder),
             "--shortlist",
             "3",
+            "--rerank-by",
+            "itm",
         ]
     )
     lines = capsys.readouterr().out.splitlines()[1:]

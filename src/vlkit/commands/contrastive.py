@@ -102,6 +102,7 @@ def search(
     param: IndexParams = (),
     rerank: str | None = None,
     shortlist: int = 20,
+    rerank_by: Literal["itm", "itm+logit"] = "itm+logit",
 ) -> None:
     """Text → top-k images of an index.
 
@@ -114,8 +115,11 @@ def search(
         param: a search-time parameter of an approximate index, repeatable (nprobe, refine, ef_search)
         rerank: a fusion model or run folder (ViLT, FLAVA), or a transformers BLIP retrieval
             folder, whose image-text matching re-orders the index's best `shortlist` images per
-            query (ALBEF / BLIP); the scores printed are then its ITM logits
+            query (ALBEF / BLIP)
         shortlist: images per query the index hands to --rerank
+        rerank_by: itm+logit: ITM logit + the index model's logit (cosine x its scale; on held-out
+            scenes it re-ranks better than ITM alone, benchmarks/README.md "fusion.py"), itm: the
+            ITM logit alone; the scores printed are these
     """
     from vlkit.index import SearchIndex
     from vlkit.index.settings import parse
@@ -124,14 +128,14 @@ def search(
     model_path = model or loaded.metadata.get("model")
     if not model_path:
         raise ValueError(f"{index}: the index names no model; pass --model")
-    hits = _contrastive(model_path, "search", "search").search(
-        loaded, list(query), max(k, shortlist) if rerank else k
-    )
+    dual = _contrastive(model_path, "search", "search")
+    hits = dual.search(loaded, list(query), max(k, shortlist) if rerank else k)
     if rerank:
         from vlkit.api import load
 
         fused = load(rerank, command="search --rerank", needs="rerank")
-        hits = [fused.rerank(text, found, k) for text, found in zip(query, hits)]
+        weight = dual.scale() if rerank_by == "itm+logit" else 0.0
+        hits = [fused.rerank(text, found, k, weight) for text, found in zip(query, hits)]
     for text, results in zip(query, hits):
         print(f"# {text}")
         for key, score in results:

@@ -104,10 +104,14 @@ class MatchReranking:
     """`rerank` for a model with `match(images, texts)` → ITM logits float32[N] of the pairs
     (> 0: the model says they match): a fusion encoder (ViLT), BLIP's matching head."""
 
-    def rerank(self, query: str, hits: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them) re-ordered
-        by ITM: the best `k`, each with its ITM logit (ALBEF / BLIP re-ranking)."""
+    def rerank(
+        self, query: str, hits: Sequence[tuple[str, float]], k: int, weight: float = 0.0
+    ) -> list[tuple[str, float]]:
+        """A search's hits for `query` (keys: image paths, as `vlkit index` writes them; scores:
+        the dual encoder's cosines) re-ordered by ITM logit + `weight` x the hit's score: the best
+        `k`, each with that score (ALBEF / BLIP re-ranking; weight = the dual encoder's logit scale
+        adds its logit, `vlkit.eval.fusion.rerank_similarity`)."""
         keys = [key for key, _ in hits]
-        scores = self.match(keys, [query] * len(keys))
+        scores = self.match(keys, [query] * len(keys)) + weight * np.array([s for _, s in hits])
         order = np.argsort(-scores, kind="stable")[:k]
         return [(keys[i], float(scores[i])) for i in order]
