@@ -29,10 +29,11 @@ def winoground(model, bench: Benchmark, batch_size: int = 64, dual=None) -> Task
     ex = bench.examples
     images = [e["images"][i] for e in ex for _c in range(2) for i in range(2)]
     texts = [e["captions"][c] for e in ex for c in range(2) for _i in range(2)]
-    s = model.match(images, texts, batch_size)
-    if dual is not None:
-        s = s + dual.scale() * np.einsum("ne,ne->n", dual.embed_images(images), dual.embed_texts(texts))
-    s = s.reshape(len(ex), 2, 2)  # (N, caption, image)
+    s = model.match(images, texts, batch_size).reshape(len(ex), 2, 2)  # (N, caption, image)
+    if dual is not None:  # each image and caption embedded once, not once per pair
+        img = dual.embed_images([im for e in ex for im in e["images"]]).reshape(len(ex), 2, -1)
+        txt = dual.embed_texts([c for e in ex for c in e["captions"]]).reshape(len(ex), 2, -1)
+        s = s + dual.scale() * np.einsum("nce,nie->nci", txt, img)
     scores = {
         f"wino_{k}": v
         for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
