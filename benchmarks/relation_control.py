@@ -5,6 +5,8 @@ object a relative to object b" from image tokens, when the question's parsing is
     python benchmarks/relation_control.py --smoke              # an untrained tiny tower, seconds
     python benchmarks/relation_control.py --arms oracle,bidirectional --steps 4800 --name long
                                                                # one arm, longer: does its plateau end?
+    python benchmarks/relation_control.py --arms oracle,causal --steps 2000 --pool 2 --name pool2
+                                                               # what shortens the plateau (below)
 
 Each held-out or training example is a scene of 2-3 objects, two of them picked as a and b, and
 the answer `relation(a, b)` (left, right, above, below: what the scenes' relation questions ask).
@@ -17,6 +19,12 @@ object's colour × shape, so nothing has to be read from words), then an answer 
 of the object covering it: perfect recognition), each with causal attention (as the language
 model reads the prompt) or bidirectional attention. If even oracle features learn slowly, the
 time goes into learning two lookups and a comparison, not into what the tower sees.
+
+Levers on the length of that plateau, each off by default: `--lr`; `--train-objects 2-2` (train
+on two-object scenes only; the held-out scenes keep 2-3); `--pool K` (average K x K neighbouring
+tokens: 64 / K^2 tokens to search, as `merge2x2_mlp` does); `--grounding W` (an auxiliary loss,
+weight W: a linear head reads the a and b tokens' outputs and predicts each object's box centre,
+rewarding the lookup directly, as region-level training data does for a VLM).
 Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
@@ -26,6 +34,7 @@ import argparse
 import os
 import random
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +53,18 @@ from vlkit.models.connectors import grid_coordinates  # noqa: E402
 RELATIONS = ("left", "right", "above", "below")
 
 
+def centre(obj) -> tuple[float, float]:
+    return (obj.box[0] + obj.box[2]) / 2, (obj.box[1] + obj.box[3]) / 2
+
+
 @torch.no_grad()
-def examples(tower, seed: int, n: int) -> dict[str, torch.Tensor]:
-    """n scenes → tower grid features, oracle features, a and b ids (colour × shape), answers."""
+def examples(tower, seed: int, n: int, objects: tuple[int, int] = (2, 3)) -> dict[str, torch.Tensor]:
+    """n scenes → tower grid features, oracle features, a and b ids (colour × shape), answers,
+    and the a and b box centres."""
     config = tower.model.config
     side, patch = config.image_size // config.patch_size, config.patch_size
-    world, rng = Scenes(ScenesConfig(config.image_size, 2, 3, seed=seed)), random.Random(seed)
-    grids, oracle, a_ids, b_ids, answers = [], [], [], [], []
+    world, rng = Scenes(ScenesConfig(config.image_size, *objects, seed=seed)), random.Random(seed)
+    grids, oracle, a_ids, b_ids, answers, centres = [], [], [], [], [], []
     for start in range(0, n, 64):
         scenes = [world.scene(i) for i in range(start, min(n, start + 64))]
         grids.append(tower.grid(tower.preprocess([s.image for s in scenes])))
@@ -64,13 +78,25 @@ def examples(tower, seed: int, n: int) -> dict[str, torch.Tensor]:
             a_ids.append(COLOR_NAMES.index(a.color) * len(SHAPES) + SHAPES.index(a.shape))
             b_ids.append(COLOR_NAMES.index(b.color) * len(SHAPES) + SHAPES.index(b.shape))
             answers.append(RELATIONS.index(relation(a, b)))
+            centres.append(centre(a) + centre(b))
     return {
         "tower": torch.cat(grids),
         "oracle": torch.stack(oracle),
         "a": torch.tensor(a_ids),
         "b": torch.tensor(b_ids),
         "answer": torch.tensor(answers),
+        "centres": torch.tensor(centres),
     }
+
+
+def pooled(features: torch.Tensor, k: int) -> torch.Tensor:
+    """float[B, N, D] on a square grid → float[B, N / k², D]: each k x k block averaged."""
+    if k == 1:
+        return features
+    b, n, d = features.shape
+    side = round(n**0.5)
+    grid = features.transpose(1, 2).reshape(b, d, side, side)
+    return F.avg_pool2d(grid, k).reshape(b, d, -1).transpose(1, 2)
 
 
 class RelationModel(nn.Module):
@@ -89,23 +115,39 @@ class RelationModel(nn.Module):
         layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
         self.head = nn.Linear(width, len(RELATIONS))
+        self.where = nn.Linear(width, 2)  # the --grounding head: an object token → its box centre
         self.causal = causal
 
-    def forward(self, features: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, features, a, b, grounding: bool = False):
+        """→ relation logits float[B, 4]; with grounding, also the a and b centres float[B, 4]."""
         where = self.coordinates.expand(len(features), -1, -1)
         image = self.connector(torch.cat([features, where], -1))
         answer = self.roles[2].expand(len(a), -1)
         query = torch.stack([self.objects(a) + self.roles[0], self.objects(b) + self.roles[1], answer], 1)
         tokens = torch.cat([image, query], 1) + self.positions
         mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if self.causal else None
-        return self.head(self.encoder(tokens, mask=mask, is_causal=self.causal)[:, -1])
+        out = self.encoder(tokens, mask=mask, is_causal=self.causal)
+        logits = self.head(out[:, -1])
+        return (
+            (logits, torch.cat([self.where(out[:, -3]), self.where(out[:, -2])], 1)) if grounding else logits
+        )
 
 
-def train_arm(train: dict, test: dict, features: str, causal: bool, steps: int, every: int) -> list[dict]:
+@dataclass
+class Levers:
+    """What an arm changes besides its features and attention (see the module docstring)."""
+
+    lr: float = 1e-3
+    pool: int = 1
+    grounding: float = 0.0
+
+
+def train_arm(train: dict, test: dict, arm: str, steps: int, every: int, levers: Levers) -> list[dict]:
+    features, attention = arm.split(",")
     torch.manual_seed(0)
-    x, xt = train[features], test[features]
-    model = RelationModel(x.shape[-1], x.shape[1], 128, causal)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    x, xt = pooled(train[features], levers.pool), pooled(test[features], levers.pool)
+    model = RelationModel(x.shape[-1], x.shape[1], 128, attention == "causal")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=levers.lr, weight_decay=0.1)
     order = torch.Generator().manual_seed(0)
     curve = []
     for step in range(steps + 1):
@@ -115,11 +157,14 @@ def train_arm(train: dict, test: dict, features: str, causal: bool, steps: int, 
                 correct = model(xt, test["a"], test["b"]).argmax(-1) == test["answer"]
             model.train()
             curve.append({"step": step, "images": step * 64, "accuracy": correct.float().mean().item()})
-            name = f"{features}, {'causal' if causal else 'bidirectional'}"
-            print(f"{name}, step {step}: held-out relation accuracy {curve[-1]['accuracy']:.3f}", flush=True)
+            print(f"{features}, {attention}, step {step}: held-out relation accuracy "
+                  f"{curve[-1]['accuracy']:.3f}", flush=True)  # fmt: skip
         if step < steps:
             idx = torch.randint(len(x), (64,), generator=order)
-            loss = F.cross_entropy(model(x[idx], train["a"][idx], train["b"][idx]), train["answer"][idx])
+            logits, where = model(x[idx], train["a"][idx], train["b"][idx], grounding=True)
+            loss = F.cross_entropy(logits, train["answer"][idx])
+            if levers.grounding:
+                loss = loss + levers.grounding * F.mse_loss(where, train["centres"][idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -134,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arms", nargs="+", default=["tower,causal", "tower,bidirectional", "oracle,causal",
                    "oracle,bidirectional"], help="features,attention pairs to train")  # fmt: skip
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--train-objects", default="2-3", help="objects per training scene, MIN-MAX")
+    p.add_argument("--pool", type=int, default=1, help="average K x K neighbouring tokens")
+    p.add_argument("--grounding", type=float, default=0.0, help="weight of the box-centre loss")
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -142,20 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.train_scenes, every, test_scenes = 2, 16, 1, 8
     tower = tower_of(args.run, args.smoke)
-    train, test = examples(tower, 0, args.train_scenes), examples(tower, 1_000_003, test_scenes)
+    objects = tuple(int(n) for n in args.train_objects.split("-"))
+    levers = Levers(args.lr, args.pool, args.grounding)
+    train, test = examples(tower, 0, args.train_scenes, objects), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
     arms = {}
     for arm in args.arms:
         features, attention = arm.split(",")
         if features not in ("tower", "oracle") or attention not in ("causal", "bidirectional"):
             raise SystemExit(f"--arms {arm!r}: want tower|oracle,causal|bidirectional")
-        causal = attention == "causal"
-        arms[f"{features}, {attention}"] = train_arm(train, test, features, causal, args.steps, every)
+        arms[f"{features}, {attention}"] = train_arm(train, test, arm, args.steps, every, levers)
     result = {
         "run": args.run,
         "chance": 1 / len(RELATIONS),
         "majority": (counts.max() / counts.sum()).item(),
         "train_scenes": args.train_scenes,
+        "train_objects": args.train_objects,
+        "levers": asdict(levers),
         "test_scenes": test_scenes,
         "arms": arms,
         **run_info(load, args.threads),
