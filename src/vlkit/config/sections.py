@@ -66,6 +66,9 @@ class SourceConfig:
     caption_styles: int = 0  # scenes: keep the first N of its 5 caption styles (1 = canonical); 0 = all
     question_wordings: str = ""  # scenes: "varied" = many wordings per question form; "" = templates
     position_questions: bool = False  # scenes: also ask "Where is the red circle?" → "top left"
+    # scenes: keep only these question types (color, shape, count, existence, relation, position),
+    # e.g. [position, relation] for a curriculum stage that teaches where things are; [] = all
+    question_types: list[str] = field(default_factory=list)
 
 
 def default_sources() -> list[SourceConfig]:

@@ -55,6 +55,7 @@ def _scenes(source: SourceConfig, cfg: DataConfig) -> Any:
         caption_styles=source.caption_styles,
         question_wordings=source.question_wordings or "templates",
         position_questions=source.position_questions,
+        question_types=tuple(source.question_types),
     )
     return Scenes(config)
 
@@ -145,7 +146,14 @@ def build_source(source: SourceConfig, cfg: DataConfig, where: str = "data.sourc
             f"{where}.path: kind {source.kind!r} is embedded and takes no path (got {source.path!r}); "
             f"paths are for kinds {', '.join(USER_KINDS)}"
         )
-    scenes_only = ("min_objects", "max_objects", "caption_styles", "question_wordings", "position_questions")
+    scenes_only = (
+        "min_objects",
+        "max_objects",
+        "caption_styles",
+        "question_wordings",
+        "position_questions",
+        "question_types",
+    )
     for key in scenes_only:
         value = getattr(source, key)
         if value and source.kind not in SCENES_KINDS:

@@ -78,9 +78,13 @@ class ScenesConfig:
     # also ask where objects are ("Where is the red circle?" → "top left"; a training aid: drawn
     # from their own random stream, so the scenes and their other questions stay as they are)
     position_questions: bool = False
+    # keep only these question types (scenes_text.QUESTION_TYPES); () = all. Filtered after they
+    # are drawn, so the scenes and the kept questions are those of the unfiltered world.
+    question_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         wordings(self.question_wordings)  # a clear error for an unknown name
+        self._check_question_types()
         if not 0 <= self.caption_styles <= CAPTION_STYLES:
             raise ValueError(
                 f"ScenesConfig.caption_styles={self.caption_styles}: must be in [0, {CAPTION_STYLES}] (0 = all)"
@@ -99,6 +103,16 @@ class ScenesConfig:
             )
         if self.seed < 0:
             raise ValueError(f"ScenesConfig.seed={self.seed}: must be >= 0")
+
+    def _check_question_types(self) -> None:
+        for name in self.question_types:
+            if name not in scenes_text.QUESTION_TYPES:
+                raise ValueError(
+                    f"ScenesConfig.question_types: unknown type {name!r}; "
+                    f"known: {', '.join(scenes_text.QUESTION_TYPES)}"
+                )
+        if "position" in self.question_types and not self.position_questions:
+            raise ValueError("ScenesConfig.question_types names 'position': set position_questions too")
 
 
 @dataclass
@@ -354,6 +368,8 @@ class Scenes:
         qa = scenes_text.questions(objects, rng, COLOR_NAMES, SHAPES, wording)
         if self.config.position_questions:
             qa += scenes_text.position_questions(objects, random.Random(f"{key}/position"), wording)
+        if self.config.question_types:
+            qa = [q for q in qa if q.type in self.config.question_types]
         edits = [
             scenes_text.binding_edit(objects, rng, COLOR_NAMES),
             scenes_text.shape_edit(objects, rng, SHAPES),

@@ -31,6 +31,8 @@ RELATION_PHRASES = {
     "below": ("below", "beneath"),
 }
 OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+# every QA.type a scene's questions can have ("position" only where a source asks for them)
+QUESTION_TYPES = ("color", "shape", "count", "existence", "relation", "position")
 
 
 class Described(Protocol):
