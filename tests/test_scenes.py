@@ -220,6 +220,34 @@ def test_a_source_passes_position_questions_on():
         build_source(SourceConfig(kind="photos", position_questions=True), DataConfig())
 
 
+def test_question_types_keep_only_the_named_types_of_the_same_world():
+    """`question_types` filters the drawn questions: the same pictures and, of the questions, the
+    named types in their order; unknown names and "position" without position questions are
+    refused naming the field; a source passes the list on (and only a scenes source takes it)."""
+    from vlkit.config import DataConfig, SourceConfig
+    from vlkit.data import build_source
+
+    full = Scenes(ScenesConfig(seed=3, min_objects=2, position_questions=True))
+    kept = Scenes(
+        ScenesConfig(seed=3, min_objects=2, position_questions=True, question_types=("position", "relation"))
+    )
+    for i in range(40):
+        before, after = full.scene(i), kept.scene(i)
+        assert np.array_equal(before.image, after.image) and before.captions == after.captions
+        assert after.qa == [qa for qa in before.qa if qa.type in ("position", "relation")]
+        assert {qa.type for qa in after.qa} == {"position", "relation"}
+    with pytest.raises(ValueError, match="question_types: unknown type 'colour'"):
+        ScenesConfig(question_types=("colour",))
+    with pytest.raises(ValueError, match="names 'position': set position_questions"):
+        ScenesConfig(question_types=("position",))
+    source = SourceConfig(kind="scenes", min_objects=2, question_types=["relation"])
+    assert {qa.type for qa in build_source(source, DataConfig()).scene(0).qa} == {"relation"}
+    with pytest.raises(
+        ValueError, match=r"data.sources\[0\].question_types: \['relation'\] applies to scenes"
+    ):
+        build_source(SourceConfig(kind="photos", question_types=["relation"]), DataConfig())
+
+
 def test_swap_pair_twins_share_layout_with_colours_swapped():
     world = Scenes()
     for i in range(30):
