@@ -24,7 +24,9 @@ Levers on the length of that plateau, each off by default: `--lr`; `--train-obje
 on two-object scenes only; the held-out scenes keep 2-3); `--pool K` (average K x K neighbouring
 tokens: 64 / K^2 tokens to search, as `merge2x2_mlp` does); `--grounding W` (an auxiliary loss,
 weight W: a linear head reads the a and b tokens' outputs and predicts each object's box centre,
-rewarding the lookup directly, as region-level training data does for a VLM).
+rewarding the lookup directly, as region-level training data does for a VLM); with `--regions`,
+that head names the cell of a 3 x 3 grid the centre falls in instead (cross-entropy): what the
+scenes' position questions ask ("top left").
 Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
@@ -116,10 +118,11 @@ class RelationModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
         self.head = nn.Linear(width, len(RELATIONS))
         self.where = nn.Linear(width, 2)  # the --grounding head: an object token → its box centre
+        self.region = nn.Linear(width, 9)  # with --regions: → its cell of a 3 x 3 grid
         self.causal = causal
 
     def forward(self, features, a, b, grounding: bool = False):
-        """→ relation logits float[B, 4]; with grounding, also the a and b centres float[B, 4]."""
+        """→ relation logits float[B, 4]; with grounding, also the a and b token outputs [B, 2, W]."""
         where = self.coordinates.expand(len(features), -1, -1)
         image = self.connector(torch.cat([features, where], -1))
         answer = self.roles[2].expand(len(a), -1)
@@ -128,9 +131,7 @@ class RelationModel(nn.Module):
         mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if self.causal else None
         out = self.encoder(tokens, mask=mask, is_causal=self.causal)
         logits = self.head(out[:, -1])
-        return (
-            (logits, torch.cat([self.where(out[:, -3]), self.where(out[:, -2])], 1)) if grounding else logits
-        )
+        return (logits, out[:, -3:-1]) if grounding else logits
 
 
 @dataclass
@@ -140,6 +141,20 @@ class Levers:
     lr: float = 1e-3
     pool: int = 1
     grounding: float = 0.0
+    regions: bool = False
+
+
+def region_of(centres: torch.Tensor) -> torch.Tensor:
+    """float[B, 4] (a's x, y, b's x, y) → long[B, 2]: each centre's cell of a 3 x 3 grid."""
+    cells = torch.bucketize(centres, torch.tensor([1 / 3, 2 / 3]))
+    return cells[:, 1::2] * 3 + cells[:, 0::2]
+
+
+def grounding_loss(model: nn.Module, objects: torch.Tensor, centres: torch.Tensor, regions: bool):
+    """The --grounding loss on the a and b token outputs `objects` float[B, 2, W]."""
+    if regions:
+        return F.cross_entropy(model.region(objects).flatten(0, 1), region_of(centres).flatten())
+    return F.mse_loss(model.where(objects).flatten(1), centres)
 
 
 def train_arm(train: dict, test: dict, arm: str, steps: int, every: int, levers: Levers) -> list[dict]:
@@ -161,10 +176,12 @@ def train_arm(train: dict, test: dict, arm: str, steps: int, every: int, levers:
                   f"{curve[-1]['accuracy']:.3f}", flush=True)  # fmt: skip
         if step < steps:
             idx = torch.randint(len(x), (64,), generator=order)
-            logits, where = model(x[idx], train["a"][idx], train["b"][idx], grounding=True)
+            logits, objects = model(x[idx], train["a"][idx], train["b"][idx], grounding=True)
             loss = F.cross_entropy(logits, train["answer"][idx])
             if levers.grounding:
-                loss = loss + levers.grounding * F.mse_loss(where, train["centres"][idx])
+                loss = loss + levers.grounding * grounding_loss(
+                    model, objects, train["centres"][idx], levers.regions
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -183,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-objects", default="2-3", help="objects per training scene, MIN-MAX")
     p.add_argument("--pool", type=int, default=1, help="average K x K neighbouring tokens")
     p.add_argument("--grounding", type=float, default=0.0, help="weight of the box-centre loss")
+    p.add_argument("--regions", action="store_true", help="--grounding names a 3 x 3 cell instead")
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -192,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.train_scenes, every, test_scenes = 2, 16, 1, 8
     tower = tower_of(args.run, args.smoke)
     objects = tuple(int(n) for n in args.train_objects.split("-"))
-    levers = Levers(args.lr, args.pool, args.grounding)
+    levers = Levers(args.lr, args.pool, args.grounding, args.regions)
     train, test = examples(tower, 0, args.train_scenes, objects), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
     arms = {}
