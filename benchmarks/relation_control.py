@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arms", nargs="+", default=["tower,causal", "tower,bidirectional", "oracle,causal",
                    "oracle,bidirectional"], help="features,attention pairs to train")  # fmt: skip
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=Levers.lr)
     p.add_argument("--train-objects", default="2-3", help="objects per training scene, MIN-MAX")
-    p.add_argument("--pool", type=int, default=1, help="average K x K neighbouring tokens")
-    p.add_argument("--grounding", type=float, default=0.0, help="weight of the box-centre loss")
+    p.add_argument("--pool", type=int, default=Levers.pool, help="average K x K neighbouring tokens")
+    p.add_argument("--grounding", type=float, default=Levers.grounding, help="weight of the box-centre loss")
     p.add_argument("--regions", action="store_true", help="--grounding names a 3 x 3 cell instead")
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
