@@ -237,6 +237,9 @@ class Scenes:
             # hard negatives for contrastive training (NegCLIP), per caption: binding error, shape error
             "negative_captions": scene.caption_negatives,
             "qa": [{"question": q.question, "answer": q.answer, "type": q.type} for q in scene.qa],
+            # where each object is: "red circle" -> "top left" (scenes_text.REGIONS; a scene's
+            # objects never share colour and shape), for `vlm.grounding_weight`
+            "object_regions": {f"{o.color} {o.shape}": scenes_text.region(o) for o in scene.objects},
             "key": scene.key,
         }
 

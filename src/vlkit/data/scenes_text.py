@@ -289,8 +289,12 @@ def _relation_questions(objects: Sequence[Described], rng: random.Random, wordin
     ]
 
 
+# every value `region` takes: the 3 x 3 cells of the picture, row by row
+REGIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
+
+
 def region(obj: Described) -> str:
-    """`position` as a short answer: "top left", "left", "top", "center"."""
+    """`position` as a short answer: "top left", "left", "top", "center" (one of REGIONS)."""
     return position(obj).split(" ", 2)[-1]
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from vlkit.config import VLMConfig
+from vlkit.data.scenes_text import REGIONS
 from vlkit.models.language_models import IMAGE_TOKEN
 
 
@@ -43,6 +44,12 @@ class GenerativeVLM(nn.Module):
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.vision_features = vision_features  # N: grid features per image
         self.cross_attention = cfg.connector == "gated_xattn"
+        # `vlm.grounding_weight`: a training-only head (export leaves it out) that names the 3 x 3
+        # cell of the object a word refers to, from the LM's last hidden state at that word
+        self.grounding_head = None
+        if cfg.grounding_weight > 0:
+            width = self.base_language_model().config.hidden_size
+            self.grounding_head = nn.Linear(width, len(REGIONS))
 
     def base_language_model(self) -> nn.Module:
         """The transformers LM under any PEFT wrapper (`get_base_model`) or cross-attention (`.lm`)."""
@@ -110,21 +117,48 @@ class GenerativeVLM(nn.Module):
         vision_grid: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | None = None,
+        grounding_positions: torch.Tensor | None = None,
+        grounding_labels: torch.Tensor | None = None,
     ):
         """input_ids, attention_mask: int64[B, T]; labels: int64[B, T] (-100 = ignored);
         pixel_values: float[B, 3, H, W] or vision_grid: float[B, N, Dv] → the LM's output (loss, logits).
         `num_items_in_batch`: the loss is the sum over answer tokens divided by it (transformers'
         loss functions), not their mean: processes that hold different numbers of answer tokens
-        then add up to the one-process loss (`GenerativeObjective.loss`)."""
+        then add up to the one-process loss (`GenerativeObjective.loss`).
+        grounding_positions, grounding_labels: int64[B, K], a word's position and its object's cell
+        (-100 = none): the loss adds `vlm.grounding_weight` x the head's cross-entropy there, and
+        the output carries it as `grounding_loss` and `grounding_accuracy` (detached)."""
         image_embeds = None
         if pixel_values is not None or vision_grid is not None:
             image_embeds = self.image_embeds(pixel_values, vision_grid)
         embeds = self.input_embeddings(input_ids, image_embeds)
+        grounding = self.grounding_head is not None and grounding_labels is not None
         with self._media(image_embeds):
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
-            return self.language_model(
-                inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **extra
+            out = self.language_model(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                labels=labels,
+                output_hidden_states=grounding,
+                **extra,
             )
+        if grounding:
+            self._add_grounding(out, grounding_positions, grounding_labels)
+        return out
+
+    def _add_grounding(self, out, positions: torch.Tensor, labels: torch.Tensor) -> None:
+        """The `vlm.grounding_weight` term, added to out.loss (see `forward`)."""
+        hidden = out.hidden_states[-1]  # (B, T, D), after the LM's final norm
+        picked = hidden.gather(1, positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        logits = self.grounding_head(picked).float()  # (B, K, cells)
+        valid = labels != -100
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        if not valid.any():  # no word names an object in this batch: a zero that keeps the graph
+            loss = logits.sum() * 0.0
+        out.loss = out.loss + self.cfg.grounding_weight * loss
+        out.grounding_loss = loss.detach()
+        hits = (logits.argmax(-1) == labels) & valid
+        out.grounding_accuracy = hits.sum().float() / valid.sum().clamp(min=1)
 
     @torch.inference_mode()
     def generate(

@@ -13,12 +13,13 @@ answer token, is an error naming the sample: training on nothing is never silent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, check_messages, vqa_prompt
+from vlkit.data.scenes_text import REGIONS
 from vlkit.models.vlm import GenerativeVLM
 
 IGNORE = -100
@@ -100,6 +101,41 @@ def encode_conversation(
     return ids, labels
 
 
+def phrase_ids(tokenizer, phrase: str) -> list[list[int]]:
+    """The token-id runs `phrase` can take inside a text: alone and after a space (byte-level BPE
+    tokenizers such as SmolLM2's spell a word differently there)."""
+    runs = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (phrase, " " + phrase)]
+    return [run for k, run in enumerate(runs) if run and run not in runs[:k]]
+
+
+def grounding_targets(tokenizer, ids: list[int], regions: dict[str, str]) -> list[tuple[int, int]]:
+    """(position, cell) for `vlm.grounding_weight`: every place in `ids` where the name of one of
+    the scene's objects ends ("red circle" → the position of "circle"), with the index of the
+    object's region (`scenes_text.REGIONS`) as the target."""
+    targets = []
+    for name, where in regions.items():
+        if where not in REGIONS:
+            raise ValueError(f"object_regions: {name!r} lies in {where!r}, not one of {', '.join(REGIONS)}")
+        for run in phrase_ids(tokenizer, name):
+            n = len(run)
+            targets += [
+                (p + n - 1, REGIONS.index(where)) for p in range(len(ids) - n + 1) if ids[p : p + n] == run
+            ]
+    return sorted(set(targets))
+
+
+def pad_targets(targets: list[list[tuple[int, int]]]) -> dict[str, torch.Tensor]:
+    """Per-sample (position, cell) lists → grounding_positions, grounding_labels: int64[B, K]
+    (K: the most any sample has, at least 1), padded with position 0 and label IGNORE."""
+    width = max(1, max(len(t) for t in targets))
+    positions = torch.zeros((len(targets), width), dtype=torch.long)
+    labels = torch.full((len(targets), width), IGNORE, dtype=torch.long)
+    for row, pairs in enumerate(targets):
+        for col, (position, cell) in enumerate(pairs):
+            positions[row, col], labels[row, col] = position, cell
+    return {"grounding_positions": positions, "grounding_labels": labels}
+
+
 def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pads to the longest sequence → input_ids, attention_mask, labels: int64[B, T]."""
     width = max(len(s) for s in sequences)
@@ -135,12 +171,13 @@ class GenerativeObjective:
     model: GenerativeVLM
     seed: int = 0
     feature_cache: object | None = None  # a FeatureCache when the vision tower is frozen
+    _grounding: tuple[float, float] | None = field(default=None, init=False, repr=False)
 
     def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
         if not samples:
             raise ValueError("an empty batch: every sample of this step was unreadable")
         m, cfg = self.model, self.model.cfg
-        sequences, labels, images = [], [], []
+        sequences, labels, images, targets = [], [], [], []
         for position, sample in samples:
             rng = np.random.default_rng([self.seed, position])
             messages = sample_messages(sample, cfg.tasks, rng)
@@ -150,7 +187,11 @@ class GenerativeObjective:
             sequences.append(ids)
             labels.append(lab)
             images.append(sample["image"])
+            if cfg.grounding_weight > 0:
+                targets.append(grounding_targets(m.tokenizer, ids, sample.get("object_regions") or {}))
         batch = pad_batch(sequences, labels, m.tokenizer.pad_token_id)
+        if cfg.grounding_weight > 0:
+            batch |= pad_targets(targets)
         if self.feature_cache is not None:
             batch["vision_grid"] = self.feature_cache.get_or_compute(images, self._grid)
         else:
@@ -163,11 +204,17 @@ class GenerativeObjective:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if not (batch["labels"] != IGNORE).any():
             raise ValueError("a batch whose labels are all masked: nothing to train on")
-        return model(**batch, num_items_in_batch=answer_tokens_per_process(batch["labels"])).loss
+        out = model(**batch, num_items_in_batch=answer_tokens_per_process(batch["labels"]))
+        if "grounding_labels" in batch:
+            self._grounding = (float(out.grounding_loss), float(out.grounding_accuracy))
+        return out.loss
 
     @staticmethod
     def batch_size(batch: dict[str, torch.Tensor]) -> int:
         return batch["input_ids"].shape[0]
 
     def log_extras(self) -> dict[str, float]:
-        return {}
+        """`vlm.grounding_weight`: the last step's grounding loss and accuracy (cell named right)."""
+        if self._grounding is None:
+            return {}
+        return {"grounding_loss": self._grounding[0], "grounding_accuracy": self._grounding[1]}
