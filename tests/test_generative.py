@@ -404,3 +404,52 @@ def test_vision_tower_starts_from_a_contrastive_run(tiny_run, tiny_vlm_cfg):
     tower = {k.removeprefix("image_tower."): v for k, v in clip.items() if k.startswith("image_tower.")}
     assert tower and all(torch.equal(v, model.vision.state_dict()[k]) for k, v in tower.items())
     assert model.connector.linear_1.in_features == 16
+
+
+def test_grounding_targets_mark_where_each_named_object_ends(tokenizer):
+    from vlkit.data.scenes_text import REGIONS
+    from vlkit.train.generative import grounding_targets
+
+    turns = [
+        {"role": "user", "content": "<image>\nIs the red circle left or right of the blue star?"},
+        {"role": "assistant", "content": "left"},
+    ]
+    ids, _ = encode_conversation(tokenizer, turns, image_tokens=4, max_length=64, where="test")
+    regions = {"red circle": "top left", "blue star": "right", "green square": "center"}
+    targets = grounding_targets(tokenizer, ids, regions)
+    # each target sits on the last token of a name the text holds (the square is not named)
+    text_to = [tokenizer.decode(ids[: p + 1]).replace(" ", "") for p, _ in targets]
+    assert len(text_to) == 2 and text_to[0].endswith("redcircle") and text_to[1].endswith("bluestar")
+    assert [REGIONS[cell] for _, cell in targets] == ["top left", "right"]
+    with pytest.raises(ValueError, match="'red circle' lies in 'upstairs'"):
+        grounding_targets(tokenizer, ids, {"red circle": "upstairs"})
+
+
+def test_grounding_weight_adds_a_trained_head_that_leaves_generation_and_export_alone(tiny_vlm_cfg, tmp_path):
+    from vlkit.export import export
+
+    tiny_vlm_cfg.vlm.grounding_weight = 1.0
+    model, objective = _grounding_model(tiny_vlm_cfg)
+    batch = objective.collate([(i, vlkit.data.open_named("scenes")[i]) for i in range(4)])
+    assert (batch["grounding_labels"] != IGNORE).sum() > 0  # captions and some questions name objects
+    plain = {k: v for k, v in batch.items() if not k.startswith("grounding")}
+    with torch.no_grad():
+        assert objective.loss(model, batch) > model(**plain).loss  # the cross-entropy is added
+    objective.loss(model, batch).backward()
+    assert model.grounding_head.weight.grad.abs().sum() > 0
+
+    run = train(tiny_vlm_cfg, progress=False)
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["grounding_accuracy"] <= 1 and r["grounding_loss"] > 0 for r in logged if "loss" in r)
+    assert any(k.startswith("grounding_head.") for k in _weights(run))
+    assert len(vlkit.load(run).answer([vlkit.data.open_named("scenes")[0]["image"]], ["What color?"])) == 1
+    export(run, tmp_path / "hf")  # the training-only head is not part of the LLaVA layout
+    assert (tmp_path / "hf" / "config.json").exists()
+
+
+def _grounding_model(cfg):
+    from vlkit.models.build import build_model
+    from vlkit.train.loop import tokenizer_texts
+
+    model = build_model(cfg, texts=tokenizer_texts(cfg, vlkit.data.open_named("scenes")))
+    return model, GenerativeObjective(model)
