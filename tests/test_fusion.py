@@ -10,7 +10,7 @@ from transformers import ViltForImageAndTextRetrieval, ViltProcessor
 from tests.conftest import make_tiny_cfg, make_tiny_fusion_cfg
 from vlkit import api, export
 from vlkit.data import build_dataset
-from vlkit.data.scenes import Scenes, ScenesConfig
+from vlkit.data.scenes import SHAPES, Scenes, ScenesConfig
 from vlkit.eval import fusion, harness
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
@@ -101,6 +101,30 @@ def test_word_level_matching_adds_its_loss_and_trains_its_head():
     assert (batch["word_labels"] == 0).any() and (batch["word_labels"] == 1).any()
     objective.loss(model.train(), batch).backward()
     assert "word_itm_loss" in objective.log_extras() and model.token_match.weight.grad.abs().sum() > 0
+
+
+def test_grounding_adds_its_loss_on_the_true_captions_object_names():
+    cfg = make_tiny_fusion_cfg(0.0)
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    objective = FusionObjective(model)
+    samples = _samples(cfg)
+    plain = objective.loss(model.eval(), objective.collate(samples))
+    cfg.model.grounding_weight = 1.0
+    torch.manual_seed(0)
+    grounded = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    grounded.load_state_dict(model.state_dict(), strict=False)  # the same weights, plus the head
+    objective = FusionObjective(grounded)
+    batch = objective.collate(samples)
+    b = batch["pixel_values"].shape[0]
+    assert batch["grounding_labels"].shape[0] == b and (batch["grounding_labels"] >= 0).any()
+    rows = batch["input_ids"][:b].gather(1, batch["grounding_positions"])  # the words marked
+    marked = rows[batch["grounding_labels"] >= 0].tolist()
+    assert {grounded.tokenizer.decode([t]).strip() for t in marked} <= set(SHAPES)  # "red circle" → circle
+    loss = objective.loss(grounded.eval(), batch)
+    extras = objective.log_extras()
+    assert torch.isclose(loss, plain + extras["grounding_loss"], atol=1e-5)
+    loss.backward()
+    assert grounded.grounding_head.cells.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("contrastive_weight", [0.0, 0.5])

@@ -408,7 +408,7 @@ def test_vision_tower_starts_from_a_contrastive_run(tiny_run, tiny_vlm_cfg):
 
 def test_grounding_targets_mark_where_each_named_object_ends(tokenizer):
     from vlkit.data.scenes_text import REGIONS
-    from vlkit.train.generative import grounding_targets
+    from vlkit.train.grounding import grounding_targets
 
     turns = [
         {"role": "user", "content": "<image>\nIs the red circle left or right of the blue star?"},
@@ -436,7 +436,7 @@ def test_grounding_weight_adds_a_trained_head_that_leaves_generation_and_export_
     with torch.no_grad():
         assert objective.loss(model, batch) > model(**plain).loss  # the cross-entropy is added
     objective.loss(model, batch).backward()
-    assert model.grounding_head.weight.grad.abs().sum() > 0
+    assert model.grounding_head.cells.weight.grad.abs().sum() > 0
 
     run = train(tiny_vlm_cfg, progress=False)
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -104,6 +104,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.mlm_probability": (0, 1),
     "data.image_size": (1, None),
     "vlm.grounding_weight": (0, None),
+    "model.grounding_weight": (0, None),
 }
 
 

@@ -285,6 +285,10 @@ class FusionConfig:
     # of each "colour shape" phrase against the image is taught where the phrase is, not only
     # through the one pooled ITM logit (`vlkit.train.fusion`)
     token_itm_weight: float = 0.0
+    # > 0: an auxiliary loss (this weight x cross-entropy) at each word of a true caption that names
+    # an object of the scene ("red circle"): a linear head names the 3 x 3 cell it lies in
+    # (`vlkit.models.grounding`), so the lookup "find the named object" is taught directly
+    grounding_weight: float = 0.0
     embed_dim: int = 128  # the unimodal projections' size (contrastive only)
     init_temperature: float = 0.07
     # what turns the image into the transformer's patch tokens: patch (ViLT's own: one linear map

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,7 @@ from transformers.models.vilt.modeling_vilt import ViltMLMHead
 from vlkit.config import Config, FusionConfig, VisionConfig, check_continues, save_config
 from vlkit.models import tokenizer as tok
 from vlkit.models.conv_stem import ConvStem
+from vlkit.models.grounding import GroundingHead
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.registry import build_image_tower, save_tower_files
 from vlkit.models.towers import CLIP_MEAN, CLIP_STD, CLIPVisionTower
@@ -163,6 +165,15 @@ def image_embedder(m: FusionConfig, clip: nn.Module | None, saved: Path | None) 
     return CLIPPatchTokens(tower, m.width, m.freeze_vision)
 
 
+class FusionOutput(NamedTuple):
+    """What `FusionEncoder.forward` gives for pre-training (shapes there)."""
+
+    itm: torch.Tensor
+    mlm: torch.Tensor
+    words: torch.Tensor | None
+    grounding: tuple[torch.Tensor, torch.Tensor] | None  # the grounding head's (loss, accuracy)
+
+
 class FusionEncoder(nn.Module):
     """vilt: the single-stream transformer; rank_output: the ITM head; mlm_score: the MLM head;
     image_projection / text_projection / logit_scale: the unimodal contrastive heads (FLAVA);
@@ -180,6 +191,8 @@ class FusionEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
         # word-level matching (`token_itm_weight` > 0): one logit per text token
         self.token_match = nn.Linear(d, 1) if cfg.token_itm_weight > 0 else None
+        # `grounding_weight` > 0: which cell each named object lies in, from its words (training only)
+        self.grounding_head = GroundingHead(d) if cfg.grounding_weight > 0 else None
         self.classifier = None
         if cfg.objective == "classify":  # ViltForQuestionAnswering's head, one logit
             self.classifier = nn.Sequential(
@@ -205,12 +218,16 @@ class FusionEncoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         classify: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | torch.Tensor:
+        grounding_positions: torch.Tensor | None = None,
+        grounding_labels: torch.Tensor | None = None,
+    ) -> FusionOutput | torch.Tensor:
         """pixel_values: float[B, 3, H, W]; input_ids, attention_mask: int64[kB, T] (text row r goes
-        with image r % B: each image is embedded once for its k texts) → (ITM logits float[kB],
-        MLM logits over the text tokens float[kB, T, V], word-level matching logits float[kB, T] or
-        None without that head); with `classify` (pair b: image b, text b), the classifier's
-        logits float[B] (through forward, so DDP synchronises its gradients)."""
+        with image r % B: each image is embedded once for its k texts) → FusionOutput (ITM logits
+        float[kB], MLM logits over the text tokens float[kB, T, V], word-level matching logits
+        float[kB, T] or None without that head, and with grounding_positions / _labels int64[B, K]
+        of the first B rows, the grounding head's (loss, accuracy)); with `classify` (pair b:
+        image b, text b), the classifier's logits float[B] (through forward, so DDP synchronises
+        its gradients)."""
         if classify:
             return self.classify(pixel_values, input_ids, attention_mask)
         k = input_ids.shape[0] // pixel_values.shape[0]
@@ -221,7 +238,13 @@ class FusionEncoder(nn.Module):
         )  # fmt: skip
         text_states = out.last_hidden_state[:, : input_ids.shape[1]]  # (B, T, D): the text comes first
         words = None if self.token_match is None else self.token_match(text_states)[..., 0]  # (kB, T)
-        return self.rank_output(out.pooler_output)[:, 0], self.mlm_score(text_states), words
+        grounding = None
+        if self.grounding_head is not None and grounding_labels is not None:
+            b = pixel_values.shape[0]
+            grounding = self.grounding_head(text_states[:b], grounding_positions, grounding_labels)
+        return FusionOutput(
+            self.rank_output(out.pooler_output)[:, 0], self.mlm_score(text_states), words, grounding
+        )
 
     def match(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """ITM logits float[B] of the pairs (image b, text b); > 0: the model says they match."""

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from vlkit.config import VLMConfig
-from vlkit.data.scenes_text import REGIONS
+from vlkit.models.grounding import GroundingHead
 from vlkit.models.language_models import IMAGE_TOKEN
 
 
@@ -49,7 +49,7 @@ class GenerativeVLM(nn.Module):
         self.grounding_head = None
         if cfg.grounding_weight > 0:
             width = self.base_language_model().config.hidden_size
-            self.grounding_head = nn.Linear(width, len(REGIONS))
+            self.grounding_head = GroundingHead(width)
 
     def base_language_model(self) -> nn.Module:
         """The transformers LM under any PEFT wrapper (`get_base_model`) or cross-attention (`.lm`)."""
@@ -149,16 +149,9 @@ class GenerativeVLM(nn.Module):
     def _add_grounding(self, out, positions: torch.Tensor, labels: torch.Tensor) -> None:
         """The `vlm.grounding_weight` term, added to out.loss (see `forward`)."""
         hidden = out.hidden_states[-1]  # (B, T, D), after the LM's final norm
-        picked = hidden.gather(1, positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-        logits = self.grounding_head(picked).float()  # (B, K, cells)
-        valid = labels != -100
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        if not valid.any():  # no word names an object in this batch: a zero that keeps the graph
-            loss = logits.sum() * 0.0
+        loss, accuracy = self.grounding_head(hidden, positions, labels)
         out.loss = out.loss + self.cfg.grounding_weight * loss
-        out.grounding_loss = loss.detach()
-        hits = (logits.argmax(-1) == labels) & valid
-        out.grounding_accuracy = hits.sum().float() / valid.sum().clamp(min=1)
+        out.grounding_loss, out.grounding_accuracy = loss.detach(), accuracy
 
     @torch.inference_mode()
     def generate(

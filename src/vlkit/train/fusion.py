@@ -11,7 +11,9 @@ over all 3B pairs.
 Batches (`collate`): pixel_values float[B, 3, H, W]; input_ids, attention_mask int64[3B, T]
 (rows: B true captions, B negatives, B masked captions; image b is row b's, B + b's and 2B + b's);
 itm_labels float[2B]; mlm_labels int64[B, T] (-100: not masked); with `model.token_itm_weight` > 0,
-word_labels float[2B, T] (`word_labels`: word-level matching on the words a negative changed).
+word_labels float[2B, T] (`word_labels`: word-level matching on the words a negative changed); with
+`model.grounding_weight` > 0, grounding_positions / grounding_labels int64[B, K] (`vlkit.train.grounding`:
+where the true captions name the scene's objects, and the cells they lie in).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vlkit.data.negatives import pick_negative
 from vlkit.models.fusion import FusionEncoder
 from vlkit.models.losses import clip_loss
 from vlkit.models.towers import tokenize
+from vlkit.train.grounding import grounding_targets, pad_targets
 
 
 def mask_tokens(
@@ -94,12 +97,21 @@ class FusionObjective:
             out["word_labels"] = word_labels(
                 enc["input_ids"][: 2 * b], enc["attention_mask"][: 2 * b], special
             )
+        if m.grounding_weight > 0:  # the true captions' object names (rows :b)
+            rows = enc["input_ids"][:b].tolist()
+            out |= pad_targets(
+                [
+                    grounding_targets(tk, ids, s.get("object_regions") or {})
+                    for ids, (_, s) in zip(rows, samples)
+                ]
+            )
         return out
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pixels = batch["pixel_values"]
         b = pixels.shape[0]
-        itm, mlm, words = model(pixels, batch["input_ids"], batch["attention_mask"])  # each image, 3 texts
+        grounding = {k: batch[k] for k in ("grounding_positions", "grounding_labels") if k in batch}
+        itm, mlm, words, located = model(pixels, batch["input_ids"], batch["attention_mask"], **grounding)
         m = self.model.cfg
         itm_loss = F.binary_cross_entropy_with_logits(itm[: 2 * b].float(), batch["itm_labels"])
         mlm_loss = F.cross_entropy(mlm[2 * b :].flatten(0, 1).float(), batch["mlm_labels"].flatten())
@@ -114,6 +126,9 @@ class FusionObjective:
                 word_loss = words.sum() * 0.0
             self._last["word_itm_loss"] = word_loss.item()
             loss = loss + m.token_itm_weight * word_loss
+        if located is not None:  # which cell each named object lies in
+            self._last |= {"grounding_loss": located[0].item(), "grounding_accuracy": located[1].item()}
+            loss = loss + m.grounding_weight * located[0]
         if m.contrastive_weight > 0:  # FLAVA: the unimodal encodings of the true pairs
             core = self.model  # parameters read outside forward come from the unwrapped model
             images = core.encode_images(pixels)

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, check_messages, vqa_prompt
-from vlkit.data.scenes_text import REGIONS
 from vlkit.models.vlm import GenerativeVLM
+from vlkit.train.grounding import IGNORE, grounding_targets, pad_targets
 
-IGNORE = -100
 MAX_QA_TURNS = 6
 
 
@@ -99,41 +98,6 @@ def encode_conversation(
             f"vlm.max_length={max_length}); raise vlm.max_length or shorten the prompt"
         )
     return ids, labels
-
-
-def phrase_ids(tokenizer, phrase: str) -> list[list[int]]:
-    """The token-id runs `phrase` can take inside a text: alone and after a space (byte-level BPE
-    tokenizers such as SmolLM2's spell a word differently there)."""
-    runs = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (phrase, " " + phrase)]
-    return [run for k, run in enumerate(runs) if run and run not in runs[:k]]
-
-
-def grounding_targets(tokenizer, ids: list[int], regions: dict[str, str]) -> list[tuple[int, int]]:
-    """(position, cell) for `vlm.grounding_weight`: every place in `ids` where the name of one of
-    the scene's objects ends ("red circle" → the position of "circle"), with the index of the
-    object's region (`scenes_text.REGIONS`) as the target."""
-    targets = []
-    for name, where in regions.items():
-        if where not in REGIONS:
-            raise ValueError(f"object_regions: {name!r} lies in {where!r}, not one of {', '.join(REGIONS)}")
-        for run in phrase_ids(tokenizer, name):
-            n = len(run)
-            targets += [
-                (p + n - 1, REGIONS.index(where)) for p in range(len(ids) - n + 1) if ids[p : p + n] == run
-            ]
-    return sorted(set(targets))
-
-
-def pad_targets(targets: list[list[tuple[int, int]]]) -> dict[str, torch.Tensor]:
-    """Per-sample (position, cell) lists → grounding_positions, grounding_labels: int64[B, K]
-    (K: the most any sample has, at least 1), padded with position 0 and label IGNORE."""
-    width = max(1, max(len(t) for t in targets))
-    positions = torch.zeros((len(targets), width), dtype=torch.long)
-    labels = torch.full((len(targets), width), IGNORE, dtype=torch.long)
-    for row, pairs in enumerate(targets):
-        for col, (position, cell) in enumerate(pairs):
-            positions[row, col], labels[row, col] = position, cell
-    return {"grounding_positions": positions, "grounding_labels": labels}
 
 
 def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
