@@ -183,6 +183,10 @@ class VLMConfig:
     # word that names an object of the scene ("red circle"): a linear head names the 3 x 3 cell
     # it lies in. Samples with "object_regions" (scenes) give the targets; others add nothing.
     grounding_weight: float = 0.0
+    # which of the LM's hidden states the head reads: transformers' `hidden_states` index (0: the
+    # embeddings, k: after layer k, -1: the last, after the final norm, which also predicts the next
+    # token); a middle layer leaves the layers above it free to use what it found
+    grounding_layer: int = -1
 
 
 @dataclass

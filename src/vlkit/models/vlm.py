@@ -148,7 +148,14 @@ class GenerativeVLM(nn.Module):
 
     def _add_grounding(self, out, positions: torch.Tensor, labels: torch.Tensor) -> None:
         """The `vlm.grounding_weight` term, added to out.loss (see `forward`)."""
-        hidden = out.hidden_states[-1]  # (B, T, D), after the LM's final norm
+        states = out.hidden_states  # embeddings, then each layer's output: (B, T, D) each
+        layer = self.cfg.grounding_layer
+        if not -len(states) <= layer < len(states):
+            raise ValueError(
+                f"vlm.grounding_layer={layer}: the language model has {len(states)} hidden states "
+                f"(0 = embeddings .. {len(states) - 1} = the last layer's, or -1)"
+            )
+        hidden = states[layer]
         loss, accuracy = self.grounding_head(hidden, positions, labels)
         out.loss = out.loss + self.cfg.grounding_weight * loss
         out.grounding_loss, out.grounding_accuracy = loss.detach(), accuracy
