@@ -447,6 +447,29 @@ def test_grounding_weight_adds_a_trained_head_that_leaves_generation_and_export_
     assert (tmp_path / "hf" / "config.json").exists()
 
 
+def test_grounding_layer_picks_the_hidden_state_and_a_missing_one_is_named(tiny_vlm_cfg):
+    tiny_vlm_cfg.vlm.grounding_weight, tiny_vlm_cfg.vlm.grounding_layer = 1.0, 1
+    model, objective = _grounding_model(tiny_vlm_cfg)
+    batch = objective.collate([(i, vlkit.data.open_named("scenes")[i]) for i in range(4)])
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+        embeds = model.input_embeddings(batch["input_ids"], model.image_embeds(batch["pixel_values"]))
+        states = model.language_model(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], output_hidden_states=True
+        ).hidden_states
+        after_layer_1 = model.grounding_head(
+            states[1], batch["grounding_positions"], batch["grounding_labels"]
+        )
+        last = model.grounding_head(states[-1], batch["grounding_positions"], batch["grounding_labels"])
+    assert torch.allclose(out.grounding_loss, after_layer_1[0]) and not torch.allclose(
+        out.grounding_loss, last[0]
+    )
+    model.cfg.grounding_layer = 7  # a 2-layer LM has 3 hidden states
+    with pytest.raises(ValueError, match="vlm.grounding_layer=7: the language model has 3 hidden states"):
+        objective.loss(model, batch)
+
+
 def _grounding_model(cfg):
     from vlkit.models.build import build_model
     from vlkit.train.loop import tokenizer_texts
