@@ -307,7 +307,7 @@ class FusionModel(MatchReranking):
         """Per pair, the word for the text's `[MASK]` (one token) given the image: the MLM head's
         best token, or the best of `choices` (single-token words) when given."""
         batch = self._pairs(images, texts)
-        _, logits, _ = self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+        logits = self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).mlm
         tk = self.model.tokenizer
         allowed = [tk.convert_tokens_to_ids(c.lower()) for c in choices]
         if any(i == tk.unk_token_id for i in allowed):
