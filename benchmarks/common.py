@@ -51,10 +51,10 @@ def run_info(load_before: float, threads: int) -> dict:
     }
 
 
-def write_results(name: str, result: dict) -> Path:
-    """benchmarks/results/<name>.json; returns its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, result: dict, folder: Path = RESULTS) -> Path:
+    """benchmarks/results/<name>.json (or in `folder`); returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"results: {path}")
     return path

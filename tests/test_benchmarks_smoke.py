@@ -1,5 +1,6 @@
 """The benchmarks run end to end at tiny sizes and print their side-by-side tables."""
 
+import json
 import os
 import re
 import subprocess
@@ -187,3 +188,27 @@ def test_magic_smoke():
     out = run_smoke("magic.py")  # a tiny CLIP, VLM and caption LM trained for a few steps
     for system in ("magic", "unguided", "magic, wrong image", "captioner"):
         assert re.search(rf"^ *{system}: BLEU-4 \S+ .* caption_all_named \S+$", out, flags=re.M), system
+
+
+def test_training_log_averages_keys_over_windows_of_steps(tmp_path):
+    log = [{"step": s, "loss": 1.0, "grounding_accuracy": s / 10} for s in range(1, 8)] + [
+        {"step": 8, "loss": 1}
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    script = [
+        sys.executable,
+        str(BENCHMARKS / "training_log.py"),
+        str(tmp_path),
+        "--keys",
+        "grounding_accuracy",
+    ]
+    subprocess.run(
+        [*script, "--every", "3", "--name", "t", "--out", str(tmp_path)], check=True, capture_output=True
+    )
+    windows = json.loads((tmp_path / "training_log-t.json").read_text())["windows"]
+    assert [w["steps"] for w in windows] == [[1, 3], [4, 6], [7, 7]]
+    assert [round(w["grounding_accuracy"], 6) for w in windows] == [0.2, 0.5, 0.7]
+    missing = subprocess.run(
+        [*script, "--keys", "nope", "--name", "t", "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "no log record has all of ['nope']" in missing.stderr
