@@ -179,8 +179,8 @@ class VLMConfig:
     # What a sample without "conversations" trains on: its captions and/or its QA pairs (scenes).
     tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
     feature_cache: str = ""  # frozen vision: cache features here (memory-mapped); "" = off
-    # > 0: an auxiliary loss (this weight x cross-entropy) on the LM's last hidden state at each
-    # word that names an object of the scene ("red circle"): a linear head names the 3 x 3 cell
+    # > 0: an auxiliary loss (this weight x cross-entropy) on an LM hidden state (`grounding_layer`)
+    # at each word that names an object of the scene ("red circle"): a linear head names the 3 x 3 cell
     # it lies in. Samples with "object_regions" (scenes) give the targets; others add nothing.
     grounding_weight: float = 0.0
     # which of the LM's hidden states the head reads: transformers' `hidden_states` index (0: the

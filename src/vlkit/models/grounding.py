@@ -1,8 +1,8 @@
 """The grounding head: from a model's hidden state at a word that names an object ("circle" of
 "red circle"), which 3 x 3 cell of the picture the object lies in (`scenes_text.REGIONS`).
 
-A training-only auxiliary head (exports leave it out): `vlm.grounding_weight` puts it on a
-generative VLM's last LM layer, `model.grounding_weight` on a fusion encoder's text tokens. The
+A training-only auxiliary head (exports leave it out): `vlm.grounding_weight` puts it on one of a
+generative VLM's LM hidden states (`vlm.grounding_layer`), `model.grounding_weight` on a fusion encoder's text tokens. The
 targets come from `vlkit.train.grounding`.
 """
 

@@ -45,7 +45,7 @@ class GenerativeVLM(nn.Module):
         self.vision_features = vision_features  # N: grid features per image
         self.cross_attention = cfg.connector == "gated_xattn"
         # `vlm.grounding_weight`: a training-only head (export leaves it out) that names the 3 x 3
-        # cell of the object a word refers to, from the LM's last hidden state at that word
+        # cell of the object a word refers to, from an LM hidden state (`vlm.grounding_layer`) there
         self.grounding_head = None
         if cfg.grounding_weight > 0:
             width = self.base_language_model().config.hidden_size
