@@ -102,6 +102,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.p": (0, None),
     "model.top": (1, None),
     "model.mlm_probability": (0, 1),
+    "model.mlm_group_probability": (0, 1),
     "data.image_size": (1, None),
     "vlm.grounding_weight": (0, None),
     "model.grounding_weight": (0, None),

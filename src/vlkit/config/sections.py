@@ -278,6 +278,12 @@ class FusionConfig:
     vocab_size: int = 512  # BPE trained on the data's captions (`<mask>` is one of its tokens)
     max_text_length: int = 32
     mlm_probability: float = 0.15  # share of a caption's word tokens masked for MLM (at least one)
+    # word groups masked whole (e.g. [[red, green, ...], [circle, square, ...]]): with probability
+    # `mlm_group_probability` a caption's MLM row masks every word of one group it contains instead
+    # of a random share, so "a <mask> circle and a <mask> square" asks each object's colour of the
+    # image; with one colour masked, the text alone gives it away ("the colour not named")
+    mlm_word_groups: list[list[str]] = field(default_factory=list)
+    mlm_group_probability: float = 0.0
     mlm_weight: float = 1.0
     itm_weight: float = 1.0
     # ITM negatives per image, drawn in these shares: its caption with colours swapped between

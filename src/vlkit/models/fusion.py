@@ -328,6 +328,11 @@ def check_fusion_config(m: FusionConfig) -> FusionConfig:
         )
     if m.objective not in OBJECTIVES:
         raise ValueError(f"model.objective: {m.objective!r}; valid: {', '.join(OBJECTIVES)}")
+    if m.mlm_group_probability > 0 and not any(m.mlm_word_groups):
+        raise ValueError(
+            f"model.mlm_group_probability: {m.mlm_group_probability} masks whole word groups, but "
+            "model.mlm_word_groups is empty; list them (e.g. [[red, green], [circle, square]])"
+        )
     return m
 
 

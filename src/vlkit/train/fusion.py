@@ -4,8 +4,9 @@ Per image, one of its captions (drawn by sample position) and one hard negative,
 `model.negative_shares`: the caption with colours swapped between its objects (a single object's
 colour changed), with a shape changed (the scenes' `negative_captions`), or another image's
 caption. Image-text matching (ITM): binary cross-entropy of the match logit on every pair.
-Masked language modelling (MLM): the true caption again with word tokens replaced by `<mask>`,
-cross-entropy on those tokens; a separate row, so ITM never sees masked captions. One forward
+Masked language modelling (MLM): the true caption again with word tokens replaced by `<mask>`
+(a random share, or with `model.mlm_group_probability` every word of one `model.mlm_word_groups`
+group), cross-entropy on those tokens; a separate row, so ITM never sees masked captions. One forward
 over all 3B pairs.
 
 Batches (`collate`): pixel_values float[B, 3, H, W]; input_ids, attention_mask int64[3B, T]
@@ -49,6 +50,45 @@ def mask_tokens(
     return ids, labels
 
 
+def group_token_ids(tokenizer, groups: list[list[str]]) -> list[torch.Tensor]:
+    """`model.mlm_word_groups` → per group, the token ids of its words int64[W]; a word that is not
+    one token of the tokenizer raises an error naming it (a group is masked token by token)."""
+    out = []
+    for group in groups:
+        ids = []
+        for word in group:
+            found = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if len(found) != 1 or found[0] == tokenizer.unk_token_id:
+                raise ValueError(
+                    f"model.mlm_word_groups: {word!r} is {len(found)} tokens of this tokenizer, not one"
+                )
+            ids.append(found[0])
+        out.append(torch.tensor(ids))
+    return out
+
+
+def mask_groups(
+    input_ids: torch.Tensor,
+    masked: torch.Tensor,
+    labels: torch.Tensor,
+    mask_id: int,
+    groups: list[torch.Tensor],
+    p: float,
+    rng,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mask_tokens`' (masked, labels) int64[B, T] of input_ids int64[B, T] → the same with a share
+    `p` of the rows (those that contain a group's word) masked instead at every token of one group
+    they contain, drawn at random: "a <mask> circle and a <mask> square" for the colours."""
+    masked, labels = masked.clone(), labels.clone()
+    for b, row in enumerate(input_ids):
+        present = [g for g in groups if torch.isin(row, g).any()]
+        if not present or rng.random() >= p:
+            continue
+        where = torch.isin(row, present[int(rng.integers(len(present)))])
+        masked[b], labels[b] = torch.where(where, mask_id, row), torch.where(where, row, -100)
+    return masked, labels
+
+
 def word_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: list[int]) -> torch.Tensor:
     """Word-level matching targets of ITM's rows int64[2B, T] (B true captions, then each one's
     negative) → float[2B, T]: 0 at the words a negative changed, 1 at the same places in its true
@@ -89,6 +129,12 @@ class FusionObjective:
             enc["input_ids"][2 * b :], enc["attention_mask"][2 * b :], tk.mask_token_id, special,
             m.mlm_probability, rngs[0],
         )  # fmt: skip
+        if m.mlm_group_probability > 0:  # no draw otherwise: earlier runs' masks stay as they were
+            groups = group_token_ids(tk, m.mlm_word_groups)
+            masked, labels = mask_groups(
+                enc["input_ids"][2 * b :], masked, labels, tk.mask_token_id, groups,
+                m.mlm_group_probability, rngs[0],
+            )  # fmt: skip
         enc["input_ids"] = torch.cat([enc["input_ids"][: 2 * b], masked])
         itm = torch.cat([torch.ones(b), torch.zeros(b)])
         pixel_values = self.model.preprocess([s["image"] for _, s in samples])  # (B, 3, H, W)
