@@ -16,7 +16,14 @@ from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
 from vlkit.models.build import build_model, initial_parts, load_model, save_model
 from vlkit.models.kinds import texts_for
-from vlkit.train.fusion import FusionObjective, mask_tokens, pick_negative, word_labels
+from vlkit.train.fusion import (
+    FusionObjective,
+    group_token_ids,
+    mask_groups,
+    mask_tokens,
+    pick_negative,
+    word_labels,
+)
 from vlkit.train.loop import make_objective, make_optimizer
 
 
@@ -78,6 +85,45 @@ def test_mask_tokens_never_masks_special_or_padding_tokens():
     out, labels = mask_tokens(ids, mask, 2, [0, 3, 4], 0.5, np.random.default_rng(0))
     assert (out == 2).sum(1).tolist() == [2, 1]  # round(0.5 * 3) and at least one of one word
     assert ((out == 2) <= torch.isin(ids, torch.tensor([10, 11, 12, 13]))).all()
+
+
+def test_mask_groups_masks_every_word_of_one_group_a_row_contains_and_leaves_the_rest():
+    # rows: two colours (20, 21) and two shapes (30, 31); one shape only; no group word at all
+    ids = torch.tensor([[3, 20, 30, 21, 31, 4], [3, 10, 31, 4, 0, 0], [3, 10, 11, 4, 0, 0]])
+    masked, labels = mask_tokens(ids, (ids != 0).long(), 2, [0, 3, 4], 0.2, np.random.default_rng(0))
+    groups = [torch.tensor([20, 21, 22]), torch.tensor([30, 31])]
+    out, out_labels = mask_groups(ids, masked, labels, 2, groups, 1.0, np.random.default_rng(0))
+    first = (out[0] == 2).nonzero()[:, 0].tolist()
+    assert first in ([1, 3], [2, 4])  # every colour, or every shape: never one of each
+    assert out_labels[0, first].tolist() == ids[0, first].tolist()
+    assert (out_labels[0] != -100).sum() == 2
+    assert out[1].tolist() == [3, 10, 2, 4, 0, 0] and out_labels[1].tolist() == [-100] * 2 + [31] + [-100] * 3
+    assert torch.equal(out[2], masked[2]) and torch.equal(out_labels[2], labels[2])  # no group word
+    kept, kept_labels = mask_groups(ids, masked, labels, 2, groups, 0.0, np.random.default_rng(0))
+    assert torch.equal(kept, masked) and torch.equal(kept_labels, labels)  # p = 0: as mask_tokens left it
+
+
+def test_a_batch_with_word_groups_masks_whole_groups_and_a_group_word_that_is_two_tokens_is_refused():
+    cfg = make_tiny_fusion_cfg()
+    cfg.model.mlm_word_groups = [["red", "green", "blue"], ["circle", "square"]]
+    cfg.model.mlm_group_probability = 1.0
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)))
+    samples = _samples(cfg)
+    batch = make_objective(cfg, model).collate(samples)
+    b, tk = len(samples), model.tokenizer
+    groups = group_token_ids(tk, cfg.model.mlm_word_groups)
+    checked = 0
+    for true, labels in zip(batch["input_ids"][:b], batch["mlm_labels"]):
+        present = [g for g in groups if torch.isin(true, g).any()]
+        if present:  # exactly the tokens of one group the caption contains
+            assert any(torch.equal(labels != -100, torch.isin(true, g)) for g in present)
+            checked += 1
+    assert checked >= b // 2
+    with pytest.raises(ValueError, match="model.mlm_word_groups: 'ultramarine' is"):
+        group_token_ids(tk, [["red", "ultramarine"]])
+    cfg.model.mlm_word_groups = []
+    with pytest.raises(ValueError, match="model.mlm_word_groups is empty"):
+        build_model(cfg, texts=["a red circle"])
 
 
 def test_word_labels_mark_the_words_a_negative_changed_and_skip_pairs_that_do_not_line_up():
