@@ -10,6 +10,9 @@ the same examples in the same run:
 - ITM accuracy per kind of pair (true caption, colours swapped, a shape changed, another image's
   caption) and per object count on 1-3-object scenes (`fusion.matching_by_kind`): which of its
   training negatives the model tells apart;
+- the same colour-swap Winoground by MLM (`fusion.masked_winoground`): every colour of each
+  caption blanked, the caption's own colours' log-probabilities summed: does MLM read which colour
+  each object has, or only which colours the scene holds;
 - MLM fill-in-the-blank on one-object scenes: "a [MASK] circle" → colour (of 8), "a red [MASK]"
   → shape (of 4).
 
@@ -83,6 +86,7 @@ def held_out(model, clip, args, image_size: int) -> dict:
     crowded = [crowd.scene(i) for i in range(8 if args.smoke else args.kinds)]
     scores = {
         "itm": flat_scores([fusion.winoground(model, wino), fusion.retrieval(model, ret)]),
+        "mlm_colours_blanked": flat_scores([fusion.masked_winoground(model, wino, COLOR_NAMES)]),
         "fill_in_the_blank": fusion.fill_in_the_blank(model, singles),
         "itm_accuracy_by_kind": fusion.matching_by_kind(model, crowded),
         "winoground_pairs": len(wino.examples),

@@ -14,6 +14,7 @@ from vlkit.data.scenes import SHAPES, Scenes, ScenesConfig
 from vlkit.eval import fusion, harness
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
+from vlkit.eval.loaders import Benchmark
 from vlkit.models.build import build_model, initial_parts, load_model, save_model
 from vlkit.models.kinds import texts_for
 from vlkit.train.fusion import (
@@ -196,6 +197,48 @@ def test_winoground_by_itm_scores_each_pair_with_the_model(fusion_folder):
     assert result.predictions[0]["scores"][1] == pytest.approx(direct.tolist(), abs=1e-4)
     assert set(result.metrics) == {"wino_text", "wino_image", "wino_group"}
     assert "retrieval" in harness.OPT_IN["fusion"] and "retrieval" in harness.supported_tasks(model)
+
+
+def test_masked_winoground_blanks_every_listed_word_and_sums_each_captions_own_words_log_probs(fusion_folder):
+    model = api.load(fusion_folder, kind="fusion")
+    (bench,) = scene_benchmarks(32, 2, 2, 7, 8, ("winoground",))
+    colours = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "white"]
+    result = fusion.masked_winoground(model, bench, colours)
+    e = bench.examples[0]
+    text, found = fusion.blank_out(e["captions"][1], colours, model.MASK)
+    assert text == fusion.blank_out(e["captions"][0], colours, model.MASK)[0]  # one text for both
+    assert len(found) == 2 and text.count(model.MASK) == 2
+    (lp,) = model.blank_log_probs([e["images"][0]], [text], colours)
+    direct = lp[0, colours.index(found[0])] + lp[1, colours.index(found[1])]
+    assert result.predictions[0]["scores"][1][0] == pytest.approx(direct, abs=1e-4)
+    assert set(result.metrics) == {"wino_text", "wino_image", "wino_group"}
+    assert fusion.blank_out("A Red circle, a red square.", ["red"], "_") == (
+        "A _ circle, a _ square.",
+        ["red", "red"],
+    )
+
+
+def test_masked_winoground_rewards_reading_the_colours_off_the_image_and_not_guessing_from_the_text():
+    class Reader:  # an image is the tuple of its objects' colours, in caption order
+        MASK = "[MASK]"
+
+        def __init__(self, looks: bool):
+            self.looks = looks
+
+        def blank_log_probs(self, images, texts, choices):
+            out = []
+            for image in images:
+                seen = image if self.looks else sorted(image)  # sorted: which colours, not where
+                out.append(np.log(np.array([[0.9 if c == w else 0.1 for c in choices] for w in seen])))
+            return out
+
+    examples = [
+        {"id": "0", "captions": ["a red circle and a blue star", "a blue circle and a red star"],
+         "images": [("red", "blue"), ("blue", "red")]},
+    ]  # fmt: skip
+    bench = Benchmark("swap", "winoground", examples)
+    assert fusion.masked_winoground(Reader(True), bench, ["red", "blue"]).metrics["wino_group"] == 1.0
+    assert fusion.masked_winoground(Reader(False), bench, ["red", "blue"]).metrics["wino_group"] == 0.0
 
 
 class _Dual:

@@ -300,27 +300,48 @@ class FusionModel(MatchReranking):
             )
         return torch.cat(out).float().numpy() if out else np.zeros(0, np.float32)
 
+    def _choice_ids(self, choices: Sequence[str], what: str) -> list[int]:
+        tk = self.model.tokenizer
+        allowed = [tk.convert_tokens_to_ids(c.lower()) for c in choices]
+        if any(i == tk.unk_token_id for i in allowed):
+            raise ValueError(f"{what} choices {list(choices)}: each must be one token of the tokenizer")
+        return allowed
+
+    def _blank_logits(self, images: Sequence[ImageInput], texts: Sequence[str], what: str) -> list:
+        """Per pair, the MLM head's logits at each of the text's blanks float[blanks, V]."""
+        batch = self._pairs(images, texts)
+        logits = self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).mlm
+        out = []
+        for text, row, ids in zip(texts, logits, batch["input_ids"]):
+            where = (ids == self.model.tokenizer.mask_token_id).nonzero()[:, 0]
+            if not len(where):
+                raise ValueError(f"{what}: a text has no {self.MASK}: {text!r}")
+            out.append(row[where])
+        return out
+
     @torch.inference_mode()
     def fill_mask(
         self, images: Sequence[ImageInput], texts: Sequence[str], choices: Sequence[str] = ()
     ) -> list[str]:
-        """Per pair, the word for the text's `[MASK]` (one token) given the image: the MLM head's
-        best token, or the best of `choices` (single-token words) when given."""
-        batch = self._pairs(images, texts)
-        logits = self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).mlm
-        tk = self.model.tokenizer
-        allowed = [tk.convert_tokens_to_ids(c.lower()) for c in choices]
-        if any(i == tk.unk_token_id for i in allowed):
-            raise ValueError(f"fill_mask choices {list(choices)}: each must be one token of the tokenizer")
+        """Per pair, the word for the text's (first) `[MASK]` (one token) given the image: the MLM
+        head's best token, or the best of `choices` (single-token words) when given."""
+        allowed = self._choice_ids(choices, "fill_mask")
         answers = []
-        for row, ids in zip(logits, batch["input_ids"]):
-            where = (ids == tk.mask_token_id).nonzero()
-            if not len(where):
-                raise ValueError(f"fill_mask: a text has no {self.MASK}")
-            scores = row[where[0, 0]]  # (V,)
+        for rows in self._blank_logits(images, texts, "fill_mask"):
+            scores = rows[0]  # (V,)
             best = allowed[int(scores[allowed].argmax())] if allowed else int(scores.argmax())
-            answers.append(tk.convert_ids_to_tokens(best))
+            answers.append(self.model.tokenizer.convert_ids_to_tokens(best))
         return answers
+
+    @torch.inference_mode()
+    def blank_log_probs(
+        self, images: Sequence[ImageInput], texts: Sequence[str], choices: Sequence[str]
+    ) -> list[np.ndarray]:
+        """Per pair, float32[blanks, len(choices)]: at each of the text's `[MASK]`s in order, the
+        MLM head's log-probability of each choice (single-token words), normalised over the choices."""
+        allowed = self._choice_ids(choices, "blank_log_probs")
+        rows = self._blank_logits(images, texts, "blank_log_probs")
+        return [torch.log_softmax(r[:, allowed].float(), -1).numpy() for r in rows]
 
 
 def _generative(model: torch.nn.Module, cfg: Config, path: Path):

@@ -2,6 +2,7 @@
 `model.match(images, texts)` (a vlkit `FusionModel`).
 
     winoground  the four (caption, image) pairs of each example; text / image / group scores
+                (`masked_winoground`: the same pairs scored by MLM, each caption's colours blanked)
     retrieval   every (image, caption) pair of a held-out set scored (N × M forward passes: keep
                 sets small), ranked per query; the same recall@k as the dual encoders'
 
@@ -13,6 +14,8 @@ Hateful Memes is the exception: a fine-tuned model's classifier over the fused [
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,6 +37,49 @@ def winoground(model, bench: Benchmark, batch_size: int = 64, dual=None) -> Task
         img = dual.embed_images([im for e in ex for im in e["images"]]).reshape(len(ex), 2, -1)
         txt = dual.embed_texts([c for e in ex for c in e["captions"]]).reshape(len(ex), 2, -1)
         s = s + dual.scale() * np.einsum("nce,nie->nci", txt, img)
+    scores = {
+        f"wino_{k}": v
+        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
+    }
+    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
+    return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(ex))
+
+
+def blank_out(text: str, words: Sequence[str], mask: str) -> tuple[str, list[str]]:
+    """`text` with each of `words` it contains (whole words, any case, punctuation kept) replaced
+    by `mask` → (the blanked text, the words blanked in order)."""
+    out, found = [], []
+    for token in text.split(" "):
+        core = token.strip(".,;:!?")
+        if core.lower() in words:
+            found.append(core.lower())
+            token = token.replace(core, mask)
+        out.append(token)
+    return " ".join(out), found
+
+
+def masked_winoground(model, bench: Benchmark, words: Sequence[str], batch_size: int = 64) -> TaskResult:
+    """Winoground scored by MLM: each caption with every one of `words` (e.g. the colour names)
+    blanked, which leaves both captions of a colour swap the same text; s[n, c, i] = the summed
+    log-probability (over `words`) of caption c's own word at each blank, given image i. Only a
+    model that reads each object's colour off the image beats chance; with a single word blanked,
+    "the colour the text does not name" would answer from the text alone."""
+    ex = bench.examples
+    images = [e["images"][i] for e in ex for _c in range(2) for i in range(2)]
+    blanked = [
+        blank_out(e["captions"][c], words, model.MASK) for e in ex for c in range(2) for _i in range(2)
+    ]
+    s = []
+    for start in range(0, len(images), batch_size):
+        part = blanked[start : start + batch_size]
+        probs = model.blank_log_probs(images[start : start + batch_size], [t for t, _ in part], words)
+        for (text, found), lp in zip(part, probs):
+            if len(found) != len(lp):
+                raise ValueError(
+                    f"masked winoground: {text!r} has {len(lp)} blanks for {found}: a word is not one token"
+                )
+            s.append(sum(float(lp[k, list(words).index(w)]) for k, w in enumerate(found)))
+    s = np.array(s).reshape(len(ex), 2, 2)  # (N, caption, image)
     scores = {
         f"wino_{k}": v
         for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
