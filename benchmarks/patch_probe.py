@@ -12,7 +12,9 @@ shape of the object covering the patch (scored on object patches only), and the 
 and row (mean absolute error in patches over all patches; always guessing the middle scores 2.0
 on an 8×8 grid). Probes are ridge least squares (one-hot targets for colour and shape) fitted on
 training scenes and scored on held-out scenes (2-3 objects, the held-out seed). Writes
-benchmarks/results/patch_probe.json.
+benchmarks/results/patch_probe[-<name>].json.
+
+    python benchmarks/patch_probe.py --run runs/clip-scenes --name clip-scenes   # → patch_probe-clip-scenes.json
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-scenes", type=int, default=400)
     p.add_argument("--test-scenes", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--name", default="", help="results file suffix: patch_probe-<name>.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         **run_info(load, args.threads),
     }
     if not args.smoke:
-        write_results("patch_probe", result)
+        write_results("patch_probe" + (f"-{args.name}" if args.name else ""), result)
     return 0
 
 
