@@ -16,6 +16,7 @@ from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.fusion import rerank_similarity
 from vlkit.eval.loaders import Benchmark
 from vlkit.models.build import build_model, initial_parts, load_model, save_model
+from vlkit.models.connectors import grid_coordinates
 from vlkit.models.kinds import texts_for
 from vlkit.train.fusion import (
     FusionObjective,
@@ -417,6 +418,29 @@ def test_a_clip_embedder_feeds_the_clip_towers_patch_tokens_projected_and_keeps_
     assert not torch.equal(embedder.proj.weight, before)
 
 
+def test_patch_coordinates_append_each_patchs_column_and_row_to_its_clip_token(clip_folder, tmp_path):
+    cfg = _clip_fusion_cfg(clip_folder)
+    cfg.model.patch_coordinates = True
+    model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)), **initial_parts(cfg)).eval()
+    clip, _ = load_model(clip_folder)
+    embedder = model.vilt.embeddings.patch_embeddings.projection
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        grid = embedder.norm(
+            clip.image_tower.model(pixel_values=pixels).last_hidden_state[:, 1:]
+        )  # (2, 16, 16)
+        where = grid_coordinates(16).expand(2, -1, -1)  # (2, 16, 32): a 4 x 4 grid, row by row
+        expected = embedder.proj(torch.cat([grid, where], -1))
+        torch.testing.assert_close(embedder.tokens(pixels), expected)
+    assert embedder.proj.in_features == grid.shape[-1] + 32
+    save_model(model, cfg, tmp_path / "model")
+    reloaded, _ = load_model(tmp_path / "model")
+    batch = FusionObjective(model).collate(_samples(cfg, 2))
+    args = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(*args)[0], model(*args)[0])
+
+
 @pytest.mark.parametrize("embedder", ["conv", "clip"])
 def test_an_embedder_reloads_with_the_same_logits_and_refuses_the_vilt_export_saying_why(
     embedder, clip_folder, tmp_path
@@ -443,7 +467,7 @@ def test_an_embedder_reloads_with_the_same_logits_and_refuses_the_vilt_export_sa
         ({"image_embedder": "clip"}, r"image_embedder: clip .* set model.vision_init"),
         (
             {"vision_init": "runs/tour"},
-            r"model.vision_init / model.freeze_vision are for model.image_embedder: clip",
+            r"model.vision_init / freeze_vision / patch_coordinates are for model.image_embedder: clip",
         ),
         (
             {"image_embedder": "clip", "vision_init": "CLIP", "patch_size": 4},

@@ -308,6 +308,10 @@ class FusionConfig:
     image_embedder: str = "patch"
     vision_init: str = ""  # image_embedder clip: the contrastive run or model folder it starts from
     freeze_vision: bool = False  # image_embedder clip: keep that tower as trained
+    # image_embedder clip: append each patch's column and row (fixed sin-cos features, the VLM's
+    # `vlm.connector_coordinates`) to its token before the projection; the tower's last layer keeps
+    # a patch's place only roughly (benchmarks/patch_probe.py)
+    patch_coordinates: bool = False
     # "pretrain": the ITM + MLM (+ contrastive) objective on captioned images; "classify": fine-tuning
     # a binary classifier over the fused [CLS] (Hateful Memes, SNLI-VE style) on labelled pairs
     # (samples' "label" 0 / 1: a `hateful-memes` data source), binary cross-entropy

@@ -123,14 +123,12 @@ class PositionedConnector(nn.Module):
 COORDINATE_FREQUENCIES = 8  # per axis; sin and cos of each: 4 * 8 = 32 channels
 
 
-def grid_coordinates(n_features: int) -> torch.Tensor:
+def grid_coordinates(n_features: int, option: str = "vlm.connector_coordinates") -> torch.Tensor:
     """float[N, 32]: sin and cos of k·π·c (k = 1..8) of each feature's column and row centre c in
-    (0, 1), for a square grid of N features in row-major order."""
+    (0, 1), for a square grid of N features in row-major order (`option`: what an error names)."""
     side = round(n_features**0.5)
     if side * side != n_features:
-        raise ValueError(
-            f"vlm.connector_coordinates needs a square grid of features; the vision tower gives {n_features}"
-        )
+        raise ValueError(f"{option} needs a square grid of features; the vision tower gives {n_features}")
     centre = (torch.arange(side) + 0.5) / side
     row, column = torch.meshgrid(centre, centre, indexing="ij")
     k = torch.arange(1, COORDINATE_FREQUENCIES + 1) * torch.pi

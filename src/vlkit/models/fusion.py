@@ -39,6 +39,7 @@ from transformers.models.vilt.modeling_vilt import ViltMLMHead
 
 from vlkit.config import Config, FusionConfig, VisionConfig, check_continues, save_config
 from vlkit.models import tokenizer as tok
+from vlkit.models.connectors import grid_coordinates
 from vlkit.models.conv_stem import ConvStem
 from vlkit.models.grounding import GroundingHead
 from vlkit.models.preprocess import ImagePreprocess
@@ -85,12 +86,17 @@ class CLIPPatchTokens(nn.Module):
     per-patch output tokens, layer-normed and projected into the fusion width, as the grid
     float[B, D, H/P, W/P] a patch convolution gives (what `ViltEmbeddings.visual_embed` reads)."""
 
-    def __init__(self, tower: CLIPVisionTower, width: int, frozen: bool):
+    def __init__(self, tower: CLIPVisionTower, width: int, frozen: bool, coordinates: bool = False):
         super().__init__()
         self.tower = tower
         self.patch_size = tower.model.config.patch_size
         self.norm = nn.LayerNorm(tower.out_dim)  # CLIP's own post-layernorm only ever saw the CLS
-        self.proj = nn.Linear(tower.out_dim, width)
+        side = tower.model.config.image_size // self.patch_size
+        # `model.patch_coordinates`: each patch's place as fixed features beside its token (the
+        # VLM connector's `grid_coordinates`), since the tower's last layer has mostly lost it
+        where = grid_coordinates(side * side, "model.patch_coordinates") if coordinates else torch.zeros(0, 0)
+        self.register_buffer("coordinates", where, persistent=False)
+        self.proj = nn.Linear(tower.out_dim + where.shape[1], width)
         self.frozen = frozen
         if frozen:
             tower.requires_grad_(False)
@@ -110,7 +116,10 @@ class CLIPPatchTokens(nn.Module):
         """float[B, 3, H, W] → float[B, P, D]: one fusion-width token per patch, row by row."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             grid = self.tower.grid(pixel_values)  # (B, P, D_clip), the CLS token left out
-        return self.proj(self.norm(grid))  # (B, P, D)
+        x = self.norm(grid)
+        if len(self.coordinates):
+            x = torch.cat([x, self.coordinates.to(x.dtype).expand(x.shape[0], -1, -1)], -1)
+        return self.proj(x)  # (B, P, D)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         b, _, h, w = pixel_values.shape
@@ -127,10 +136,11 @@ def check_embedder(m: FusionConfig) -> None:
             "model.image_embedder: clip starts from a trained CLIP's image tower; set model.vision_init "
             "to a contrastive run or model folder (e.g. runs/tour)"
         )
-    if m.image_embedder != "clip" and (m.vision_init or m.freeze_vision):
+    if m.image_embedder != "clip" and (m.vision_init or m.freeze_vision or m.patch_coordinates):
         raise ValueError(
-            f"model.vision_init / model.freeze_vision are for model.image_embedder: clip; this one is "
-            f"{m.image_embedder!r} (vision_init={m.vision_init!r}, freeze_vision={m.freeze_vision})"
+            f"model.vision_init / freeze_vision / patch_coordinates are for model.image_embedder: clip; "
+            f"this one is {m.image_embedder!r} (vision_init={m.vision_init!r}, freeze_vision="
+            f"{m.freeze_vision}, patch_coordinates={m.patch_coordinates})"
         )
 
 
@@ -162,7 +172,7 @@ def image_embedder(m: FusionConfig, clip: nn.Module | None, saved: Path | None) 
         tower = clip_tower(m, clip.image_tower, m.vision_init)
     else:
         raise ValueError("model.image_embedder: clip: pass the CLIP (`clip_parts` loads model.vision_init)")
-    return CLIPPatchTokens(tower, m.width, m.freeze_vision)
+    return CLIPPatchTokens(tower, m.width, m.freeze_vision, m.patch_coordinates)
 
 
 class FusionOutput(NamedTuple):
