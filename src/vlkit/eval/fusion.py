@@ -25,6 +25,16 @@ from vlkit.eval.loaders import Benchmark
 from vlkit.eval.result import RETRIEVAL_CHANCE, TaskResult, hateful_memes_result
 
 
+def winoground_result(s: np.ndarray, bench: Benchmark) -> TaskResult:
+    """s float[N, caption, image] of the benchmark's examples → text / image / group scores."""
+    scores = {
+        f"wino_{k}": v
+        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
+    }
+    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(bench.examples)]
+    return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(bench.examples))
+
+
 def winoground(model, bench: Benchmark, batch_size: int = 64, dual=None) -> TaskResult:
     """s[n, c, i] = ITM(caption c, image i) of example n; the same metrics as a dual encoder's.
     With `dual` (a dual encoder: embed_images / embed_texts / scale), each pair's score is its ITM
@@ -37,12 +47,7 @@ def winoground(model, bench: Benchmark, batch_size: int = 64, dual=None) -> Task
         img = dual.embed_images([im for e in ex for im in e["images"]]).reshape(len(ex), 2, -1)
         txt = dual.embed_texts([c for e in ex for c in e["captions"]]).reshape(len(ex), 2, -1)
         s = s + dual.scale() * np.einsum("nce,nie->nci", txt, img)
-    scores = {
-        f"wino_{k}": v
-        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
-    }
-    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
-    return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(ex))
+    return winoground_result(s, bench)
 
 
 def blank_out(text: str, words: Sequence[str], mask: str) -> tuple[str, list[str]]:
@@ -80,12 +85,7 @@ def masked_winoground(model, bench: Benchmark, words: Sequence[str], batch_size:
                 )
             s.append(sum(float(lp[k, list(words).index(w)]) for k, w in enumerate(found)))
     s = np.array(s).reshape(len(ex), 2, 2)  # (N, caption, image)
-    scores = {
-        f"wino_{k}": v
-        for k, v in metrics.winoground_scores(s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]).items()
-    }
-    preds = [{"id": e["id"], "scores": s[n].round(5).tolist()} for n, e in enumerate(ex)]
-    return TaskResult("winoground", bench.name, scores, {}, preds, samples=len(ex))
+    return winoground_result(s, bench)
 
 
 def hateful_memes(model, bench: Benchmark, batch_size: int = 64) -> TaskResult:
