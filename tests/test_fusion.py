@@ -418,6 +418,15 @@ def test_a_clip_embedder_feeds_the_clip_towers_patch_tokens_projected_and_keeps_
     assert not torch.equal(embedder.proj.weight, before)
 
 
+def _assert_reloads_with_the_same_logits(model, cfg, folder):
+    save_model(model, cfg, folder)
+    reloaded, _ = load_model(folder)
+    batch = FusionObjective(model).collate(_samples(cfg, 2))
+    args = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(*args)[0], model(*args)[0])
+
+
 def test_patch_coordinates_append_each_patchs_column_and_row_to_its_clip_token(clip_folder, tmp_path):
     cfg = _clip_fusion_cfg(clip_folder)
     cfg.model.patch_coordinates = True
@@ -433,12 +442,7 @@ def test_patch_coordinates_append_each_patchs_column_and_row_to_its_clip_token(c
         expected = embedder.proj(torch.cat([grid, where], -1))
         torch.testing.assert_close(embedder.tokens(pixels), expected)
     assert embedder.proj.in_features == grid.shape[-1] + 32
-    save_model(model, cfg, tmp_path / "model")
-    reloaded, _ = load_model(tmp_path / "model")
-    batch = FusionObjective(model).collate(_samples(cfg, 2))
-    args = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-    with torch.no_grad():
-        torch.testing.assert_close(reloaded(*args)[0], model(*args)[0])
+    _assert_reloads_with_the_same_logits(model, cfg, tmp_path / "model")
 
 
 @pytest.mark.parametrize("embedder", ["conv", "clip"])
@@ -448,12 +452,7 @@ def test_an_embedder_reloads_with_the_same_logits_and_refuses_the_vilt_export_sa
     cfg = _clip_fusion_cfg(clip_folder, freeze=False) if embedder == "clip" else make_tiny_fusion_cfg()
     cfg.model.image_embedder = embedder
     model = build_model(cfg, texts=texts_for(cfg, build_dataset(cfg.data)), **initial_parts(cfg)).eval()
-    save_model(model, cfg, tmp_path / "model")
-    reloaded, _ = load_model(tmp_path / "model")
-    batch = FusionObjective(model).collate(_samples(cfg, 2))
-    args = (batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
-    with torch.no_grad():
-        torch.testing.assert_close(reloaded(*args)[0], model(*args)[0])
+    _assert_reloads_with_the_same_logits(model, cfg, tmp_path / "model")
     with pytest.raises(
         ValueError, match=f"model.image_embedder={embedder} .*train with model.image_embedder=patch"
     ):
