@@ -54,7 +54,12 @@ EVAL_KEYS = {
 TINY_SEGMENTER = ["segmenter.clip_init=", "segmenter.extract_layers=[0]"]
 # a fusion recipe on a trained CLIP's image tower (`image_embedder: clip`): the tiny one embeds
 # patches itself (tests/test_fusion.py trains the CLIP embedder on a tiny CLIP)
-TINY_CLIP_EMBEDDER = ["model.image_embedder=patch", "model.vision_init=", "model.freeze_vision=false"]
+TINY_CLIP_EMBEDDER = [
+    "model.image_embedder=patch",
+    "model.vision_init=",
+    "model.freeze_vision=false",
+    "model.patch_coordinates=false",
+]
 # a generative recipe on a trained CLIP's tower (`vlm.vision_init`): the tiny one trains its own
 # (tests/test_generative.py starts a VLM from a tiny CLIP run)
 TINY_VISION_INIT = ["vlm.vision_init=", "vlm.freeze_vision=false"]
