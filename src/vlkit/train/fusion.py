@@ -20,6 +20,7 @@ where the true captions name the scene's objects, and the cells they lie in).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -110,6 +111,11 @@ class FusionObjective:
     model: FusionEncoder
     seed: int = 0
 
+    @cached_property
+    def word_groups(self) -> list[torch.Tensor]:
+        """`model.mlm_word_groups` as token ids, looked up once rather than per batch."""
+        return group_token_ids(self.model.tokenizer, self.model.cfg.mlm_word_groups)
+
     def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
         m = self.model.cfg
         rngs = [np.random.default_rng([self.seed, position]) for position, _ in samples]
@@ -130,9 +136,8 @@ class FusionObjective:
             m.mlm_probability, rngs[0],
         )  # fmt: skip
         if m.mlm_group_probability > 0:  # no draw otherwise: earlier runs' masks stay as they were
-            groups = group_token_ids(tk, m.mlm_word_groups)
             masked, labels = mask_groups(
-                enc["input_ids"][2 * b :], masked, labels, tk.mask_token_id, groups,
+                enc["input_ids"][2 * b :], masked, labels, tk.mask_token_id, self.word_groups,
                 m.mlm_group_probability, rngs[0],
             )  # fmt: skip
         enc["input_ids"] = torch.cat([enc["input_ids"][: 2 * b], masked])
