@@ -26,7 +26,9 @@ tokens: 64 / K^2 tokens to search, as `merge2x2_mlp` does); `--grounding W` (an 
 weight W: a linear head reads the a and b tokens' outputs and predicts each object's box centre,
 rewarding the lookup directly, as region-level training data does for a VLM); with `--regions`,
 that head names the cell of a 3 x 3 grid the centre falls in instead (cross-entropy): what the
-scenes' position questions ask ("top left").
+scenes' position questions ask ("top left"). `--words` names a and b as a question does, by two
+tokens each (a colour embedding, then a shape embedding carrying the a / b role), so the model must
+also put the two words together; the grounding head then reads each name's last (shape) token.
 Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
@@ -102,9 +104,10 @@ def pooled(features: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class RelationModel(nn.Module):
-    """[64 image tokens; a; b; answer] → a 4-way relation (see the module docstring)."""
+    """[64 image tokens; a; b; answer] → a 4-way relation (see the module docstring); with
+    `words`, a and b are two tokens each, a colour then a shape, as a question names them."""
 
-    def __init__(self, feature_dim: int, n_tokens: int, width: int, causal: bool):
+    def __init__(self, feature_dim: int, n_tokens: int, width: int, causal: bool, words: bool = False):
         super().__init__()
         self.register_buffer("coordinates", grid_coordinates(n_tokens), persistent=False)
         extra = self.coordinates.shape[1]
@@ -112,8 +115,10 @@ class RelationModel(nn.Module):
             nn.Linear(feature_dim + extra, width), nn.GELU(), nn.Linear(width, width)
         )
         self.objects = nn.Embedding(len(COLOR_NAMES) * len(SHAPES), width)
+        self.words = nn.ModuleList([nn.Embedding(len(COLOR_NAMES), width), nn.Embedding(len(SHAPES), width)])
         self.roles = nn.Parameter(torch.randn(3, width) * 0.02)  # a, b, answer
-        self.positions = nn.Parameter(torch.randn(1, n_tokens + 3, width) * 0.02)
+        self.positions = nn.Parameter(torch.randn(1, n_tokens + (5 if words else 3), width) * 0.02)
+        self.use_words = words
         layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
         self.head = nn.Linear(width, len(RELATIONS))
@@ -125,13 +130,22 @@ class RelationModel(nn.Module):
         """→ relation logits float[B, 4]; with grounding, also the a and b token outputs [B, 2, W]."""
         where = self.coordinates.expand(len(features), -1, -1)
         image = self.connector(torch.cat([features, where], -1))
-        answer = self.roles[2].expand(len(a), -1)
-        query = torch.stack([self.objects(a) + self.roles[0], self.objects(b) + self.roles[1], answer], 1)
-        tokens = torch.cat([image, query], 1) + self.positions
+        tokens = torch.cat([image, self.query(a, b)], 1) + self.positions
         mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if self.causal else None
         out = self.encoder(tokens, mask=mask, is_causal=self.causal)
         logits = self.head(out[:, -1])
-        return (logits, out[:, -3:-1]) if grounding else logits
+        named = out[:, [-4, -2]] if self.use_words else out[:, -3:-1]  # where each name ends
+        return (logits, named) if grounding else logits
+
+    def query(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The a, b and answer tokens float[B, 3 (5 with words), W]."""
+        answer = self.roles[2].expand(len(a), -1)
+        if not self.use_words:
+            return torch.stack([self.objects(a) + self.roles[0], self.objects(b) + self.roles[1], answer], 1)
+        colour, shape = self.words
+        n = len(SHAPES)
+        names = [colour(a // n), shape(a % n) + self.roles[0], colour(b // n), shape(b % n) + self.roles[1]]
+        return torch.stack([*names, answer], 1)
 
 
 @dataclass
@@ -142,6 +156,7 @@ class Levers:
     pool: int = 1
     grounding: float = 0.0
     regions: bool = False
+    words: bool = False
 
 
 def region_of(centres: torch.Tensor) -> torch.Tensor:
@@ -161,7 +176,7 @@ def train_arm(train: dict, test: dict, arm: str, steps: int, every: int, levers:
     features, attention = arm.split(",")
     torch.manual_seed(0)
     x, xt = pooled(train[features], levers.pool), pooled(test[features], levers.pool)
-    model = RelationModel(x.shape[-1], x.shape[1], 128, attention == "causal")
+    model = RelationModel(x.shape[-1], x.shape[1], 128, attention == "causal", levers.words)
     optimizer = torch.optim.AdamW(model.parameters(), lr=levers.lr, weight_decay=0.1)
     order = torch.Generator().manual_seed(0)
     curve = []
@@ -201,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=Levers.pool, help="average K x K neighbouring tokens")
     p.add_argument("--grounding", type=float, default=Levers.grounding, help="weight of the box-centre loss")
     p.add_argument("--regions", action="store_true", help="--grounding names a 3 x 3 cell instead")
+    p.add_argument("--words", action="store_true", help="name a and b by two tokens each, colour and shape")
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -210,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.train_scenes, every, test_scenes = 2, 16, 1, 8
     tower = tower_of(args.run, args.smoke)
     objects = tuple(int(n) for n in args.train_objects.split("-"))
-    levers = Levers(args.lr, args.pool, args.grounding, args.regions)
+    levers = Levers(args.lr, args.pool, args.grounding, args.regions, args.words)
     train, test = examples(tower, 0, args.train_scenes, objects), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
     arms = {}
