@@ -29,6 +29,8 @@ that head names the cell of a 3 x 3 grid the centre falls in instead (cross-entr
 scenes' position questions ask ("top left"). `--words` names a and b as a question does, by two
 tokens each (a colour embedding, then a shape embedding carrying the a / b role), so the model must
 also put the two words together; the grounding head then reads each name's last (shape) token.
+`--lm llama` swaps the transformer for the VLM's language-model body (gpt-tiny's: transformers'
+Llama, rotary positions instead of learned ones, causal).
 Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
@@ -45,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import LlamaConfig, LlamaModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results  # noqa: E402
@@ -53,6 +56,7 @@ from patch_probe import patch_labels, tower_of  # noqa: E402
 from vlkit.data.scenes import COLOR_NAMES, SHAPES, Scenes, ScenesConfig  # noqa: E402
 from vlkit.data.scenes_text import relation  # noqa: E402
 from vlkit.models.connectors import grid_coordinates  # noqa: E402
+from vlkit.models.towers import scratch_dims  # noqa: E402
 
 RELATIONS = ("left", "right", "above", "below")
 
@@ -107,7 +111,7 @@ class RelationModel(nn.Module):
     """[64 image tokens; a; b; answer] → a 4-way relation (see the module docstring); with
     `words`, a and b are two tokens each, a colour then a shape, as a question names them."""
 
-    def __init__(self, feature_dim: int, n_tokens: int, width: int, causal: bool, words: bool = False):
+    def __init__(self, feature_dim: int, n_tokens: int, width: int, causal: bool, levers: Levers):
         super().__init__()
         self.register_buffer("coordinates", grid_coordinates(n_tokens), persistent=False)
         extra = self.coordinates.shape[1]
@@ -115,12 +119,15 @@ class RelationModel(nn.Module):
             nn.Linear(feature_dim + extra, width), nn.GELU(), nn.Linear(width, width)
         )
         self.objects = nn.Embedding(len(COLOR_NAMES) * len(SHAPES), width)
-        self.words = nn.ModuleList([nn.Embedding(len(COLOR_NAMES), width), nn.Embedding(len(SHAPES), width)])
+        # made only when used: drawing their weights would change every other arm's initial weights
+        self.words = (
+            nn.ModuleList([nn.Embedding(len(COLOR_NAMES), width), nn.Embedding(len(SHAPES), width)])
+            if levers.words
+            else None
+        )
         self.roles = nn.Parameter(torch.randn(3, width) * 0.02)  # a, b, answer
-        self.positions = nn.Parameter(torch.randn(1, n_tokens + (5 if words else 3), width) * 0.02)
-        self.use_words = words
-        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+        self.positions = nn.Parameter(torch.randn(1, n_tokens + (5 if levers.words else 3), width) * 0.02)
+        self.encoder = encoder(levers.lm, width, n_tokens + 5)
         self.head = nn.Linear(width, len(RELATIONS))
         self.where = nn.Linear(width, 2)  # the --grounding head: an object token → its box centre
         self.region = nn.Linear(width, 9)  # with --regions: → its cell of a 3 x 3 grid
@@ -130,17 +137,20 @@ class RelationModel(nn.Module):
         """→ relation logits float[B, 4]; with grounding, also the a and b token outputs [B, 2, W]."""
         where = self.coordinates.expand(len(features), -1, -1)
         image = self.connector(torch.cat([features, where], -1))
-        tokens = torch.cat([image, self.query(a, b)], 1) + self.positions
-        mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if self.causal else None
-        out = self.encoder(tokens, mask=mask, is_causal=self.causal)
+        tokens = torch.cat([image, self.query(a, b)], 1)
+        if isinstance(self.encoder, LlamaModel):  # rotary positions inside, causal: as the VLM's LM
+            out = self.encoder(inputs_embeds=tokens).last_hidden_state
+        else:
+            mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if self.causal else None
+            out = self.encoder(tokens + self.positions, mask=mask, is_causal=self.causal)
         logits = self.head(out[:, -1])
-        named = out[:, [-4, -2]] if self.use_words else out[:, -3:-1]  # where each name ends
+        named = out[:, -3:-1] if self.words is None else out[:, [-4, -2]]  # where each name ends
         return (logits, named) if grounding else logits
 
     def query(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The a, b and answer tokens float[B, 3 (5 with words), W]."""
         answer = self.roles[2].expand(len(a), -1)
-        if not self.use_words:
+        if self.words is None:
             return torch.stack([self.objects(a) + self.roles[0], self.objects(b) + self.roles[1], answer], 1)
         colour, shape = self.words
         n = len(SHAPES)
@@ -157,6 +167,20 @@ class Levers:
     grounding: float = 0.0
     regions: bool = False
     words: bool = False
+    lm: str = "encoder"
+
+
+def encoder(kind: str, width: int, max_tokens: int) -> nn.Module:
+    """The 4-layer transformer: torch's pre-norm encoder with learned absolute positions, or
+    (`--lm llama`) the VLM's gpt-tiny body, transformers' Llama (rotary positions, RMSNorm,
+    SwiGLU, always causal) of the same width."""
+    if kind == "llama":
+        dims = scratch_dims(width, 4, 4)
+        return LlamaModel(
+            LlamaConfig(vocab_size=2, **dims, num_key_value_heads=4, max_position_embeddings=max_tokens)
+        )
+    layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
 
 
 def region_of(centres: torch.Tensor) -> torch.Tensor:
@@ -176,7 +200,9 @@ def train_arm(train: dict, test: dict, arm: str, steps: int, every: int, levers:
     features, attention = arm.split(",")
     torch.manual_seed(0)
     x, xt = pooled(train[features], levers.pool), pooled(test[features], levers.pool)
-    model = RelationModel(x.shape[-1], x.shape[1], 128, attention == "causal", levers.words)
+    if levers.lm == "llama" and attention != "causal":
+        raise SystemExit(f"--lm llama is causal: arm {arm!r} asks for {attention} attention")
+    model = RelationModel(x.shape[-1], x.shape[1], 128, attention == "causal", levers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=levers.lr, weight_decay=0.1)
     order = torch.Generator().manual_seed(0)
     curve = []
@@ -217,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grounding", type=float, default=Levers.grounding, help="weight of the box-centre loss")
     p.add_argument("--regions", action="store_true", help="--grounding names a 3 x 3 cell instead")
     p.add_argument("--words", action="store_true", help="name a and b by two tokens each, colour and shape")
+    p.add_argument(
+        "--lm", choices=["encoder", "llama"], default=Levers.lm, help="the transformer (see above)"
+    )
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -226,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.train_scenes, every, test_scenes = 2, 16, 1, 8
     tower = tower_of(args.run, args.smoke)
     objects = tuple(int(n) for n in args.train_objects.split("-"))
-    levers = Levers(args.lr, args.pool, args.grounding, args.regions, args.words)
+    levers = Levers(args.lr, args.pool, args.grounding, args.regions, args.words, args.lm)
     train, test = examples(tower, 0, args.train_scenes, objects), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
     arms = {}
