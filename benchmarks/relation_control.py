@@ -30,7 +30,8 @@ scenes' position questions ask ("top left"). `--words` names a and b as a questi
 tokens each (a colour embedding, then a shape embedding carrying the a / b role), so the model must
 also put the two words together; the grounding head then reads each name's last (shape) token.
 `--lm llama` swaps the transformer for the VLM's language-model body (gpt-tiny's: transformers'
-Llama, rotary positions instead of learned ones, causal).
+Llama, rotary positions instead of learned ones, causal); `--init-std` sets the standard deviation
+its weights start from (transformers' default 0.02; torch's own layers start near 1/sqrt(3 x width)).
 Writes benchmarks/results/relation_control.json (relation_control-NAME.json with --name).
 """
 
@@ -127,7 +128,7 @@ class RelationModel(nn.Module):
         )
         self.roles = nn.Parameter(torch.randn(3, width) * 0.02)  # a, b, answer
         self.positions = nn.Parameter(torch.randn(1, n_tokens + (5 if levers.words else 3), width) * 0.02)
-        self.encoder = encoder(levers.lm, width, n_tokens + 5)
+        self.encoder = encoder(levers.lm, width, n_tokens + 5, levers.init_std)
         self.head = nn.Linear(width, len(RELATIONS))
         self.where = nn.Linear(width, 2)  # the --grounding head: an object token → its box centre
         self.region = nn.Linear(width, 9)  # with --regions: → its cell of a 3 x 3 grid
@@ -168,17 +169,16 @@ class Levers:
     regions: bool = False
     words: bool = False
     lm: str = "encoder"
+    init_std: float = 0.02  # --lm llama: its weights' initial standard deviation (transformers' 0.02)
 
 
-def encoder(kind: str, width: int, max_tokens: int) -> nn.Module:
+def encoder(kind: str, width: int, max_tokens: int, init_std: float = 0.02) -> nn.Module:
     """The 4-layer transformer: torch's pre-norm encoder with learned absolute positions, or
     (`--lm llama`) the VLM's gpt-tiny body, transformers' Llama (rotary positions, RMSNorm,
-    SwiGLU, always causal) of the same width."""
+    SwiGLU, always causal) of the same width, its weights drawn with standard deviation `init_std`."""
     if kind == "llama":
-        dims = scratch_dims(width, 4, 4)
-        return LlamaModel(
-            LlamaConfig(vocab_size=2, **dims, num_key_value_heads=4, max_position_embeddings=max_tokens)
-        )
+        dims = scratch_dims(width, 4, 4) | {"num_key_value_heads": 4, "initializer_range": init_std}
+        return LlamaModel(LlamaConfig(vocab_size=2, **dims, max_position_embeddings=max_tokens))
     layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
 
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lm", choices=["encoder", "llama"], default=Levers.lm, help="the transformer (see above)"
     )
+    p.add_argument("--init-std", type=float, default=Levers.init_std, help="--lm llama: initial weight sd")
     p.add_argument("--name", default="", help="results file relation_control-NAME.json")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.train_scenes, every, test_scenes = 2, 16, 1, 8
     tower = tower_of(args.run, args.smoke)
     objects = tuple(int(n) for n in args.train_objects.split("-"))
-    levers = Levers(args.lr, args.pool, args.grounding, args.regions, args.words, args.lm)
+    levers = Levers(args.lr, args.pool, args.grounding, args.regions, args.words, args.lm, args.init_std)
     train, test = examples(tower, 0, args.train_scenes, objects), examples(tower, 1_000_003, test_scenes)
     counts = torch.bincount(test["answer"], minlength=len(RELATIONS))
     arms = {}
