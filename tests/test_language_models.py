@@ -22,6 +22,21 @@ def test_gpt_tiny_tokenizer_round_trips_and_knows_the_chat_format():
     assert model.config.vocab_size == len(tok)
 
 
+def test_gpt_tiny_weights_start_at_the_configured_standard_deviation():
+    """`vlm.lm_init_std` reaches every linear layer and the (tied) embeddings."""
+    texts = ["a red circle."] * 30
+    for std in (0.02, 0.06):
+        model, _ = build_language_model(
+            "gpt-tiny", VLMConfig(lm_width=64, lm_layers=1, lm_heads=2, lm_init_std=std), texts=texts
+        )
+        assert model.config.initializer_range == std
+        for weight in (
+            model.model.layers[0].self_attn.q_proj.weight,
+            model.model.layers[0].mlp.down_proj.weight,
+        ):
+            assert weight.std().item() == pytest.approx(std, rel=0.1)
+
+
 def test_names_of_other_kinds_and_unknown_ids_are_clear_errors():
     with pytest.raises(ValueError, match="is an image encoder; language models: gpt-tiny, smollm2-135m"):
         build_language_model("vit-tiny", VLMConfig())

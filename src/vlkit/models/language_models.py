@@ -89,6 +89,7 @@ def gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) ->
         **scratch_dims(cfg.lm_width, cfg.lm_layers, cfg.lm_heads),
         num_key_value_heads=cfg.lm_heads,
         max_position_embeddings=cfg.max_length + cfg.virtual_tokens,
+        initializer_range=cfg.lm_init_std,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
