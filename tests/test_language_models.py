@@ -33,6 +33,7 @@ def test_gpt_tiny_weights_start_at_the_configured_standard_deviation():
         for weight in (
             model.model.layers[0].self_attn.q_proj.weight,
             model.model.layers[0].mlp.down_proj.weight,
+            model.get_input_embeddings().weight,
         ):
             assert weight.std().item() == pytest.approx(std, rel=0.1)
 

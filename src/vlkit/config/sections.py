@@ -158,8 +158,8 @@ class VLMConfig:
     lm_heads: int = 4
     lm_vocab_size: int = 1024  # byte-level BPE trained on the data's texts
     # gpt-tiny: the standard deviation its weights start from (transformers' initializer_range). At
-    # 0.02, a 128-wide model's attention starts ~20x flatter than torch's layers and learns lookups late
-    # (benchmarks/README.md, "The language model's initial weights")
+    # 0.02, a 128-wide model's attention starts ~10x flatter than torch's layers and learns lookups late
+    # (benchmarks/README.md, "Why the VLM learns the lookup slowly")
     lm_init_std: float = 0.02
     max_length: int = 128  # tokens per training sequence, image tokens included
     connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
