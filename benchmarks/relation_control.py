@@ -127,6 +127,8 @@ class RelationModel(nn.Module):
             else None
         )
         self.roles = nn.Parameter(torch.randn(3, width) * 0.02)  # a, b, answer
+        # drawn in every arm, --lm llama too (which does not use it), so each arm's later weights stay
+        # as its results file drew them
         self.positions = nn.Parameter(torch.randn(1, n_tokens + (5 if levers.words else 3), width) * 0.02)
         self.encoder = encoder(levers.lm, width, n_tokens + 5, levers.init_std)
         self.head = nn.Linear(width, len(RELATIONS))
@@ -172,7 +174,7 @@ class Levers:
     init_std: float = 0.02  # --lm llama: its weights' initial standard deviation (transformers' 0.02)
 
 
-def encoder(kind: str, width: int, max_tokens: int, init_std: float = 0.02) -> nn.Module:
+def encoder(kind: str, width: int, max_tokens: int, init_std: float) -> nn.Module:
     """The 4-layer transformer: torch's pre-norm encoder with learned absolute positions, or
     (`--lm llama`) the VLM's gpt-tiny body, transformers' Llama (rotary positions, RMSNorm,
     SwiGLU, always causal) of the same width, its weights drawn with standard deviation `init_std`."""
