@@ -184,6 +184,26 @@ def test_stages_chain_and_command_line_overrides_win_in_every_stage(tmp_path):
         stage_configs(load_config(recipe))
 
 
+def test_a_generative_first_stage_tokenizer_also_learns_the_later_stages_sources(tmp_path):
+    """Later stages keep the first stage's tokenizer, so it learns their texts too; a contrastive
+    curriculum is left as its figures were measured."""
+    from vlkit.config import SourceConfig
+
+    where = "{kind: scenes, position_questions: true, question_types: [position]}"
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(
+        "kind: generative\ndata: {sources: [{kind: scenes}]}\n"
+        f"stages:\n  - {{name: where, set: ['data.sources=[{where}]']}}\n"
+        "  - {name: all, set: ['data.sources=[{kind: scenes}, {kind: scenes, min_objects: 2}]']}\n"
+    )
+    (_, first), (_, second) = stage_configs(load_config(recipe))
+    assert first.data.sources == [SourceConfig(kind="scenes", position_questions=True, question_types=["position"])]
+    assert first.data.tokenizer_sources == [SourceConfig(kind="scenes"), SourceConfig(kind="scenes", min_objects=2)]
+    assert second.data.tokenizer_sources == []
+    recipe.write_text(recipe.read_text().replace("kind: generative", "kind: contrastive"))
+    assert all(not c.data.tokenizer_sources for _, c in stage_configs(load_config(recipe)))
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -300,6 +300,26 @@ def test_caption_can_skip_and_report_unreadable_images(tiny_vlm_run, tmp_path, m
         model.answer([truncated, text], ["What color?"] * 2, strict=False)
 
 
+def test_the_tokenizer_learns_the_texts_of_data_tokenizer_sources_too():
+    """A staged recipe's first stage trains its tokenizer on the later stages' texts as well
+    (`data.tokenizer_sources`): their words become whole tokens, not bytes."""
+    from tests.conftest import make_tiny_vlm_cfg
+    from vlkit.config import SourceConfig
+    from vlkit.models.language_models import train_chat_tokenizer
+    from vlkit.train.loop import tokenizer_texts
+
+    cfg = make_tiny_vlm_cfg()
+    cfg.data.sources = [SourceConfig(kind="scenes", position_questions=True, question_types=["position"])]
+    dataset = vlkit.data.build_dataset(cfg.data)
+    alone = train_chat_tokenizer(tokenizer_texts(cfg, dataset), 300, 160)
+    cfg.data.tokenizer_sources = [SourceConfig(kind="scenes", question_types=["count"])]
+    both = train_chat_tokenizer(tokenizer_texts(cfg, dataset), 300, 160)
+    question = "How many objects are there?"
+    assert len(both.tokenize(question)) < len(alone.tokenize(question))
+    where = "Where is the red circle?"
+    assert alone.decode(alone.encode(where)) == both.decode(both.encode(where)) == where
+
+
 def test_gated_xattn_vlm_starts_as_the_frozen_lm_and_trains_its_gates(tmp_path):
     from tests.conftest import make_tiny_vlm_cfg
     from vlkit.models.build import build_model

@@ -98,6 +98,10 @@ class DataConfig:
     min_objects: int = 1
     max_objects: int = 3
     seed: int = 0  # scenes world seed; held-out eval scenes use a different seed
+    # Sources whose texts a from-scratch tokenizer also learns, never trained on. A staged
+    # generative recipe's first stage gets every later stage's sources here (`stage_configs`):
+    # the later stages keep its tokenizer, and a word it never saw would be split into bytes.
+    tokenizer_sources: list[SourceConfig] = field(default_factory=list)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -106,8 +106,13 @@ def exit_distributed_process() -> None:
 
 def tokenizer_texts(cfg: Config, dataset) -> list[str]:
     """What a from-scratch tokenizer is trained on (the kind's: captions, or every text of a
-    generative model's data plus the fixed prompts and chat roles)."""
-    return texts_for(cfg, dataset)
+    generative model's data plus the fixed prompts and chat roles), and the same of
+    `data.tokenizer_sources` (a staged recipe's later stages' data)."""
+    texts = texts_for(cfg, dataset)
+    if cfg.data.tokenizer_sources:
+        more = replace(cfg.data, sources=cfg.data.tokenizer_sources, tokenizer_sources=[])
+        texts += texts_for(cfg, build_dataset(more))
+    return texts
 
 
 def contrastive_objective(cfg: Config, model: torch.nn.Module) -> ContrastiveObjective:
