@@ -197,8 +197,13 @@ def test_a_generative_first_stage_tokenizer_also_learns_the_later_stages_sources
         "  - {name: all, set: ['data.sources=[{kind: scenes}, {kind: scenes, min_objects: 2}]']}\n"
     )
     (_, first), (_, second) = stage_configs(load_config(recipe))
-    assert first.data.sources == [SourceConfig(kind="scenes", position_questions=True, question_types=["position"])]
-    assert first.data.tokenizer_sources == [SourceConfig(kind="scenes"), SourceConfig(kind="scenes", min_objects=2)]
+    assert first.data.sources == [
+        SourceConfig(kind="scenes", position_questions=True, question_types=["position"])
+    ]
+    assert first.data.tokenizer_sources == [
+        SourceConfig(kind="scenes"),
+        SourceConfig(kind="scenes", min_objects=2),
+    ]
     assert second.data.tokenizer_sources == []
     recipe.write_text(recipe.read_text().replace("kind: generative", "kind: contrastive"))
     assert all(not c.data.tokenizer_sources for _, c in stage_configs(load_config(recipe)))
