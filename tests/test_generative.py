@@ -311,9 +311,14 @@ def test_the_tokenizer_learns_the_texts_of_data_tokenizer_sources_too():
     cfg = make_tiny_vlm_cfg()
     cfg.data.sources = [SourceConfig(kind="scenes", position_questions=True, question_types=["position"])]
     dataset = vlkit.data.build_dataset(cfg.data)
-    alone = train_chat_tokenizer(tokenizer_texts(cfg, dataset), 300, 160)
+    own_texts = tokenizer_texts(cfg, dataset)
+    alone = train_chat_tokenizer(own_texts, 300, 160)
     cfg.data.tokenizer_sources = [SourceConfig(kind="scenes", question_types=["count"])]
-    both = train_chat_tokenizer(tokenizer_texts(cfg, dataset), 300, 160)
+    both_texts = tokenizer_texts(cfg, dataset)
+    assert both_texts[: len(own_texts)] == own_texts and len(both_texts) > len(
+        own_texts
+    )  # added, not replaced
+    both = train_chat_tokenizer(both_texts, 300, 160)
     question = "How many objects are there?"
     assert len(both.tokenize(question)) < len(alone.tokenize(question))
     where = "Where is the red circle?"
