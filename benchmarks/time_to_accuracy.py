@@ -69,6 +69,7 @@ KEYS = {
         "prior_accuracy",
         *(f"prior_{t}" for t in VQA_TYPES),
         "paraphrase_accuracy",
+        *(f"paraphrase_{t}" for t in VQA_TYPES),
         "caption_all_named",
     ),
 }
@@ -88,6 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", default="", help="train the first seed here (kept) instead of a temp folder")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--smoke", action="store_true", help="tiny model, 4 steps, control too, no results file")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="train nothing: join results files of one recipe run on different seeds into --name",
+    )
     return p.parse_args(argv)
 
 
@@ -202,8 +210,9 @@ def _control_stage(hf: torch.nn.Module, vl: torch.nn.Module, cfg: Config, curve:
             hf.train()
 
 
-def summarise(runs: list[list[dict]], peak: float, kind: str) -> dict:
-    """Mean ± sd over seeds of the last evaluation, and of the training minutes (also scaled)."""
+def summarise(runs: list[list[dict]], peaks: list[float], kind: str) -> dict:
+    """Mean ± sd over seeds of the last evaluation, and of the training minutes (also scaled, each
+    run by the fp32 peak measured beside it: `peaks`, one per run)."""
     last = [points[-1] for points in runs]
     out = {}
     for key in (*KEYS[kind], "train_minutes"):
@@ -211,11 +220,13 @@ def summarise(runs: list[list[dict]], peak: float, kind: str) -> dict:
         if values:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             out[key] = {"mean": statistics.fmean(values), "sd": sd}
-    minutes = out["train_minutes"]["mean"]
-    out["train_minutes_at_250_gflops"] = minutes * peak / REFERENCE_GFLOPS
+    scaled = [p["train_minutes"] * peak / REFERENCE_GFLOPS for p, peak in zip(last, peaks, strict=True)]
+    out["train_minutes_at_250_gflops"] = statistics.fmean(scaled)
     out["images"] = last[0]["images"]
     key, goal = HEADLINE[kind]
-    out[f"first_reach_{key}_{goal}"] = [first_reach(points, key, goal, peak) for points in runs]
+    out[f"first_reach_{key}_{goal}"] = [
+        first_reach(points, key, goal, peak) for points, peak in zip(runs, peaks, strict=True)
+    ]
     return out
 
 
@@ -248,6 +259,8 @@ def environment(peak: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return write(merge([json.loads(Path(f).read_text()) for f in args.merge], args.merge), args)
     kind = load_config(args.recipe, args.set).kind
     if args.control and kind != "contrastive":
         raise SystemExit(f"--control is the bare-loop CLIPModel: {args.recipe} is a {kind} recipe")
@@ -265,19 +278,25 @@ def main(argv: list[str] | None = None) -> int:
             folder = args.keep if args.keep and k == 0 else f"{tmp}/vlkit-{seed}"
             runs.append(vlkit_run(make_config(args, seed, folder)))
             print(f"seed {seed}: " + json.dumps(runs[-1][-1]))
-        result["vlkit"] = {"seeds": args.seeds, "curves": runs, "final": summarise(runs, peak, kind)}
+        result["vlkit"] = {
+            "seeds": args.seeds,
+            "curves": runs,
+            "final": summarise(runs, [peak] * len(runs), kind),
+        }
         if args.control:
             control = [control_run(make_config(args, args.seeds[0], f"{tmp}/control"))]
             print("control: " + json.dumps(control[-1][-1]))
             result["control"] = {
                 "seeds": args.seeds[:1],
                 "curves": control,
-                "final": summarise(control, peak, kind),
+                "final": summarise(control, [peak], kind),
             }
     result["environment"]["fp32_mm_peak_gflops_after"] = matmul_peak()[0]
     print(json.dumps({k: result[k]["final"] for k in ("vlkit", "control") if k in result}, indent=1))
-    if args.smoke:
-        return 0
+    return 0 if args.smoke else write(result, args)
+
+
+def write(result: dict, args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"time_to_accuracy-{args.name}.json"
@@ -285,6 +304,31 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, out / f"time_to_accuracy-{args.name}.png")
     print(f"results: {path}")
     return 0
+
+
+def merge(parts: list[dict], names: list[str]) -> dict:
+    """One results file from several runs of the same recipe and overrides on different seeds
+    (e.g. one seed per core at the same time): the curves side by side, the mean ± sd recomputed,
+    each part's environment kept (its commit, date, load and fp32 peak, which scales its minutes)."""
+    first = parts[0]
+    for name, part in zip(names, parts, strict=True):
+        for key in ("recipe", "kind", "overrides"):
+            if part[key] != first[key]:
+                raise SystemExit(f"--merge: {name} has {key} {part[key]!r}, {names[0]} has {first[key]!r}")
+        if "control" in part:
+            raise SystemExit(f"--merge: {name} has a control run; merge only vlkit runs")
+    seeds = [s for part in parts for s in part["vlkit"]["seeds"]]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--merge: a seed appears twice in {names}: {seeds}")
+    runs = [curve for part in parts for curve in part["vlkit"]["curves"]]
+    peaks = [p["environment"]["fp32_mm_peak_gflops"] for p in parts for _ in p["vlkit"]["curves"]]
+    result = {k: first[k] for k in ("recipe", "kind", "overrides", "chance")}
+    result["environment"] = {
+        "merged": [p["environment"] | {"file": Path(n).name} for p, n in zip(parts, names)]
+    }
+    result["vlkit"] = {"seeds": seeds, "curves": runs, "final": summarise(runs, peaks, first["kind"])}
+    print(json.dumps(result["vlkit"]["final"], indent=1))
+    return result
 
 
 def plot(result: dict, path: Path) -> None:

@@ -212,3 +212,53 @@ def test_training_log_averages_keys_over_windows_of_steps(tmp_path):
         [*script, "--keys", "nope", "--name", "t", "--out", str(tmp_path)], capture_output=True, text=True
     )
     assert missing.returncode != 0 and "no log record has all of ['nope']" in missing.stderr
+
+
+def _results_part(seed: int, accuracies: list[float], minutes: float, peak: float) -> dict:
+    """A results file of time_to_accuracy.py as one seed's run writes it (generative kind)."""
+    curve = [
+        {"step": 300 * (k + 1), "images": 19200 * (k + 1), "train_minutes": minutes * (k + 1) / 2}
+        | {"vqa_accuracy": acc, "prior_accuracy": 0.42}
+        for k, acc in enumerate(accuracies)
+    ]
+    return {
+        "recipe": "llava-clip-scenes-staged.yaml",
+        "kind": "generative",
+        "overrides": [],
+        "chance": "prior_* keys: the question-only prior",
+        "environment": {"commit": f"c{seed}", "fp32_mm_peak_gflops": peak},
+        "vlkit": {"seeds": [seed], "curves": [curve], "final": {}},
+    }
+
+
+def test_time_to_accuracy_merges_seeds_run_apart_into_one_results_file(tmp_path):
+    parts = [_results_part(1, [0.5, 0.92], 40.0, 100.0), _results_part(2, [0.6, 0.88], 60.0, 200.0)]
+    files = []
+    for k, part in enumerate(parts):
+        files.append(tmp_path / f"part{k}.json")
+        files[-1].write_text(json.dumps(part))
+    cmd = [sys.executable, str(BENCHMARKS / "time_to_accuracy.py"), "--merge", *map(str, files)]
+    proc = subprocess.run([*cmd, "--name", "joined", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    joined = json.loads((tmp_path / "time_to_accuracy-joined.json").read_text())
+    assert (tmp_path / "time_to_accuracy-joined.png").stat().st_size > 0
+    assert (
+        joined["vlkit"]["seeds"] == [1, 2] and joined["vlkit"]["curves"][1] == parts[1]["vlkit"]["curves"][0]
+    )
+    final = joined["vlkit"]["final"]
+    assert final["vqa_accuracy"]["mean"] == pytest.approx(0.90)
+    assert final["vqa_accuracy"]["sd"] == pytest.approx(0.0282843, abs=1e-6)  # stdev of 0.92, 0.88
+    # each run's minutes scaled by its own peak: (40 x 100 + 60 x 200) / 2 / 250
+    assert final["train_minutes_at_250_gflops"] == pytest.approx(32.0)
+    assert final["first_reach_vqa_accuracy_0.9"][0]["minutes_at_250"] == pytest.approx(16.0)
+    assert final["first_reach_vqa_accuracy_0.9"][1] is None
+    assert [e["commit"] for e in joined["environment"]["merged"]] == ["c1", "c2"]
+
+    # runs that are not the same recipe and overrides, or share a seed, are refused by name
+    parts[1]["overrides"] = ["train.lr=0.01"]
+    files[1].write_text(json.dumps(parts[1]))
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "part1.json has overrides" in proc.stderr
+    files[1].write_text(json.dumps(parts[0]))
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "a seed appears twice" in proc.stderr
