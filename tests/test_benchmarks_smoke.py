@@ -91,6 +91,57 @@ def test_shape_probe_smoke():
 
 
 @pytest.mark.slow
+def test_patch_probe_smoke():
+    out = run_smoke("patch_probe.py")  # an untrained tiny tower's layers, probed on held-out objects
+    rows = re.findall(
+        r"^layer (\d+) colour_accuracy_on_objects ([\d.]+) shape_accuracy_on_objects ([\d.]+)", out, re.M
+    )
+    assert [int(layer) for layer, _, _ in rows] == list(range(len(rows))) and len(rows) >= 2
+    assert all(0 <= float(v) <= 1 for _, *accs in rows for v in accs)
+
+
+@pytest.mark.slow
+def test_relation_control_smoke():
+    out = run_smoke("relation_control.py")  # each arm trains 2 steps and is scored from step 0
+    for arm in ("tower, causal", "tower, bidirectional", "oracle, causal", "oracle, bidirectional"):
+        for step in (0, 1, 2):
+            assert re.search(rf"^{arm}, step {step}: held-out relation accuracy [\d.]+$", out, re.M), (
+                arm,
+                step,
+            )
+
+
+@pytest.mark.slow
+def test_instruct_template_speed_smoke():
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    script = str(BENCHMARKS / "instruct_template_speed.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--smoke"], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for method in ("(a) template teacher alone", "(b) + dedup, validation", "(c) generate_llava end to end"):
+        assert re.search(rf"^{re.escape(method)}.* [\d,]+$", proc.stdout, re.M), method
+    assert "consistency errors in (c): 0 of 900" in proc.stdout  # every record true of its scene
+
+
+@pytest.mark.slow
+def test_instruct_throughput_smoke():
+    out = run_smoke("instruct_throughput.py")  # a tiny random Llama served, sequential then 8 at once
+    sequential = re.search(r"^sequential +[\d.]+ +[\d.]+ +([\d.]+)", out, re.M)
+    batched = re.search(r"^concurrency 8 +[\d.]+ +[\d.]+ +([\d.]+)", out, re.M)
+    assert float(sequential.group(1)) == 1.0 and float(batched.group(1)) > 1.0  # the server batched requests
+
+
+def test_every_make_bench_smoke_script_has_a_test_here():
+    """`make bench-smoke` and this file run the same benchmarks, so CI runs them once, through pytest."""
+    makefile = (BENCHMARKS.parent / "Makefile").read_text()
+    target = makefile.split("bench-smoke: setup", 1)[1].split("\n\n", 1)[0]
+    scripts = re.findall(r"benchmarks/(\w+\.py) --smoke", target)
+    here = Path(__file__).read_text()
+    assert len(scripts) >= 20 and [s for s in scripts if f'"{s}"' not in here] == []
+
+
+@pytest.mark.slow
 def test_vlm_plateau_smoke():
     out = run_smoke("vlm_plateau.py")  # the three arms run and are scored, the oracle arm included
     for expected in (
