@@ -113,6 +113,10 @@ def test_scenes_vqa_with_a_perfect_and_a_wrong_model():
     assert reworded_wrong.metrics["vqa_accuracy"] == 1.0
     expected = np.mean([e["answers"][0] == "no" for e in bench.examples])
     assert expected < 1 and reworded_wrong.metrics["paraphrase_accuracy"] == pytest.approx(expected)
+    # each prediction carries its reworded question and answer beside the template's
+    for pred, e in zip(reworded_wrong.predictions, bench.examples):
+        assert (pred["reworded"], pred["reworded_answer"]) == (e["reworded"], "no")
+        assert pred["reworded_accuracy"] == (e["answers"][0] == "no") and pred["accuracy"] == 1.0
     (wrong,) = harness.evaluate_benchmarks(FakeVLM(["purple elephant"] * 2 * len(truth)), [bench])
     assert wrong.metrics == {"vqa_accuracy": 0.0, "paraphrase_accuracy": 0.0}
 

@@ -70,12 +70,6 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
     }
     breakdowns["answer share by question_type"] = _answer_shares(types, answers)
     scores = {"vqa_accuracy": float(np.mean(acc))}
-    if ex and all("reworded" in e for e in ex):
-        ask = lambda e: (e["image"], e["reworded"])  # noqa: E731
-        reworded = _batched(model.answer, ex, ask, batch_size, "vqa reworded", progress)
-        reworded_acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(reworded, ex)]
-        scores["paraphrase_accuracy"] = float(np.mean(reworded_acc))
-        breakdowns["paraphrase_accuracy by question_type"] = _mean_by(types, reworded_acc)
     preds = [
         {
             "id": e["id"],
@@ -87,6 +81,14 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
         }
         for e, a, s in zip(ex, answers, acc)
     ]
+    if ex and all("reworded" in e for e in ex):
+        ask = lambda e: (e["image"], e["reworded"])  # noqa: E731
+        reworded = _batched(model.answer, ex, ask, batch_size, "vqa reworded", progress)
+        reworded_acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(reworded, ex)]
+        scores["paraphrase_accuracy"] = float(np.mean(reworded_acc))
+        breakdowns["paraphrase_accuracy by question_type"] = _mean_by(types, reworded_acc)
+        for p, e, a, s in zip(preds, ex, reworded, reworded_acc):  # beside the template's, to compare
+            p |= {"reworded": e["reworded"], "reworded_answer": a, "reworded_accuracy": s}
     return TaskResult("vqa", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))
 
 
