@@ -14,7 +14,7 @@ from vlkit.eval import harness
 from vlkit.eval.cards import split_front_matter, write_model_card
 from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes, training_evaluator
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.paraphrase import paraphrase
+from vlkit.eval.paraphrase import PARAPHRASES, paraphrase
 from vlkit.eval.report import compare
 from vlkit.eval.run import open_benchmarks, run_eval
 
@@ -113,6 +113,12 @@ def test_scenes_vqa_with_a_perfect_and_a_wrong_model():
     assert reworded_wrong.metrics["vqa_accuracy"] == 1.0
     expected = np.mean([e["answers"][0] == "no" for e in bench.examples])
     assert expected < 1 and reworded_wrong.metrics["paraphrase_accuracy"] == pytest.approx(expected)
+    by_wording = reworded_wrong.breakdowns["paraphrase_accuracy by wording"]
+    for wording, score in by_wording.items():  # each hand-written wording scored on its own questions
+        asked = [e for e in bench.examples if e["reworded_wording"] == wording]
+        assert asked and score == pytest.approx(np.mean([e["answers"][0] == "no" for e in asked]))
+    assert sum(len(w) for _, w in PARAPHRASES) >= len(by_wording) >= 3
+    assert set(by_wording) <= {w for _, wordings in PARAPHRASES for w in wordings}
     # each prediction carries its reworded question and answer beside the template's
     for pred, e in zip(reworded_wrong.predictions, bench.examples):
         assert (pred["reworded"], pred["reworded_answer"]) == (e["reworded"], "no")

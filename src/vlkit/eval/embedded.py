@@ -35,7 +35,7 @@ from vlkit.data.scenes import (
 )
 from vlkit.data.scenes_text import noun, with_article
 from vlkit.eval.loaders import Benchmark
-from vlkit.eval.paraphrase import paraphrase
+from vlkit.eval.paraphrase import paraphrase, paraphrase_wording
 from vlkit.metrics import vqa_normalize
 
 SMALL_SET = 50  # fewer held-out images than this: scores are a sanity check (the note says so)
@@ -118,13 +118,15 @@ def scene_benchmarks(
 
 
 def _questions(scenes) -> list[dict]:
-    """Every QA pair of the scenes, also in a held-out wording (`reworded`, vlkit.eval.paraphrase)."""
+    """Every QA pair of the scenes, also in a held-out wording (`reworded`, vlkit.eval.paraphrase;
+    `reworded_wording`: that wording with its slots unfilled)."""
     return [
         {
             "id": f"{s.key}/q{q}",
             "image": s.image,
             "question": qa.question,
             "reworded": paraphrase(qa.question),
+            "reworded_wording": paraphrase_wording(qa.question),
             "question_template": question_template(qa.question),
             "answers": [vqa_normalize(qa.answer)] * 10,
             "question_type": qa.type,

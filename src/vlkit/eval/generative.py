@@ -87,6 +87,9 @@ def vqa(model, bench: Benchmark, batch_size: int = 8, progress: bool = False) ->
         reworded_acc = [metrics.vqa_accuracy(a, e["answers"]) for a, e in zip(reworded, ex)]
         scores["paraphrase_accuracy"] = float(np.mean(reworded_acc))
         breakdowns["paraphrase_accuracy by question_type"] = _mean_by(types, reworded_acc)
+        if all("reworded_wording" in e for e in ex):  # which hand-written wording is misread
+            wordings = [e["reworded_wording"] for e in ex]
+            breakdowns["paraphrase_accuracy by wording"] = _mean_by(wordings, reworded_acc)
         for p, e, a, s in zip(preds, ex, reworded, reworded_acc):  # beside the template's, to compare
             p |= {"reworded": e["reworded"], "reworded_answer": a, "reworded_accuracy": s}
     return TaskResult("vqa", bench.name, scores, breakdowns, preds, split=bench.split, samples=len(ex))

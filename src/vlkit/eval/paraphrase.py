@@ -48,10 +48,21 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
 
 def paraphrase(question: str) -> str:
     """The held-out wording of one training-template question (same answer)."""
+    wording, groups = _wording(question)
+    return wording.format(*groups)
+
+
+def paraphrase_wording(question: str) -> str:
+    """Which hand-written wording `paraphrase` uses for `question`, slots unfilled
+    ("Tell me the colour of the {0}."): the key of the reworded accuracy per wording."""
+    return _wording(question)[0]
+
+
+def _wording(question: str) -> tuple[str, list[str]]:
     for pattern, wordings in PARAPHRASES:
         match = re.fullmatch(pattern, question)
         if match:
             groups = [g for g in match.groups() if g is not None]
             choice = sum(map(ord, question)) % len(wordings)  # stable across runs and processes
-            return wordings[choice].format(*groups)
+            return wordings[choice], groups
     raise ValueError(f"no paraphrase for the question {question!r}: add its form to PARAPHRASES")
