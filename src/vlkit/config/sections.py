@@ -64,7 +64,9 @@ class SourceConfig:
     min_objects: int = 0
     max_objects: int = 0
     caption_styles: int = 0  # scenes: keep the first N of its 5 caption styles (1 = canonical); 0 = all
-    question_wordings: str = ""  # scenes: "varied" = many wordings per question form; "" = templates
+    # scenes: "varied" = many wordings per question form; "balanced" = varied, with relation
+    # wordings naming either object first equally often; "" = templates
+    question_wordings: str = ""
     position_questions: bool = False  # scenes: also ask "Where is the red circle?" → "top left"
     # scenes: keep only these question types (color, shape, count, existence, relation, position),
     # e.g. [position, relation] for a curriculum stage that teaches where things are; [] = all

@@ -72,8 +72,9 @@ class ScenesConfig:
     # 0 = all five. The other styles add sizes and positions, which a contrastive model then
     # learns before shape (benchmarks/README.md).
     caption_styles: int = 0
-    # "templates" (the fixed forms held-out evaluation asks in) or "varied" (many wordings per
-    # form, for training: vlkit.data.scenes_wordings)
+    # "templates" (the fixed forms held-out evaluation asks in), "varied" (many wordings per
+    # form, for training) or "balanced" (varied, relation wordings naming either object first
+    # equally often): vlkit.data.scenes_wordings
     question_wordings: str = "templates"
     # also ask where objects are ("Where is the red circle?" → "top left"; a training aid: drawn
     # from their own random stream, so the scenes and their other questions stay as they are)

@@ -132,11 +132,32 @@ VARIED: dict[str, tuple[str, ...]] = {
     ),
 }
 
-WORDINGS = {"templates": TEMPLATES, "varied": VARIED}
+# `VARIED` names the object asked about ({a}) first in most "where" and "above or below"
+# wordings (5 of 7, 3 of 5), and a VLM trained on them learns "the first object named is the one
+# asked about": it answers reworded questions that name the reference first inverted ("In which
+# direction from the {b} does the {a} lie?": 11%, below its prior; benchmarks/README.md, "Reworded
+# relation questions"). `BALANCED` adds wordings that name the reference first until each relation
+# form has as many of each order, so only the words ("from", "relative to") tell the two apart.
+BALANCED: dict[str, tuple[str, ...]] = VARIED | {
+    "above_below": VARIED["above_below"]
+    + (
+        "Taking the {b} as the reference, is the {a} above or below?",
+        "With respect to the {b}, is the {a} higher up or lower down?",
+        "Is the {a} placed above the {b} or below it?",
+    ),
+    "where": VARIED["where"]
+    + (
+        "From the {b}, which way is the {a}?",
+        "With the {b} as the reference point, where is the {a}?",
+        "Starting at the {b}, which way do you go to reach the {a}?",
+    ),
+}
+
+WORDINGS = {"templates": TEMPLATES, "varied": VARIED, "balanced": BALANCED}
 
 
 def wordings(name: str) -> dict[str, tuple[str, ...]]:
-    """The wording table called `name` ("templates" or "varied")."""
+    """The wording table called `name` ("templates", "varied" or "balanced")."""
     if name not in WORDINGS:
         raise ValueError(f"question_wordings={name!r}: valid are {', '.join(WORDINGS)}")
     return WORDINGS[name]
