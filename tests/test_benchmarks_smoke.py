@@ -12,10 +12,17 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def run_smoke(script: str, *args: str) -> str:
+def run_smoke(script: str, *args: str, threads: bool = True) -> str:
+    """The script's --smoke run (with --threads 1 where the script takes it); its stdout."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--smoke", "--threads", "1", *args],
+        [
+            sys.executable,
+            str(BENCHMARKS / script),
+            "--smoke",
+            *(["--threads", "1"] if threads else []),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=240,
@@ -113,15 +120,10 @@ def test_relation_control_smoke():
 
 @pytest.mark.slow
 def test_instruct_template_speed_smoke():
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    script = str(BENCHMARKS / "instruct_template_speed.py")
-    proc = subprocess.run(
-        [sys.executable, script, "--smoke"], capture_output=True, text=True, timeout=240, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_smoke("instruct_template_speed.py", threads=False)
     for method in ("(a) template teacher alone", "(b) + dedup, validation", "(c) generate_llava end to end"):
-        assert re.search(rf"^{re.escape(method)}.* [\d,]+$", proc.stdout, re.M), method
-    assert "consistency errors in (c): 0 of 900" in proc.stdout  # every record true of its scene
+        assert re.search(rf"^{re.escape(method)}.* [\d,]+$", out, re.M), method
+    assert "consistency errors in (c): 0 of 900" in out  # every record true of its scene
 
 
 @pytest.mark.slow
@@ -154,13 +156,8 @@ def test_vlm_plateau_smoke():
 
 @pytest.mark.slow
 def test_cold_start_smoke():
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    script = str(BENCHMARKS / "cold_start.py")
-    proc = subprocess.run(
-        [sys.executable, script, "--smoke"], capture_output=True, text=True, timeout=240, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "vlkit help" in proc.stdout and "vlkit classify" in proc.stdout and "load average" in proc.stdout
+    out = run_smoke("cold_start.py", threads=False)
+    assert "vlkit help" in out and "vlkit classify" in out and "load average" in out
 
 
 @pytest.mark.slow
