@@ -138,6 +138,7 @@ VARIED: dict[str, tuple[str, ...]] = {
 # direction from the {b} does the {a} lie?": 11%, below its prior; benchmarks/README.md, "Reworded
 # relation questions"). `BALANCED` adds wordings that name the reference first until each relation
 # form has as many of each order, so only the words ("from", "relative to") tell the two apart.
+# Measured once as a grounding stage, it did not help (same section); no recipe uses it yet.
 BALANCED: dict[str, tuple[str, ...]] = VARIED | {
     "above_below": VARIED["above_below"]
     + (
