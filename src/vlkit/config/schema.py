@@ -106,6 +106,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.image_size": (1, None),
     "vlm.grounding_weight": (0, None),
     "vlm.lm_init_std": (1e-6, None),
+    "vlm.question_noise": (0, 1),
     "model.grounding_weight": (0, None),
 }
 

@@ -25,8 +25,11 @@ from vlkit.train.grounding import IGNORE, grounding_targets, pad_targets
 MAX_QA_TURNS = 6
 
 
-def sample_messages(sample: dict, tasks: list[str], rng: np.random.Generator) -> list[dict]:
-    """The conversation one training sample stands for (see the module docstring)."""
+def sample_messages(
+    sample: dict, tasks: list[str], rng: np.random.Generator, question_noise: float = 0.0
+) -> list[dict]:
+    """The conversation one training sample stands for (see the module docstring); each question
+    through `noisy_question` when `question_noise` > 0."""
     if sample.get("messages"):
         return sample["messages"]
     options = [
@@ -47,9 +50,26 @@ def sample_messages(sample: dict, tasks: list[str], rng: np.random.Generator) ->
     messages = []
     for n, k in enumerate(picks):
         prefix = f"{IMAGE_PLACEHOLDER}\n" if n == 0 else ""
-        messages.append({"role": "user", "content": prefix + vqa_prompt(qa[k]["question"])})
+        question = qa[k]["question"]
+        if question_noise > 0:
+            question = noisy_question(question, question_noise, rng)
+        messages.append({"role": "user", "content": prefix + vqa_prompt(question)})
         messages.append({"role": "assistant", "content": qa[k]["answer"]})
     return messages
+
+
+def noisy_question(question: str, rate: float, rng: np.random.Generator) -> str:
+    """`question` with a made-up word (3-8 random lowercase letters) put before each of its words
+    with chance `rate` (`vlm.question_noise`); the words themselves are kept, in order."""
+    words = []
+    for word in question.split(" "):
+        if rng.random() < rate:
+            words.append("".join(rng.choice(list(_LETTERS), size=int(rng.integers(3, 9)))))
+        words.append(word)
+    return " ".join(words)
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def render_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
@@ -144,7 +164,7 @@ class GenerativeObjective:
         sequences, labels, images, targets = [], [], [], []
         for position, sample in samples:
             rng = np.random.default_rng([self.seed, position])
-            messages = sample_messages(sample, cfg.tasks, rng)
+            messages = sample_messages(sample, cfg.tasks, rng, cfg.question_noise)
             where = f"sample {sample.get('key', position)!r}"
             check_messages(messages, where)
             ids, lab = encode_conversation(m.tokenizer, messages, m.image_tokens, cfg.max_length, where)
