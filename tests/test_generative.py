@@ -19,7 +19,13 @@ from vlkit.models.build import load_model
 from vlkit.models.connectors import CONNECTORS
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.train.checkpoint import latest_checkpoint
-from vlkit.train.generative import IGNORE, GenerativeObjective, encode_conversation, sample_messages
+from vlkit.train.generative import (
+    IGNORE,
+    GenerativeObjective,
+    encode_conversation,
+    noisy_question,
+    sample_messages,
+)
 from vlkit.train.loop import train
 
 TEXTS = ["a small red circle left of a large blue star.", "What color is the circle? red", "How many? 2"] * 20
@@ -87,6 +93,43 @@ def test_samples_become_captions_or_qa_turns():
     qa = sample_messages(sample, ["vqa"], np.random.default_rng(0))
     answers = {q["answer"] for q in sample["qa"]}
     assert all(m["content"] in answers for m in qa if m["role"] == "assistant")
+
+
+def test_question_noise_adds_made_up_words_and_keeps_the_question_words_in_order():
+    question = "Is there a red circle in the image?"
+    rng = np.random.default_rng(0)
+    noisy = [noisy_question(question, 0.25, rng) for _ in range(400)]
+    added = []
+    for text in noisy:
+        words = text.split(" ")
+        kept = iter(words)
+        assert all(w in kept for w in question.split(" ")), text  # the question's words, in order
+        extra = words[:]
+        for w in question.split(" "):
+            extra.remove(w)
+        assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 8 for w in extra), text
+        added += extra
+    gaps = 400 * len(question.split(" "))
+    assert 0.2 < len(added) / gaps < 0.3  # one made-up word per gap at the given chance
+    assert len(set(added)) > 0.9 * len(added)  # made up afresh, not drawn from a short list
+    assert noisy_question(question, 0.0, rng) == question
+
+
+def test_question_noise_changes_questions_only_and_zero_leaves_the_stream_as_it_was():
+    sample = vlkit.data.open_named("scenes")[3]
+    plain = sample_messages(sample, ["vqa"], np.random.default_rng(5))
+    assert sample_messages(sample, ["vqa"], np.random.default_rng(5), 0.0) == plain
+    noisy = sample_messages(sample, ["vqa"], np.random.default_rng(5), 0.5)
+    assert [m["content"] for m in noisy if m["role"] == "assistant"] == [
+        m["content"] for m in plain if m["role"] == "assistant"
+    ]
+    assert [m["content"] for m in noisy if m["role"] == "user"] != [
+        m["content"] for m in plain if m["role"] == "user"
+    ]
+    captions = [
+        sample_messages(sample, ["caption"], np.random.default_rng(s), 0.5)[1]["content"] for s in range(5)
+    ]
+    assert set(captions) <= set(sample["captions"])
 
 
 def _write_image(path):
