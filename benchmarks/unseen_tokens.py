@@ -110,6 +110,7 @@ def main() -> None:
             p.error("give a CHECKPOINT (or --smoke)")
         samples, limit = (50, 4) if args.smoke else (args.samples, args.limit)
         arms = {arm: score(checkpoint, arm, samples, limit) for arm in ARMS}
+    print(f"ids used by training sequences: {arms['keep']['ids_used']} of {arms['keep']['vocabulary']}")
     for arm, r in arms.items():
         print(
             f"{arm:5s} vqa {r['metrics']['vqa_accuracy']:.3f} reworded {r['metrics']['paraphrase_accuracy']:.3f}"

@@ -155,6 +155,16 @@ def test_vlm_plateau_smoke():
 
 
 @pytest.mark.slow
+def test_unseen_tokens_smoke():
+    out = run_smoke("unseen_tokens.py")  # the three arms are scored; some ids go unused
+    used, vocabulary = map(int, re.search(r"ids used by training sequences: (\d+) of (\d+)", out).groups())
+    assert 0 < used < vocabulary
+    assert all(
+        re.search(rf"^{arm} +vqa [0-9.]+ reworded [0-9.]+$", out, re.M) for arm in ("keep", "zero", "mean")
+    )
+
+
+@pytest.mark.slow
 def test_cold_start_smoke():
     out = run_smoke("cold_start.py", threads=False)
     assert "vlkit help" in out and "vlkit classify" in out and "load average" in out
