@@ -23,6 +23,7 @@ from vlkit.models.vlm import GenerativeVLM
 from vlkit.train.grounding import IGNORE, grounding_targets, pad_targets
 
 MAX_QA_TURNS = 6
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # made-up words (`noisy_question`)
 
 
 def sample_messages(
@@ -67,9 +68,6 @@ def noisy_question(question: str, rate: float, rng: np.random.Generator) -> str:
             words.append("".join(rng.choice(list(_LETTERS), size=int(rng.integers(3, 9)))))
         words.append(word)
     return " ".join(words)
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def render_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
