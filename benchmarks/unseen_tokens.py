@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SMOKE_VLM, run_info, write_results  # noqa: E402
 
+from vlkit.api import load as load_model  # noqa: E402
 from vlkit.data import build_dataset  # noqa: E402
 from vlkit.eval.run import run_eval  # noqa: E402
 from vlkit.train.generative import encode_conversation, sample_messages  # noqa: E402
@@ -79,12 +80,12 @@ def blank_unused(model, used: set[int], arm: str) -> dict:
     return stats
 
 
-def score(checkpoint: str, arm: str, samples: int, limit: int) -> dict:
+def score(checkpoint: str, arm: str, used: set[int], limit: int) -> dict:
     """One arm: the held-out scenes VQA report's metrics and per-wording reworded accuracy."""
     stats: dict = {}
 
     def wrap(model):
-        stats.update(blank_unused(model, used_ids(model, samples), arm))
+        stats.update(blank_unused(model, used, arm))
         return model
 
     with tempfile.TemporaryDirectory() as out:
@@ -109,7 +110,8 @@ def main() -> None:
         if not checkpoint:
             p.error("give a CHECKPOINT (or --smoke)")
         samples, limit = (50, 4) if args.smoke else (args.samples, args.limit)
-        arms = {arm: score(checkpoint, arm, samples, limit) for arm in ARMS}
+        used = used_ids(load_model(checkpoint), samples)  # once: it depends on the data and tokenizer only
+        arms = {arm: score(checkpoint, arm, used, limit) for arm in ARMS}
     print(f"ids used by training sequences: {arms['keep']['ids_used']} of {arms['keep']['vocabulary']}")
     for arm, r in arms.items():
         print(
