@@ -27,6 +27,7 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/relation_control.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_plateau.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/unseen_tokens.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/question_reading.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_template_speed.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/instruct_throughput.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/serve_load.py --smoke --threads 1

@@ -165,6 +165,16 @@ def test_unseen_tokens_smoke():
 
 
 @pytest.mark.slow
+def test_question_reading_smoke():
+    out = run_smoke("question_reading.py")  # each arm reads the held-out questions and their rewordings
+    majority = float(re.search(r"^majority type: ([0-9.]+)$", out, re.M).group(1))
+    for arm in ("scratch", "minilm-words", "minilm"):
+        found = re.search(rf"^{arm}: template ([0-9.]+), reworded ([0-9.]+)$", out, re.M)
+        template, reworded = map(float, found.groups())
+        assert template > majority and 0 <= reworded <= 1  # it learns something even at smoke size
+
+
+@pytest.mark.slow
 def test_cold_start_smoke():
     out = run_smoke("cold_start.py", threads=False)
     assert "vlkit help" in out and "vlkit classify" in out and "load average" in out
