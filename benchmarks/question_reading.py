@@ -20,6 +20,8 @@ decoder answers) and differ only in how words enter it:
                 (the from-scratch VLM's way)
   minilm-words  MiniLM's WordPiece tokenizer and its pretrained word-embedding table (frozen,
                 projected to the width): words never seen in training still come with a meaning
+  minilm-words-tuned  the same table as the start, trained with the reader (the words training
+                uses move; the others keep their pretrained place)
   minilm        the whole pretrained MiniLM sentence encoder, frozen, and a linear head: what
                 pretrained reading gives with no reader trained at all
 
@@ -50,7 +52,7 @@ from vlkit.eval.paraphrase import paraphrase, paraphrase_wording  # noqa: E402
 from vlkit.models.language_models import train_chat_tokenizer  # noqa: E402
 from vlkit.models.registry import _package_dir  # noqa: E402
 
-ARMS = ("scratch", "minilm-words", "minilm")
+ARMS = ("scratch", "minilm-words", "minilm-words-tuned", "minilm")
 TYPES = ("color", "shape", "count", "existence", "relation", "position")
 EVAL_SEED, EVAL_SCENES = 1_000_003, 128  # EvalConfig's held-out seed and the recipes' num_images
 
@@ -110,8 +112,8 @@ def build_arm(arm: str, texts: list[str], width: int, layers: int):
         return tok, Reader(nn.Embedding(len(tok), width), width, width, layers)
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     table = AutoModel.from_pretrained(str(minilm_dir())).embeddings.word_embeddings
-    frozen = nn.Embedding.from_pretrained(table.weight.detach().clone(), freeze=True)
-    return tok, Reader(frozen, frozen.embedding_dim, width, layers)
+    words = nn.Embedding.from_pretrained(table.weight.detach().clone(), freeze=arm == "minilm-words")
+    return tok, Reader(words, words.embedding_dim, width, layers)
 
 
 def encode(tok, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -168,7 +168,7 @@ def test_unseen_tokens_smoke():
 def test_question_reading_smoke():
     out = run_smoke("question_reading.py")  # each arm reads the held-out questions and their rewordings
     majority = float(re.search(r"^majority type: ([0-9.]+)$", out, re.M).group(1))
-    for arm in ("scratch", "minilm-words", "minilm"):
+    for arm in ("scratch", "minilm-words", "minilm-words-tuned", "minilm"):
         found = re.search(rf"^{arm}: template ([0-9.]+), reworded ([0-9.]+)$", out, re.M)
         template, reworded = map(float, found.groups())
         assert template > majority and 0 <= reworded <= 1  # it learns something even at smoke size
