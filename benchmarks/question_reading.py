@@ -1,7 +1,7 @@
 """Control for reworded questions, text only: can a small model tell from a question's words which
 kind of answer it asks for, on wordings it never saw?
 
-    python benchmarks/question_reading.py                  # four arms x three seeds: ~40 min on one shared core
+    python benchmarks/question_reading.py                  # four arms x three seeds (three arms: 36 min, one shared core)
     python benchmarks/question_reading.py --smoke          # tiny, seconds
 
 The staged scenes VLM answers two hand-written held-out wordings with a colour ("Is a blue
