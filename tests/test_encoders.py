@@ -186,6 +186,7 @@ def test_registry_kinds():
         "text-tiny": "text",
         "minilm-l6": "text",
         "gpt-tiny": "lm",
+        "gpt-tiny-words": "lm",
         "smollm2-135m": "lm",
     }
 

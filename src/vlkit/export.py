@@ -53,6 +53,7 @@ from vlkit.models.language_models import CHATML, IMAGE_TOKEN
 from vlkit.models.preprocess import ImagePreprocess
 from vlkit.models.segmenter import clipseg_config
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
+from vlkit.models.word_vectors import plain_embeddings
 
 # export format → the model kind it takes, and what it writes (the functions: `WRITERS`)
 FORMATS = {
@@ -198,6 +199,7 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
     v = cfg.vlm
     _check_llava_exportable(model, cfg)
     lm = model.language_model.merge_and_unload() if v.peft == "lora" else model.language_model
+    lm = plain_embeddings(lm)  # gpt-tiny-words: its projected word table as one matrix
     tower = model.vision.model
     config = LlavaConfig(
         vision_config=tower.config,

@@ -158,7 +158,9 @@ class VLMConfig:
     alignment (LLaVA stage 1, MiniGPT-4) = `freeze_vision` + `freeze_lm`; PEFT = `freeze_lm` +
     `peft`."""
 
-    language_model: str = "gpt-tiny"  # registry name (gpt-tiny, smollm2-135m), transformers id or path
+    # registry name (gpt-tiny, gpt-tiny-words, smollm2-135m), transformers id or path. gpt-tiny-words
+    # reads through MiniLM's vocabulary and frozen word table (models/word_vectors.py)
+    language_model: str = "gpt-tiny"
     lm_width: int = 128  # gpt-tiny sizes (from-scratch Llama)
     lm_layers: int = 4
     lm_heads: int = 4
@@ -168,6 +170,9 @@ class VLMConfig:
     # (benchmarks/README.md, "Why the VLM learns the lookup slowly")
     lm_init_std: float = 0.02
     max_length: int = 128  # tokens per training sequence, image tokens included
+    # Training: the LM head runs only where the next token is an answer token (the same loss, less
+    # work where the vocabulary is large: gpt-tiny-words' 30k words, SmolLM2's 49k)
+    logits_at_answers: bool = False
     connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
     connector_positions: bool = False  # linear / mlp2x_gelu / merge2x2_mlp: a learned embedding per token
     # linear / mlp2x_gelu / merge2x2_mlp: each grid feature gets its fixed 2-D sin-cos coordinates

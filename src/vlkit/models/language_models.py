@@ -84,18 +84,22 @@ def gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) ->
     if texts is None:
         raise ValueError("gpt-tiny trains its tokenizer on the data: pass the training texts")
     tokenizer = train_chat_tokenizer(texts, cfg.lm_vocab_size, cfg.max_length)
-    config = LlamaConfig(
+    return LlamaForCausalLM(tiny_llama_config(cfg, tokenizer, tie=True)), tokenizer
+
+
+def tiny_llama_config(cfg: VLMConfig, tokenizer: PreTrainedTokenizerBase, tie: bool) -> LlamaConfig:
+    """The from-scratch Llama's config: `vlm.lm_*` sizes over `tokenizer`'s vocabulary."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         **scratch_dims(cfg.lm_width, cfg.lm_layers, cfg.lm_heads),
         num_key_value_heads=cfg.lm_heads,
         max_position_embeddings=cfg.max_length + cfg.virtual_tokens,
         initializer_range=cfg.lm_init_std,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(config), tokenizer
 
 
 def cache_root() -> Path:

@@ -182,6 +182,12 @@ def _gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -
     return gpt_tiny(cfg, saved, texts)
 
 
+def _gpt_tiny_words(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
+    from vlkit.models.word_vectors import gpt_tiny_words
+
+    return gpt_tiny_words(cfg, saved, minilm_l6_dir())  # MiniLM's words: `texts` are not needed
+
+
 def _smollm2_135m(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
     from vlkit.models.language_models import smollm2_135m
 
@@ -196,6 +202,7 @@ ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder | LMBuilder]] = {
     "text-tiny": ("text", _text_tiny),
     "minilm-l6": ("text", _minilm_l6),
     "gpt-tiny": ("lm", _gpt_tiny),
+    "gpt-tiny-words": ("lm", _gpt_tiny_words),
     "smollm2-135m": ("lm", _smollm2_135m),
 }
 
@@ -232,7 +239,8 @@ def build_language_model(
 
 
 # Registered names whose builders initialise weights rather than load pretrained ones.
-FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny")
+# gpt-tiny-words too: its body is new; the frozen word table it reads is restored on every load.
+FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny", "gpt-tiny-words")
 
 
 def from_scratch(name: str) -> bool:

@@ -22,6 +22,15 @@ from vlkit.models.grounding import GroundingHead
 from vlkit.models.language_models import IMAGE_TOKEN
 
 
+def answer_positions(labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """labels: int64[B, T] (-100 = ignored) → transformers' causal-LM arguments that compute the
+    logits only where the next token is labelled: `logits_to_keep`, bool[B, T], and
+    `shift_labels`, int64[N], those next tokens (the loss is the same as over every position)."""
+    following = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # (B, T): the next token's label
+    keep = following != -100
+    return {"logits_to_keep": keep, "shift_labels": following[keep]}
+
+
 class GenerativeVLM(nn.Module):
     """vision: an image tower (`grid`, `preprocess`); connector: float[B, N, Dv] → float[B, M, D];
     language_model: a transformers causal LM (possibly PEFT-wrapped or with gated cross-attention)."""
@@ -135,6 +144,8 @@ class GenerativeVLM(nn.Module):
         grounding = self.grounding_head is not None and grounding_labels is not None
         with self._media(image_embeds):
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+            if labels is not None and self.cfg.logits_at_answers:
+                extra |= answer_positions(labels)
             out = self.language_model(
                 inputs_embeds=embeds,
                 attention_mask=attention_mask,
