@@ -372,6 +372,21 @@ def question_only_prior(questions: Sequence[str], answers: Sequence[list[str]]) 
 # --- captions --------------------------------------------------------------------------------
 
 
+_METEOR: list = []  # the process's one METEOR scorer (see _meteor)
+
+
+def _meteor():
+    """pycocoevalcap's METEOR scorer, started once per process and reused: each start is a Java
+    process that loads its paraphrase tables (~5 s), and every EVAL request carries all the
+    statistics it scores, so one process gives the same scores as a fresh one per call. A
+    process that has ended is started again."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if not _METEOR or _METEOR[0].meteor_p.poll() is not None:
+        _METEOR[:] = [Meteor()]
+    return _METEOR[0]
+
+
 def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr over a caption set, computed by pycocoevalcap itself.
 
@@ -395,7 +410,6 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
         )
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -405,9 +419,7 @@ def caption_scores(predictions: dict[str, str], references: dict[str, list[str]]
     res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in keys})
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
-    meteor = Meteor()  # a Java subprocess, ended by its __del__
-    scores["METEOR"] = float(meteor.compute_score(gts, res)[0])
-    del meteor
+    scores["METEOR"] = float(_meteor().compute_score(gts, res)[0])
     scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     return scores
