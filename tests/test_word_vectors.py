@@ -1,12 +1,14 @@
 """gpt-tiny-words: the from-scratch LM reading through MiniLM's vocabulary and frozen word table;
 `vlm.logits_at_answers`: the LM head only where the next token is an answer token."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.conftest import make_tiny_vlm_cfg
 from vlkit.config import VLMConfig
 from vlkit.models.build import build_model, load_model, save_model
+from vlkit.models.build_vlm import check_vlm_config
 from vlkit.models.language_models import gpt_tiny
 from vlkit.models.registry import minilm_l6_dir
 from vlkit.models.vlm import answer_positions
@@ -64,3 +66,10 @@ def test_words_lm_reads_minilm_words_through_its_frozen_table_and_reloads_exactl
         want = lm(input_ids=ids).logits
         got = loaded.base_language_model()(input_ids=ids).logits
     torch.testing.assert_close(got, want)
+
+
+def test_answer_positions_refuse_prompt_tuning_whose_virtual_tokens_move_them():
+    cfg = make_tiny_vlm_cfg()
+    cfg.vlm.logits_at_answers, cfg.vlm.peft = True, "prompt"
+    with pytest.raises(ValueError, match="vlm.logits_at_answers: prompt tuning"):
+        check_vlm_config(cfg)

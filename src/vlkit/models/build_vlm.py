@@ -35,6 +35,11 @@ def check_vlm_config(cfg: Config) -> None:
         raise ValueError(f"vlm.peft: {v.peft!r} is not a PEFT method; valid: {', '.join(PEFT_KINDS)}")
     if v.peft != "none" and v.connector == "gated_xattn":
         raise ValueError("vlm.peft: PEFT and gated_xattn both adapt the frozen LM; choose one")
+    if v.logits_at_answers and v.peft == "prompt":
+        raise ValueError(
+            "vlm.logits_at_answers: prompt tuning puts virtual tokens before the text, so the answer "
+            "positions move; use it with vlm.peft none, lora or prefix"
+        )
     unknown = set(v.tasks) - {"caption", "vqa"}
     if unknown:
         raise ValueError(f"vlm.tasks: unknown {sorted(unknown)}; valid: caption, vqa")
