@@ -60,13 +60,19 @@ def train_chat_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int)
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    return chat_tokenizer(tok, max_length, pad_token="<pad>")
+
+
+def chat_tokenizer(tok: Tokenizer, max_length: int, **specials: str) -> PreTrainedTokenizerFast:
+    """A `tokenizers` tokenizer as a transformers one with the ChatML markers (begin and end of
+    turn), `<image>` and the chat template; `specials`: its pad (and unknown) token."""
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token="<pad>",
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
         additional_special_tokens=[IMAGE_TOKEN],
         model_max_length=max_length,
+        **specials,
     )
     wrapped.chat_template = CHATML
     return wrapped

@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from vlkit.config import VLMConfig
-from vlkit.models.language_models import CHATML, IMAGE_TOKEN, LM, tiny_llama_config
+from vlkit.models.language_models import LM, chat_tokenizer, tiny_llama_config
 
 TABLE_KEY = "embeddings.word_embeddings.weight"  # MiniLM's word table in its safetensors file
 
@@ -62,17 +62,7 @@ def words_tokenizer(source: Path, max_length: int) -> PreTrainedTokenizerFast:
     with or without `add_special_tokens` (LLaVA's processor, after export) gives the same ids."""
     words = AutoTokenizer.from_pretrained(source).backend_tokenizer
     words.post_processor = None
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=words,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=[IMAGE_TOKEN],
-        model_max_length=max_length,
-    )
-    tokenizer.chat_template = CHATML
-    return tokenizer
+    return chat_tokenizer(words, max_length, pad_token="[PAD]", unk_token="[UNK]")
 
 
 def word_table(source: Path) -> torch.Tensor:
