@@ -78,7 +78,7 @@ def chat_tokenizer(tok: Tokenizer, max_length: int, **specials: str) -> PreTrain
     return wrapped
 
 
-def _saved_llama(saved: Path) -> LM:
+def saved_llama(saved: Path) -> LM:
     """A checkpoint's LM folder: the structure and tokenizer; the weights come with the checkpoint."""
     return LlamaForCausalLM(LlamaConfig.from_pretrained(saved)), AutoTokenizer.from_pretrained(saved)
 
@@ -86,7 +86,7 @@ def _saved_llama(saved: Path) -> LM:
 def gpt_tiny(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
     """A small Llama trained from scratch, with a tokenizer trained on the data's texts."""
     if saved is not None:
-        return _saved_llama(saved)
+        return saved_llama(saved)
     if texts is None:
         raise ValueError("gpt-tiny trains its tokenizer on the data: pass the training texts")
     tokenizer = train_chat_tokenizer(texts, cfg.lm_vocab_size, cfg.max_length)
@@ -123,7 +123,7 @@ def smollm2_135m(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None
     imported (its dependencies are an unrelated CLI): only its folder is located.
     """
     if saved is not None:
-        return _saved_llama(saved)
+        return saved_llama(saved)
     cached = cache_root() / "smollm2-135m"
     if not (cached / "model.safetensors").is_file():
         _convert_smollm2(cached)

@@ -22,12 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 from torch import nn
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from vlkit.config import VLMConfig
-from vlkit.models.language_models import LM, chat_tokenizer, tiny_llama_config
+from vlkit.models.language_models import LM, chat_tokenizer, saved_llama, tiny_llama_config
 
 TABLE_KEY = "embeddings.word_embeddings.weight"  # MiniLM's word table in its safetensors file
 
@@ -66,8 +66,10 @@ def words_tokenizer(source: Path, max_length: int) -> PreTrainedTokenizerFast:
 
 
 def word_table(source: Path) -> torch.Tensor:
-    """A BERT-style encoder folder's pretrained word table (MiniLM's: float[30522, 384])."""
-    return load_file(source / "model.safetensors")[TABLE_KEY]
+    """A BERT-style encoder folder's pretrained word table (MiniLM's: float[30522, 384]), read
+    alone from its weights file."""
+    with safe_open(source / "model.safetensors", framework="pt") as weights:
+        return weights.get_tensor(TABLE_KEY)
 
 
 def gpt_tiny_words(cfg: VLMConfig, saved: Path | None, source: Path) -> LM:
@@ -75,8 +77,7 @@ def gpt_tiny_words(cfg: VLMConfig, saved: Path | None, source: Path) -> LM:
     other weights come with the checkpoint). `source`: the encoder folder whose vocabulary and
     word table are read (the registry passes the packaged MiniLM's)."""
     if saved is not None:
-        tokenizer = AutoTokenizer.from_pretrained(saved)
-        lm = LlamaForCausalLM(LlamaConfig.from_pretrained(saved))
+        lm, tokenizer = saved_llama(saved)
     else:
         tokenizer = words_tokenizer(source, cfg.max_length)
         lm = LlamaForCausalLM(tiny_llama_config(cfg, tokenizer, tie=False))
