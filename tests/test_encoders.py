@@ -187,6 +187,7 @@ def test_registry_kinds():
         "minilm-l6": "text",
         "gpt-tiny": "lm",
         "gpt-tiny-words": "lm",
+        "gpt-tiny-reader": "lm",
         "smollm2-135m": "lm",
     }
 

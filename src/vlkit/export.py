@@ -51,6 +51,7 @@ from vlkit.models.folders import resolve_model_dir
 from vlkit.models.kinds import model_kind, per_kind
 from vlkit.models.language_models import CHATML, IMAGE_TOKEN
 from vlkit.models.preprocess import ImagePreprocess
+from vlkit.models.question_reader import QuestionReader
 from vlkit.models.segmenter import clipseg_config
 from vlkit.models.towers import CLIPTextTower, CLIPVisionTower
 from vlkit.models.word_vectors import plain_embeddings
@@ -189,6 +190,11 @@ def _check_llava_exportable(model, cfg) -> None:
             f"{' with ' + ' and '.join(added) if added else ''}"
         )
     _require_patch_stem(model.vision, "LLaVA")
+    if isinstance(model.base_language_model().get_input_embeddings(), QuestionReader):
+        raise ValueError(
+            f"export to LLaVA: {v.language_model!r} reads user turns through a sentence encoder; "
+            "LLaVA's language model reads every token through one embedding table"
+        )
     if v.peft not in ("none", "lora"):
         raise ValueError(f"export to LLaVA: {v.peft!r} tuning adds virtual tokens LLaVA has no place for")
 

@@ -158,8 +158,10 @@ class VLMConfig:
     alignment (LLaVA stage 1, MiniGPT-4) = `freeze_vision` + `freeze_lm`; PEFT = `freeze_lm` +
     `peft`."""
 
-    # registry name (gpt-tiny, gpt-tiny-words, smollm2-135m), transformers id or path. gpt-tiny-words
-    # reads through MiniLM's vocabulary and frozen word table (models/word_vectors.py)
+    # registry name (gpt-tiny, gpt-tiny-words, gpt-tiny-reader, smollm2-135m), transformers id or
+    # path. gpt-tiny-words reads through MiniLM's vocabulary and frozen word table
+    # (models/word_vectors.py); gpt-tiny-reader reads user turns through the whole frozen MiniLM
+    # (models/question_reader.py)
     language_model: str = "gpt-tiny"
     lm_width: int = 128  # gpt-tiny sizes (from-scratch Llama)
     lm_layers: int = 4

@@ -188,6 +188,12 @@ def _gpt_tiny_words(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | N
     return gpt_tiny_words(cfg, saved, minilm_l6_dir())  # MiniLM's words: `texts` are not needed
 
 
+def _gpt_tiny_reader(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
+    from vlkit.models.question_reader import gpt_tiny_reader
+
+    return gpt_tiny_reader(cfg, saved, minilm_l6_dir())  # MiniLM's words: `texts` are not needed
+
+
 def _smollm2_135m(cfg: VLMConfig, saved: Path | None, texts: Iterable[str] | None) -> LM:
     from vlkit.models.language_models import smollm2_135m
 
@@ -203,6 +209,7 @@ ENCODERS: dict[str, tuple[str, ImageBuilder | TextBuilder | LMBuilder]] = {
     "minilm-l6": ("text", _minilm_l6),
     "gpt-tiny": ("lm", _gpt_tiny),
     "gpt-tiny-words": ("lm", _gpt_tiny_words),
+    "gpt-tiny-reader": ("lm", _gpt_tiny_reader),
     "smollm2-135m": ("lm", _smollm2_135m),
 }
 
@@ -239,8 +246,9 @@ def build_language_model(
 
 
 # Registered names whose builders initialise weights rather than load pretrained ones.
-# gpt-tiny-words too: its body is new; the frozen word table it reads is restored on every load.
-FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny", "gpt-tiny-words")
+# gpt-tiny-words and gpt-tiny-reader too: their bodies are new; the frozen MiniLM parts they read
+# through are restored on every load.
+FROM_SCRATCH = ("vit-tiny", "text-tiny", "gpt-tiny", "gpt-tiny-words", "gpt-tiny-reader")
 
 
 def from_scratch(name: str) -> bool:

@@ -72,15 +72,20 @@ def word_table(source: Path) -> torch.Tensor:
         return weights.get_tensor(TABLE_KEY)
 
 
+def words_llama(cfg: VLMConfig, saved: Path | None, source: Path) -> LM:
+    """gpt-tiny's Llama over `source`'s WordPiece vocabulary (untied head), new (`saved` None) or a
+    saved one's structure; its input embeddings are the caller's to set."""
+    if saved is not None:
+        return saved_llama(saved)
+    tokenizer = words_tokenizer(source, cfg.max_length)
+    return LlamaForCausalLM(tiny_llama_config(cfg, tokenizer, tie=False)), tokenizer
+
+
 def gpt_tiny_words(cfg: VLMConfig, saved: Path | None, source: Path) -> LM:
     """A new model (`saved` None), or a saved one's structure with the word table restored (its
     other weights come with the checkpoint). `source`: the encoder folder whose vocabulary and
     word table are read (the registry passes the packaged MiniLM's)."""
-    if saved is not None:
-        lm, tokenizer = saved_llama(saved)
-    else:
-        tokenizer = words_tokenizer(source, cfg.max_length)
-        lm = LlamaForCausalLM(tiny_llama_config(cfg, tokenizer, tie=False))
+    lm, tokenizer = words_llama(cfg, saved, source)
     table = word_table(source)
     lm.set_input_embeddings(WordVectors(table, len(tokenizer) - len(table), lm.config.hidden_size))
     return lm, tokenizer

@@ -1,0 +1,126 @@
+"""`gpt-tiny-reader`: gpt-tiny-words whose user turns are read by the whole packaged MiniLM, frozen.
+
+Why: which kind of answer a question asks for is a property of the whole sentence, not of its
+words one by one. In the text-only control on the scenes questions (benchmarks/README.md,
+"Reading held-out wordings, text only"), MiniLM's frozen sentence features read the held-out
+wordings at 100% on every seed, where its frozen word table alone reads 90.2% with the set of
+wordings it misreads changing with the seed, and gpt-tiny-words carried that seed-dependence into
+the VLM ("The VLM reading through MiniLM's word table").
+
+So each user turn's words (between `<|im_start|>user` and `<|im_end|>`, `<image>` left out) are
+encoded as one sentence by MiniLM ([CLS] words [SEP], bidirectional); the LM's input at each word's
+position is a trained projection of MiniLM's state there plus one of the turn's mean-pooled state
+(sentence-transformers' pooling: the feature the control read with). Every other token — the
+ChatML markers, the role names, the assistant's answers, generated tokens — is read through the
+word table as in gpt-tiny-words, so an answer is never encoded with the words after it and
+generation (one new token at a time) reads as training did. Turns are encoded apart: a turn never
+sees a later one. The encoder's outputs are cached per turn (it is frozen and in eval mode), so a
+question the data repeats costs one lookup.
+
+The encoder is not stored in checkpoints and not among the module's parameters (it is MiniLM's,
+rebuilt from the package on load); the projections and the added tokens' rows are. Transformers'
+LLaVA reads words through one table, so this model is not exportable to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from vlkit.config import VLMConfig
+from vlkit.models.language_models import LM
+from vlkit.models.word_vectors import WordVectors, words_llama
+
+CACHE_TURNS = 50_000  # cached encoded turns (each ~L x 384 floats); cleared when full
+
+
+def user_words(input_ids: torch.Tensor, turn_start: int, user: int, words: int, pad: int):
+    """input_ids: int64[B, T] → (bool[B, T]: the word tokens of user turns — after the role name,
+    below id `words` (so not the ChatML markers or `<image>`), not padding —, int64[B, T]: the
+    position of the `<|im_start|>` each token's turn began at, -1 before the first)."""
+    length = input_ids.shape[1]
+    position = torch.arange(length, device=input_ids.device).expand_as(input_ids)
+    turn = torch.where(input_ids == turn_start, position, -1).cummax(1).values  # (B, T)
+    role = input_ids.gather(1, (turn + 1).clamp(0, length - 1))  # (B, T): the token after it
+    mask = (turn >= 0) & (role == user) & (position > turn + 1) & (input_ids < words) & (input_ids != pad)
+    return mask, turn
+
+
+class QuestionReader(nn.Module):
+    """Input embeddings: user turns' words through the frozen `encoder` (a BERT-style model whose
+    vocabulary is the tokenizer's first rows), every other token through `WordVectors`.
+    input_ids: int64[B, T] → float[B, T, width]."""
+
+    def __init__(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, width: int):
+        super().__init__()
+        table = encoder.get_input_embeddings().weight.detach()  # (V0, E)
+        self.words = WordVectors(table, len(tokenizer) - len(table), width)
+        self.tokens = nn.Linear(table.shape[1], width, bias=False)  # a word's state
+        self.sentence = nn.Linear(table.shape[1], width, bias=False)  # its turn's mean state
+        # Outside the module tree: not a parameter, not in the state dict (see `_apply`).
+        self._encoder = (encoder.eval().requires_grad_(False),)
+        ids = tokenizer.convert_tokens_to_ids
+        self.turn_start, self.user = ids("<|im_start|>"), ids("user")
+        self.cls, self.sep, self.pad = ids("[CLS]"), ids("[SEP]"), tokenizer.pad_token_id
+        self.max_words = encoder.config.max_position_embeddings - 2
+        self._cache: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _apply(self, fn, recurse: bool = True):
+        """`.to()`, `.half()` ... move the encoder too; cached outputs are recomputed."""
+        self._encoder[0]._apply(fn)
+        self._cache.clear()
+        return super()._apply(fn, recurse)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embeds = self.words(input_ids)  # (B, T, width)
+        mask, turn = user_words(input_ids, self.turn_start, self.user, len(self.words.table), self.pad)
+        if not mask.any():
+            return embeds
+        turns = []  # each user turn's word ids, in row-major order of their positions
+        for row in range(input_ids.shape[0]):
+            for start in turn[row][mask[row]].unique().tolist():  # sorted: the turns in order
+                turns.append(tuple(input_ids[row][mask[row] & (turn[row] == start)].tolist()))
+        states = self._read(turns)
+        read = torch.cat([self.tokens(s) + self.sentence(m) for s, m in states])  # (N, width)
+        return embeds.masked_scatter(mask.unsqueeze(-1), read.to(embeds.dtype))
+
+    @torch.no_grad()
+    def _read(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each turn → (float[L, E]: its words' states, float[E]: the turn's mean state)."""
+        missing = list(dict.fromkeys(t for t in turns if t not in self._cache))
+        if missing:
+            if len(self._cache) + len(missing) > CACHE_TURNS:
+                self._cache.clear()
+            self._cache.update(zip(missing, self._encode(missing), strict=True))
+        return [self._cache[t] for t in turns]
+
+    def _encode(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        longest = max(len(t) for t in turns)
+        if longest > self.max_words:
+            raise ValueError(
+                f"gpt-tiny-reader: a user turn of {longest} tokens; the question encoder reads at "
+                f"most {self.max_words} (shorten the prompt or lower vlm.max_length)"
+            )
+        device = self.words.table.device
+        ids = torch.full((len(turns), longest + 2), self.pad, dtype=torch.long, device=device)
+        attention = torch.zeros_like(ids)
+        for i, t in enumerate(turns):
+            ids[i, : len(t) + 2] = torch.tensor([self.cls, *t, self.sep], device=device)
+            attention[i, : len(t) + 2] = 1
+        hidden = self._encoder[0](input_ids=ids, attention_mask=attention).last_hidden_state
+        weights = attention.unsqueeze(-1).to(hidden.dtype)
+        means = (hidden * weights).sum(1) / weights.sum(1)  # (N, E), [CLS] and [SEP] included
+        return [(hidden[i, 1 : len(t) + 1], means[i]) for i, t in enumerate(turns)]
+
+
+def gpt_tiny_reader(cfg: VLMConfig, saved: Path | None, source: Path) -> LM:
+    """A new model (`saved` None), or a saved one's structure with the encoder restored (its
+    other weights come with the checkpoint). `source`: the encoder folder (the registry passes the
+    packaged MiniLM's), whose vocabulary, word table and weights are read."""
+    lm, tokenizer = words_llama(cfg, saved, source)
+    encoder = AutoModel.from_pretrained(source)
+    lm.set_input_embeddings(QuestionReader(encoder, tokenizer, lm.config.hidden_size))
+    return lm, tokenizer

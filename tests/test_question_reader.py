@@ -1,0 +1,100 @@
+"""gpt-tiny-reader: user turns read by the frozen whole MiniLM, every other token by its word table."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from tests.conftest import make_tiny_vlm_cfg
+from vlkit.export import export_llava
+from vlkit.models.build import build_model, load_model, save_model
+from vlkit.models.question_reader import QuestionReader, user_words
+from vlkit.models.registry import minilm_l6_dir
+
+
+@pytest.fixture(scope="module")
+def reader_model():
+    cfg = make_tiny_vlm_cfg()
+    cfg.vlm.language_model, cfg.vlm.logits_at_answers = "gpt-tiny-reader", True
+    return build_model(cfg), cfg
+
+
+def chat(tokenizer, turns: list[tuple[str, str]], generation_prompt: bool = False) -> torch.Tensor:
+    messages = [{"role": r, "content": c} for r, c in turns]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+
+
+def test_user_words_are_the_user_turns_words_only(reader_model):
+    model, _ = reader_model
+    tok = model.tokenizer
+    ids = chat(tok, [("user", "<image>\nwhat color is the star?"), ("assistant", "red")])
+    reader = model.base_language_model().get_input_embeddings()
+    mask, _ = user_words(ids, reader.turn_start, reader.user, len(reader.words.table), reader.pad)
+    assert tok.convert_ids_to_tokens(ids[0][mask[0]].tolist()) == ["what", "color", "is", "the", "star", "?"]
+
+
+def test_a_question_is_read_by_minilm_in_context_and_answers_by_the_word_table(reader_model):
+    model, _ = reader_model
+    tok = model.tokenizer
+    reader = model.base_language_model().get_input_embeddings()
+    assert isinstance(reader, QuestionReader)
+    assert not any(n.startswith("_encoder") for n, _ in reader.named_parameters())
+    question = "is the star visible anywhere?"
+    ids = chat(tok, [("user", question), ("assistant", "yes")])
+    with torch.no_grad():
+        got = reader(ids)[0]
+        # the same states from a separately loaded MiniLM: [CLS] question [SEP], mean-pooled too
+        encoder = AutoModel.from_pretrained(minilm_l6_dir()).eval()
+        words = tok(question, add_special_tokens=False)["input_ids"]
+        hidden = encoder(input_ids=torch.tensor([[reader.cls, *words, reader.sep]])).last_hidden_state[0]
+        want = reader.tokens(hidden[1:-1]) + reader.sentence(hidden.mean(0))
+        start = ids[0].tolist().index(words[0])
+        torch.testing.assert_close(got[start : start + len(words)], want, atol=1e-5, rtol=1e-5)
+        # the same word in another question is read differently: in context
+        other = reader(chat(tok, [("user", "where is the star?"), ("assistant", "left")]))[0]
+        star = tok.convert_tokens_to_ids("star")
+        assert not torch.allclose(
+            got[ids[0] == star], other[chat(tok, [("user", "where is the star?")])[0].tolist().index(star)]
+        )
+        # answer tokens and ChatML markers: the word table, as a token alone reads
+        torch.testing.assert_close(got[-2:], reader.words(ids[0, -2:]))
+        # a turn never sees a later one: the first turn reads the same with a second after it
+        two = reader(chat(tok, [("user", question), ("assistant", "yes"), ("user", "and the circle?")]))[0]
+        torch.testing.assert_close(two[: len(got)], got)
+
+
+def test_greedy_generation_reads_as_training_does(reader_model):
+    """Generated tokens, fed one at a time through the word table, are the argmax of the
+    teacher-forced forward pass over the prompt and them (where the question is read at once)."""
+    model, _ = reader_model
+    torch.manual_seed(0)
+    for p in model.parameters():  # a random model that does not repeat one token
+        p.data.normal_(0, 0.5)
+    model.eval()
+    ids = chat(model.tokenizer, [("user", "what color is the square in the corner?")], generation_prompt=True)
+    new = model.generate(ids, torch.ones_like(ids), max_new_tokens=6, do_sample=False, eos_token_id=None)
+    assert new.shape[1] == 6 and len(set(new[0].tolist())) > 1
+    whole = torch.cat([ids, new], 1)
+    with torch.no_grad():
+        logits = model(whole, torch.ones_like(whole)).logits[0]
+    assert logits[ids.shape[1] - 1 : -1].argmax(-1).tolist() == new[0].tolist()
+
+
+def test_reader_reloads_exactly_without_storing_minilm_and_is_not_exported(reader_model, tmp_path):
+    model, cfg = reader_model
+    save_model(model, cfg, tmp_path / "m")
+    saved = load_file(tmp_path / "m" / "model.safetensors")
+    embedding = sorted(k for k in saved if ".embed_tokens." in k)
+    assert embedding == [
+        f"language_model.model.embed_tokens.{k}"
+        for k in ("sentence.weight", "tokens.weight", "words.added", "words.proj.weight")
+    ], embedding
+    loaded, _ = load_model(tmp_path / "m")
+    ids = chat(model.tokenizer, [("user", "count the shapes."), ("assistant", "2")])
+    with torch.no_grad():
+        want = model.base_language_model()(input_ids=ids).logits
+        got = loaded.base_language_model()(input_ids=ids).logits
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="'gpt-tiny-reader' reads user turns through a sentence encoder"):
+        export_llava(tmp_path / "m", tmp_path / "out")
