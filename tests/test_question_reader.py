@@ -98,3 +98,16 @@ def test_reader_reloads_exactly_without_storing_minilm_and_is_not_exported(reade
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="'gpt-tiny-reader' reads user turns through a sentence encoder"):
         export_llava(tmp_path / "m", tmp_path / "out")
+
+
+def test_turns_read_under_inference_mode_do_not_break_training_after(reader_model):
+    """Evaluation runs under inference_mode between training steps: what it reads is not cached."""
+    model, _ = reader_model
+    reader = model.base_language_model().get_input_embeddings()
+    ids = chat(model.tokenizer, [("user", "which shape is green here?"), ("assistant", "star")])
+    with torch.inference_mode():
+        evaluated = reader(ids)
+    trained = reader(ids)
+    trained.sum().backward()
+    assert reader.sentence.weight.grad is not None
+    torch.testing.assert_close(trained.detach(), evaluated.clone())

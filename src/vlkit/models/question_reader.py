@@ -91,11 +91,16 @@ class QuestionReader(nn.Module):
     def _read(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each turn → (float[L, E]: its words' states, float[E]: the turn's mean state)."""
         missing = list(dict.fromkeys(t for t in turns if t not in self._cache))
-        if missing:
+        if not missing:
+            return [self._cache[t] for t in turns]
+        read = dict(zip(missing, self._encode(missing), strict=True))
+        # Tensors made under inference_mode (evaluation, serving) cannot enter a training graph
+        # later: those are used once, not cached.
+        if not torch.is_inference_mode_enabled():
             if len(self._cache) + len(missing) > CACHE_TURNS:
                 self._cache.clear()
-            self._cache.update(zip(missing, self._encode(missing), strict=True))
-        return [self._cache[t] for t in turns]
+            self._cache.update(read)
+        return [self._cache.get(t) or read[t] for t in turns]
 
     def _encode(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         longest = max(len(t) for t in turns)
