@@ -40,10 +40,13 @@ def test_gpt_tiny_weights_start_at_the_configured_standard_deviation():
 
 def test_names_of_other_kinds_and_unknown_ids_are_clear_errors():
     with pytest.raises(
-        ValueError, match="is an image encoder; language models: gpt-tiny, gpt-tiny-words, gpt-tiny-reader, smollm2-135m"
+        ValueError,
+        match="is an image encoder; language models: gpt-tiny, gpt-tiny-words, gpt-tiny-reader, smollm2-135m",
     ):
         build_language_model("vit-tiny", VLMConfig())
-    with pytest.raises(ModelNotFoundError, match="Offline choices: gpt-tiny, gpt-tiny-words, gpt-tiny-reader, smollm2-135m"):
+    with pytest.raises(
+        ModelNotFoundError, match="Offline choices: gpt-tiny, gpt-tiny-words, gpt-tiny-reader, smollm2-135m"
+    ):
         build_language_model("no-such-org/no-such-model", VLMConfig())
 
 
