@@ -52,11 +52,14 @@ def test_a_question_is_read_by_minilm_in_context_and_answers_by_the_word_table(r
         start = ids[0].tolist().index(words[0])
         torch.testing.assert_close(got[start : start + len(words)], want, atol=1e-5, rtol=1e-5)
         # the same word in another question is read differently: in context
-        other = reader(chat(tok, [("user", "where is the star?"), ("assistant", "left")]))[0]
+        where = chat(tok, [("user", "where is the star?"), ("assistant", "left")])
         star = tok.convert_tokens_to_ids("star")
-        assert not torch.allclose(
-            got[ids[0] == star], other[chat(tok, [("user", "where is the star?")])[0].tolist().index(star)]
-        )
+        assert not torch.allclose(got[ids[0] == star], reader(where)[0][where[0] == star])
+        # in a left-padded batch, each row reads as it does alone
+        pad = torch.full((1, len(ids[0]) - len(where[0])), tok.pad_token_id)
+        batch = reader(torch.cat([ids, torch.cat([pad, where], 1)]))
+        torch.testing.assert_close(batch[0], got)
+        torch.testing.assert_close(batch[1, pad.shape[1] :], reader(where)[0])
         # answer tokens and ChatML markers: the word table, as a token alone reads
         torch.testing.assert_close(got[-2:], reader.words(ids[0, -2:]))
         # a turn never sees a later one: the first turn reads the same with a second after it

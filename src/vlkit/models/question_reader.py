@@ -83,10 +83,11 @@ class QuestionReader(nn.Module):
         mask, turn = user_words(input_ids, self.turn_start, self.user, len(self.words.table), self.pad)
         if not mask.any():
             return embeds
-        turns = []  # each user turn's word ids, in row-major order of their positions
-        for row in range(input_ids.shape[0]):
-            for start in turn[row][mask[row]].unique().tolist():  # sorted: the turns in order
-                turns.append(tuple(input_ids[row][mask[row] & (turn[row] == start)].tolist()))
+        # Each user turn's word ids, in row-major order: `turn` never decreases along a row, so
+        # the masked positions of one (row, turn) are consecutive.
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device).unsqueeze(1)
+        _, lengths = (rows * input_ids.shape[1] + turn)[mask].unique_consecutive(return_counts=True)
+        turns = [tuple(t.tolist()) for t in input_ids[mask].split(lengths.tolist())]
         states = self._read(turns)
         read = torch.cat([self.tokens(s) + self.sentence(m) for s, m in states])  # (N, width)
         return embeds.masked_scatter(mask.unsqueeze(-1), read.to(embeds.dtype))
