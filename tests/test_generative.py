@@ -546,3 +546,47 @@ def _grounding_model(cfg):
 
     model = build_model(cfg, texts=tokenizer_texts(cfg, vlkit.data.open_named("scenes")))
     return model, GenerativeObjective(model)
+
+
+def test_length_groups_split_where_padding_is_least_and_keep_every_row_once():
+    from vlkit.train.generative import length_groups
+
+    lengths = [5, 3, 9, 9, 2, 2, 8]
+    assert length_groups(lengths, 1) == [[2, 3, 6, 0, 1, 4, 5]]
+    # [9 9 8 5] + [3 2 2]: 4 x 9 + 3 x 3 = 45 padded tokens, the least of any two groups
+    assert length_groups(lengths, 2) == [[2, 3, 6, 0], [1, 4, 5]]
+    assert length_groups(lengths, 3) == [[2, 3, 6], [0], [1, 4, 5]]
+    assert length_groups([4, 4, 4], 3) == [[0, 1, 2]]  # equal lengths: splitting saves nothing
+
+
+def test_a_batch_run_as_length_groups_gives_the_whole_batch_loss_and_gradients():
+    from tests.conftest import make_tiny_vlm_cfg
+    from vlkit.models.build import build_model
+    from vlkit.train.loop import tokenizer_texts
+
+    cfg = make_tiny_vlm_cfg()
+    scenes = vlkit.data.open_named("scenes")
+    model = build_model(cfg, texts=tokenizer_texts(cfg, scenes))
+    objective = GenerativeObjective(model)  # captions and QA turns: rows of different lengths
+    batch = objective.collate([(i, scenes[i]) for i in range(8)])
+    lengths = batch["attention_mask"].sum(1)
+    assert lengths.max() - lengths.min() >= 10
+
+    def run(parts):
+        model.zero_grad()
+        losses = [objective.loss(model, p) for p in parts]
+        for loss in losses:
+            loss.backward()
+        return sum(losses), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.cfg.length_groups = 1
+    whole, whole_grads = run(objective.parts(batch))
+    model.cfg.length_groups = 2
+    parts = objective.parts(batch)
+    assert len(parts) == 2 and sum(p["input_ids"].shape[0] for p in parts) == 8
+    assert sum(p["input_ids"].numel() for p in parts) < batch["input_ids"].numel()  # less padding
+    split, split_grads = run(parts)
+    torch.testing.assert_close(split, whole)
+    assert split_grads.keys() == whole_grads.keys() and whole_grads
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(split_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -105,6 +105,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.mlm_group_probability": (0, 1),
     "data.image_size": (1, None),
     "vlm.grounding_weight": (0, None),
+    "vlm.length_groups": (1, 8),
     "vlm.lm_init_std": (1e-6, None),
     "vlm.question_noise": (0, 1),
     "model.grounding_weight": (0, None),

@@ -146,6 +146,43 @@ def answer_tokens_per_process(labels: torch.Tensor) -> torch.Tensor:
     return count
 
 
+def length_groups(lengths: list[int], groups: int) -> list[list[int]]:
+    """Rows (indices into `lengths`) in at most `groups` groups of similar length, longest first,
+    whose padded area (each group's rows x its longest row) is the least: an exact dynamic
+    programme over the rows sorted by length (a batch is tens of rows)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    ls = [lengths[i] for i in order]
+    n = len(ls)
+    # best[g][i]: least area of rows i.. in at most g groups; cut[g][i]: where its first group ends
+    best = [[float("inf")] * n + [0]] + [[0] * (n + 1) for _ in range(groups)]
+    cut = [[n] * (n + 1) for _ in range(groups + 1)]
+    for g in range(1, groups + 1):
+        for i in range(n - 1, -1, -1):
+            best[g][i], cut[g][i] = ls[i] * (n - i), n
+            for j in range(i + 1, n):
+                area = ls[i] * (j - i) + best[g - 1][j]
+                if area < best[g][i]:
+                    best[g][i], cut[g][i] = area, j
+    rows, i, g = [], 0, groups
+    while i < n:
+        rows.append(order[i : cut[g][i]])
+        i, g = cut[g][i], g - 1
+    return rows
+
+
+def split_by_length(batch: dict[str, torch.Tensor], groups: int) -> list[dict[str, torch.Tensor]]:
+    """A right-padded batch (every tensor one row per sample) → up to `groups` batches of rows of
+    similar length (`length_groups`), the token tensors cut to each one's longest row."""
+    lengths = batch["attention_mask"].sum(1)
+    parts = []
+    for rows in length_groups(lengths.tolist(), groups):
+        index = torch.tensor(rows, device=lengths.device)
+        width = int(lengths[index].max())
+        part = {k: v[index] for k, v in batch.items()}
+        parts.append(part | {k: part[k][:, :width] for k in ("input_ids", "attention_mask", "labels")})
+    return parts
+
+
 @dataclass
 class GenerativeObjective:
     """Next-token loss on assistant tokens, for every generative strategy."""
@@ -183,10 +220,24 @@ class GenerativeObjective:
     def _grid(self, images: list[np.ndarray]) -> torch.Tensor:
         return self.model.vision_grid(self.model.vision.preprocess(images))
 
+    def parts(self, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The forward/backward passes one batch runs as (`vlm.length_groups`, `split_by_length`):
+        each part's loss is its answer tokens' loss sum over the whole batch's count, so the
+        parts' gradients add up to the batch's. A batch with grounding targets stays whole (the
+        head's loss is a mean over its own targets)."""
+        groups = self.model.cfg.length_groups
+        if groups <= 1 or "grounding_labels" in batch:
+            return [batch]
+        count = answer_tokens_per_process(batch["labels"])
+        return [part | {"num_items_in_batch": count} for part in split_by_length(batch, groups)]
+
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A batch or one of its `parts` (which carries the whole batch's `num_items_in_batch`)."""
         if not (batch["labels"] != IGNORE).any():
             raise ValueError("a batch whose labels are all masked: nothing to train on")
-        out = model(**batch, num_items_in_batch=answer_tokens_per_process(batch["labels"]))
+        if "num_items_in_batch" not in batch:  # a collective under DDP: once per batch, never per part
+            batch = batch | {"num_items_in_batch": answer_tokens_per_process(batch["labels"])}
+        out = model(**batch)
         if "grounding_labels" in batch:
             self._grounding = (float(out.grounding_loss), float(out.grounding_accuracy))
         return out.loss

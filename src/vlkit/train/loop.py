@@ -264,13 +264,17 @@ def train_step(run: Run, step: int) -> tuple[float, int, float]:
     for micro in range(t.grad_accum):
         batch = run.objective.collate(run.batcher.samples(step * t.grad_accum + micro))
         batch = {k: v.to(acc.device) for k, v in batch.items()}
-        last = micro == t.grad_accum - 1  # gradients are synchronised across processes only then
-        no_sync = contextlib.nullcontext() if last else acc.no_sync(run.wrapped)
-        bf16 = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=t.bf16)
-        with no_sync, bf16:
-            loss = run.objective.loss(run.wrapped, batch) / t.grad_accum
-            acc.backward(loss)
-        loss_sum += loss.item()
+        # an objective may run a batch as several passes whose gradients add up to the batch's
+        parts = run.objective.parts(batch) if hasattr(run.objective, "parts") else [batch]
+        for k, part in enumerate(parts):
+            # gradients are synchronised across processes only in the last pass of the last micro-batch
+            last = micro == t.grad_accum - 1 and k == len(parts) - 1
+            no_sync = contextlib.nullcontext() if last else acc.no_sync(run.wrapped)
+            bf16 = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=t.bf16)
+            with no_sync, bf16:
+                loss = run.objective.loss(run.wrapped, part) / t.grad_accum
+                acc.backward(loss)
+            loss_sum += loss.item()
         images += run.objective.batch_size(batch) * acc.num_processes
     if t.grad_clip:
         acc.clip_grad_norm_(run.model.parameters(), t.grad_clip)
