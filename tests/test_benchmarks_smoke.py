@@ -330,3 +330,15 @@ def test_time_to_accuracy_merges_seeds_run_apart_into_one_results_file(tmp_path)
     files[1].write_text(json.dumps(parts[0]))
     proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode != 0 and "a seed appears twice" in proc.stderr
+
+
+@pytest.mark.slow
+def test_length_groups_smoke():
+    out = run_smoke("length_groups.py")
+    rows = re.findall(
+        r"length_groups=(\d): [\d.]+ s/step, real tokens ([\d.]+)%, .* max \|loss diff\| (\S+)", out
+    )
+    shares = {int(g): float(share) for g, share, _ in rows}
+    assert sorted(shares) == [1, 2, 3]
+    assert shares[1] < shares[2] <= shares[3]  # splitting by length runs less padding
+    assert all(float(diff) < 1e-4 for _, _, diff in rows)  # and trains the same losses
