@@ -93,3 +93,18 @@ def test_fsdp_two_processes_match_one_resume_exactly_and_load_in_one(tiny_vlm_cf
     assert model.answer([image], ["What color is the circle?"]) == reference.answer(
         [image], ["What color is the circle?"]
     )
+
+
+@pytest.mark.slow
+def test_ddp_generative_in_length_groups_matches_one_process(tiny_vlm_cfg, tmp_path):
+    """Each process runs its rows as `vlm.length_groups` passes (as many on every process: DDP's
+    forward broadcasts buffers); two processes train like one on the same global batches."""
+    t = tiny_vlm_cfg.train
+    t.steps, t.batch_size, t.log_every, t.save_every = 3, 8, 1, 3
+    tiny_vlm_cfg.vlm.length_groups = 3
+    _launch(_config(tiny_vlm_cfg, tmp_path, "one"), 1)
+    _launch(_config(tiny_vlm_cfg, tmp_path, "ddp"), 2)  # train.distributed: ddp, the default
+    one, ddp = _losses(tmp_path / "one"), _losses(tmp_path / "ddp")
+    assert sorted(one) == [1, 2, 3] and one.keys() == ddp.keys()
+    for step, loss in one.items():
+        assert ddp[step] == pytest.approx(loss, rel=1e-4), step

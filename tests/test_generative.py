@@ -556,7 +556,9 @@ def test_length_groups_split_where_padding_is_least_and_keep_every_row_once():
     # [9 9 8 5] + [3 2 2]: 4 x 9 + 3 x 3 = 45 padded tokens, the least of any two groups
     assert length_groups(lengths, 2) == [[2, 3, 6, 0], [1, 4, 5]]
     assert length_groups(lengths, 3) == [[2, 3, 6], [0], [1, 4, 5]]
-    assert length_groups([4, 4, 4], 3) == [[0, 1, 2]]  # equal lengths: splitting saves nothing
+    # exactly that many groups (each process of a distributed run runs as many passes)
+    assert length_groups([4, 4, 4], 3) == [[0], [1], [2]]
+    assert length_groups([7], 2) == [[0]]  # at most one group per row
 
 
 def test_a_batch_run_as_length_groups_gives_the_whole_batch_loss_and_gradients():

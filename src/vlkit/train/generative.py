@@ -147,27 +147,39 @@ def answer_tokens_per_process(labels: torch.Tensor) -> torch.Tensor:
 
 
 def length_groups(lengths: list[int], groups: int) -> list[list[int]]:
-    """Rows (indices into `lengths`) in at most `groups` groups of similar length, longest first,
-    whose padded area (each group's rows x its longest row) is the least: an exact dynamic
-    programme over the rows sorted by length (a batch is tens of rows)."""
+    """Rows (indices into `lengths`) in exactly min(`groups`, rows) groups of similar length,
+    longest first, whose padded area (each group's rows x its longest row) is the least: an exact
+    dynamic programme over the rows sorted by length (a batch is tens of rows). Exactly: every
+    process of a distributed run must run as many passes (their forwards hold collectives)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     ls = [lengths[i] for i in order]
-    n = len(ls)
-    # best[g][i]: least area of rows i.. in at most g groups; cut[g][i]: where its first group ends
-    best = [[float("inf")] * n + [0]] + [[0] * (n + 1) for _ in range(groups)]
+    n, groups = len(ls), min(groups, len(ls))
+    # best[g][i]: least area of rows i.. in exactly g groups; cut[g][i]: where its first group ends
+    best = [[float("inf")] * (n + 1) for _ in range(groups + 1)]
     cut = [[n] * (n + 1) for _ in range(groups + 1)]
+    best[0][n] = 0
     for g in range(1, groups + 1):
-        for i in range(n - 1, -1, -1):
-            best[g][i], cut[g][i] = ls[i] * (n - i), n
-            for j in range(i + 1, n):
+        for i in range(n - g, -1, -1):
+            for j in range(i + 1, n - g + 2):
                 area = ls[i] * (j - i) + best[g - 1][j]
                 if area < best[g][i]:
                     best[g][i], cut[g][i] = area, j
-    rows, i, g = [], 0, groups
-    while i < n:
+    rows, i = [], 0
+    for g in range(groups, 0, -1):
         rows.append(order[i : cut[g][i]])
-        i, g = cut[g][i], g - 1
+        i = cut[g][i]
     return rows
+
+
+def same_on_every_process(value: int, device: torch.device) -> int:
+    """The least of `value` over the processes of a distributed run (itself in one process);
+    `device`: where the process group's tensors live (the batch's)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    least = torch.tensor(value, device=device)
+    dist.all_reduce(least, op=dist.ReduceOp.MIN)
+    return int(least)
 
 
 def split_by_length(batch: dict[str, torch.Tensor], groups: int) -> list[dict[str, torch.Tensor]]:
@@ -225,9 +237,11 @@ class GenerativeObjective:
         each part's loss is its answer tokens' loss sum over the whole batch's count, so the
         parts' gradients add up to the batch's. A batch with grounding targets stays whole (the
         head's loss is a mean over its own targets)."""
-        groups = self.model.cfg.length_groups
-        if groups <= 1 or "grounding_labels" in batch:
+        if self.model.cfg.length_groups <= 1 or "grounding_labels" in batch:
             return [batch]
+        # every process runs as many passes (under DDP / FSDP each forward holds collectives)
+        rows = batch["input_ids"]
+        groups = same_on_every_process(min(self.model.cfg.length_groups, rows.shape[0]), rows.device)
         count = answer_tokens_per_process(batch["labels"])
         return [part | {"num_items_in_batch": count} for part in split_by_length(batch, groups)]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from vlkit.config import Config, check_ranges, save_config, stage_configs
@@ -67,12 +67,17 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.betas)
 
 
-def make_accelerator() -> Accelerator:
+def make_accelerator(find_unused: bool = False) -> Accelerator:
     """accelerate picks the backend; without an accelerator it must be told `cpu=True`, or a
-    `torchrun` launch silently runs N independent single-process trainings instead of gloo DDP."""
+    `torchrun` launch silently runs N independent single-process trainings instead of gloo DDP.
+    find_unused: DDP looks for trainable parameters the forward did not use (a generative model's:
+    a CLIP tower's pooled-output norm when the VLM reads its grid), or its second step fails waiting
+    for their gradients. Not for losses that read a parameter outside the forward (CLIP's logit
+    scale): DDP would then mark it ready twice."""
     # bf16 is applied with torch.autocast in the loop rather than accelerate's mixed_precision, whose
     # process-wide state refuses a second training with another setting in the same process.
-    return Accelerator(cpu=not torch.accelerator.is_available())
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
+    return Accelerator(cpu=not torch.accelerator.is_available(), kwargs_handlers=[ddp])
 
 
 def close_distributed() -> None:
@@ -220,7 +225,7 @@ def prepare(cfg: Config) -> Run:
         check_shardable(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(find_unused=cfg.kind == "generative")
     dataset = build_dataset(cfg.data)
     resume_from = latest_checkpoint(cfg.train.out_dir)
     if resume_from is not None:  # the checkpoint's tokenizer and tower configs, not new ones
