@@ -172,8 +172,9 @@ class VLMConfig:
     # (benchmarks/README.md, "Why the VLM learns the lookup slowly")
     lm_init_std: float = 0.02
     max_length: int = 128  # tokens per training sequence, image tokens included
-    # Training: each batch runs as up to this many forward/backward passes over rows of similar
-    # length, each cut to its longest row (the same gradient, less padding; train/generative.py)
+    # Training: each batch runs as this many forward/backward passes (at most one per row) over rows
+    # of similar length, each cut to its longest row (the same gradient, less padding;
+    # train/generative.py); batches with grounding targets stay whole
     length_groups: int = 2
     # Training: the LM head runs only where the next token is an answer token (the same loss, less
     # work where the vocabulary is large: gpt-tiny-words' 30k words, SmolLM2's 49k)

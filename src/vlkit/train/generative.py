@@ -183,8 +183,8 @@ def same_on_every_process(value: int, device: torch.device) -> int:
 
 
 def split_by_length(batch: dict[str, torch.Tensor], groups: int) -> list[dict[str, torch.Tensor]]:
-    """A right-padded batch (every tensor one row per sample) → up to `groups` batches of rows of
-    similar length (`length_groups`), the token tensors cut to each one's longest row."""
+    """A right-padded batch (every tensor one row per sample) → min(`groups`, rows) batches of rows
+    of similar length (`length_groups`), the token tensors cut to each one's longest row."""
     lengths = batch["attention_mask"].sum(1)
     parts = []
     for rows in length_groups(lengths.tolist(), groups):
