@@ -53,7 +53,9 @@ def stage_config(args: argparse.Namespace, groups: int, out_dir: str):
         overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8"]
     cfg = load_config(args.recipe, overrides)
     named = dict(stage_configs(cfg))
-    cfg = named.get(args.stage, cfg) if named else cfg
+    if named and args.stage not in named:
+        raise SystemExit(f"--stage {args.stage!r}: {args.recipe} has the stages {', '.join(named)}")
+    cfg = named.get(args.stage, cfg)
     if args.smoke:  # the smoke model is 1 layer deep: the staged recipe's grounding head reads layer 2
         cfg = dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, grounding_layer=-1))
     return dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, init_from="", length_groups=groups))

@@ -133,16 +133,21 @@ def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) 
     return batch
 
 
+def processes() -> int:
+    """The processes of this distributed run (1 without one)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def answer_tokens_per_process(labels: torch.Tensor) -> torch.Tensor:
     """The global batch's predicted answer tokens (labels shifted by one, as the LM's loss reads
     them) over the process count: each process's loss is its tokens' loss sum over this, so the
     mean over processes (what DDP / FSDP average gradients by) is the global token mean, whatever
     each process holds; one process: its own count, the plain mean."""
     count = (labels[:, 1:] != IGNORE).sum().to(torch.float32)
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(count)
-        count = count / dist.get_world_size()
+    if processes() > 1:
+        torch.distributed.all_reduce(count)
+        count = count / processes()
     return count
 
 
@@ -174,11 +179,10 @@ def length_groups(lengths: list[int], groups: int) -> list[list[int]]:
 def same_on_every_process(value: int, device: torch.device) -> int:
     """The least of `value` over the processes of a distributed run (itself in one process);
     `device`: where the process group's tensors live (the batch's)."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+    if processes() == 1:
         return value
     least = torch.tensor(value, device=device)
-    dist.all_reduce(least, op=dist.ReduceOp.MIN)
+    torch.distributed.all_reduce(least, op=torch.distributed.ReduceOp.MIN)
     return int(least)
 
 
