@@ -132,6 +132,20 @@ def test_question_noise_changes_questions_only_and_zero_leaves_the_stream_as_it_
     assert set(captions) <= set(sample["captions"])
 
 
+def test_short_answer_once_keeps_the_instruction_on_the_first_question_only():
+    sample = vlkit.data.open_named("scenes")[3]
+    every = sample_messages(sample, ["vqa"], np.random.default_rng(5))
+    once = sample_messages(sample, ["vqa"], np.random.default_rng(5), short_answer_once=True)
+    asked = [m["content"] for m in every if m["role"] == "user"]
+    assert len(asked) > 1 and all(q.endswith(f" {SHORT_ANSWER}") for q in asked)
+    # the same questions and answers; the instruction only after the first question
+    assert [m["content"] for m in once if m["role"] == "user"] == [
+        asked[0],
+        *(q.removesuffix(f" {SHORT_ANSWER}") for q in asked[1:]),
+    ]
+    assert [m for m in once if m["role"] == "assistant"] == [m for m in every if m["role"] == "assistant"]
+
+
 def _write_image(path):
     Image.fromarray(np.full((20, 24, 3), 200, np.uint8)).save(path)
 

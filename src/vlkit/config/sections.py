@@ -204,6 +204,11 @@ class VLMConfig:
     # in the staged recipe's stage 2: reworded questions +6.1 points, templates -4.2 (two seeds), so
     # no recipe uses it (benchmarks/README.md, "Made-up words in the training questions"). 0: as written.
     question_noise: float = 0.0
+    # Training conversations of several questions (scenes' QA): the short-answer instruction
+    # ("Answer with a single word or number.": 8 tokens in each question turn) after the first
+    # question only, not after every one (LLaVA-1.5's practice); evaluation and `vlkit ask` send it
+    # with each question, as a first turn
+    short_answer_once: bool = False
     feature_cache: str = ""  # frozen vision: cache features here (memory-mapped); "" = off
     # > 0: an auxiliary loss (this weight x cross-entropy) on an LM hidden state (`grounding_layer`)
     # at each word that names an object of the scene ("red circle"): a linear head names the 3 x 3 cell

@@ -27,10 +27,15 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"  # made-up words (`noisy_question`)
 
 
 def sample_messages(
-    sample: dict, tasks: list[str], rng: np.random.Generator, question_noise: float = 0.0
+    sample: dict,
+    tasks: list[str],
+    rng: np.random.Generator,
+    question_noise: float = 0.0,
+    short_answer_once: bool = False,
 ) -> list[dict]:
     """The conversation one training sample stands for (see the module docstring); each question
-    through `noisy_question` when `question_noise` > 0."""
+    through `noisy_question` when `question_noise` > 0, and the short-answer instruction after
+    every question, or after the first only (`short_answer_once`, `vlm.short_answer_once`)."""
     if sample.get("messages"):
         return sample["messages"]
     options = [
@@ -54,7 +59,9 @@ def sample_messages(
         question = qa[k]["question"]
         if question_noise > 0:
             question = noisy_question(question, question_noise, rng)
-        messages.append({"role": "user", "content": prefix + vqa_prompt(question)})
+        if n == 0 or not short_answer_once:
+            question = vqa_prompt(question)
+        messages.append({"role": "user", "content": prefix + question})
         messages.append({"role": "assistant", "content": qa[k]["answer"]})
     return messages
 
@@ -215,7 +222,7 @@ class GenerativeObjective:
         sequences, labels, images, targets = [], [], [], []
         for position, sample in samples:
             rng = np.random.default_rng([self.seed, position])
-            messages = sample_messages(sample, cfg.tasks, rng, cfg.question_noise)
+            messages = sample_messages(sample, cfg.tasks, rng, cfg.question_noise, cfg.short_answer_once)
             where = f"sample {sample.get('key', position)!r}"
             check_messages(messages, where)
             ids, lab = encode_conversation(m.tokenizer, messages, m.image_tokens, cfg.max_length, where)
