@@ -1,19 +1,25 @@
 """Generative training step time by `vlm.length_groups`: one batch as one padded forward/backward,
-or as passes over rows of similar length (the same gradient, less padding).
+or as passes over rows of similar length (the same gradient, less padding); or by any other
+settings given as arms (`--arms`).
 
     python benchmarks/length_groups.py                      # the staged recipe's mix stage, 1 vs 2 vs 3
     python benchmarks/length_groups.py --stage grounding    # its first stage
+    python benchmarks/length_groups.py --arms "vlm.data_vocabulary=false" "vlm.data_vocabulary=true" \
+        --name data_vocabulary                              # other settings, side by side
     python benchmarks/length_groups.py --smoke              # tiny model, a few steps, no results file
 
-Each arm is the recipe's stage config with `vlm.length_groups=G`, built by `prepare` (the same seed:
-the same model and the same batches at the same steps), trained with the loop's `train_step` (data
-work included). Weights start fresh (`vlm.vision_init` and `vlm.init_from` cleared, so it runs on a
-machine without the CLIP run; step time does not depend on the weights' values). Arms alternate in
-windows of `--window` steps over `--rounds` rounds, each arm going on from its own last step (so
-every arm trains the same steps); the first window of each arm is warm-up. Reported: median
-seconds per step, the share of the tokens run that are real (not padding), and the largest
-difference between the arms' losses at the same step (float rounding only: the parts' losses add up
-to the batch's). Writes benchmarks/results/length_groups-<stage>.json (not with --smoke).
+Each arm is the recipe's stage config with its overrides (`vlm.length_groups=G` by default; an
+arm's overrides are joined by ";"), built by `prepare` (the same seed: the same batches at the same
+steps, and the same model where the arms' settings leave it so), trained with the loop's
+`train_step` (data work included). Weights start fresh (`vlm.vision_init` and `vlm.init_from`
+cleared, so it runs on a machine without the CLIP run; step time does not depend on the weights'
+values). Arms alternate in windows of `--window` steps over `--rounds` rounds, each arm going on
+from its own last step (so every arm trains the same steps); the first window of each arm is
+warm-up. Reported: median seconds per step, the share of the tokens run that are real (not
+padding), and the largest difference between each arm's loss and the first arm's at the same step
+(length groups: float rounding only, the parts' losses add up to the batch's; settings that change
+the loss show by how much). Writes benchmarks/results/length_groups-<stage>.json, or
+`<name>-<stage>.json` with `--name` (not with --smoke).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recipe", default="recipes/llava-clip-scenes-staged.yaml")
     p.add_argument("--stage", default="mix", help="the stage's name (a recipe without stages: ignored)")
     p.add_argument("--groups", default="1,2,3", help="vlm.length_groups values, comma-separated")
+    p.add_argument("--arms", nargs="+", help="arms as overrides joined by ';' (instead of --groups)")
+    p.add_argument("--name", default="length_groups", help="the results file's name before the stage")
     p.add_argument("--window", type=int, default=5, help="steps per timed window")
     p.add_argument("--rounds", type=int, default=4, help="windows per arm (the first is warm-up)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -47,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def stage_config(args: argparse.Namespace, groups: int, out_dir: str):
-    overrides = [f"train.out_dir={out_dir}", "vlm.vision_init=", f"vlm.length_groups={groups}"]
+def stage_config(args: argparse.Namespace, arm: str, out_dir: str):
+    overrides = [f"train.out_dir={out_dir}", "vlm.vision_init=", *arm.split(";")]
     if args.smoke:
         overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8"]
     cfg = load_config(args.recipe, overrides)
@@ -58,7 +66,7 @@ def stage_config(args: argparse.Namespace, groups: int, out_dir: str):
     cfg = named.get(args.stage, cfg)
     if args.smoke:  # the smoke model is 1 layer deep: the staged recipe's grounding head reads layer 2
         cfg = dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, grounding_layer=-1))
-    return dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, init_from="", length_groups=groups))
+    return dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, init_from=""))
 
 
 def real_share(run, step: int) -> float:
@@ -95,26 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         args.window, args.rounds = 2, 2
     load_before = os.getloadavg()[0]
     peak = matmul_peak()[0]
-    groups = [int(g) for g in args.groups.split(",")]
+    names = args.arms or [f"vlm.length_groups={g}" for g in args.groups.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {g: prepare(stage_config(args, g, f"{tmp}/g{g}")) for g in groups}
-        shares = {g: statistics.mean(real_share(runs[g], s) for s in range(8)) for g in groups}
+        runs = {a: prepare(stage_config(args, a, f"{tmp}/arm{k}")) for k, a in enumerate(names)}
+        shares = {a: statistics.mean(real_share(runs[a], s) for s in range(8)) for a in names}
         windows, losses = time_arms(args, runs)
-    base = groups[0]
+    base = names[0]
     arms = {}
-    for g in groups:
-        median = statistics.median(windows[g])
-        diff = max(abs(a - b) for a, b in zip(losses[g], losses[base]))
-        arms[str(g)] = {
+    for a in names:
+        median = statistics.median(windows[a])
+        diff = max(abs(x - y) for x, y in zip(losses[a], losses[base]))
+        arms[a] = {
             "s_per_step": median,
-            "windows": windows[g],
-            "real_token_share": shares[g],
+            "windows": windows[a],
+            "real_token_share": shares[a],
             "speedup_vs_first": statistics.median(windows[base]) / median,
             "max_loss_difference_vs_first": diff,
         }
         print(
-            f"length_groups={g}: {median:.3f} s/step, real tokens {shares[g]:.1%}, "
-            f"x{arms[str(g)]['speedup_vs_first']:.2f} vs {base}, max |loss diff| {diff:.2e}"
+            f"{a}: {median:.3f} s/step, real tokens {shares[a]:.1%}, "
+            f"x{arms[a]['speedup_vs_first']:.2f} vs {base}, max |loss diff| {diff:.2e}"
         )
     if args.smoke:
         return 0
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "fp32_mm_peak_gflops": peak,
         "arms": arms,
     }
-    write_results(f"length_groups-{args.stage}", result)
+    write_results(f"{args.name}-{args.stage}", result)
     return 0
 
 

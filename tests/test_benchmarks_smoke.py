@@ -336,7 +336,7 @@ def test_time_to_accuracy_merges_seeds_run_apart_into_one_results_file(tmp_path)
 def test_length_groups_smoke():
     out = run_smoke("length_groups.py")
     rows = re.findall(
-        r"length_groups=(\d): [\d.]+ s/step, real tokens ([\d.]+)%, .* max \|loss diff\| (\S+)", out
+        r"vlm.length_groups=(\d): [\d.]+ s/step, real tokens ([\d.]+)%, .* max \|loss diff\| (\S+)", out
     )
     shares = {int(g): float(share) for g, share, _ in rows}
     assert sorted(shares) == [1, 2, 3]

@@ -197,6 +197,11 @@ def _check_llava_exportable(model, cfg) -> None:
         )
     if v.peft not in ("none", "lora"):
         raise ValueError(f"export to LLaVA: {v.peft!r} tuning adds virtual tokens LLaVA has no place for")
+    if v.data_vocabulary:
+        raise ValueError(
+            "export to LLaVA: vlm.data_vocabulary limits what the model says to its data's tokens; "
+            "LLaVA's head scores every token (its other rows were never trained)"
+        )
 
 
 def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:

@@ -179,6 +179,10 @@ class VLMConfig:
     # Training: the LM head runs only where the next token is an answer token (the same loss, less
     # work where the vocabulary is large: gpt-tiny-words' 30k words, SmolLM2's 49k)
     logits_at_answers: bool = False
+    # The LM head scores only the tokens of the training data's texts (with logits_at_answers:
+    # training's softmax runs over those, a few hundred instead of a pretrained tokenizer's tens of
+    # thousands); generation picks among them too. Kept with the model (models/vocabulary_head.py)
+    data_vocabulary: bool = False
     connector: str = "mlp2x_gelu"  # linear | mlp2x_gelu | merge2x2_mlp | qformer | resampler | gated_xattn
     connector_positions: bool = False  # linear / mlp2x_gelu / merge2x2_mlp: a learned embedding per token
     # linear / mlp2x_gelu / merge2x2_mlp: each grid feature gets its fixed 2-D sin-cos coordinates

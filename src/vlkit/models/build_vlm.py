@@ -25,6 +25,7 @@ from vlkit.models.connectors import CONNECTORS, build_connector
 from vlkit.models.language_models import IMAGE_TOKEN
 from vlkit.models.registry import build_image_tower, build_language_model, from_scratch, save_tower_files
 from vlkit.models.vlm import GenerativeVLM
+from vlkit.models.vocabulary_head import VocabularyHead, add_vocabulary_head, data_vocabulary
 
 
 def check_vlm_config(cfg: Config) -> None:
@@ -39,6 +40,11 @@ def check_vlm_config(cfg: Config) -> None:
         raise ValueError(
             "vlm.logits_at_answers: prompt tuning puts virtual tokens before the text, so the answer "
             "positions move; use it with vlm.peft none, lora or prefix"
+        )
+    if v.data_vocabulary and not v.logits_at_answers:
+        raise ValueError(
+            "vlm.data_vocabulary: set vlm.logits_at_answers too (the head's smaller softmax is "
+            "what makes it faster, and answer positions are where it runs)"
         )
     unknown = set(v.tasks) - {"caption", "vqa"}
     if unknown:
@@ -73,7 +79,29 @@ def build_vlm(
     else:
         torch.manual_seed(cfg.train.seed)
         model = _parts(cfg, texts, saved)
+    _vocabulary_head(model, cfg, texts, saved)
     return adapt(model, cfg)
+
+
+def _vocabulary_head(
+    model: GenerativeVLM, cfg: Config, texts: Iterable[str] | None, saved: Path | None
+) -> None:
+    """`vlm.data_vocabulary`: the LM's head scores the data's tokens only (a saved model's own
+    vocabulary is read with its weights; stage 2 keeps stage 1's)."""
+    lm = model.base_language_model()
+    has = isinstance(lm.get_output_embeddings(), VocabularyHead)
+    if has and not cfg.vlm.data_vocabulary:
+        raise ValueError(
+            f"vlm.init_from={cfg.vlm.init_from!r} was trained with vlm.data_vocabulary; set it here too"
+        )
+    if has or not cfg.vlm.data_vocabulary:
+        return
+    if saved is None and texts is None:
+        raise ValueError("vlm.data_vocabulary: a new model needs the training data's texts")
+    vocabulary = (
+        torch.zeros(0, dtype=torch.long) if saved is not None else data_vocabulary(model.tokenizer, texts)
+    )
+    add_vocabulary_head(lm, vocabulary)
 
 
 def _parts(

@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 from vlkit.config import VLMConfig
 from vlkit.models.grounding import GroundingHead
 from vlkit.models.language_models import IMAGE_TOKEN
+from vlkit.models.vocabulary_head import VocabularyHead
 
 
 def answer_positions(labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -144,18 +145,30 @@ class GenerativeVLM(nn.Module):
         grounding = self.grounding_head is not None and grounding_labels is not None
         with self._media(image_embeds):
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+            head = contextlib.nullcontext()
             if labels is not None and self.cfg.logits_at_answers:
                 extra |= answer_positions(labels)
-            out = self.language_model(
-                inputs_embeds=embeds,
-                attention_mask=attention_mask,
-                labels=labels,
-                output_hidden_states=grounding,
-                **extra,
-            )
+                head = self._answer_head(extra)
+            with head:
+                out = self.language_model(
+                    inputs_embeds=embeds,
+                    attention_mask=attention_mask,
+                    labels=labels,
+                    output_hidden_states=grounding,
+                    **extra,
+                )
         if grounding:
             self._add_grounding(out, grounding_positions, grounding_labels)
         return out
+
+    def _answer_head(self, extra: dict) -> contextlib.AbstractContextManager:
+        """`vlm.data_vocabulary`: the head's logits over its vocabulary only, the targets as its
+        columns (`extra`'s shift_labels, rewritten); else nothing changes."""
+        head = self.base_language_model().get_output_embeddings()
+        if not isinstance(head, VocabularyHead):
+            return contextlib.nullcontext()
+        extra["shift_labels"] = head.positions(extra["shift_labels"], self.tokenizer)
+        return head.subset()
 
     def _add_grounding(self, out, positions: torch.Tensor, labels: torch.Tensor) -> None:
         """The `vlm.grounding_weight` term, added to out.loss (see `forward`)."""

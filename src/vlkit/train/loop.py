@@ -214,6 +214,11 @@ def check_shardable(cfg: Config) -> None:
             "train.distributed: fsdp cannot fill vlm.feature_cache (it runs the vision tower outside "
             "the model's forward, where FSDP has not gathered it); set vlm.feature_cache=''"
         )
+    if cfg.vlm.data_vocabulary:
+        raise ValueError(
+            "train.distributed: fsdp with vlm.data_vocabulary is not supported (its head indexes "
+            "rows of a weight FSDP shards); use ddp"
+        )
 
 
 def prepare(cfg: Config) -> Run:
