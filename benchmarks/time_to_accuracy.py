@@ -30,6 +30,7 @@ and a PNG of the curves.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -312,9 +313,10 @@ def merge(parts: list[dict], names: list[str]) -> dict:
     each part's environment kept (its commit, date, load and fp32 peak, which scales its minutes)."""
     first = parts[0]
     for name, part in zip(names, parts, strict=True):
-        for key in ("recipe", "kind", "overrides"):
+        for key in ("recipe", "kind"):
             if part[key] != first[key]:
                 raise SystemExit(f"--merge: {name} has {key} {part[key]!r}, {names[0]} has {first[key]!r}")
+        same_training(part, name, first, names[0])
         if "control" in part:
             raise SystemExit(f"--merge: {name} has a control run; merge only vlkit runs")
     seeds = [s for part in parts for s in part["vlkit"]["seeds"]]
@@ -324,11 +326,50 @@ def merge(parts: list[dict], names: list[str]) -> dict:
     peaks = [p["environment"]["fp32_mm_peak_gflops"] for p in parts for _ in p["vlkit"]["curves"]]
     result = {k: first[k] for k in ("recipe", "kind", "overrides", "chance")}
     result["environment"] = {
-        "merged": [p["environment"] | {"file": Path(n).name} for p, n in zip(parts, names)]
+        "merged": [
+            p["environment"] | {"file": Path(n).name, "overrides": p["overrides"]}
+            for p, n in zip(parts, names)
+        ]
     }
     result["vlkit"] = {"seeds": seeds, "curves": runs, "final": summarise(runs, peaks, first["kind"])}
     print(json.dumps(result["vlkit"]["final"], indent=1))
     return result
+
+
+def same_training(part: dict, name: str, first: dict, first_name: str) -> None:
+    """Parts with different overrides merge when the recipe at each one's commit, with its
+    overrides, trains the same config (a setting given by --set then, written into the recipe
+    later); else, or when that cannot be read, the merge stops saying why."""
+    if part["overrides"] == first["overrides"]:
+        return
+    why = f"--merge: {name} has overrides {part['overrides']!r}, {first_name} has {first['overrides']!r}"
+    try:
+        same = trained_config(part) == trained_config(first)
+    except (OSError, ValueError, subprocess.CalledProcessError) as e:
+        raise SystemExit(f"{why}; their recipes could not be read at their commits to compare ({e})") from e
+    if not same:
+        raise SystemExit(f"{why}: the recipes at their commits with them train different configs")
+
+
+def trained_config(part: dict) -> list[dict]:
+    """The configs a one-seed part trained (one per stage): recipes/<its recipe> as of its commit
+    with its overrides, as dicts without what runs of one recipe may differ in (seed, folders,
+    threads)."""
+    commit = part["environment"].get("commit", "")
+    if not commit or "+" in commit:
+        raise ValueError(f"no clean commit recorded ({commit!r})")
+    show = ["git", "show", f"{commit}:recipes/{part['recipe']}"]
+    text = subprocess.run(show, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / part["recipe"]
+        path.write_text(text)
+        cfg = load_config(path, part["overrides"])
+    trained = [dataclasses.asdict(c) for _, c in stage_configs(cfg)] or [dataclasses.asdict(cfg)]
+    for k, c in enumerate(trained):
+        del c["train"]["seed"], c["train"]["out_dir"], c["train"]["threads"], c["stages"]
+        if k > 0:
+            del c["vlm"]["init_from"]  # the stage before's folder
+    return trained
 
 
 def plot(result: dict, path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def run_smoke(script: str, *args: str, threads: bool = True) -> str:
@@ -330,6 +331,29 @@ def test_time_to_accuracy_merges_seeds_run_apart_into_one_results_file(tmp_path)
     files[1].write_text(json.dumps(parts[0]))
     proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode != 0 and "a seed appears twice" in proc.stderr
+
+
+def test_time_to_accuracy_merges_different_overrides_only_where_they_train_the_same(tmp_path):
+    """A setting given by --set in one run and written into the recipe by a later commit trains
+    the same config: the recipe is read as of each part's commit (here both at HEAD, whose staged
+    recipe sets merge2x2_mlp itself), with its overrides applied to every stage."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    parts = [_results_part(1, [0.5, 0.92], 40.0, 100.0), _results_part(2, [0.6, 0.88], 60.0, 200.0)]
+    for part in parts:
+        part["environment"]["commit"] = head.stdout.strip()
+    parts[1]["overrides"] = ["vlm.connector=merge2x2_mlp"]
+    files = [tmp_path / "part0.json", tmp_path / "part1.json"]
+    for f, part in zip(files, parts, strict=True):
+        f.write_text(json.dumps(part))
+    cmd = [sys.executable, str(BENCHMARKS / "time_to_accuracy.py"), "--merge", *map(str, files)]
+    proc = subprocess.run([*cmd, "--name", "same", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = json.loads((tmp_path / "time_to_accuracy-same.json").read_text())["environment"]["merged"]
+    assert [m["overrides"] for m in merged] == [[], ["vlm.connector=merge2x2_mlp"]]
+    parts[1]["overrides"] = ["vlm.connector=mlp2x_gelu"]
+    files[1].write_text(json.dumps(parts[1]))
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "train different configs" in proc.stderr
 
 
 @pytest.mark.slow
