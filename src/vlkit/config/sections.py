@@ -210,8 +210,8 @@ class VLMConfig:
     question_noise: float = 0.0
     # Training conversations of several questions (scenes' QA): the short-answer instruction
     # ("Answer with a single word or number.": 8 tokens in each question turn) after the first
-    # question only, not after every one (LLaVA-1.5's practice); evaluation and `vlkit ask` send it
-    # with each question, as a first turn
+    # question only, not after every one (the default, as LLaVA-1.5's short-answer data has it);
+    # evaluation and `vlkit ask` send it with each question, as a first turn
     short_answer_once: bool = False
     feature_cache: str = ""  # frozen vision: cache features here (memory-mapped); "" = off
     # > 0: an auxiliary loss (this weight x cross-entropy) on an LM hidden state (`grounding_layer`)
