@@ -59,8 +59,8 @@ def oracle_in_prompts() -> Iterator[None]:
     def getitem(self, i):
         return get(self, i) | {"oracle": oracle_text(self.scene(i))}
 
-    def with_oracle(sample, tasks, rng, question_noise=0.0):
-        out = [dict(m) for m in messages(sample, tasks, rng, question_noise)]
+    def with_oracle(sample, tasks, rng, *options):
+        out = [dict(m) for m in messages(sample, tasks, rng, *options)]
         out[0]["content"] = out[0]["content"].replace("\n", "\n" + sample["oracle"] + " ", 1)
         return out
 
