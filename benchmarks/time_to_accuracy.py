@@ -354,7 +354,8 @@ def same_training(part: dict, name: str, first: dict, first_name: str) -> None:
 def trained_config(part: dict) -> list[dict]:
     """The configs a one-seed part trained (one per stage): recipes/<its recipe> as of its commit
     with its overrides, as dicts without what runs of one recipe may differ in (seed, folders,
-    threads)."""
+    threads). Read by this checkout's config code: a default changed in the code between the
+    parts' commits is not seen (each part's commit stays in the merged file)."""
     commit = part["environment"].get("commit", "")
     if not commit or "+" in commit:
         raise ValueError(f"no clean commit recorded ({commit!r})")
