@@ -145,11 +145,9 @@ class GenerativeVLM(nn.Module):
         grounding = self.grounding_head is not None and grounding_labels is not None
         with self._media(image_embeds):
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
-            head = contextlib.nullcontext()
             if labels is not None and self.cfg.logits_at_answers:
                 extra |= answer_positions(labels)
-                head = self._answer_head(extra)
-            with head:
+            with self._answer_head(extra):
                 out = self.language_model(
                     inputs_embeds=embeds,
                     attention_mask=attention_mask,
@@ -162,10 +160,11 @@ class GenerativeVLM(nn.Module):
         return out
 
     def _answer_head(self, extra: dict) -> contextlib.AbstractContextManager:
-        """`vlm.data_vocabulary`: the head's logits over its vocabulary only, the targets as its
-        columns (`extra`'s shift_labels, rewritten); else nothing changes."""
+        """`vlm.data_vocabulary` when the logits are computed at answer positions only: the head's
+        logits over its vocabulary, the targets as its columns (`extra`'s shift_labels, rewritten);
+        else nothing changes."""
         head = self.base_language_model().get_output_embeddings()
-        if not isinstance(head, VocabularyHead):
+        if "shift_labels" not in extra or not isinstance(head, VocabularyHead):
             return contextlib.nullcontext()
         extra["shift_labels"] = head.positions(extra["shift_labels"], self.tokenizer)
         return head.subset()
