@@ -8,7 +8,7 @@ from transformers import AutoModel
 from tests.conftest import make_tiny_vlm_cfg
 from vlkit.export import export_llava
 from vlkit.models.build import build_model, load_model, save_model
-from vlkit.models.question_reader import QuestionReader, user_words
+from vlkit.models.question_reader import QuestionReader, length_chunks, user_words
 from vlkit.models.registry import minilm_l6_dir
 
 
@@ -114,3 +114,39 @@ def test_turns_read_under_inference_mode_do_not_break_training_after(reader_mode
     trained.sum().backward()
     assert reader.sentence.weight.grad is not None
     torch.testing.assert_close(trained.detach(), evaluated.clone())
+
+
+def test_turns_are_encoded_in_batches_of_similar_length_and_read_as_alone():
+    turns = [tuple(range(n)) for n in (3, 20, 4, 19, 3, 12, 5)]
+    chunks = length_chunks(turns, padding=0.15)
+    assert sorted(t for c in chunks for t in c) == sorted(turns) and len(chunks) > 1
+    for chunk in chunks:
+        sizes = [len(t) + 2 for t in chunk]
+        assert sizes == sorted(sizes) and sum(sizes) >= 0.85 * len(sizes) * max(sizes)
+    assert length_chunks(turns, padding=1.0) == [sorted(turns, key=len)]
+
+
+def test_a_reader_of_the_same_encoder_folder_finds_the_turns_another_read(reader_model):
+    """A staged recipe's second stage builds a new reader: the turns the first read are not
+    encoded again. Several lengths in one read (batches of similar length) read as each alone."""
+    model, cfg = reader_model
+    tok = model.tokenizer
+    questions = ["is there a star?", "how many red circles are there in this picture, top or bottom?", "why?"]
+    ids = [chat(tok, [("user", q), ("assistant", "yes")]) for q in questions]
+    width = max(i.shape[1] for i in ids)
+    batch = torch.cat([torch.cat([torch.full((1, width - i.shape[1]), tok.pad_token_id), i], 1) for i in ids])
+    first = model.base_language_model().get_input_embeddings()
+    with torch.no_grad():
+        together = first(batch)
+        alone = [first(i)[0] for i in ids]
+    for row, i, want in zip(together, ids, alone, strict=True):
+        torch.testing.assert_close(row[width - i.shape[1] :], want, atol=1e-5, rtol=1e-5)
+    second = build_model(cfg).base_language_model().get_input_embeddings()
+    second.load_state_dict(first.state_dict())
+
+    def not_again(turns):
+        raise AssertionError(f"{len(turns)} turns encoded again")
+
+    second._encode = not_again
+    with torch.no_grad():
+        torch.testing.assert_close(second(batch), together)
