@@ -184,6 +184,31 @@ def test_stages_chain_and_command_line_overrides_win_in_every_stage(tmp_path):
         stage_configs(load_config(recipe))
 
 
+def test_a_stage_named_override_changes_that_stage_only_and_an_unknown_stage_is_named(tmp_path):
+    from vlkit.config import stage_configs
+
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(
+        "kind: generative\ntrain: {out_dir: runs/x, steps: 100}\n"
+        "stages:\n  - {name: align, set: ['train.steps=80']}\n  - {name: instruct, set: []}\n"
+    )
+    overrides = ["instruct:train.steps=7", "align:vlm.tasks=[vqa]", "train.lr=0.01"]
+    (_, align), (_, instruct) = stage_configs(load_config(recipe, overrides))
+    assert (align.train.steps, instruct.train.steps) == (80, 7)
+    assert align.vlm.tasks == ["vqa"] and instruct.vlm.tasks != ["vqa"]
+    assert align.train.lr == instruct.train.lr == 0.01
+    # in its stage, the override naming it wins over a plain one, in whatever order given
+    (_, align), _ = stage_configs(load_config(recipe, ["align:train.steps=3", "train.steps=2"]))
+    assert align.train.steps == 3
+    with pytest.raises(ConfigError, match=r"no stage named 'mixx' \(the stages are align, instruct\)"):
+        load_config(recipe, ["mixx:train.steps=1"])
+    recipe.write_text("train: {steps: 5}\n")
+    with pytest.raises(ConfigError, match="this recipe has no stages"):
+        load_config(recipe, ["mix:train.steps=1"])
+    # a value holding ':' is a plain override
+    assert load_config(recipe, ["data.sources=[{kind: scenes}]"]).data.sources[0].kind == "scenes"
+
+
 def test_a_generative_first_stage_tokenizer_also_learns_the_later_stages_sources(tmp_path):
     """Later stages keep the first stage's tokenizer, so it learns their texts too; a contrastive
     curriculum is left as its figures were measured."""

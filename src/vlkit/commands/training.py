@@ -32,7 +32,7 @@ def train(
 
     Args:
         recipe: YAML recipe (default: the embedded defaults)
-        overrides: override a config field, e.g. train.lr=3e-4 (repeatable)
+        overrides: override a config field, e.g. train.lr=3e-4, or one stage's, e.g. mix:train.steps=900 (repeatable)
         print_config: print the resolved config and exit
     """
     from vlkit.config import load_config, save_config

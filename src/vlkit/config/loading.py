@@ -159,7 +159,8 @@ def load_config(
     path: str | Path | None = None, overrides: list[str] = (), defaults: dict | None = None
 ) -> Config:
     """Reads a recipe (or the defaults when `path` is None: `Config`'s, with `defaults`' keys, e.g.
-    `{"stages": default_stages()}`) and applies overrides."""
+    `{"stages": default_stages()}`) and applies overrides: `key=value` to the config and every
+    stage, `STAGE:key=value` to the stage named STAGE only."""
     data: dict = yaml.safe_load(yaml.safe_dump(defaults)) if defaults and path is None else {}
     if path is not None:
         path = Path(path)
@@ -169,18 +170,33 @@ def load_config(
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    staged = [o for o in overrides if ":" in o.split("=", 1)[0]]  # STAGE:key=value
+    overrides = [o for o in overrides if o not in staged]
     for assignment in overrides:
         apply_override(data, assignment)
     # Overrides win in every stage too: a stage's own `set` would otherwise undo them.
     for stage in data.get("stages") or []:
         if isinstance(stage, dict):
             stage["set"] = [*stage.get("set", []), *overrides]
+    _stage_overrides(data.get("stages") or [], staged)
     try:
         cfg = config_from_dict(data)
         check_ranges(cfg)
         return cfg
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def _stage_overrides(stages: list, staged: list[str]) -> None:
+    """`STAGE:key=value` overrides go last into the named stage's `set` (that stage only)."""
+    named = {s.get("name"): s for s in stages if isinstance(s, dict)}
+    for assignment in staged:
+        name, override = assignment.split(":", 1)
+        if name.strip() not in named:
+            where = f"the stages are {', '.join(map(str, named))}" if named else "this recipe has no stages"
+            raise ConfigError(f"override {assignment!r}: no stage named {name.strip()!r} ({where})")
+        stage = named[name.strip()]
+        stage["set"] = [*stage.get("set", []), override]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
