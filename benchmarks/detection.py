@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 from common import SMOKE_MODEL, run_info, write_results
-from train_throughput import matmul_peak
 from trained import ROOT, train_recipe
 
 from vlkit.eval.run import run_eval
+from vlkit.train.machine import matmul_peak
 
 SMOKE = [*SMOKE_MODEL, "model.image_size=32", "data.image_size=32", "train.steps=3", "train.batch_size=4"]
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 from common import run_info, write_results
-from train_throughput import matmul_peak
 from trained import ROOT, train_recipe
 
 from vlkit.api import load
@@ -44,6 +43,7 @@ from vlkit.data.scenes import COLOR_NAMES, SHAPES, Scenes, ScenesConfig
 from vlkit.eval import contrastive, fusion
 from vlkit.eval.embedded import scene_benchmarks
 from vlkit.eval.result import flat_scores
+from vlkit.train.machine import matmul_peak
 
 SMOKE = [
     "model.width=16", "model.layers=1", "model.heads=2", "model.vocab_size=512", "model.embed_dim=8",

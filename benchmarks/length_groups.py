@@ -34,11 +34,12 @@ import time
 
 import torch
 from common import SMOKE_VLM, run_info, write_results
-from train_throughput import matmul_peak, quiet_transformers
+from train_throughput import quiet_transformers
 
 from vlkit.config import load_config
 from vlkit.config.stages import stage_configs
 from vlkit.train.loop import prepare, train_step
+from vlkit.train.machine import matmul_peak
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

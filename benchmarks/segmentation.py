@@ -24,10 +24,10 @@ import time
 
 import torch
 from common import SMOKE_MODEL, run_info, write_results
-from train_throughput import matmul_peak
 from trained import ROOT, train_recipe
 
 from vlkit.eval.run import run_eval
+from vlkit.train.machine import matmul_peak
 
 TINY = [
     *SMOKE_MODEL,

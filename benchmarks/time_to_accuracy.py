@@ -44,7 +44,6 @@ from pathlib import Path
 
 import torch
 from common import SMOKE_MODEL, SMOKE_VLM
-from train_throughput import matmul_peak
 
 from vlkit.config import Config, load_config, stage_configs
 from vlkit.data import build_dataset
@@ -53,10 +52,10 @@ from vlkit.eval.during_training import training_evaluator
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.loop import lr_lambda, tokenizer_texts, train
+from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak
 from vlkit.train.objectives import ContrastiveObjective
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_GFLOPS = 250.0  # the reference machine: minutes are scaled to it
 # Chance for each score: 32-way top-1; Winoground text and image scores (2 captions x 2 images,
 # both right: 1/4 by a coin per image); group (all four comparisons consistent): 1/6.
 CHANCE = {"top1": 1 / len(ZERO_SHOT_CLASSES), "wino_text": 0.25, "wino_image": 0.25, "wino_group": 1 / 6}

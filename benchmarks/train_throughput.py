@@ -54,6 +54,7 @@ from vlkit.models.build import build_model
 from vlkit.models.kinds import TOKENIZER_SAMPLES
 from vlkit.train.batches import Batcher
 from vlkit.train.loop import lr_lambda, make_optimizer, train
+from vlkit.train.machine import matmul_peak
 from vlkit.train.objectives import ContrastiveObjective
 
 OVERHEAD_GOAL = 0.05
@@ -205,18 +206,6 @@ def fwd_bwd_seconds(cfg: Config, model: torch.nn.Module, batch: dict, reps: int)
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
     return statistics.median(wall[1:]), statistics.median(cpu[1:])
-
-
-def matmul_peak(n: int = 2048, reps: int = 5) -> tuple[float, float]:
-    """fp32 torch.mm GFLOP per wall second and per CPU second, best of `reps` each."""
-    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-    torch.mm(a, b, out=c)
-    wall, cpu = float("inf"), float("inf")
-    for _ in range(reps):
-        w, t = time.perf_counter(), time.process_time()
-        torch.mm(a, b, out=c)
-        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - t)
-    return 2 * n**3 / wall / 1e9, 2 * n**3 / max(cpu, 1e-9) / 1e9
 
 
 # --------------------------------------------------------------------------- main

@@ -51,13 +51,14 @@ from pathlib import Path
 import torch
 from common import SMOKE_VLM, run_info, write_results
 from torch.utils.flop_counter import FlopCounterMode
-from train_throughput import CPU_ATTENTION, StepClock, matmul_peak, quiet_transformers
+from train_throughput import CPU_ATTENTION, StepClock, quiet_transformers
 
 from vlkit.config import Config, load_config
 from vlkit.export import export_llava
 from vlkit.models.build import save_model
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.loop import lr_lambda, make_optimizer, prepare, train_step
+from vlkit.train.machine import matmul_peak
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llava-scenes.yaml"
 SPEEDUP_GOAL = 1.25

@@ -37,8 +37,9 @@ class TinyOverrides:
     """`--set` overrides that shrink the tour and the recipes to test size, as the CLI takes them."""
 
     tour: tuple[str, ...] = (*_TOWERS, *_RUN, "eval.num_images=32", "train.steps=3")  # the tour's CLIP
-    tour_generative: tuple[str, ...] = (  # the tour's VLM
+    tour_generative: tuple[str, ...] = (  # the tour's VLM (its grounding head reads the tiny LM's only layer)
         *_LM,
+        "vlm.grounding_layer=-1",
         "train.batch_size=8",
         "train.eval_every=0",
         "eval.num_images=4",

@@ -184,6 +184,27 @@ def test_stages_chain_and_command_line_overrides_win_in_every_stage(tmp_path):
         stage_configs(load_config(recipe))
 
 
+def test_the_staged_vlm_recipe_documents_the_tours_vlm():
+    """The tour's generative step (`vlkit.tour.GENERATIVE`, on the embedded defaults) trains what
+    recipes/llava-clip-scenes-staged.yaml trains, stage by stage."""
+    from vlkit.config import stage_configs
+    from vlkit.tour import GENERATIVE
+
+    paths = ["train.out_dir=runs/x", "vlm.vision_init=runs/clip"]
+    recipe = stage_configs(load_config(ROOT / "recipes" / "llava-clip-scenes-staged.yaml", paths))
+    tour = stage_configs(load_config(None, paths, defaults=GENERATIVE))
+    assert [name for name, _ in recipe] == [name for name, _ in tour] == ["grounding", "mix"]
+    for (name, want), (_, got) in zip(recipe, tour, strict=True):
+        assert got == want, {
+            (name, section): {
+                k: (v, getattr(getattr(want, section), k))
+                for k, v in dataclasses.asdict(getattr(got, section)).items()
+                if dataclasses.asdict(getattr(want, section))[k] != v
+            }
+            for section in ("model", "vlm", "data", "train", "eval")
+        }
+
+
 def test_a_stage_named_override_changes_that_stage_only_and_an_unknown_stage_is_named(tmp_path):
     from vlkit.config import stage_configs
 

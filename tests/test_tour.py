@@ -28,7 +28,11 @@ def test_tour_trains_evaluates_and_reports(tmp_path, capsys, tiny_overrides):
     printed = capsys.readouterr().out
     assert "zero-shot" in printed and "Winoground" in printed and str(report) in printed
     assert "held-out VQA exact match" in printed and "  Q: " in printed
-    assert "](../llava/plots/loss.png)" in markdown
+    assert "fp32 torch.mm peak is" in printed and "the tour all told" in printed
+    assert result["fp32 torch.mm peak (GFLOP/s)"] > 0
+    # the VLM trains in two stages too (tour/llava/grounding, then tour/llava/mix): both stages' plots
+    assert "](../llava/grounding/plots/loss.png)" in markdown and "](../llava/mix/plots/loss.png)" in markdown
+    assert result["generative model"].startswith(str(tmp_path / "tour" / "llava" / "mix"))
 
     # a rerun resumes both runs: no training, the same scores
     again = run_tour(str(tmp_path / "tour"), overrides, progress=False, generative_overrides=generative)

@@ -1,18 +1,22 @@
 """The main job: train the default contrastive recipe on scenes (the defaults in the curriculum
-`vlkit.config.default_stages`: colour × shape, then binding), evaluate it; then a short
-LLaVA-style generative model whose vision tower starts from that CLIP tower answers questions
-about held-out scenes; one report for both, written by `vlkit eval`'s `run_eval`: every task a
-dual encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by crops) with
-breakdowns, plots and per-sample predictions, plus the VLM's held-out VQA and caption coverage
-(its own `vlkit eval` report is in `<run>/llava/eval-scenes`).
+`vlkit.config.default_stages`: colour × shape, then binding), evaluate it; then a LLaVA-style
+generative model on that CLIP's frozen tower (`GENERATIVE`: recipes/llava-clip-scenes-staged.yaml's
+two stages) answers questions about held-out scenes; one report for both, written by `vlkit
+eval`'s `run_eval`: every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground,
+grounding by crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out
+VQA and caption coverage (its own `vlkit eval` report is in `<run>/llava/eval-scenes`).
 
-`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network.
+`vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network. It prints
+this machine's fp32 `torch.mm` peak and its minutes, also scaled to a 250 GFLOP/s machine.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+
+import torch
 
 from vlkit.config import default_stages, load_config, stage_configs
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
@@ -20,25 +24,64 @@ from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes
 from vlkit.eval.embedded import held_out_scenes
 from vlkit.eval.result import RETRIEVAL_CHANCE, flat_scores
 from vlkit.eval.run import run_eval
-from vlkit.train.checkpoint import latest_checkpoint
-from vlkit.train.loop import train, train_stages
+from vlkit.models.folders import resolve_model_dir
+from vlkit.train.loop import train_stages
+from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
 
-# The generative step: recipes/llava-scenes.yaml's model (the defaults' vit-tiny → mlp2x_gelu →
-# gpt-tiny), its vision tower the tour's CLIP tower, frozen, as LLaVA keeps CLIP's. Frozen, the
-# tower is cheaper per step and its shape features are not worn down by gradients from a language
-# model that cannot use them yet; twice the steps of the trainable-tower tour (figures: README.md,
-# from benchmarks/results/tour-result.json).
-GENERATIVE = [
-    "kind=generative",
-    "train.batch_size=64",
-    "train.lr=0.001",
-    "train.warmup_steps=30",
-    "vlm.freeze_vision=true",
-    # every caption style and 1-3 objects (not the CLIP's mix); questions in many wordings, so the
-    # model learns which words carry a question instead of keying on a few templates
-    "data.sources=[{kind: scenes, question_wordings: varied}]",
-]
-GENERATIVE_STEPS = 600
+# The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_tour.py checks that the
+# two train the same), on the tour's CLIP tower, frozen as LLaVA keeps CLIP's: a from-scratch
+# Llama reading its questions through the packaged MiniLM, first on where things are (with a head
+# naming each named object's cell), then on captions and questions in varied wordings. Why each
+# setting: the recipe's header and benchmarks/README.md.
+_GROUNDING = {
+    "kind": "scenes",
+    "min_objects": 2,
+    "question_wordings": "varied",
+    "position_questions": True,
+    "question_types": ["position", "relation"],
+}
+GENERATIVE = {
+    "kind": "generative",
+    "vlm": {
+        "freeze_vision": True,
+        "language_model": "gpt-tiny-reader",
+        "logits_at_answers": True,
+        "data_vocabulary": True,
+        "lm_width": 128,
+        "lm_layers": 4,
+        "lm_heads": 4,
+        "max_length": 192,
+        "length_groups": 3,
+        "short_answer_once": True,
+        "connector": "merge2x2_mlp",
+        "connector_coordinates": True,
+        "tasks": ["caption", "vqa"],
+    },
+    "data": {"sources": [{"kind": "scenes", "question_wordings": "varied"}, _GROUNDING]},
+    "train": {
+        "steps": 1200,
+        "batch_size": 64,
+        "lr": 0.001,
+        "warmup_steps": 30,
+        "eval_every": 300,
+        "save_every": 300,
+    },
+    "eval": {"num_images": 128},
+    "stages": [
+        {
+            "name": "grounding",
+            "set": [
+                f"data.sources=[{json.dumps(_GROUNDING)}]",
+                "vlm.tasks=[vqa]",
+                "vlm.lm_init_std=0.06",
+                "vlm.grounding_weight=1",
+                "vlm.grounding_layer=2",
+                "train.steps=600",
+            ],
+        },
+        {"name": "mix", "set": []},
+    ],
+}
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
 TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
@@ -56,16 +99,23 @@ def run_tour(
         import shutil
 
         shutil.rmtree(run)
+    peak = matmul_peak()[0]
+    print(
+        f"vlkit tour: this machine's fp32 torch.mm peak is {peak:.0f} GFLOP/s at {torch.get_num_threads()} "
+        f"threads (minutes below are also scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine)"
+    )
     print(f"vlkit tour: training a CLIP-style dual encoder from scratch on procedural scenes → {run}")
     stages = stage_configs(cfg)
     print(
         f"  {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps × {cfg.train.batch_size} "
         f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss"
     )
-    started = time.perf_counter()
+    tour_started = started = time.perf_counter()
     clip = train_stages(cfg, evaluate=evaluate_scenes, progress=progress)  # the last stage's run
     minutes = (time.perf_counter() - started) / 60
-    generative, generative_minutes = run_generative_step(clip, run, overrides, generative_overrides, progress)
+    generative, generative_minutes, vlm_stages = run_generative_step(
+        clip, run, overrides, generative_overrides, progress
+    )
     # one report for both, written by `vlkit eval`'s run_eval: the CLIP's tasks, the VLM's scores
     result = run_eval(
         str(clip),
@@ -76,59 +126,56 @@ def run_tour(
         model_card=True,
         title="vlkit tour: CLIP and a LLaVA-style VLM on scenes",
         extra_details={
-            "generative model": str(latest_checkpoint(run / "llava")),
+            "generative model": str(resolve_model_dir(vlm_stages[-1])),
             "generative tasks": [f"scenes/{t}" for t in GENERATIVE_TASKS],
             "training minutes (this session)": round(minutes, 2),
             "generative training minutes (this session)": round(generative_minutes, 2),
+            "fp32 torch.mm peak (GFLOP/s)": round(peak),
         },
-        extra_plots=sorted((clip / "plots").glob("*.png")) + sorted((run / "llava" / "plots").glob("*.png")),
+        extra_plots=[p for folder in (clip, *vlm_stages) for p in sorted((folder / "plots").glob("*.png"))],
         extra_metrics={f"llava_{k}": v for k, v in generative.items()},
     )
     scores = result["metrics"]
     _print_contrastive(scores, result["results"])
     print(f"report: {result['report']}   plots: {clip / 'plots'}   model: {result['model']}")
+    all_told = (time.perf_counter() - tour_started) / 60
+    spent = {"CLIP training": minutes, "VLM training": generative_minutes, "the tour all told": all_told}
+    print(
+        f"minutes (this session; scaled to {REFERENCE_GFLOPS:.0f} GFLOP/s): "
+        + ", ".join(f"{k} {v:.1f} ({scaled_minutes(v, peak):.1f})" for k, v in spent.items())
+    )
     return scores
 
 
 def run_generative_step(
     clip: Path, run: Path, overrides: list[str], generative_overrides: list[str], progress: bool
-) -> tuple[dict, float]:
-    """Trains the generative model (in `run`/llava) from the CLIP run's tower, scores it, shows a
-    few answers."""
+) -> tuple[dict, float, list[Path]]:
+    """Trains the generative model's stages (in `run`/llava) from the CLIP run's tower, scores it,
+    shows a few answers. → (its scores, training minutes, its stages' run folders)"""
     # the shared sizes (model.*, data.*) of the tour's overrides apply to both models
     shared = [o for o in overrides if o.startswith(("model.", "data."))]
-    cfg = load_config(
-        None,
-        [
-            *GENERATIVE,
-            f"train.steps={GENERATIVE_STEPS}",
-            f"train.out_dir={run / 'llava'}",
-            f"vlm.vision_init={clip}",
-            *shared,
-            *generative_overrides,
-        ],
-    )
+    extra = [f"train.out_dir={run / 'llava'}", f"vlm.vision_init={clip}", *shared, *generative_overrides]
+    cfg = load_config(None, extra, defaults=GENERATIVE)
+    stages = stage_configs(cfg)
     print()
     print(
-        f"vlkit tour: a LLaVA-style VLM ({cfg.model.image_encoder} from the CLIP run → {cfg.vlm.connector} → ",
-        end="",
-    )
-    print(
-        f"{cfg.vlm.language_model}), {cfg.train.steps} steps of captions and questions → {cfg.train.out_dir}"
+        f"vlkit tour: a LLaVA-style VLM ({cfg.model.image_encoder} from the CLIP run → {cfg.vlm.connector} → "
+        f"{cfg.vlm.language_model}), {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps "
+        f"× {cfg.train.batch_size} conversations → {cfg.train.out_dir}"
     )
     started = time.perf_counter()
-    train(cfg, progress=progress)  # scored once below (also when a rerun resumes a finished run)
+    last = train_stages(cfg, progress=progress)  # scored once below (also when a rerun resumes)
     minutes = (time.perf_counter() - started) / 60
     import vlkit
 
-    model = vlkit.load(latest_checkpoint(cfg.train.out_dir))
+    model = vlkit.load(resolve_model_dir(last))
     # `vlkit eval runs/tour/llava --task vqa` and `--task caption-coverage`: what training-time eval runs
     result = run_eval(
         model, "scenes", task=GENERATIVE_TASKS, out_dir=str(run / "llava" / "eval-scenes"), progress=progress
     )
     scores = flat_scores(result["results"])
-    _print_generative(model, cfg, scores)
-    return scores, minutes
+    _print_generative(model, stages[-1][1], scores)
+    return scores, minutes, [Path(s.train.out_dir) for _, s in stages]
 
 
 def _print_generative(model, cfg, scores: dict) -> None:
