@@ -357,6 +357,21 @@ def test_time_to_accuracy_merges_different_overrides_only_where_they_train_the_s
 
 
 @pytest.mark.slow
+def test_question_reader_speed_smoke():
+    out = run_smoke("question_reader_speed.py")
+    rows = re.findall(
+        r"(\w+): ([\d.]+) turns/step; encoded per step: own cache ([\d.]+), shared ([\d.]+); "
+        r"real tokens: one batch ([\d.]+)%, similar lengths ([\d.]+)%",
+        out,
+    )
+    assert [r[0] for r in rows] == ["grounding", "mix"], out
+    (_, _, own_g, shared_g, *_), (_, turns_m, own_m, shared_m, one, similar) = rows
+    assert float(own_g) == float(shared_g)  # the first stage: both caches start empty
+    assert float(shared_m) <= float(own_m) <= float(turns_m)  # a shared cache never encodes more
+    assert float(one) <= float(similar)  # batches of similar length run no more padding
+
+
+@pytest.mark.slow
 def test_length_groups_smoke():
     out = run_smoke("length_groups.py")
     rows = re.findall(

@@ -109,17 +109,23 @@ class QuestionReader(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         embeds = self.words(input_ids)  # (B, T, width)
-        mask, turn = user_words(input_ids, self.turn_start, self.user, len(self.words.table), self.pad)
-        if not mask.any():
+        mask, turns = self.user_turns(input_ids)
+        if not turns:
             return embeds
-        # Each user turn's word ids, in row-major order: `turn` never decreases along a row, so
-        # the masked positions of one (row, turn) are consecutive.
-        rows = torch.arange(input_ids.shape[0], device=input_ids.device).unsqueeze(1)
-        _, lengths = (rows * input_ids.shape[1] + turn)[mask].unique_consecutive(return_counts=True)
-        turns = [tuple(t.tolist()) for t in input_ids[mask].split(lengths.tolist())]
         states = self._read(turns)
         read = torch.cat([self.tokens(s) + self.sentence(m) for s, m in states])  # (N, width)
         return embeds.masked_scatter(mask.unsqueeze(-1), read.to(embeds.dtype))
+
+    def user_turns(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """input_ids: int64[B, T] → (bool[B, T]: the user turns' word tokens (`user_words`), each
+        user turn's word ids in row-major order)."""
+        mask, turn = user_words(input_ids, self.turn_start, self.user, len(self.words.table), self.pad)
+        if not mask.any():
+            return mask, []
+        # `turn` never decreases along a row, so the masked positions of one (row, turn) are consecutive
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device).unsqueeze(1)
+        _, lengths = (rows * input_ids.shape[1] + turn)[mask].unique_consecutive(return_counts=True)
+        return mask, [tuple(t.tolist()) for t in input_ids[mask].split(lengths.tolist())]
 
     @torch.no_grad()
     def _read(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
