@@ -8,11 +8,12 @@ at the same steps). At every step, the user turns no earlier step read are what 
 encode (its cache holds the rest; the cache's cap is far above what a run fills, which is checked).
 Two cache policies are counted: one cache for every stage (vlkit now: the readers of one encoder
 folder share it) and each stage its own (before: the second stage's new reader started empty).
-Every `--every`-th step, the turns missing under the shared policy are encoded both ways, in
-alternating order: as one batch padded to its longest turn (before) and in batches of similar
-length (`length_chunks`, vlkit now), and timed; the mean over those steps estimates the seconds per
-training step each way. Reported per stage: turns per step, turns encoded per step under each
-policy, the real-token share of each batching, and the seconds per step each way.
+Every `--every`-th step, three arms encode what they would miss there, in rotating order, timed:
+before (each stage its own cache, its misses as one batch padded to the longest turn), the shared
+cache's misses as one batch, and now (the shared cache's misses in batches of similar length,
+`length_chunks`); the mean over those steps estimates each arm's seconds per training step.
+Reported per stage: turns per step, turns encoded per step under each policy, the real-token share
+of each batching, and each arm's seconds per step.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from vlkit.config import load_config, stage_configs
 from vlkit.models.question_reader import CACHE_TURNS, PADDING, length_chunks
 from vlkit.train.loop import prepare
 from vlkit.train.machine import matmul_peak
+
+ARMS = ("before: own cache, one batch", "one cache, one batch", "now: one cache, similar lengths")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,34 +71,37 @@ def real_share(turns: list[tuple[int, ...]], padding: float) -> tuple[int, int]:
 
 
 def measure_stage(cfg, every: int, shared: set) -> dict:
-    """One stage's steps: turns, misses under both cache policies, encoding time both ways."""
+    """One stage's steps: turns, misses under both cache policies, each arm's encoding time."""
     run = prepare(cfg)
     reader = run.model.base_language_model().get_input_embeddings()
     own: set = set()
     turns_n = own_n = shared_n = 0
     tokens = {"one batch": [0, 0], "similar lengths": [0, 0]}
-    seconds: dict[str, list[float]] = {"one batch": [], "similar lengths": []}
+    seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for step in range(cfg.train.steps):
         batch = run.objective.collate(run.batcher.samples(step * cfg.train.grad_accum))
         _, turns = reader.user_turns(batch["input_ids"])
         missing = list(dict.fromkeys(t for t in turns if t not in shared))
+        own_missing = list(dict.fromkeys(t for t in turns if t not in own))
         turns_n += len(turns)
-        own_n += len({t for t in turns if t not in own})
+        own_n += len(own_missing)
         shared_n += len(missing)
         own.update(turns)
         shared.update(missing)
-        if step % every or not missing:
+        if step % every:
             continue
-        arms = [("one batch", 1.0), ("similar lengths", PADDING)]
-        for name, padding in arms if step // every % 2 else arms[::-1]:
-            seconds[name].append(encode_seconds(reader, missing, padding))
+        work = {ARMS[0]: (own_missing, 1.0), ARMS[1]: (missing, 1.0), ARMS[2]: (missing, PADDING)}
+        turn = step // every % len(ARMS)
+        for arm in ARMS[turn:] + ARMS[:turn]:
+            seconds[arm].append(encode_seconds(reader, *work[arm]) if work[arm][0] else 0.0)
+        for name, padding in (("one batch", 1.0), ("similar lengths", PADDING)):
             real, run_tokens = real_share(missing, padding)
             tokens[name][0] += real
             tokens[name][1] += run_tokens
     if len(shared) > CACHE_TURNS:
         raise SystemExit(f"{len(shared)} turns: above the reader's cache ({CACHE_TURNS}); counted as if kept")
     steps = cfg.train.steps
-    timed = len(seconds["one batch"])
+    timed = len(seconds[ARMS[0]])
     return {
         "steps": steps,
         "batch_size": cfg.train.batch_size,
@@ -106,7 +112,7 @@ def measure_stage(cfg, every: int, shared: set) -> dict:
         },
         "timed_steps": timed,
         "real_token_share": {k: r / max(t, 1) for k, (r, t) in tokens.items()},
-        "encode_seconds_per_timed_step": {k: statistics.fmean(v) if v else 0.0 for k, v in seconds.items()},
+        "encode_seconds_per_step": {k: statistics.fmean(v) if v else 0.0 for k, v in seconds.items()},
     }
 
 
@@ -123,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, cfg in stages(args, tmp):
             out[name] = measure_stage(cfg, 1 if args.smoke else args.every, shared)
             r = out[name]
-            t = r["encode_seconds_per_timed_step"]
+            t = r["encode_seconds_per_step"]
             print(
                 f"{name}: {r['turns_per_step']:.1f} turns/step; encoded per step: own cache "
                 f"{r['encoded_per_step']['each stage its own cache']:.1f}, shared "
                 f"{r['encoded_per_step']['one cache for every stage']:.1f}; real tokens: one batch "
                 f"{r['real_token_share']['one batch']:.1%}, similar lengths {r['real_token_share']['similar lengths']:.1%}; "
-                f"encode s per timed step: one batch {t['one batch']:.3f}, similar lengths {t['similar lengths']:.3f}",
+                f"encode s/step: " + ", ".join(f"{arm} {v:.3f}" for arm, v in t.items()),
                 flush=True,
             )
     if not args.smoke:
