@@ -28,7 +28,7 @@ from vlkit.models.folders import resolve_model_dir
 from vlkit.train.loop import train_stages
 from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
 
-# The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_tour.py checks that the
+# The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_config.py checks that the
 # two train the same), on the tour's CLIP tower, frozen as LLaVA keeps CLIP's: a from-scratch
 # Llama reading its questions through the packaged MiniLM, first on where things are (with a head
 # naming each named object's cell), then on captions and questions in varied wordings. Why each

@@ -130,15 +130,15 @@ class QuestionReader(nn.Module):
     @torch.no_grad()
     def _read(self, turns: list[tuple[int, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each turn → (float[L, E]: its words' states, float[E]: the turn's mean state)."""
-        missing = list(dict.fromkeys(t for t in turns if t not in self._cache))
+        cache = self._cache
+        missing = list(dict.fromkeys(t for t in turns if t not in cache))
         if not missing:
-            return [self._cache[t] for t in turns]
+            return [cache[t] for t in turns]
         read: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         for chunk in length_chunks(missing):
             read.update(zip(chunk, self._encode(chunk), strict=True))
         # Tensors made under inference_mode (evaluation, serving) cannot enter a training graph
         # later: those are used once, not cached.
-        cache = self._cache
         if not torch.is_inference_mode_enabled():
             if len(cache) + len(missing) > CACHE_TURNS:
                 cache.clear()
