@@ -52,7 +52,7 @@ from vlkit.eval.during_training import training_evaluator
 from vlkit.models.build import build_model
 from vlkit.train.batches import Batcher
 from vlkit.train.loop import lr_lambda, tokenizer_texts, train
-from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak
+from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
 from vlkit.train.objectives import ContrastiveObjective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +220,7 @@ def summarise(runs: list[list[dict]], peaks: list[float], kind: str) -> dict:
         if values:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             out[key] = {"mean": statistics.fmean(values), "sd": sd}
-    scaled = [p["train_minutes"] * peak / REFERENCE_GFLOPS for p, peak in zip(last, peaks, strict=True)]
+    scaled = [scaled_minutes(p["train_minutes"], peak) for p, peak in zip(last, peaks, strict=True)]
     out["train_minutes_at_250_gflops"] = statistics.fmean(scaled)
     out["images"] = last[0]["images"]
     key, goal = HEADLINE[kind]
@@ -238,7 +238,7 @@ def first_reach(points: list[dict], key: str, goal: float, peak: float) -> dict 
             return {
                 "images": p["images"],
                 "minutes": minutes,
-                "minutes_at_250": minutes * peak / REFERENCE_GFLOPS,
+                "minutes_at_250": scaled_minutes(minutes, peak),
             }
     return None
 
