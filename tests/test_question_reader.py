@@ -131,14 +131,20 @@ def test_a_reader_of_the_same_encoder_folder_finds_the_turns_another_read(reader
     encoded again. Several lengths in one read (batches of similar length) read as each alone."""
     model, cfg = reader_model
     tok = model.tokenizer
-    questions = ["is there a star?", "how many red circles are there in this picture, top or bottom?", "why?"]
+    questions = ["is there a star?", "how many red circles are there in this picture, top or bottom?"]
+    questions += ["why?", "is there a cat?"]  # the first and the last: one batch of similar length
     ids = [chat(tok, [("user", q), ("assistant", "yes")]) for q in questions]
     width = max(i.shape[1] for i in ids)
     batch = torch.cat([torch.cat([torch.full((1, width - i.shape[1]), tok.pad_token_id), i], 1) for i in ids])
     first = model.base_language_model().get_input_embeddings()
     with torch.no_grad():
-        together = first(batch)
-        alone = [first(i)[0] for i in ids]
+        first._cache.clear()
+        together = first(batch)  # every turn encoded now, in batches of similar length
+        alone = []
+        for i in ids:
+            first._cache.clear()
+            alone.append(first(i)[0])
+        first(batch)  # cached again
     for row, i, want in zip(together, ids, alone, strict=True):
         torch.testing.assert_close(row[width - i.shape[1] :], want, atol=1e-5, rtol=1e-5)
     second = build_model(cfg).base_language_model().get_input_embeddings()
