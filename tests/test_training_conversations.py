@@ -14,10 +14,13 @@ from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.generative import (
     IGNORE,
     GenerativeObjective,
+    chatml_segments,
     encode_conversation,
+    encode_conversations,
     length_groups,
     noisy_question,
     sample_messages,
+    template_segments,
 )
 
 TEXTS = ["a small red circle left of a large blue star.", "What color is the circle? red", "How many? 2"] * 20
@@ -43,6 +46,23 @@ def test_labels_cover_assistant_turns_only(tokenizer):
     assert all(lab in (IGNORE, t) for t, lab in zip(ids, labels))
     full = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
     assert tokenizer.decode([t for t in ids if t != image_id]) == full.replace("<image>", "")
+
+
+def test_chatml_written_out_renders_as_the_template_and_a_batch_encodes_as_each_alone(tokenizer):
+    # conversations of every shape training makes: a system turn, several questions, a last user turn
+    system = {"role": "system", "content": "Be brief."}
+    tail = {"role": "user", "content": "And the star?"}
+    conversations = [CONVERSATION, CONVERSATION[:2], [system, *CONVERSATION], [*CONVERSATION, tail]]
+    conversations.append(
+        [{"role": "user", "content": "<image>\n  spaced \n"}, {"role": "assistant", "content": " a b "}]
+    )
+    for messages in conversations:
+        assert chatml_segments(messages) == template_segments(tokenizer, messages)
+    together = encode_conversations(
+        tokenizer, conversations, 5, 200, [f"c{k}" for k in range(len(conversations))]
+    )
+    assert together == [encode_conversation(tokenizer, m, 5, 200, "c") for m in conversations]
+    assert together[3] == together[0] != together[1]  # a last question with no answer is not trained on
 
 
 def test_truncation_never_cuts_image_tokens_nor_trains_on_nothing(tokenizer):

@@ -113,8 +113,11 @@ class QuestionReader(nn.Module):
         if not turns:
             return embeds
         states = self._read(turns)
-        read = torch.cat([self.tokens(s) + self.sentence(m) for s, m in states])  # (N, width)
-        return embeds.masked_scatter(mask.unsqueeze(-1), read.to(embeds.dtype))
+        # one projection over every turn's words (a pair of them per turn: ~600 small matmuls a step)
+        words = self.tokens(torch.cat([s for s, _ in states]))  # (N, width)
+        lengths = torch.tensor([len(s) for s, _ in states], device=words.device)
+        means = self.sentence(torch.stack([m for _, m in states])).repeat_interleave(lengths, dim=0)
+        return embeds.masked_scatter(mask.unsqueeze(-1), (words + means).to(embeds.dtype))
 
     def user_turns(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
         """input_ids: int64[B, T] → (bool[B, T]: the user turns' word tokens (`user_words`), each

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vlkit.data.conversations import CAPTION_PROMPT, IMAGE_PLACEHOLDER, check_messages, vqa_prompt
+from vlkit.models.language_models import CHATML
 from vlkit.models.vlm import GenerativeVLM
 from vlkit.train.grounding import IGNORE, grounding_targets, pad_targets
 
@@ -80,6 +81,29 @@ def noisy_question(question: str, rate: float, rng: np.random.Generator) -> str:
 def render_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
     """The chat-template text cut into (text, is_answer) pieces: each assistant reply (with its
     end-of-turn marker) is an answer piece, everything before it a prompt piece."""
+    if getattr(tokenizer, "chat_template", None) == CHATML:
+        return chatml_segments(messages)
+    return template_segments(tokenizer, messages)
+
+
+def chatml_segments(messages: list[dict]) -> list[tuple[str, bool]]:
+    """`render_segments` for vlkit's own template (`CHATML`), written out: rendering each prefix
+    of a conversation through jinja (`template_segments`) took ~60% of a batch's collate."""
+    segments, prompt = [], ""
+    for message in messages:
+        if message["role"] == "assistant":
+            segments += [
+                (prompt + "<|im_start|>assistant\n", False),
+                (message["content"] + "<|im_end|>\n", True),
+            ]
+            prompt = ""
+        else:
+            prompt += f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
+    return segments
+
+
+def template_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
+    """`render_segments` through the tokenizer's chat template, one prefix at a time."""
     segments, done = [], ""
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
@@ -93,15 +117,36 @@ def render_segments(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
     return segments
 
 
+def encode_conversations(
+    tokenizer, conversations: list[list[dict]], image_tokens: int, max_length: int, wheres: list[str]
+) -> list[tuple[list[int], list[int]]]:
+    """Each conversation → (input_ids, labels) as `encode_conversation`; every piece of every
+    conversation goes through the tokenizer in one call (a call per piece took a third of a
+    batch's collate)."""
+    segments = [render_segments(tokenizer, messages) for messages in conversations]
+    texts = [text for pieces in segments for text, _ in pieces]
+    encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+    return [
+        conversation_ids(tokenizer, [(next(encoded), a) for _, a in pieces], image_tokens, max_length, where)
+        for pieces, where in zip(segments, wheres, strict=True)
+    ]
+
+
 def encode_conversation(
     tokenizer, messages: list[dict], image_tokens: int, max_length: int, where: str
 ) -> tuple[list[int], list[int]]:
     """→ (input_ids, labels): `<image>` expanded to `image_tokens` ids, prompts labelled IGNORE."""
+    return encode_conversations(tokenizer, [messages], image_tokens, max_length, [where])[0]
+
+
+def conversation_ids(
+    tokenizer, pieces: list[tuple[list[int], bool]], image_tokens: int, max_length: int, where: str
+) -> tuple[list[int], list[int]]:
+    """A conversation's tokenized (ids, is_answer) pieces → (input_ids, labels), checked."""
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
     ids: list[int] = []
     labels: list[int] = []
-    for text, is_answer in render_segments(tokenizer, messages):
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for piece, is_answer in pieces:
         expanded = [t for i in piece for t in ([i] * image_tokens if i == image_id else [i])]
         ids += expanded
         labels += expanded if is_answer else [IGNORE] * len(expanded)
@@ -219,21 +264,22 @@ class GenerativeObjective:
         if not samples:
             raise ValueError("an empty batch: every sample of this step was unreadable")
         m, cfg = self.model, self.model.cfg
-        sequences, labels, images, targets = [], [], [], []
+        conversations, wheres = [], []
         for position, sample in samples:
             rng = np.random.default_rng([self.seed, position])
             messages = sample_messages(sample, cfg.tasks, rng, cfg.question_noise, cfg.short_answer_once)
-            where = f"sample {sample.get('key', position)!r}"
-            check_messages(messages, where)
-            ids, lab = encode_conversation(m.tokenizer, messages, m.image_tokens, cfg.max_length, where)
-            sequences.append(ids)
-            labels.append(lab)
-            images.append(sample["image"])
-            if cfg.grounding_weight > 0:
-                targets.append(grounding_targets(m.tokenizer, ids, sample.get("object_regions") or {}))
+            wheres.append(f"sample {sample.get('key', position)!r}")
+            check_messages(messages, wheres[-1])
+            conversations.append(messages)
+        encoded = encode_conversations(m.tokenizer, conversations, m.image_tokens, cfg.max_length, wheres)
+        sequences, labels = [ids for ids, _ in encoded], [lab for _, lab in encoded]
+        images = [sample["image"] for _, sample in samples]
         batch = pad_batch(sequences, labels, m.tokenizer.pad_token_id)
         if cfg.grounding_weight > 0:
-            batch |= pad_targets(targets)
+            regions = [sample.get("object_regions") or {} for _, sample in samples]
+            batch |= pad_targets(
+                [grounding_targets(m.tokenizer, ids, r) for ids, r in zip(sequences, regions)]
+            )
         if self.feature_cache is not None:
             batch["vision_grid"] = self.feature_cache.get_or_compute(images, self._grid)
         else:

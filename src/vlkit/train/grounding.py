@@ -10,6 +10,8 @@ answers alone (benchmarks/README.md, "What shortens the plateau?").
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from vlkit.data.scenes_text import REGIONS
@@ -17,11 +19,19 @@ from vlkit.data.scenes_text import REGIONS
 IGNORE = -100
 
 
+# tokenizer → {phrase: its runs}: a scene names few objects, and tokenizing each name twice per
+# sample took ~40% of a grounding batch's collate
+_PHRASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def phrase_ids(tokenizer, phrase: str) -> list[list[int]]:
     """The token-id runs `phrase` can take inside a text: alone and after a space (byte-level BPE
     tokenizers such as SmolLM2's spell a word differently there)."""
-    runs = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (phrase, " " + phrase)]
-    return [run for k, run in enumerate(runs) if run and run not in runs[:k]]
+    known = _PHRASES.setdefault(tokenizer, {})
+    if phrase not in known:
+        runs = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (phrase, " " + phrase)]
+        known[phrase] = [run for k, run in enumerate(runs) if run and run not in runs[:k]]
+    return known[phrase]
 
 
 def grounding_targets(tokenizer, ids: list[int], regions: dict[str, str]) -> list[tuple[int, int]]:
