@@ -381,3 +381,15 @@ def test_length_groups_smoke():
     assert sorted(shares) == [1, 2, 3]
     assert shares[1] < shares[2] <= shares[3]  # splitting by length runs less padding
     assert all(float(diff) < 1e-4 for _, _, diff in rows)  # and trains the same losses
+
+
+@pytest.mark.slow
+def test_code_ab_smoke():
+    # the same code on both sides: each side runs in its own process on the src it was given
+    src = str(BENCHMARKS.parent / "src")
+    out = run_smoke("code_ab.py", "--before", src)
+    rows = re.findall(r"(before|now) \((\S+)\): ([\d.]+) s/step, of which data ([\d.]+) s", out)
+    assert [r[0] for r in rows] == ["before", "now"], out
+    assert rows[0][1] == rows[1][1]  # one commit
+    assert all(0 < float(data) < float(step) for _, _, step, data in rows)
+    assert re.search(r"before / now, per round: [\d.]+$", out.strip())
