@@ -6,13 +6,13 @@ no config setting switches (`length_groups.py` compares settings within one vers
     python benchmarks/code_ab.py --before /tmp/before/src --smoke  # tiny model, no results file
 
 Each version runs in its own process (PYTHONPATH set to its `src`), in turn, `--rounds` times:
-before, now, before, now ... Each run builds the recipe's stage from fresh weights
-(`vlm.vision_init` cleared: step time does not depend on the weights' values), trains `--warm`
-steps (filling the question reader's cache, as earlier steps of a real run do), then times
-`--steps` training steps (the loop's `train_step`, data work included) and, apart, the data work
-of the same steps alone (samples and collate). Reported: the median over rounds of each version's
-seconds per step and per data work, and the ratio before / now per round. Writes
-benchmarks/results/<name>-<stage>.json (not with --smoke).
+before, now, before, now ... Each run builds the recipe's stage from fresh weights (a generative
+recipe's `vlm.vision_init` and `vlm.init_from` cleared: step time does not depend on the weights'
+values), trains `--warm` steps (filling the question reader's cache, as earlier steps of a real
+run do), then times `--steps` training steps (the loop's `train_step`, data work included) and,
+apart, the data work of the same steps alone (samples and collate). Reported: the median over
+rounds of each version's seconds per step and per data work, and the ratio before / now per
+round. Writes benchmarks/results/<name>-<stage>.json (not with --smoke).
 """
 
 from __future__ import annotations
@@ -58,12 +58,14 @@ def measure(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [f"train.out_dir={tmp}", "vlm.vision_init="]
+        overrides = [f"train.out_dir={tmp}"]
         if args.smoke:
             overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8", "vlm.grounding_layer=-1"]
         cfg = load_config(args.recipe, overrides)
         cfg = dict(stage_configs(cfg)).get(args.stage, cfg)
-        run = prepare(dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, init_from="")))
+        if cfg.kind == "generative":  # no CLIP run needed: the tower starts fresh too
+            cfg = dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, vision_init="", init_from=""))
+        run = prepare(cfg)
         for step in range(args.warm):
             train_step(run, step)
         timed = range(args.warm, args.warm + args.steps)
