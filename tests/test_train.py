@@ -132,3 +132,15 @@ def test_training_loop_under_torchrun_matches_one_process(tiny_cfg, tmp_path):
     assert runs[2].keys() == runs[1].keys()
     for step, loss in runs[1].items():
         assert runs[2][step] == pytest.approx(loss, rel=1e-4), step
+
+
+def test_the_optimizer_is_torchs_fused_adamw_with_no_decay_on_vectors():
+    from vlkit.config import load_config
+    from vlkit.train.loop import make_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    optimizer = make_optimizer(model, load_config(None, ["train.weight_decay=0.1"]))
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+    decay, no_decay = optimizer.param_groups
+    assert [p.shape for p in decay["params"]] == [(3, 4)] and decay["weight_decay"] == 0.1
+    assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0  # biases, norm weights

@@ -113,7 +113,8 @@ class QuestionReader(nn.Module):
         if not turns:
             return embeds
         states = self._read(turns)
-        # one projection over every turn's words (a pair of them per turn: ~600 small matmuls a step)
+        # one projection for all the turns' words, one for their means (two per turn before: ~400
+        # small matmuls a mix step, and as many in the backward)
         words = self.tokens(torch.cat([s for s, _ in states]))  # (N, width)
         lengths = torch.tensor([len(s) for s, _ in states], device=words.device)
         means = self.sentence(torch.stack([m for _, m in states])).repeat_interleave(lengths, dim=0)
