@@ -60,6 +60,26 @@ def test_vit_tiny_forward_backward_and_grid(tiny_cfg, images):
     assert len(tower.blocks()) == m.vision_layers + 1  # layers + post layer norm
 
 
+def test_vit_grid_reads_the_layer_asked_for(tiny_cfg, images):
+    """grid(x, layer) is transformers' hidden_states[layer] without CLS: -1 the last layer's output
+    (not post-layernormed), -2 the input of the last layer; an index past the layers names the field."""
+    tower = build_image_tower("vit-tiny", tiny_cfg.model).eval()
+    x = tower.preprocess(images)
+    with torch.no_grad():
+        states = tower.model(pixel_values=x, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(tower.grid(x), states[-1][:, 1:], rtol=0, atol=0)
+        before_last = tower.grid(x, -2)
+        torch.testing.assert_close(before_last, states[-2][:, 1:], rtol=0, atol=0)
+        assert not torch.allclose(before_last, tower.grid(x))
+        last = tower.model.encoder.layers[-1](states[-2], None)  # transformers 5: a tensor
+        torch.testing.assert_close(last[:, 1:], tower.grid(x))
+        assert len(states) == tiny_cfg.model.vision_layers + 1  # the embeddings, then each layer's output
+        with pytest.raises(
+            ValueError, match=rf"vlm.vision_feature_layer=-9: the tower has {len(states)} hidden"
+        ):
+            tower.grid(x, -9)
+
+
 def test_text_tiny_forward_backward(tiny_cfg, text_tower):
     m = tiny_cfg.model
     assert text_tower.out_dim == m.text_width and text_tower.max_length == m.max_text_length

@@ -45,14 +45,16 @@ def conversations(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": f"<image>\n{QUESTIONS[k % len(QUESTIONS)]}"}] for k in range(n)]
 
 
-@pytest.fixture(scope="module", params=["mlp2x_gelu", "linear", "lora", "words"])
+@pytest.fixture(scope="module", params=["mlp2x_gelu", "linear", "lora", "words", "layer-2"])
 def exported(request, tiny_vlm_run, tmp_path_factory):
     """(vlkit GenerativeModel, LLaVA model, processor) of one model, exported and reloaded."""
     tmp = tmp_path_factory.mktemp(f"llava-{request.param}")
     if request.param == "mlp2x_gelu":  # the trained fixture run
         model, cfg = load_model(latest_checkpoint(tiny_vlm_run))
-    else:  # a linear connector, LoRA adapters (merged into the LM by the export), or MiniLM's words
+    else:  # a linear connector, LoRA adapters (merged into the LM by the export), MiniLM's words,
+        # or a connector that reads the tower's layer before the last (LLaVA's vision_feature_layer)
         cfg = make_tiny_vlm_cfg("linear" if request.param == "linear" else "mlp2x_gelu")
+        cfg.vlm.vision_feature_layer = -2 if request.param == "layer-2" else -1
         if request.param == "lora":
             cfg.vlm.peft, cfg.vlm.freeze_lm = "lora", True
         if request.param == "words":  # the projected word table is exported as one matrix

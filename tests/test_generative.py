@@ -163,6 +163,16 @@ def test_stage_two_starts_from_stage_one(tiny_vlm_run, tiny_vlm_cfg):
     assert all((stage1[k] - stage2[k]).abs().max() < 0.05 for k in stage1 if k.startswith("connector"))
 
 
+def test_stage_two_reads_the_vision_layer_stage_one_read(tiny_vlm_run, tiny_vlm_cfg):
+    """A connector trained on one layer's features does not continue on another layer's."""
+    tiny_vlm_cfg.vlm.init_from = str(tiny_vlm_run)
+    tiny_vlm_cfg.vlm.vision_feature_layer = -2
+    with pytest.raises(
+        ValueError, match=r"reads vision layer -1, this recipe's vlm.vision_feature_layer is -2"
+    ):
+        train(tiny_vlm_cfg, progress=False)
+
+
 def test_api_caption_answer_chat_and_stream(tiny_vlm_run, tmp_path):
     model = vlkit.load(tiny_vlm_run)
     _write_image(tmp_path / "a.png")

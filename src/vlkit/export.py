@@ -5,8 +5,9 @@
   whose image settings match vlkit's preprocessing (`pipeline(...)` loads it). A SigLIP-loss
   model is refused: SiglipModel's towers are another architecture, and CLIPModel has no logit bias.
 - `llava`: a generative VLM with a CLIP vision tower, a `linear` or `mlp2x_gelu` connector and a
-  transformers causal LM is LLaVA: `LlavaForConditionalGeneration` (vision_feature_layer=-1,
-  "default" strategy = last hidden state without CLS, as `CLIPVisionTower.grid`) + a
+  transformers causal LM is LLaVA: `LlavaForConditionalGeneration` (its vision_feature_layer is
+  `vlm.vision_feature_layer`; "default" strategy = that hidden state without CLS, as
+  `CLIPVisionTower.grid`) + a
   `LlavaProcessor` that expands `<image>` to `model.image_tokens` tokens and left-pads prompts
   as `GenerativeModel.encode_prompts` does. LoRA adapters are merged into the LM first.
 - `clipseg`: a segmenter on CLIP towers with the patch stem is CLIPSeg: its decoder is
@@ -219,7 +220,7 @@ def export_llava(model_path: str | Path, out_dir: str | Path) -> Path:
         image_seq_length=model.image_tokens,
         projector_hidden_act="gelu" if v.connector == "mlp2x_gelu" else "linear",
         vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
+        vision_feature_layer=v.vision_feature_layer,
         tie_word_embeddings=lm.config.tie_word_embeddings,
     )
     hf = LlavaForConditionalGeneration(config).eval()

@@ -117,17 +117,17 @@ def _parts(
     if IMAGE_TOKEN not in tokenizer.get_vocab():  # pretrained LMs: one new token, never trained
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
         lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    n, vision_dim = _grid_shape(vision)
+    n, vision_dim = _grid_shape(vision, v.vision_feature_layer)
     # gated_xattn: the connector is Flamingo's resampler; the LM cross-attends to its latents.
     connector = build_connector(v, vision_dim, lm.config.hidden_size, n)
     return GenerativeVLM(v, vision, connector, lm, tokenizer, n)
 
 
-def _grid_shape(vision: torch.nn.Module) -> tuple[int, int]:
+def _grid_shape(vision: torch.nn.Module, layer: int) -> tuple[int, int]:
     """(N, Dv) of the tower's grid features at its input size (one blank image through it)."""
     side = vision.preprocess.size
     with torch.no_grad():
-        grid = vision.grid(vision.preprocess([np.zeros((side, side, 3), np.uint8)]))
+        grid = vision.grid(vision.preprocess([np.zeros((side, side, 3), np.uint8)]), layer)
     return grid.shape[1], grid.shape[2]
 
 
@@ -140,6 +140,11 @@ def _parts_from(previous: GenerativeVLM, previous_cfg: Config, cfg: Config) -> G
         raise ValueError(
             f"vlm.init_from: {path} has connector {previous_cfg.vlm.connector!r}, this recipe "
             f"{cfg.vlm.connector!r}; continuing needs the same soft-token connector"
+        )
+    if previous_cfg.vlm.vision_feature_layer != cfg.vlm.vision_feature_layer:
+        raise ValueError(
+            f"vlm.init_from: {path}'s connector reads vision layer {previous_cfg.vlm.vision_feature_layer}, "
+            f"this recipe's vlm.vision_feature_layer is {cfg.vlm.vision_feature_layer}; set them equal"
         )
     if previous_cfg.vlm.peft not in ("none", "lora"):
         raise ValueError(f"vlm.init_from: cannot continue from a {previous_cfg.vlm.peft!r}-tuned model")

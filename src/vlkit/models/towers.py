@@ -2,7 +2,8 @@
 
 An image tower has `out_dim`, `preprocess` (an `ImagePreprocess`), `forward(pixel_values)` →
 pooled features `float[B, out_dim]`, `grid(pixel_values)` → patch/grid features
-`float[B, N, D]` (what generative models consume) and `blocks()` (its layers in order, for LiT's
+`float[B, N, D]` (what generative models consume; `layer` picks transformers' `hidden_states` index,
+-1 the last) and `blocks()` (its layers in order, for LiT's
 partial unlocking). A text tower has `out_dim`, `tokenizer`, `max_length`,
 `forward(input_ids, attention_mask)` → `float[B, out_dim]` and `blocks()`.
 The towers themselves are transformers models (or the packaged EfficientNet); we only add glue.
@@ -20,6 +21,20 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def hidden_state(model: nn.Module, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
+    """A transformers vision model's `hidden_states[layer]` (0: the embeddings, k: after layer k);
+    -1 is `last_hidden_state` (for ViT that is after its final norm, which hidden_states[-1] is not)."""
+    if layer == -1:
+        return model(pixel_values=pixel_values).last_hidden_state
+    states = model(pixel_values=pixel_values, output_hidden_states=True).hidden_states
+    if not -len(states) <= layer < len(states):
+        raise ValueError(
+            f"vlm.vision_feature_layer={layer}: the tower has {len(states)} hidden states "
+            f"(indices {-len(states)}..{len(states) - 1})"
+        )
+    return states[layer]
+
+
 class CLIPVisionTower(nn.Module):
     """A transformers CLIP vision transformer; pooled = post-layernormed CLS token."""
 
@@ -32,8 +47,8 @@ class CLIPVisionTower(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).pooler_output  # (B, D)
 
-    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).last_hidden_state[:, 1:]  # (B, N_patches, D)
+    def grid(self, pixel_values: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        return hidden_state(self.model, pixel_values, layer)[:, 1:]  # (B, N_patches, D): no CLS
 
     def blocks(self) -> list[nn.Module]:
         return [*self.model.encoder.layers, self.model.post_layernorm]
@@ -53,8 +68,8 @@ class HFVisionTower(nn.Module):
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
 
-    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).last_hidden_state
+    def grid(self, pixel_values: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        return hidden_state(self.model, pixel_values, layer)
 
     def blocks(self) -> list[nn.Module]:
         encoder = getattr(self.model, "encoder", None)
@@ -85,7 +100,11 @@ class EfficientNetTower(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.feature_map(pixel_values).mean(dim=(2, 3))  # (B, 1280)
 
-    def grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def grid(self, pixel_values: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        if layer != -1:
+            raise ValueError(
+                f"vlm.vision_feature_layer={layer}: the EfficientNet tower gives its last grid only (-1)"
+            )
         return self.feature_map(pixel_values).flatten(2).transpose(1, 2)  # (B, 49, 1280)
 
     def blocks(self) -> list[nn.Module]:

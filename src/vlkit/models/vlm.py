@@ -82,7 +82,7 @@ class GenerativeVLM(nn.Module):
     def vision_grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values: float[B, 3, H, W] → float[B, N, Dv] (no gradient when the tower is frozen)."""
         with torch.no_grad() if self.cfg.freeze_vision else contextlib.nullcontext():
-            return self.vision.grid(pixel_values)
+            return self.vision.grid(pixel_values, self.cfg.vision_feature_layer)
 
     def input_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
         """input_ids: int64[B, T]; image_embeds: float[B_img, M, D] → float[B, T, D].

@@ -135,7 +135,9 @@ def generative_objective(cfg: Config, model: torch.nn.Module) -> GenerativeObjec
     if cfg.vlm.feature_cache and cfg.vlm.freeze_vision:
         from vlkit.models.feature_cache import FeatureCache, encoder_fingerprint
 
-        key = encoder_fingerprint(model.vision, cfg.model.image_encoder)
+        layer = cfg.vlm.vision_feature_layer  # features of another layer are other features
+        name = cfg.model.image_encoder + ("" if layer == -1 else f"-layer{layer}")
+        key = encoder_fingerprint(model.vision, name)
         shape = (model.vision_features, model.vision.out_dim)
         cache = FeatureCache(Path(cfg.vlm.feature_cache), key, shape)
     return GenerativeObjective(model, seed=cfg.train.seed, feature_cache=cache)
