@@ -29,9 +29,10 @@ from vlkit.train.loop import train_stages
 from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
 
 # The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_config.py checks that the
-# two train the same), on the tour's CLIP tower, frozen as LLaVA keeps CLIP's: a from-scratch
-# Llama reading its questions through the packaged MiniLM, first on where things are (with a head
-# naming each named object's cell), then on captions and questions in varied wordings. Why each
+# two train the same), on the tour's CLIP tower, reading its layer before the last as LLaVA reads
+# CLIP's: a from-scratch Llama reading its questions through the packaged MiniLM, first on where
+# things are (with a head naming each named object's cell; the tower frozen), then on captions and
+# questions in varied wordings (the tower trained with it). Why each
 # setting: the recipe's header and benchmarks/README.md.
 _GROUNDING = {
     "kind": "scenes",
@@ -44,6 +45,7 @@ GENERATIVE = {
     "kind": "generative",
     "vlm": {
         "freeze_vision": True,
+        "vision_feature_layer": -2,
         "language_model": "gpt-tiny-reader",
         "logits_at_answers": True,
         "data_vocabulary": True,
@@ -79,7 +81,7 @@ GENERATIVE = {
                 "train.steps=600",
             ],
         },
-        {"name": "mix", "set": []},
+        {"name": "mix", "set": ["vlm.freeze_vision=false"]},
     ],
 }
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
