@@ -2,9 +2,10 @@
 colour, object shape, column and row.
 
     python benchmarks/patch_probe.py --run runs/tour     # a trained CLIP run (the tour's)
+    python benchmarks/patch_probe.py --run runs/llava-clip-scenes-staged/mix   # a VLM's tower
     python benchmarks/patch_probe.py --smoke            # an untrained tiny tower, seconds
 
-A LLaVA-style VLM reads the tower's grid of patch tokens (`last_hidden_state[:, 1:]`). To answer
+A LLaVA-style VLM reads a layer of the tower's patch tokens (`vlm.vision_feature_layer`). To answer
 "Is the red circle left or right of the blue square?" it must find each object's patches and
 read where they are. This script asks which of those facts a linear map can read off one patch
 token, at every layer of the tower (0 = embeddings, position embeddings added): the colour and
@@ -34,16 +35,19 @@ from vlkit.data.scenes import COLOR_NAMES, SHAPES, Scenes, ScenesConfig  # noqa:
 
 
 def tower_of(run: str, smoke: bool):
-    """The run's CLIP image tower (an untrained tiny one with --smoke)."""
+    """The run's CLIP image tower, or a generative run's vision tower (an untrained tiny one with --smoke)."""
     if smoke:
         from vlkit.config import ModelConfig
         from vlkit.models.registry import build_image_tower
 
         cfg = ModelConfig(image_size=32, vision_width=16, vision_layers=1, vision_heads=2)
         return build_image_tower("vit-tiny", cfg).eval()
-    import vlkit
+    from vlkit.models.build import load_model
+    from vlkit.models.folders import resolve_model_dir
 
-    return vlkit.load(run, kind="contrastive").model.image_tower.eval()
+    model, cfg = load_model(resolve_model_dir(run))
+    # a generative run: the tower its connector reads (trained further when vlm.freeze_vision is off)
+    return (model.vision if cfg.kind == "generative" else model.image_tower).eval()
 
 
 def patch_labels(scene, side: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
