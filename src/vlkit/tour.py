@@ -1,7 +1,7 @@
 """The main job: train the default contrastive recipe on scenes (the defaults in the curriculum
 `vlkit.config.default_stages`: colour × shape, then binding), evaluate it; then a LLaVA-style
-generative model on that CLIP's frozen tower (`GENERATIVE`: recipes/llava-clip-scenes-staged.yaml's
-two stages) answers questions about held-out scenes; one report for both, written by `vlkit
+generative model on that CLIP's tower (`GENERATIVE`: recipes/llava-clip-scenes-staged.yaml's
+two stages; the tower frozen in the first, trained in the second) answers questions about held-out scenes; one report for both, written by `vlkit
 eval`'s `run_eval`: every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground,
 grounding by crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out
 VQA and caption coverage (its own `vlkit eval` report is in `<run>/llava/eval-scenes`).
