@@ -163,6 +163,19 @@ def test_stage_two_starts_from_stage_one(tiny_vlm_run, tiny_vlm_cfg):
     assert all((stage1[k] - stage2[k]).abs().max() < 0.05 for k in stage1 if k.startswith("connector"))
 
 
+def test_a_tower_frozen_in_stage_one_trains_in_stage_two(tiny_vlm_cfg, tmp_path):
+    """The staged recipe's tower: frozen while the LM learns where things are, trained in the mix."""
+    tiny_vlm_cfg.vlm.freeze_vision, tiny_vlm_cfg.train.steps = True, 2
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "one")
+    one = train(tiny_vlm_cfg, progress=False)
+    tiny_vlm_cfg.vlm.freeze_vision, tiny_vlm_cfg.vlm.init_from = False, str(one)
+    tiny_vlm_cfg.train.out_dir = str(tmp_path / "two")
+    two = train(tiny_vlm_cfg, progress=False)
+    first, second = _weights(one), _weights(two)
+    tower = [k for k in first if k.startswith("vision.") and "position_ids" not in k]
+    assert tower and sum(not torch.equal(first[k], second[k]) for k in tower) >= len(tower) // 2
+
+
 def test_stage_two_reads_the_vision_layer_stage_one_read(tiny_vlm_run, tiny_vlm_cfg):
     """A connector trained on one layer's features does not continue on another layer's."""
     tiny_vlm_cfg.vlm.init_from = str(tiny_vlm_run)
