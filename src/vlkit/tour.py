@@ -1,10 +1,11 @@
 """The main job: train the default contrastive recipe on scenes (the defaults in the curriculum
 `vlkit.config.default_stages`: colour × shape, then binding), evaluate it; then a LLaVA-style
 generative model on that CLIP's tower (`GENERATIVE`: recipes/llava-clip-scenes-staged.yaml's
-two stages; the tower frozen in the first, trained in the second) answers questions about held-out scenes; one report for both, written by `vlkit
-eval`'s `run_eval`: every task a dual encoder can do on scenes (zero-shot, retrieval, Winoground,
-grounding by crops) with breakdowns, plots and per-sample predictions, plus the VLM's held-out
-VQA and caption coverage (its own `vlkit eval` report is in `<run>/llava/eval-scenes`).
+two stages; the tower frozen in the first, trained in the second) answers questions about
+held-out scenes; one report for both, written by `vlkit eval`'s `run_eval`: every task a dual
+encoder can do on scenes (zero-shot, retrieval, Winoground, grounding by crops) with breakdowns,
+plots and per-sample predictions, plus the VLM's held-out VQA and caption coverage (its own
+`vlkit eval` report is in `<run>/llava/eval-scenes`).
 
 `vlkit tour` (= `make tour`) runs on the embedded defaults only: no files, no network. It prints
 this machine's fp32 `torch.mm` peak and its minutes, also scaled to a 250 GFLOP/s machine.
@@ -32,8 +33,8 @@ from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
 # two train the same), on the tour's CLIP tower, reading its layer before the last as LLaVA reads
 # CLIP's: a from-scratch Llama reading its questions through the packaged MiniLM, first on where
 # things are (with a head naming each named object's cell; the tower frozen), then on captions and
-# questions in varied wordings (the tower trained with it). Why each
-# setting: the recipe's header and benchmarks/README.md.
+# questions in varied wordings (the tower trained with it). Why each setting: the recipe's header
+# and benchmarks/README.md.
 _GROUNDING = {
     "kind": "scenes",
     "min_objects": 2,

@@ -192,9 +192,10 @@ class VLMConfig:
     connector_layers: int = 2  # qformer / resampler depth
     xattn_every: int = 1  # gated_xattn: a gated cross-attention block before every k-th LM layer
     # which of the vision tower's hidden states the connector reads (transformers' `hidden_states`
-    # index: -1 the last layer's output, -2 the one before, as LLaVA reads CLIP). A contrastive
-    # tower's last layer trains its patch tokens only through what its pooled token reads from
-    # them; the layer before is trained as the input of that layer
+    # index: -1 the last layer's output, -2 the one before, as LLaVA reads CLIP). A contrastive loss
+    # reads only the pooled token after the last layer, so that layer's patch outputs are trained for
+    # nothing; the layer before is what the last layer reads (benchmarks/README.md, "The VLM trains
+    # its tower in the mix stage")
     vision_feature_layer: int = -1
     vision_init: str = ""  # a contrastive run/model folder whose image tower starts the vision encoder
     init_from: str = ""  # a generative run/model folder to start from (LLaVA stage 2 from stage 1)
