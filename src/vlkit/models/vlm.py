@@ -77,6 +77,12 @@ class GenerativeVLM(nn.Module):
         super().train(mode)
         if self.cfg.freeze_vision:  # frozen parts keep dropout and batch-norm statistics fixed
             self.vision.eval()
+        else:  # a trained tower keeps its batch-norm statistics (a conv stem's) as it came, as
+            # detection backbones are fine-tuned: a batch run as several passes (vlm.length_groups)
+            # then trains as the whole batch would, and training normalises as evaluation does
+            for module in self.vision.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def vision_grid(self, pixel_values: torch.Tensor) -> torch.Tensor:
