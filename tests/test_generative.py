@@ -17,7 +17,7 @@ from vlkit.config import PEFT_KINDS
 from vlkit.data.conversations import SHORT_ANSWER, ConversationFile
 from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
-from vlkit.models.build import load_model
+from vlkit.models.build import build_model, load_model
 from vlkit.models.connectors import CONNECTORS
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.train.checkpoint import latest_checkpoint
@@ -174,6 +174,16 @@ def test_a_tower_frozen_in_stage_one_trains_in_stage_two(tiny_vlm_cfg, tmp_path)
     first, second = _weights(one), _weights(two)
     tower = [k for k in first if k.startswith("vision.") and "position_ids" not in k]
     assert tower and sum(not torch.equal(first[k], second[k]) for k in tower) >= len(tower) // 2
+
+
+def test_a_trained_tower_keeps_its_batch_norm_statistics(tiny_vlm_cfg):
+    """A conv stem's batch norm stays in eval mode while the tower trains, so a batch split into
+    length groups normalises as the whole batch does (benchmarks/length_groups.py --smoke)."""
+    tiny_vlm_cfg.model.vision_stem, tiny_vlm_cfg.vlm.freeze_vision = "conv", False
+    model = build_model(tiny_vlm_cfg, texts=["a red circle"] * 20).train()
+    norms = [m for m in model.vision.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    assert model.vision.training and all(p.requires_grad for p in model.vision.parameters())
 
 
 def test_stage_two_reads_the_vision_layer_stage_one_read(tiny_vlm_run, tiny_vlm_cfg):
