@@ -59,7 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def stage_config(args: argparse.Namespace, arm: str, out_dir: str):
     overrides = [f"train.out_dir={out_dir}", "vlm.vision_init=", *arm.split(";")]
     if args.smoke:
-        overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8"]
+        # the patch stem: the arms start from scratch (vision_init cleared), where a conv stem's batch
+        # norm would normalise each pass with its own rows; the recipe's CLIP tower keeps its
+        # statistics fixed (GenerativeVLM.train), which a patch stem matches
+        overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8", "model.vision_stem=patch"]
     cfg = load_config(args.recipe, overrides)
     named = dict(stage_configs(cfg))
     if named and args.stage not in named:

@@ -17,7 +17,8 @@ from vlkit.config import PEFT_KINDS
 from vlkit.data.conversations import SHORT_ANSWER, ConversationFile
 from vlkit.data.images import ImageError
 from vlkit.generation import Decoding, GenerativeModel
-from vlkit.models.build import build_model, load_model
+from vlkit.models.build import build_model, load_model, save_model
+from vlkit.models.build_vlm import initial_parts
 from vlkit.models.connectors import CONNECTORS
 from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.train.checkpoint import latest_checkpoint
@@ -176,14 +177,23 @@ def test_a_tower_frozen_in_stage_one_trains_in_stage_two(tiny_vlm_cfg, tmp_path)
     assert tower and sum(not torch.equal(first[k], second[k]) for k in tower) >= len(tower) // 2
 
 
-def test_a_trained_tower_keeps_its_batch_norm_statistics(tiny_vlm_cfg):
-    """A conv stem's batch norm stays in eval mode while the tower trains, so a batch split into
-    length groups normalises as the whole batch does (benchmarks/length_groups.py --smoke)."""
+def test_a_pretrained_tower_keeps_its_batch_norm_statistics(tiny_vlm_cfg, tmp_path):
+    """A CLIP's conv stem keeps its batch norm in eval mode while the VLM trains it, so a batch split
+    into length groups normalises as the whole batch does (benchmarks/length_groups.py --smoke); a
+    tower from scratch learns its statistics."""
+    from tests.conftest import make_tiny_cfg
+
+    clip = make_tiny_cfg()  # a dual encoder whose tower has a conv stem, saved as a CLIP run would be
+    clip.model.vision_stem = "conv"
+    save_model(build_model(clip, texts=["a red circle"] * 20), clip, tmp_path / "clip")
     tiny_vlm_cfg.model.vision_stem, tiny_vlm_cfg.vlm.freeze_vision = "conv", False
-    model = build_model(tiny_vlm_cfg, texts=["a red circle"] * 20).train()
-    norms = [m for m in model.vision.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert norms and not any(m.training for m in norms)
-    assert model.vision.training and all(p.requires_grad for p in model.vision.parameters())
+    for vision_init, frozen_statistics in (("", False), (str(tmp_path / "clip"), True)):
+        tiny_vlm_cfg.vlm.vision_init = vision_init
+        parts = initial_parts(tiny_vlm_cfg, load_model)
+        model = build_model(tiny_vlm_cfg, texts=["a red circle"] * 20, **parts).train()
+        norms = [m for m in model.vision.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert norms and all(m.training != frozen_statistics for m in norms)
+        assert model.vision.training and all(p.requires_grad for p in model.vision.parameters())
 
 
 def test_stage_two_reads_the_vision_layer_stage_one_read(tiny_vlm_run, tiny_vlm_cfg):

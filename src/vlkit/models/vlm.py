@@ -77,9 +77,10 @@ class GenerativeVLM(nn.Module):
         super().train(mode)
         if self.cfg.freeze_vision:  # frozen parts keep dropout and batch-norm statistics fixed
             self.vision.eval()
-        else:  # a trained tower keeps its batch-norm statistics (a conv stem's) as it came, as
-            # detection backbones are fine-tuned: a batch run as several passes (vlm.length_groups)
-            # then trains as the whole batch would, and training normalises as evaluation does
+        elif self.cfg.vision_init or self.cfg.init_from:  # a pretrained tower that trains keeps its
+            # batch-norm statistics (a conv stem's) as they came, as detection backbones are
+            # fine-tuned: a batch run as several passes (vlm.length_groups) then trains as the whole
+            # batch would. A tower from scratch has no statistics yet: it learns them
             for module in self.vision.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
