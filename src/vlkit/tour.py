@@ -62,7 +62,7 @@ GENERATIVE = {
     },
     "data": {"sources": [{"kind": "scenes", "question_wordings": "varied"}, _GROUNDING]},
     "train": {
-        "steps": 900,
+        "steps": 1200,
         "batch_size": 64,
         "lr": 0.001,
         "warmup_steps": 30,
