@@ -156,3 +156,22 @@ def test_a_reader_of_the_same_encoder_folder_finds_the_turns_another_read(reader
     second._encode = not_again
     with torch.no_grad():
         torch.testing.assert_close(second(batch), together)
+
+
+def test_under_bf16_autocast_the_encoder_is_cast_once_and_its_turns_cached_apart(reader_model):
+    """A bf16 training step reads turns through a bf16 copy of the frozen encoder, made once (not
+    22M weights cast at every call), close to the fp32 reading; the two readings are cached apart."""
+    model, _ = reader_model
+    reader = model.base_language_model().get_input_embeddings()
+    ids = chat(model.tokenizer, [("user", "what colour has the small triangle?"), ("assistant", "red")])
+    with torch.no_grad():
+        fp32 = reader(ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = reader(ids)
+            copy = reader._encoder_now()
+            assert copy is reader._encoder_now() and copy is not reader._encoder[0]
+            assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in reader._encoder[0].parameters()} == {torch.float32}
+    assert reader._encoder_now() is reader._encoder[0]  # outside autocast: the fp32 encoder
+    assert not torch.equal(fp32, bf16.float())  # not served from the fp32 reading's cache
+    assert torch.nn.functional.cosine_similarity(bf16.float(), fp32, dim=-1).min() > 0.99

@@ -30,6 +30,7 @@ LLaVA reads words through one table, so this model is not exportable to it.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -99,13 +100,26 @@ class QuestionReader(nn.Module):
 
     def _apply(self, fn, recurse: bool = True):
         """`.to()`, `.half()` ... move the encoder too (the cache then is that dtype's and device's)."""
-        self._encoder[0]._apply(fn)
+        self._encoder = (self._encoder[0]._apply(fn),)  # a bf16 copy is made again when needed
         return super()._apply(fn, recurse)
+
+    def _autocast_bf16(self) -> bool:
+        device = self.words.table.device.type
+        return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
 
     @property
     def _cache(self) -> dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]]:
         table = self.words.table
-        return _CACHES.setdefault((self._source, table.dtype, table.device), {})
+        return _CACHES.setdefault((self._source, table.dtype, table.device, self._autocast_bf16()), {})
+
+    def _encoder_now(self) -> PreTrainedModel:
+        """The frozen encoder; under bf16 autocast a bf16 copy of it, cast once: autocast caches
+        the casts of trainable weights only, and would cast these 22M at every call."""
+        if not self._autocast_bf16():
+            return self._encoder[0]
+        if len(self._encoder) == 1:
+            self._encoder = (self._encoder[0], copy.deepcopy(self._encoder[0]).to(torch.bfloat16))
+        return self._encoder[1]
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         embeds = self.words(input_ids)  # (B, T, width)
@@ -162,7 +176,7 @@ class QuestionReader(nn.Module):
         for i, t in enumerate(turns):
             ids[i, : len(t) + 2] = torch.tensor([self.cls, *t, self.sep], device=device)
             attention[i, : len(t) + 2] = 1
-        hidden = self._encoder[0](input_ids=ids, attention_mask=attention).last_hidden_state
+        hidden = self._encoder_now()(input_ids=ids, attention_mask=attention).last_hidden_state
         weights = attention.unsqueeze(-1).to(hidden.dtype)
         means = (hidden * weights).sum(1) / weights.sum(1)  # (N, E), [CLS] and [SEP] included
         # copies: a kept turn holds its own rows, not the whole padded batch

@@ -38,6 +38,7 @@ from vlkit.train.detection import DetectionObjective
 from vlkit.train.fusion import ClassificationObjective, FusionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
+from vlkit.train.precision import autocast
 from vlkit.train.segmentation import SegmentationObjective
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,7 @@ def train_step(run: Run, step: int) -> tuple[float, int, float]:
             # gradients are synchronised across processes only in the last pass of the last micro-batch
             last = micro == t.grad_accum - 1 and k == len(parts) - 1
             no_sync = contextlib.nullcontext() if last else acc.no_sync(run.wrapped)
-            bf16 = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=t.bf16)
-            with no_sync, bf16:
+            with no_sync, autocast(acc.device.type, t.bf16):
                 loss = run.objective.loss(run.wrapped, part) / t.grad_accum
                 acc.backward(loss)
             loss_sum += loss.item()
