@@ -6,6 +6,8 @@ settings given as arms (`--arms`).
     python benchmarks/length_groups.py --stage grounding    # its first stage
     python benchmarks/length_groups.py --arms "vlm.data_vocabulary=false" "vlm.data_vocabulary=true" \
         --name data_vocabulary                              # other settings, side by side
+    python benchmarks/length_groups.py --arms train.bf16=false train.bf16=true --name bf16 \
+        --recipe recipes/clip-scenes.yaml --stage shapes   # a dual encoder's stage too
     python benchmarks/length_groups.py --smoke              # tiny model, a few steps, no results file
 
 Each arm is the recipe's stage config with its overrides (`vlm.length_groups=G` by default; an
@@ -33,7 +35,7 @@ import tempfile
 import time
 
 import torch
-from common import SMOKE_VLM, run_info, write_results
+from common import SMOKE_MODEL, SMOKE_VLM, run_info, write_results
 from train_throughput import quiet_transformers
 
 from vlkit.config import load_config
@@ -57,24 +59,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def stage_config(args: argparse.Namespace, arm: str, out_dir: str):
-    overrides = [f"train.out_dir={out_dir}", "vlm.vision_init=", *arm.split(";")]
-    if args.smoke:
+    generative = load_config(args.recipe).vlm is not None
+    overrides = [f"train.out_dir={out_dir}", *(["vlm.vision_init="] if generative else []), *arm.split(";")]
+    if args.smoke and generative:
         # the patch stem: the arms start from scratch (vision_init cleared), where a conv stem's batch
         # norm would normalise each pass with its own rows; the recipe's CLIP tower keeps its
         # statistics fixed (GenerativeVLM.train), which a patch stem matches
         overrides += SMOKE_VLM + ["vlm.max_length=128", "train.batch_size=8", "model.vision_stem=patch"]
+    elif args.smoke:
+        overrides += SMOKE_MODEL + ["train.batch_size=8"]
     cfg = load_config(args.recipe, overrides)
     named = dict(stage_configs(cfg))
     if named and args.stage not in named:
         raise SystemExit(f"--stage {args.stage!r}: {args.recipe} has the stages {', '.join(named)}")
     cfg = named.get(args.stage, cfg)
+    if not generative:  # a dual encoder: its later stages start from scratch here
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=""))
     if args.smoke:  # the smoke model is 1 layer deep: the staged recipe's grounding head reads layer 2
         cfg = dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, grounding_layer=-1))
     return dataclasses.replace(cfg, vlm=dataclasses.replace(cfg.vlm, init_from=""))
 
 
 def real_share(run, step: int) -> float:
-    """Real tokens / tokens run (padding included) in the passes of step `step`'s batch."""
+    """Real tokens / tokens run (padding included) in the passes of step `step`'s batch (1 for an
+    objective without passes: a dual encoder's)."""
+    if not hasattr(run.objective, "parts"):
+        return 1.0
     t = run.cfg.train
     batch = run.objective.collate(run.batcher.samples(step * t.grad_accum))
     parts = run.objective.parts(batch)

@@ -384,6 +384,15 @@ def test_length_groups_smoke():
 
 
 @pytest.mark.slow
+def test_length_groups_times_settings_of_a_dual_encoders_stage_smoke():
+    args = ["--recipe", "recipes/clip-scenes.yaml", "--stage", "binding"]
+    out = run_smoke("length_groups.py", *args, "--arms", "train.bf16=false", "train.bf16=true")
+    rows = dict(re.findall(r"train.bf16=(\w+): [\d.]+ s/step, .* max \|loss diff\| (\S+)", out))
+    assert set(rows) == {"false", "true"} and float(rows["false"]) == 0
+    assert 0 < float(rows["true"]) < 0.1  # bf16 changes the losses a little, not a lot
+
+
+@pytest.mark.slow
 def test_code_ab_smoke():
     # the same code on both sides: each side runs in its own process on the src it was given
     src = str(BENCHMARKS.parent / "src")

@@ -97,7 +97,8 @@ def test_unknown_key_in_a_recipe_names_the_file(tmp_path):
     ("override", "message"),
     [
         ("train.steps=abc", "train.steps: expected int, got 'abc'"),
-        ("train.bf16=3", "train.bf16: expected bool, got 3"),
+        ("train.bf16=3", "train.bf16: value 3 is not a bool | str"),
+        ("train.bf16=fast", "train.bf16='fast': valid values are true, false, auto"),
         ("model.loss=[1]", "model.loss: expected str, got [1]"),
         ("train.betas=[0.9]", "train.betas: expected a list of 2 values, got [0.9]"),
         ("train", "expected key=value"),

@@ -56,3 +56,23 @@ def test_without_bf16_autocast_is_a_no_op():
         assert not torch.is_autocast_enabled("cpu")
     with autocast("cpu", True):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_auto_takes_bf16_where_this_cpu_multiplies_faster_in_it(monkeypatch):
+    from vlkit.train import precision
+
+    assert precision.use_bf16(True, "cpu") and not precision.use_bf16(False, "cpu")
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 6.0)  # a CPU with AMX
+    assert precision.use_bf16("auto", "cpu")
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.6)  # one without: bf16 is slower
+    assert not precision.use_bf16("auto", "cpu")
+    assert not precision.use_bf16("auto", "mps")
+
+
+def test_the_measured_speedup_is_this_machines():
+    from vlkit.train.machine import matmul_peak
+    from vlkit.train.precision import cpu_bf16_speedup
+
+    speedup = cpu_bf16_speedup()
+    assert speedup > 0 and speedup == cpu_bf16_speedup()  # measured once per process
+    assert matmul_peak(64, reps=1, dtype=torch.bfloat16)[0] > 0

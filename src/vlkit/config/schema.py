@@ -121,6 +121,8 @@ def check_ranges(cfg: Config) -> None:
         raise ConfigError(
             f"train.distributed={cfg.train.distributed!r}: valid values are {', '.join(DISTRIBUTED)}"
         )
+    if isinstance(cfg.train.bf16, str) and cfg.train.bf16 != "auto":
+        raise ConfigError(f"train.bf16={cfg.train.bf16!r}: valid values are true, false, auto")
     for key, (lo, hi) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name, None)

@@ -118,7 +118,9 @@ class TrainConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0  # 0 = off
-    bf16: bool = False  # autocast; slower than fp32 on the CPUs here, useful on accelerators
+    # bf16 autocast: true, false, or "auto": where the device multiplies faster in bf16 (a CUDA GPU;
+    # a CPU with AMX, measured: vlkit/train/precision.py). Without AMX a CPU trains slower in it.
+    bf16: bool | str = False
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200  # 0 = only at the end

@@ -38,7 +38,7 @@ from vlkit.train.detection import DetectionObjective
 from vlkit.train.fusion import ClassificationObjective, FusionObjective
 from vlkit.train.generative import GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
-from vlkit.train.precision import autocast
+from vlkit.train.precision import autocast, use_bf16
 from vlkit.train.segmentation import SegmentationObjective
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,7 @@ class Run:
     start: int  # the step this process starts from (0, or the resumed checkpoint's)
     sharded: bool = False  # FSDP: `model` holds this process's shards, `host` the whole on process 0
     host: torch.nn.Module | None = None  # process 0's unsharded copy, filled by `gathered` to save / evaluate
+    bf16: bool = False  # steps run under bf16 autocast (`train.bf16`, "auto" resolved for this device)
 
 
 def check_shardable(cfg: Config) -> None:
@@ -269,8 +270,9 @@ def prepare(cfg: Config) -> Run:
     t = cfg.train
     batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
     batcher.skipped = skipped
+    bf16 = use_bf16(t.bf16, accelerator.device.type)
     return Run(
-        cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start, sharded, host
+        cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start, sharded, host, bf16
     )
 
 
@@ -288,7 +290,7 @@ def train_step(run: Run, step: int) -> tuple[float, int, float]:
             # gradients are synchronised across processes only in the last pass of the last micro-batch
             last = micro == t.grad_accum - 1 and k == len(parts) - 1
             no_sync = contextlib.nullcontext() if last else acc.no_sync(run.wrapped)
-            with no_sync, autocast(acc.device.type, t.bf16):
+            with no_sync, autocast(acc.device.type, run.bf16):
                 loss = run.objective.loss(run.wrapped, part) / t.grad_accum
                 acc.backward(loss)
             loss_sum += loss.item()

@@ -13,10 +13,10 @@ import torch
 REFERENCE_GFLOPS = 250.0  # the reference machine minutes are scaled to
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> tuple[float, float]:
-    """fp32 torch.mm GFLOP per wall second and per CPU second (at torch's thread count), best of
-    `reps` each."""
-    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+def matmul_peak(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """torch.mm GFLOP per wall second and per CPU second (at torch's thread count), best of
+    `reps` each; fp32 unless `dtype` says otherwise."""
+    a, b, c = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype), torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=c)
     wall, cpu = float("inf"), float("inf")
     for _ in range(reps):

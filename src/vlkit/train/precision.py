@@ -1,4 +1,9 @@
-"""bf16 autocast for training, with attention kept in fp32 on the CPU.
+"""bf16 autocast for training, with attention kept in fp32 on the CPU; `train.bf16: auto`.
+
+`auto` trains in bf16 where the device multiplies faster in it: a CUDA device that supports bf16,
+or a CPU whose bf16 `torch.mm` runs at least `CPU_BF16_SPEEDUP` times its fp32 rate, measured once
+per process (CPUs with AMX: 5-8x seen here; CPUs without it multiply bf16 slower than fp32, and
+train in fp32).
 
 Why attention stays fp32: on a CPU whose matmuls are fast in bf16 (AMX), torch's CPU
 flash-attention kernel is not — its backward took 3.4 s in bf16 against 0.6 s in fp32 over ten
@@ -13,10 +18,36 @@ attention functions) once, on the first bf16 training; the replacement defers to
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from vlkit.train.machine import matmul_peak
+
+CPU_BF16_SPEEDUP = 2.0  # `auto` takes bf16 on a CPU whose bf16 matmul is this many times its fp32
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """This CPU's bf16 `torch.mm` rate over its fp32 rate (1024 x 1024, torch's thread count)."""
+    return matmul_peak(1024, dtype=torch.bfloat16)[0] / matmul_peak(1024)[0]
+
+
+def use_bf16(setting: bool | str, device_type: str) -> bool:
+    """`train.bf16` (true, false or "auto") → whether this device trains in bf16."""
+    if setting != "auto":
+        return bool(setting)
+    if device_type == "cuda":
+        chosen = torch.cuda.is_bf16_supported()
+    else:
+        chosen = device_type == "cpu" and cpu_bf16_speedup() >= CPU_BF16_SPEEDUP
+    speed = f"; bf16 matmul {cpu_bf16_speedup():.1f}x fp32" if device_type == "cpu" else ""
+    log.info("train.bf16=auto: %s on this %s%s", "bf16" if chosen else "fp32", device_type, speed)
+    return chosen
 
 
 def _sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
