@@ -16,13 +16,13 @@ from vlkit.config import (
     SourceConfig,
     VisionConfig,
     VLMConfig,
-    default_stages,
     load_config,
     save_config,
     stage_configs,
     to_dict,
 )
 from vlkit.models.kinds import KINDS
+from vlkit.tour import clip_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -54,9 +54,9 @@ def test_every_recipe_parses_and_starts_with_a_comment(recipe):
 
 
 def test_clip_scenes_recipe_documents_the_defaults():
-    """The recipe is the defaults with the tour's curriculum (`default_stages`)."""
+    """The recipe is the tour's CLIP: the defaults with its curriculum (`default_stages`), bf16 auto."""
     cfg = load_config(ROOT / "recipes" / "clip-scenes.yaml")
-    defaults = load_config(None, defaults={"stages": default_stages()})
+    defaults = load_config(None, defaults=clip_defaults())
     assert [(s.name, s.set) for s in cfg.stages] == [(s.name, s.set) for s in defaults.stages]
     cfg.train.out_dir = defaults.train.out_dir
     assert cfg == defaults, {

@@ -28,6 +28,7 @@ from vlkit.eval.run import run_eval
 from vlkit.models.folders import resolve_model_dir
 from vlkit.train.loop import train_stages
 from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
+from vlkit.train.precision import cpu_bf16_speedup, use_bf16
 
 # The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_config.py checks that the
 # two train the same), on the tour's CLIP tower, reading its layer before the last as LLaVA reads
@@ -62,6 +63,7 @@ GENERATIVE = {
     },
     "data": {"sources": [{"kind": "scenes", "question_wordings": "varied"}, _GROUNDING]},
     "train": {
+        "bf16": "auto",  # bf16 autocast where this machine multiplies faster in it (vlkit/train/precision.py)
         "steps": 1200,
         "batch_size": 64,
         "lr": 0.001,
@@ -89,6 +91,22 @@ GENERATIVE = {
 TOUR_TASKS = ("zero-shot", "retrieval", "winoground", "grounding")
 
 
+def clip_defaults() -> dict:
+    """The tour's CLIP: `Config`'s defaults in the curriculum `default_stages`, in bf16 autocast
+    where this machine multiplies faster in it (recipes/clip-scenes.yaml writes the same)."""
+    return {"train": {"bf16": "auto"}, "stages": default_stages()}
+
+
+def precision_line(setting: bool | str) -> str:
+    """Which precision `train.bf16` (true, false, "auto") trains in here, and why."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not use_bf16(setting, device):
+        return "fp32" + (" (this machine multiplies no faster in bf16)" if setting == "auto" else "")
+    if device == "cpu":
+        return f"bf16 autocast, attention in fp32 (this CPU's bf16 matmul runs {cpu_bf16_speedup():.1f}x its fp32)"
+    return "bf16 autocast"
+
+
 def run_tour(
     out: str = "runs/tour",
     overrides: list[str] = (),
@@ -96,7 +114,7 @@ def run_tour(
     progress: bool = True,
     generative_overrides: list[str] = (),
 ) -> dict:
-    cfg = load_config(None, [f"train.out_dir={out}", *overrides], defaults={"stages": default_stages()})
+    cfg = load_config(None, [f"train.out_dir={out}", *overrides], defaults=clip_defaults())
     run = Path(cfg.train.out_dir)
     if fresh and run.exists():
         import shutil
@@ -111,7 +129,8 @@ def run_tour(
     stages = stage_configs(cfg)
     print(
         f"  {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps × {cfg.train.batch_size} "
-        f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss"
+        f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss, "
+        f"in {precision_line(cfg.train.bf16)}"
     )
     tour_started = started = time.perf_counter()
     clip = train_stages(cfg, evaluate=evaluate_scenes, progress=progress)  # the last stage's run
@@ -134,6 +153,7 @@ def run_tour(
             "training minutes (this session)": round(minutes, 2),
             "generative training minutes (this session)": round(generative_minutes, 2),
             "fp32 torch.mm peak (GFLOP/s)": round(peak),
+            "training precision": precision_line(cfg.train.bf16),
         },
         extra_plots=[p for folder in (clip, *vlm_stages) for p in sorted((folder / "plots").glob("*.png"))],
         extra_metrics={f"llava_{k}": v for k, v in generative.items()},
@@ -164,7 +184,7 @@ def run_generative_step(
     print(
         f"vlkit tour: a LLaVA-style VLM ({cfg.model.image_encoder} from the CLIP run → {cfg.vlm.connector} → "
         f"{cfg.vlm.language_model}), {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps "
-        f"× {cfg.train.batch_size} conversations → {cfg.train.out_dir}"
+        f"× {cfg.train.batch_size} conversations, in {precision_line(cfg.train.bf16)} → {cfg.train.out_dir}"
     )
     started = time.perf_counter()
     last = train_stages(cfg, progress=progress)  # scored once below (also when a rerun resumes)
