@@ -2,14 +2,15 @@
 
 `auto` trains in bf16 where the device multiplies faster in it: a CUDA device that supports bf16,
 or a CPU whose bf16 `torch.mm` runs at least `CPU_BF16_SPEEDUP` times its fp32 rate, measured once
-per process (CPUs with AMX: 5-8x seen here; CPUs without it multiply bf16 slower than fp32, and
-train in fp32).
+per process (a CPU with AMX: 3.7x in the tour's printout; CPUs without it multiply bf16 slower
+than fp32, and train in fp32).
 
 Why attention stays fp32: on a CPU whose matmuls are fast in bf16 (AMX), torch's CPU
-flash-attention kernel is not — its backward took 3.4 s in bf16 against 0.6 s in fp32 over ten
-steps of the staged VLM's mix, which cancelled what the bf16 matmuls gained (benchmarks/README.md,
-"bf16 on a CPU with AMX"). So under CPU autocast, transformers' `sdpa` attention runs its inputs
-in fp32; outside autocast, and on other devices, it is transformers' own function unchanged.
+flash-attention kernel is not — its backward took several times longer in bf16 than in fp32 in a
+profile of the staged VLM's steps, which cancelled what the bf16 matmuls gained
+(benchmarks/README.md, "bf16 on a CPU with AMX", has the step times this gives). So under CPU
+autocast, transformers' `sdpa` attention runs its inputs in fp32; outside autocast, and on other
+devices, it is transformers' own function unchanged.
 
 This replaces the "sdpa" entry of transformers' `AttentionInterface` (its public registry of
 attention functions) once, on the first bf16 training; the replacement defers to the original.
