@@ -43,7 +43,8 @@ from vlkit.models.word_vectors import WordVectors, words_llama
 
 CACHE_TURNS = 100_000  # encoded turns kept (each L x 384 floats: ~2.3 GB at L = 14); cleared when full
 PADDING = 0.15  # the most of a batch of turns that may be padding (turns are sorted by length)
-# Encoded turns per (encoder folder, dtype, device), shared by every reader of that encoder in the
+# Encoded turns per (encoder folder, dtype, device, read under bf16 autocast or not: a bf16 reading
+# differs a little), shared by every reader of that encoder in the
 # process: the encoder is frozen and rebuilt from its folder, so its outputs depend on those alone
 # (a staged recipe's second stage builds a new reader and finds the first stage's turns here).
 _CACHES: dict[tuple, dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]]] = {}

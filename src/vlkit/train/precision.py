@@ -63,10 +63,15 @@ def _sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
         )
 
 
+@functools.cache
+def _fp32_attention_on_cpu() -> None:
+    AttentionInterface.register("sdpa", _sdpa_fp32_on_cpu)
+
+
 def autocast(device_type: str, bf16: bool) -> contextlib.AbstractContextManager:
     """The training step's precision: bf16 autocast (attention fp32 on the CPU) or nothing."""
     if not bf16:
         return contextlib.nullcontext()
     if device_type == "cpu":
-        AttentionInterface.register("sdpa", _sdpa_fp32_on_cpu)
+        _fp32_attention_on_cpu()  # once per process
     return torch.autocast(device_type, dtype=torch.bfloat16)
