@@ -122,17 +122,7 @@ def run_tour(
 
         shutil.rmtree(run)
     peak = matmul_peak()[0]
-    print(
-        f"vlkit tour: this machine's fp32 torch.mm peak is {peak:.0f} GFLOP/s at {torch.get_num_threads()} "
-        f"threads (minutes below are also scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine)"
-    )
-    print(f"vlkit tour: training a CLIP-style dual encoder from scratch on procedural scenes → {run}")
-    stages = stage_configs(cfg)
-    print(
-        f"  {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps × {cfg.train.batch_size} "
-        f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss, "
-        f"in {precision_line(cfg.train.bf16)}"
-    )
+    _print_clip_header(cfg, peak)
     tour_started = started = time.perf_counter()
     clip = train_stages(cfg, evaluate=evaluate_scenes, progress=progress)  # the last stage's run
     minutes = (time.perf_counter() - started) / 60
@@ -169,6 +159,22 @@ def run_tour(
         + ", ".join(f"{k} {v:.1f} ({scaled_minutes(v, peak):.1f})" for k, v in spent.items())
     )
     return scores
+
+
+def _print_clip_header(cfg, peak: float) -> None:
+    print(
+        f"vlkit tour: this machine's fp32 torch.mm peak is {peak:.0f} GFLOP/s at {torch.get_num_threads()} "
+        f"threads (minutes below are also scaled to a {REFERENCE_GFLOPS:.0f} GFLOP/s machine)"
+    )
+    print(
+        f"vlkit tour: training a CLIP-style dual encoder from scratch on procedural scenes → {cfg.train.out_dir}"
+    )
+    stages = stage_configs(cfg)
+    print(
+        f"  {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps × {cfg.train.batch_size} "
+        f"image-caption pairs, {cfg.model.image_encoder} + {cfg.model.text_encoder}, {cfg.model.loss} loss, "
+        f"in {precision_line(cfg.train.bf16)}"
+    )
 
 
 def run_generative_step(
