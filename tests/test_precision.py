@@ -2,7 +2,6 @@
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from vlkit.train.precision import autocast
 
@@ -10,14 +9,12 @@ from vlkit.train.precision import autocast
 def _attention_dtypes(model: torch.nn.Module, ids: torch.Tensor, bf16: bool) -> tuple[set, torch.Tensor]:
     """The dtypes the attention function's query arrived in and returned, and the loss."""
     seen = set()
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
     hooks = [
         layer.self_attn.o_proj.register_forward_pre_hook(lambda _, args: seen.add(args[0].dtype))
         for layer in model.model.layers
     ]
     with autocast("cpu", bf16):
         loss = model(input_ids=ids, labels=ids).loss
-        seen.add(("inside", ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa))
     for h in hooks:
         h.remove()
     return seen, loss

@@ -166,12 +166,17 @@ def test_under_bf16_autocast_the_encoder_is_cast_once_and_its_turns_cached_apart
     ids = chat(model.tokenizer, [("user", "what colour has the small triangle?"), ("assistant", "red")])
     with torch.no_grad():
         fp32 = reader(ids)
+        fp32_cache = reader._cache
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = reader(ids)
+            bf16_cache = reader._cache
             copy = reader._encoder_now()
             assert copy is reader._encoder_now() and copy is not reader._encoder[0]
             assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in reader._encoder[0].parameters()} == {torch.float32}
     assert reader._encoder_now() is reader._encoder[0]  # outside autocast: the fp32 encoder
-    assert not torch.equal(fp32, bf16.float())  # not served from the fp32 reading's cache
+    # the turn is cached twice, as each precision read it: a bf16 step is not served fp32 readings
+    (turn,) = reader.user_turns(ids)[1]
+    assert bf16_cache is not fp32_cache and turn in bf16_cache and turn in fp32_cache
+    assert not torch.equal(bf16_cache[turn][0], fp32_cache[turn][0])
     assert torch.nn.functional.cosine_similarity(bf16.float(), fp32, dim=-1).min() > 0.99
