@@ -110,6 +110,11 @@ def test_wrong_type_names_field_and_value(override, message):
     assert message in str(err.value)
 
 
+def test_a_bad_fixed_shapes_value_is_named():
+    with pytest.raises(ConfigError, match=r"vlm.fixed_shapes='always': valid values are true, false, auto"):
+        load_config("recipes/llava-clip-scenes-staged.yaml", ["vlm.fixed_shapes=always"])
+
+
 def test_overrides_get_the_field_types():
     cfg = load_config(
         None,

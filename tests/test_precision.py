@@ -73,3 +73,23 @@ def test_the_measured_speedup_is_this_machines():
     speedup = cpu_bf16_speedup()
     assert speedup > 0 and speedup == cpu_bf16_speedup()  # measured once per process
     assert matmul_peak(64, reps=1, dtype=torch.bfloat16)[0] > 0
+
+
+def test_fixed_shapes_auto_follows_bf16_on_the_cpu_and_prepare_applies_it(tiny_vlm_cfg, monkeypatch):
+    from vlkit.train import precision
+    from vlkit.train.generative import SHAPE_MULTIPLE
+    from vlkit.train.loop import prepare
+
+    assert precision.use_fixed_shapes("auto", True, "cpu")
+    assert not precision.use_fixed_shapes("auto", False, "cpu")
+    assert not precision.use_fixed_shapes("auto", True, "cuda")  # cuBLAS builds nothing per shape
+    assert precision.use_fixed_shapes(True, False, "cpu") and not precision.use_fixed_shapes(
+        False, True, "cpu"
+    )
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 6.0)  # a CPU with AMX
+    tiny_vlm_cfg.train.bf16 = "auto"
+    assert prepare(tiny_vlm_cfg).objective.shape_multiple == SHAPE_MULTIPLE
+    tiny_vlm_cfg.vlm.fixed_shapes = False
+    assert prepare(tiny_vlm_cfg).objective.shape_multiple == 1
+    tiny_vlm_cfg.train.bf16, tiny_vlm_cfg.vlm.fixed_shapes = False, "auto"
+    assert prepare(tiny_vlm_cfg).objective.shape_multiple == 1

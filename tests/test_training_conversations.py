@@ -13,10 +13,13 @@ from vlkit.models.language_models import train_chat_tokenizer
 from vlkit.train.checkpoint import latest_checkpoint
 from vlkit.train.generative import (
     IGNORE,
+    SHAPE_MULTIPLE,
     GenerativeObjective,
     chatml_segments,
     encode_conversation,
     encode_conversations,
+    equal_groups,
+    fixed_width,
     length_groups,
     noisy_question,
     sample_messages,
@@ -169,7 +172,43 @@ def test_length_groups_split_where_padding_is_least_and_keep_every_row_once():
     assert length_groups([7], 2) == [[0]]  # at most one group per row
 
 
-def test_a_batch_run_as_length_groups_gives_the_whole_batch_loss_and_gradients():
+def test_fixed_shapes_group_equal_row_counts_and_round_widths_within_the_limit():
+    lengths = [5, 3, 9, 9, 2, 2, 8]
+    assert equal_groups(lengths, 3) == [[2, 3, 6], [0, 1, 4], [5]]  # longest first, 3 + 3 + 1
+    assert equal_groups(lengths, 1) == [[2, 3, 6, 0, 1, 4, 5]]
+    assert equal_groups([7], 2) == [[0]]
+    assert fixed_width(17, 16, 192) == 32 and fixed_width(32, 16, 192) == 32
+    assert fixed_width(185, 16, 192) == 192  # 192, not 208: never past max_length
+    assert fixed_width(200, 16, 192) == 200  # a row already past it keeps its width
+    assert fixed_width(17, 1, 192) == 17
+
+
+def test_fixed_shapes_repeat_across_batches_and_give_the_whole_batch_loss_and_gradients():
+    """`vlm.fixed_shapes`: every pass SHAPE_MULTIPLE-wide steps and equal row counts, so that
+    another batch runs the same shapes; the same loss and gradients as the whole batch."""
+    model, objective, scenes = _tiny_vlm_objective()
+    objective.shape_multiple = SHAPE_MULTIPLE
+    model.cfg.length_groups = 2
+    shapes = set()
+    for start in (0, 8, 16, 24):
+        batch = objective.collate([(i, scenes[i]) for i in range(start, start + 8)])
+        assert batch["input_ids"].shape[1] % SHAPE_MULTIPLE == 0
+        parts = objective.parts(batch)
+        assert [p["input_ids"].shape[0] for p in parts] == [4, 4]
+        assert all(p["input_ids"].shape[1] % SHAPE_MULTIPLE == 0 for p in parts)
+        shapes |= {tuple(p["input_ids"].shape) for p in parts}
+    assert len(shapes) <= 4  # 8 passes in at most 4 shapes (their widths: 2 of 16, 32, 48, 64)
+    model.cfg.length_groups = 1
+    whole, whole_grads = _loss_and_grads(model, objective, objective.parts(batch))
+    model.cfg.length_groups = 2
+    split, split_grads = _loss_and_grads(model, objective, objective.parts(batch))
+    torch.testing.assert_close(split, whole)
+    assert split_grads.keys() == whole_grads.keys() and whole_grads
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(split_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _tiny_vlm_objective():
     from tests.conftest import make_tiny_vlm_cfg
     from vlkit.models.build import build_model
     from vlkit.train.loop import tokenizer_texts
@@ -177,25 +216,29 @@ def test_a_batch_run_as_length_groups_gives_the_whole_batch_loss_and_gradients()
     cfg = make_tiny_vlm_cfg()
     scenes = vlkit.data.open_named("scenes")
     model = build_model(cfg, texts=tokenizer_texts(cfg, scenes))
-    objective = GenerativeObjective(model)  # captions and QA turns: rows of different lengths
+    return model, GenerativeObjective(model), scenes  # captions and QA turns: rows of different lengths
+
+
+def _loss_and_grads(model, objective, parts):
+    model.zero_grad()
+    losses = [objective.loss(model, p) for p in parts]
+    for loss in losses:
+        loss.backward()
+    return sum(losses), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_a_batch_run_as_length_groups_gives_the_whole_batch_loss_and_gradients():
+    model, objective, scenes = _tiny_vlm_objective()
     batch = objective.collate([(i, scenes[i]) for i in range(8)])
     lengths = batch["attention_mask"].sum(1)
     assert lengths.max() - lengths.min() >= 10
-
-    def run(parts):
-        model.zero_grad()
-        losses = [objective.loss(model, p) for p in parts]
-        for loss in losses:
-            loss.backward()
-        return sum(losses), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
     model.cfg.length_groups = 1
-    whole, whole_grads = run(objective.parts(batch))
+    whole, whole_grads = _loss_and_grads(model, objective, objective.parts(batch))
     model.cfg.length_groups = 2
     parts = objective.parts(batch)
     assert len(parts) == 2 and sum(p["input_ids"].shape[0] for p in parts) == 8
     assert sum(p["input_ids"].numel() for p in parts) < batch["input_ids"].numel()  # less padding
-    split, split_grads = run(parts)
+    split, split_grads = _loss_and_grads(model, objective, parts)
     torch.testing.assert_close(split, whole)
     assert split_grads.keys() == whole_grads.keys() and whole_grads
     for name, grad in whole_grads.items():

@@ -28,7 +28,7 @@ from vlkit.eval.run import run_eval
 from vlkit.models.folders import resolve_model_dir
 from vlkit.train.loop import train_stages
 from vlkit.train.machine import REFERENCE_GFLOPS, matmul_peak, scaled_minutes
-from vlkit.train.precision import cpu_bf16_speedup, use_bf16
+from vlkit.train.precision import cpu_bf16_speedup, use_bf16, use_fixed_shapes
 
 # The generative step: recipes/llava-clip-scenes-staged.yaml (tests/test_config.py checks that the
 # two train the same), on the tour's CLIP tower, reading its layer before the last as LLaVA reads
@@ -84,8 +84,7 @@ GENERATIVE = {
                 "train.steps=600",
             ],
         },
-        # fp32: the mix's matmuls are too small for bf16 to pay on a CPU (the recipe says more)
-        {"name": "mix", "set": ["vlm.freeze_vision=false", "train.bf16=false"]},
+        {"name": "mix", "set": ["vlm.freeze_vision=false"]},
     ],
 }
 # Every task a dual encoder can do on scenes (VQA and captions are the generative step's).
@@ -106,6 +105,13 @@ def precision_line(setting: bool | str) -> str:
     if device == "cpu":
         return f"bf16 autocast, attention in fp32 (this CPU's bf16 matmul runs {cpu_bf16_speedup():.1f}x its fp32)"
     return "bf16 autocast"
+
+
+def shapes_note(cfg) -> str:
+    """ ", fixed shapes" where a generative stage pads its passes to repeating shapes (`vlm.fixed_shapes`)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fixed = use_fixed_shapes(cfg.vlm.fixed_shapes, use_bf16(cfg.train.bf16, device), device)
+    return ", passes padded to repeating shapes (vlm.fixed_shapes)" if fixed else ""
 
 
 def run_tour(
@@ -193,7 +199,7 @@ def run_generative_step(
         f"{cfg.vlm.language_model}), {' + '.join(f'{s.train.steps} ({name})' for name, s in stages)} steps "
         f"× {cfg.train.batch_size} conversations → {cfg.train.out_dir}"
     )
-    print("  " + "; ".join(f"{name} in {precision_line(s.train.bf16)}" for name, s in stages))
+    print("  " + "; ".join(f"{name} in {precision_line(s.train.bf16)}{shapes_note(s)}" for name, s in stages))
     started = time.perf_counter()
     last = train_stages(cfg, progress=progress)  # scored once below (also when a rerun resumes)
     minutes = (time.perf_counter() - started) / 60

@@ -123,6 +123,8 @@ def check_ranges(cfg: Config) -> None:
         )
     if isinstance(cfg.train.bf16, str) and cfg.train.bf16 != "auto":
         raise ConfigError(f"train.bf16={cfg.train.bf16!r}: valid values are true, false, auto")
+    if cfg.vlm is not None and isinstance(cfg.vlm.fixed_shapes, str) and cfg.vlm.fixed_shapes != "auto":
+        raise ConfigError(f"vlm.fixed_shapes={cfg.vlm.fixed_shapes!r}: valid values are true, false, auto")
     for key, (lo, hi) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name, None)

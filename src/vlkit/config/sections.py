@@ -178,6 +178,13 @@ class VLMConfig:
     # of similar length, each cut to its longest row (the same gradient, less padding;
     # train/generative.py); batches with grounding targets stay whole
     length_groups: int = 2
+    # Training: pad each pass to a multiple of 16 tokens and split a batch into groups of equal row
+    # counts (not the least padding), so that the step's matrix shapes repeat from step to step:
+    # oneDNN, which runs the CPU's bf16 matmuls, builds a kernel for each new shape (milliseconds
+    # each, more than the matmul), so varied shapes cost bf16 more than it gains (train/generative.py,
+    # benchmarks/README.md "Fixed shapes for bf16 on the CPU"). true, false, or "auto": where the
+    # step runs in bf16 on a CPU
+    fixed_shapes: bool | str = "auto"
     # Training: the LM head runs only where the next token is an answer token (the same loss, less
     # work where the vocabulary is large: gpt-tiny-words' 30k words, SmolLM2's 49k)
     logits_at_answers: bool = False

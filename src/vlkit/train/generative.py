@@ -170,9 +170,23 @@ def conversation_ids(
     return ids, labels
 
 
-def pad_batch(sequences: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pads to the longest sequence → input_ids, attention_mask, labels: int64[B, T]."""
-    width = max(len(s) for s in sequences)
+# `vlm.fixed_shapes`: passes padded to a multiple of this many tokens (with groups of equal row
+# counts, a batch of 64 rows at the staged recipe's lengths runs as a few dozen distinct shapes)
+SHAPE_MULTIPLE = 16
+
+
+def fixed_width(longest: int, multiple: int, limit: int) -> int:
+    """A pass's width: `longest` rounded up to a multiple of `multiple`, never past `limit` (the
+    model's `max_length`) unless `longest` is."""
+    return max(longest, min(-(-longest // multiple) * multiple, limit))
+
+
+def pad_batch(
+    sequences: list[list[int]], labels: list[list[int]], pad_id: int, width: int = 0
+) -> dict[str, torch.Tensor]:
+    """Right-pads to the longest sequence (or to `width`, if wider) → input_ids, attention_mask,
+    labels: int64[B, T]."""
+    width = max(width, *(len(s) for s in sequences))
     batch = {
         "input_ids": torch.full((len(sequences), width), pad_id, dtype=torch.long),
         "attention_mask": torch.zeros((len(sequences), width), dtype=torch.long),
@@ -228,6 +242,15 @@ def length_groups(lengths: list[int], groups: int) -> list[list[int]]:
     return rows
 
 
+def equal_groups(lengths: list[int], groups: int) -> list[list[int]]:
+    """Rows (indices into `lengths`) sorted longest first, in min(`groups`, rows) groups of equal
+    row counts (the last may be smaller): `vlm.fixed_shapes`' grouping, whose passes' shapes repeat
+    from batch to batch where `length_groups`' least-padding cuts vary."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    size = -(-len(order) // min(groups, len(order)))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def same_on_every_process(value: int, device: torch.device) -> int:
     """The least of `value` over the processes of a distributed run (itself in one process);
     `device`: where the process group's tensors live (the batch's)."""
@@ -238,14 +261,19 @@ def same_on_every_process(value: int, device: torch.device) -> int:
     return int(least)
 
 
-def split_by_length(batch: dict[str, torch.Tensor], groups: int) -> list[dict[str, torch.Tensor]]:
+def split_by_length(
+    batch: dict[str, torch.Tensor], groups: int, multiple: int = 1
+) -> list[dict[str, torch.Tensor]]:
     """A right-padded batch (every tensor one row per sample) → min(`groups`, rows) batches of rows
-    of similar length (`length_groups`), the token tensors cut to each one's longest row."""
+    of similar length, the token tensors cut to each one's longest row: `length_groups`' cuts; with
+    `multiple` > 1, `equal_groups`' cuts and widths rounded up to a multiple of it (within the
+    batch's width: `vlm.fixed_shapes`)."""
     lengths = batch["attention_mask"].sum(1)
+    cut = equal_groups if multiple > 1 else length_groups
     parts = []
-    for rows in length_groups(lengths.tolist(), groups):
+    for rows in cut(lengths.tolist(), groups):
         index = torch.tensor(rows, device=lengths.device)
-        width = int(lengths[index].max())
+        width = fixed_width(int(lengths[index].max()), multiple, batch["input_ids"].shape[1])
         part = {k: v[index] for k, v in batch.items()}
         parts.append(part | {k: part[k][:, :width] for k in ("input_ids", "attention_mask", "labels")})
     return parts
@@ -258,6 +286,7 @@ class GenerativeObjective:
     model: GenerativeVLM
     seed: int = 0
     feature_cache: object | None = None  # a FeatureCache when the vision tower is frozen
+    shape_multiple: int = 1  # `vlm.fixed_shapes` resolved: SHAPE_MULTIPLE, or 1 (no rounding)
     _grounding: tuple[float, float] | None = field(default=None, init=False, repr=False)
 
     def collate(self, samples: list[tuple[int, dict]]) -> dict[str, torch.Tensor]:
@@ -274,7 +303,9 @@ class GenerativeObjective:
         encoded = encode_conversations(m.tokenizer, conversations, m.image_tokens, cfg.max_length, wheres)
         sequences, labels = [ids for ids, _ in encoded], [lab for _, lab in encoded]
         images = [sample["image"] for _, sample in samples]
-        batch = pad_batch(sequences, labels, m.tokenizer.pad_token_id)
+        longest = max(len(ids) for ids in sequences)
+        width = fixed_width(longest, self.shape_multiple, cfg.max_length)
+        batch = pad_batch(sequences, labels, m.tokenizer.pad_token_id, width)
         if cfg.grounding_weight > 0:
             regions = [sample.get("object_regions") or {} for _, sample in samples]
             batch |= pad_targets(
@@ -300,7 +331,8 @@ class GenerativeObjective:
         rows = batch["input_ids"]
         groups = same_on_every_process(min(self.model.cfg.length_groups, rows.shape[0]), rows.device)
         count = answer_tokens_per_process(batch["labels"])
-        return [part | {"num_items_in_batch": count} for part in split_by_length(batch, groups)]
+        parts = split_by_length(batch, groups, self.shape_multiple)
+        return [part | {"num_items_in_batch": count} for part in parts]
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """A batch or one of its `parts` (which carries the whole batch's `num_items_in_batch`)."""

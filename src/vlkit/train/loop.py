@@ -36,9 +36,9 @@ from vlkit.train.batches import Batcher
 from vlkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vlkit.train.detection import DetectionObjective
 from vlkit.train.fusion import ClassificationObjective, FusionObjective
-from vlkit.train.generative import GenerativeObjective
+from vlkit.train.generative import SHAPE_MULTIPLE, GenerativeObjective
 from vlkit.train.objectives import ContrastiveObjective
-from vlkit.train.precision import autocast, use_bf16
+from vlkit.train.precision import autocast, use_bf16, use_fixed_shapes
 from vlkit.train.segmentation import SegmentationObjective
 
 log = logging.getLogger(__name__)
@@ -264,13 +264,15 @@ def prepare(cfg: Config) -> Run:
         state = load_checkpoint(resume_from, None if sharded else model, optimizer, scheduler, load_optimizer)
         start, skipped = state["step"], state["counters"]["skipped"]
         log.info("resumed from %s at step %d", resume_from, start)
+    bf16 = use_bf16(cfg.train.bf16, accelerator.device.type)
     objective = make_objective(cfg, model)
+    if cfg.kind == "generative" and use_fixed_shapes(cfg.vlm.fixed_shapes, bf16, accelerator.device.type):
+        objective.shape_multiple = SHAPE_MULTIPLE
     # FSDP's model is already distributed, and accelerate's CPU path would wrap it in DDP too
     wrapped, optimizer = (model, optimizer) if sharded else accelerator.prepare(model, optimizer)
     t = cfg.train
     batcher = Batcher(dataset, t.batch_size, t.seed, accelerator.process_index, accelerator.num_processes)
     batcher.skipped = skipped
-    bf16 = use_bf16(t.bf16, accelerator.device.type)
     return Run(
         cfg, accelerator, model, wrapped, optimizer, scheduler, objective, batcher, start, sharded, host, bf16
     )

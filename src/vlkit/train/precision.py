@@ -51,6 +51,15 @@ def use_bf16(setting: bool | str, device_type: str) -> bool:
     return chosen
 
 
+def use_fixed_shapes(setting: bool | str, bf16: bool, device_type: str) -> bool:
+    """`vlm.fixed_shapes` (true, false or "auto") → whether a generative step pads its passes to
+    repeating shapes: "auto" where it runs in bf16 on a CPU, whose matmuls (oneDNN's) build a
+    kernel for each new shape; fp32 (MKL's) and CUDA matmuls do not."""
+    if setting != "auto":
+        return bool(setting)
+    return bf16 and device_type == "cpu"
+
+
 def _sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
     """transformers' sdpa attention; in fp32 when CPU autocast is on."""
     if query.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
