@@ -33,6 +33,7 @@ bench-smoke: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/serve_load.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_train_throughput.py --smoke
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/length_groups.py --smoke --threads 1
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/matmul_shapes.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/question_reader_speed.py --smoke --threads 1
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/code_ab.py --smoke --threads 1 --before src
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/vlm_generation.py --smoke

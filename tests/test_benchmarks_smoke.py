@@ -402,3 +402,12 @@ def test_code_ab_smoke():
     assert rows[0][1] == rows[1][1]  # one commit
     assert all(0 < float(data) < float(step) for _, _, step, data in rows)
     assert re.search(r"before / now, per round: [\d.]+$", out.strip())
+
+
+@pytest.mark.slow
+def test_matmul_shapes_smoke():
+    out = run_smoke("matmul_shapes.py")  # both precisions, a repeated shape then new ones
+    rows = re.findall(
+        r"^(fp32|bf16): one shape ([\d.]+) ms/call, a new shape each call ([\d.]+) ms/call", out, re.M
+    )
+    assert [r[0] for r in rows] == ["fp32", "bf16"] and all(float(s) > 0 and float(n) > 0 for _, s, n in rows)
