@@ -46,9 +46,15 @@ def use_bf16(setting: bool | str, device_type: str) -> bool:
         chosen = torch.cuda.is_bf16_supported()
     else:
         chosen = device_type == "cpu" and cpu_bf16_speedup() >= CPU_BF16_SPEEDUP
+    _log_auto(chosen, device_type)
+    return chosen
+
+
+@functools.cache
+def _log_auto(chosen: bool, device_type: str) -> None:
+    """What `auto` chose, logged once per process (the tour and each stage ask again)."""
     speed = f"; bf16 matmul {cpu_bf16_speedup():.1f}x fp32" if device_type == "cpu" else ""
     log.info("train.bf16=auto: %s on this %s%s", "bf16" if chosen else "fp32", device_type, speed)
-    return chosen
 
 
 def use_fixed_shapes(setting: bool | str, bf16: bool, device_type: str) -> bool:
