@@ -176,7 +176,11 @@ def test_fixed_shapes_group_equal_row_counts_and_round_widths_within_the_limit()
     lengths = [5, 3, 9, 9, 2, 2, 8]
     assert equal_groups(lengths, 3) == [[2, 3, 6], [0, 1, 4], [5]]  # longest first, 3 + 3 + 1
     assert equal_groups(lengths, 1) == [[2, 3, 6, 0, 1, 4, 5]]
-    assert equal_groups([7], 2) == [[0]]
+    assert equal_groups([7], 2) == [[0]]  # at most one group per row
+    # exactly that many groups (each process of a distributed run runs as many passes)
+    assert [len(g) for g in equal_groups([3, 1, 2, 5], 3)] == [2, 1, 1]
+    assert [len(g) for g in equal_groups([1] * 64, 3)] == [22, 22, 20]
+    assert [len(g) for g in equal_groups([1] * 8, 3)] == [3, 3, 2]
     assert fixed_width(17, 16, 192) == 32 and fixed_width(32, 16, 192) == 32
     assert fixed_width(185, 16, 192) == 192  # 192, not 208: never past max_length
     assert fixed_width(200, 16, 192) == 200  # a row already past it keeps its width
@@ -197,7 +201,7 @@ def test_fixed_shapes_repeat_across_batches_and_give_the_whole_batch_loss_and_gr
         assert [p["input_ids"].shape[0] for p in parts] == [4, 4]
         assert all(p["input_ids"].shape[1] % SHAPE_MULTIPLE == 0 for p in parts)
         shapes |= {tuple(p["input_ids"].shape) for p in parts}
-    assert len(shapes) <= 4  # 8 passes in at most 4 shapes (their widths: 2 of 16, 32, 48, 64)
+    assert len(shapes) <= 4  # 8 passes, at most 4 shapes: they recur from batch to batch
     model.cfg.length_groups = 1
     whole, whole_grads = _loss_and_grads(model, objective, objective.parts(batch))
     model.cfg.length_groups = 2

@@ -108,7 +108,8 @@ def precision_line(setting: bool | str) -> str:
 
 
 def shapes_note(cfg) -> str:
-    """ ", fixed shapes" where a generative stage pads its passes to repeating shapes (`vlm.fixed_shapes`)."""
+    """The printout's note for a generative stage whose passes are padded to repeating shapes
+    (`vlm.fixed_shapes` resolved for this machine); "" for one whose are not."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     fixed = use_fixed_shapes(cfg.vlm.fixed_shapes, use_bf16(cfg.train.bf16, device), device)
     return ", passes padded to repeating shapes (vlm.fixed_shapes)" if fixed else ""
