@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vlkit.config import default_stages, load_config, stage_configs
+from vlkit.config import Config, default_stages, load_config, stage_configs
 from vlkit.data.scenes import ZERO_SHOT_CLASSES
 from vlkit.eval.during_training import GENERATIVE_TASKS, evaluate_scenes
 from vlkit.eval.embedded import held_out_scenes
@@ -97,9 +97,14 @@ def clip_defaults() -> dict:
     return {"train": {"bf16": "auto"}, "stages": default_stages()}
 
 
+def _device_type() -> str:
+    """The device the tour's training runs on (accelerate's choice: a GPU where there is one)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def precision_line(setting: bool | str) -> str:
     """Which precision `train.bf16` (true, false, "auto") trains in here, and why."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device_type()
     if not use_bf16(setting, device):
         return "fp32" + (" (this machine multiplies no faster in bf16)" if setting == "auto" else "")
     if device == "cpu":
@@ -107,10 +112,10 @@ def precision_line(setting: bool | str) -> str:
     return "bf16 autocast"
 
 
-def shapes_note(cfg) -> str:
+def shapes_note(cfg: Config) -> str:
     """The printout's note for a generative stage whose passes are padded to repeating shapes
     (`vlm.fixed_shapes` resolved for this machine); "" for one whose are not."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device_type()
     fixed = use_fixed_shapes(cfg.vlm.fixed_shapes, use_bf16(cfg.train.bf16, device), device)
     return ", passes padded to repeating shapes (vlm.fixed_shapes)" if fixed else ""
 
